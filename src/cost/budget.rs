@@ -392,7 +392,10 @@ impl Budget {
     ///
     /// Spend counts toward the period current at `now` (a call straddling
     /// midnight bills the new day). If the real cost is unknown, pass the
-    /// reserved estimate ([`Reservation::amount_usd`]) rather than 0. The
+    /// reserved estimate ([`Reservation::amount_usd`]) rather than 0. A real
+    /// cost above the estimate is recorded in full even if it pushes spend
+    /// past the limit (the money is already gone); later reservations are
+    /// then refused. The
     /// spend is always recorded in memory; the `Err` only reports that the
     /// ledger file could not be written (the message names the file), so
     /// the limit keeps holding for this process even when the disk fails.
