@@ -1,1 +1,25 @@
+//! llmpool: a pooled, retrying, cost-aware client for OpenAI-compatible AI
+//! gateways, with a C ABI (`include/llmpool.h`).
+//!
+//! The logic is a safe Rust core ([`Client`]); `ffi` is the thin `extern "C"`
+//! boundary that checks pointers and catches panics.
 
+pub mod client;
+pub mod cost;
+pub mod error;
+pub mod limiter;
+pub mod metrics;
+pub mod options;
+pub mod response;
+pub mod retry;
+pub mod sse;
+mod sys;
+pub mod tls;
+pub mod transport;
+
+pub mod ffi;
+
+pub use client::Client;
+pub use error::{Code, Error};
+pub use options::Options;
+pub use response::Response;

@@ -1,0 +1,559 @@
+//! The pooled client: one keep-alive `ureq::Agent`, retries, metrics.
+//!
+//! A `Client` is cheap to clone and safe to share between threads; every
+//! clone uses the same pool and counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+use ureq::http;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, RustlsConnector};
+use ureq::Agent;
+
+use crate::error::{from_ureq, Code, Error};
+use crate::limiter::Limiter;
+use crate::metrics::Metrics;
+use crate::options::{process_env, ApiKey, Options};
+use crate::response::Response;
+use crate::retry::{jitter, Decision, RetryPolicy};
+use crate::transport::{self, ConnStats, PoolConnector};
+
+/// How many times a call silently reconnects after finding a pooled
+/// connection dead before any response byte arrived.
+const MAX_FREE_RECONNECTS: u32 = 2;
+
+/// A pooled, retrying client for one OpenAI-compatible gateway.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: Options,
+    policy: RetryPolicy,
+    agent: RwLock<Agent>,
+    key: RwLock<Option<ApiKey>>,
+    metrics: Metrics,
+    conn: Arc<ConnStats>,
+    limiter: Option<Limiter>,
+    /// Bumped by `cancel_all`; a call that sees it change was cancelled.
+    cancel_epoch: AtomicU64,
+    /// Wakes backoff sleeps when a cancel arrives.
+    wake: (Mutex<()>, Condvar),
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.opts.base_url)
+            .field("has_api_key", &self.has_api_key())
+            .finish()
+    }
+}
+
+/// One HTTP call to make: method, path below `base_url`, and JSON body.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: http::Method,
+    pub path: String,
+    pub body: Option<Vec<u8>>,
+    /// The model the request asked for, reported in `info` when the answer has none.
+    pub model: Option<String>,
+}
+
+impl Client {
+    /// Builds a client from an options JSON object (see `Options`); `None`
+    /// means defaults plus the environment.
+    pub fn from_json(options_json: Option<&str>) -> Result<Client, Error> {
+        Client::new(Options::from_json(options_json, &process_env)?)
+    }
+
+    /// Builds a client from parsed options.
+    pub fn new(opts: Options) -> Result<Client, Error> {
+        let conn = Arc::new(ConnStats::default());
+        let metrics = Metrics::default();
+        if opts.insecure_skip_tls_verify {
+            metrics.warn("insecure_skip_tls_verify is on: TLS certificates are NOT verified");
+        }
+        let agent = build_agent(&opts, &conn)?;
+        let policy = RetryPolicy {
+            max_retries: opts.max_retries,
+            backoff_factor: opts.backoff_factor,
+            max_backoff: opts.max_backoff,
+            max_retry_after: opts.max_retry_after,
+            retry_statuses: opts.retry_statuses.clone(),
+        };
+        let limiter = (opts.max_concurrency > 0).then(|| Limiter::new(opts.max_concurrency));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                key: RwLock::new(opts.api_key.clone()),
+                opts,
+                policy,
+                agent: RwLock::new(agent),
+                metrics,
+                conn,
+                limiter,
+                cancel_epoch: AtomicU64::new(0),
+                wake: (Mutex::new(()), Condvar::new()),
+            }),
+        })
+    }
+
+    /// The options this client was built with.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// Whether an API key is set (the key itself is never exposed).
+    pub fn has_api_key(&self) -> bool {
+        read(&self.inner.key).is_some()
+    }
+
+    /// Replaces the API key for every later request on every thread; the
+    /// pool is kept. `None` or `""` removes it.
+    pub fn set_api_key(&self, key: Option<&str>) {
+        let key = key.filter(|k| !k.is_empty()).map(ApiKey::new);
+        *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = key;
+    }
+
+    /// Drops every idle pooled connection now; calls in flight finish on
+    /// their own connections, which are then closed rather than pooled.
+    pub fn reset_pool(&self) -> Result<(), Error> {
+        let fresh = build_agent(&self.inner.opts, &self.inner.conn)?;
+        *self.inner.agent.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// Cancels every call of this client that is in flight now: blocked
+    /// socket I/O and backoff sleeps return at once with `Code::Cancelled`.
+    /// Later calls are not affected (they use a fresh pool).
+    pub fn cancel_all(&self) -> Result<(), Error> {
+        let fresh = build_agent(&self.inner.opts, &self.inner.conn)?;
+        self.inner.cancel_epoch.fetch_add(1, Ordering::SeqCst);
+        let old = std::mem::replace(
+            &mut *self.inner.agent.write().unwrap_or_else(|p| p.into_inner()),
+            fresh,
+        );
+        old.shutdown();
+        let _guard = self.inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.wake.1.notify_all();
+        Ok(())
+    }
+
+    /// The metrics JSON object.
+    pub fn metrics(&self) -> Value {
+        self.inner.metrics.to_json(&self.inner.conn)
+    }
+
+    /// `POST {base_url}/chat/completions`.
+    pub fn chat(&self, request_json: &str) -> Response {
+        self.json_call("/chat/completions", request_json)
+    }
+
+    /// `POST {base_url}/embeddings`.
+    pub fn embeddings(&self, request_json: &str) -> Response {
+        self.json_call("/embeddings", request_json)
+    }
+
+    /// Any method and path below `base_url`, with an optional JSON body.
+    pub fn request(&self, method: &str, path: &str, body_json: Option<&str>) -> Response {
+        let started = Instant::now();
+        let method = match parse_method(method) {
+            Ok(m) => m,
+            Err(e) => return Response::failed(e, started),
+        };
+        if !path.starts_with('/') {
+            return Response::failed(
+                Error::invalid(format!("path: must start with '/', got \"{path}\"")),
+                started,
+            );
+        }
+        let (body, model) = match body_json {
+            None => (None, None),
+            Some(text) => match parse_object(text, "body_json") {
+                Ok(v) => (Some(text.as_bytes().to_vec()), model_of(&v)),
+                Err(e) => return Response::failed(e, started),
+            },
+        };
+        self.execute(Call {
+            method,
+            path: path.to_string(),
+            body,
+            model,
+        })
+    }
+
+    fn json_call(&self, path: &str, request_json: &str) -> Response {
+        let started = Instant::now();
+        let v = match parse_object(request_json, "request_json") {
+            Ok(v) => v,
+            Err(e) => return Response::failed(e, started),
+        };
+        self.execute(Call {
+            method: http::Method::POST,
+            path: path.to_string(),
+            body: Some(request_json.as_bytes().to_vec()),
+            model: model_of(&v),
+        })
+    }
+
+    /// Runs one call with retries; always returns a response (success or not).
+    pub fn execute(&self, call: Call) -> Response {
+        let started = Instant::now();
+        let inner = &*self.inner;
+        let _in_flight = inner.metrics.start();
+        let resp = match &inner.limiter {
+            Some(l) => match l.acquire(inner.opts.queue_timeout) {
+                Some(_permit) => self.attempts(&call, started),
+                None => Response::failed(
+                    Error::new(
+                        Code::PoolExhausted,
+                        format!(
+                            "max_concurrency ({}) calls already in flight; waited queue_timeout_ms ({} ms)",
+                            inner.opts.max_concurrency,
+                            inner.opts.queue_timeout.as_millis()
+                        ),
+                    ),
+                    started,
+                ),
+            },
+            None => self.attempts(&call, started),
+        };
+        inner.metrics.finish(resp.code, started.elapsed());
+        resp
+    }
+
+    fn attempts(&self, call: &Call, started: Instant) -> Response {
+        let inner = &*self.inner;
+        let epoch = inner.cancel_epoch.load(Ordering::SeqCst);
+        let url = format!("{}{}", inner.opts.base_url, call.path);
+        let mut t = Tally::default();
+        loop {
+            t.attempts += 1;
+            transport::begin_attempt();
+            let agent = read(&inner.agent).clone();
+            let outcome = self.attempt(&agent, call, &url);
+            let io = transport::attempt_io();
+            t.opened += io.opened;
+            t.reused = io.opened == 0;
+            if t.reused {
+                inner.metrics.reused();
+            }
+            let cancelled = inner.cancel_epoch.load(Ordering::SeqCst) != epoch;
+            match outcome {
+                Attempt::Answer { status, headers, body, body_err } => {
+                    inner.metrics.status(status);
+                    if let Some(e) = body_err {
+                        let e = if cancelled { cancelled_error() } else { e };
+                        return self.finish(call, started, &t, Some(e), status, headers, body);
+                    }
+                    let decision = if cancelled {
+                        Decision::Stop(String::new())
+                    } else {
+                        let h = |name: &str| header(&headers, name).map(str::to_string);
+                        inner.policy.decide(t.retries, status, &h, &body, SystemTime::now(), jitter())
+                    };
+                    match decision {
+                        Decision::Retry(wait) => {
+                            if !self.sleep_unless_cancelled(wait, epoch) {
+                                return self.finish(call, started, &t, Some(cancelled_error()), status, headers, body);
+                            }
+                            t.retries += 1;
+                            inner.metrics.retried();
+                        }
+                        Decision::Stop(why) => {
+                            let err = (!(200..300).contains(&status)).then(|| http_error(status, &call.path, &body, &why));
+                            return self.finish(call, started, &t, err, status, headers, body);
+                        }
+                    }
+                }
+                Attempt::Failed(e, raw) => {
+                    if cancelled {
+                        return self.finish(call, started, &t, Some(cancelled_error()), 0, Vec::new(), Vec::new());
+                    }
+                    let dead_pooled = t.reused
+                        && io.bytes_in == 0
+                        && matches!(e.code, Code::Io | Code::Protocol);
+                    if dead_pooled && t.free_reconnects < MAX_FREE_RECONNECTS {
+                        // The server closed this idle connection before we noticed.
+                        // Nothing was answered, so repeating is safe and free.
+                        t.free_reconnects += 1;
+                        inner.metrics.free_reconnect();
+                        continue;
+                    }
+                    // Nothing reached the server when the connection could not be
+                    // made, so a connect failure is safe to retry for any method.
+                    let retryable = matches!(e.code, Code::Connect)
+                        || matches!(raw, Some(ureq::Error::Timeout(ureq::Timeout::Connect)));
+                    if retryable && t.retries < inner.policy.max_retries {
+                        let wait = inner.policy.backoff(t.retries, jitter());
+                        if !self.sleep_unless_cancelled(wait, epoch) {
+                            return self.finish(call, started, &t, Some(cancelled_error()), 0, Vec::new(), Vec::new());
+                        }
+                        t.retries += 1;
+                        inner.metrics.retried();
+                        continue;
+                    }
+                    return self.finish(call, started, &t, Some(e), 0, Vec::new(), Vec::new());
+                }
+            }
+        }
+    }
+
+    fn attempt(&self, agent: &Agent, call: &Call, url: &str) -> Attempt {
+        let inner = &*self.inner;
+        let mut b = http::Request::builder()
+            .method(call.method.clone())
+            .uri(url)
+            .header("accept", "application/json");
+        if call.body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        if let Some(key) = read(&inner.key).as_ref() {
+            b = b.header("authorization", format!("Bearer {}", key.expose()));
+        }
+        for (k, v) in &inner.opts.headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        let result = match &call.body {
+            Some(body) => b.body(body.as_slice()).map(|r| agent.run(r)),
+            None => b.body(()).map(|r| agent.run(r)),
+        };
+        let mut resp = match result {
+            Err(e) => return Attempt::Failed(Error::invalid(format!("cannot build the request: {e}")), None),
+            Ok(Err(e)) => return Attempt::Failed(from_ureq(&e), Some(e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status().as_u16();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let read = resp
+            .body_mut()
+            .with_config()
+            .limit(inner.opts.max_response_bytes)
+            .read_to_vec();
+        match read {
+            Ok(body) => Attempt::Answer { status, headers, body, body_err: None },
+            Err(e) => {
+                let mut err = from_ureq(&e);
+                err.message = format!("HTTP {status} answer cut short while reading its body: {}", err.message);
+                Attempt::Answer { status, headers, body: Vec::new(), body_err: Some(err) }
+            }
+        }
+    }
+
+    /// Sleeps `wait` unless a cancel arrives first; false when cancelled.
+    fn sleep_unless_cancelled(&self, wait: Duration, epoch: u64) -> bool {
+        let inner = &*self.inner;
+        let deadline = Instant::now() + wait;
+        let mut guard = inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if inner.cancel_epoch.load(Ordering::SeqCst) != epoch {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            guard = inner
+                .wake
+                .1
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        call: &Call,
+        started: Instant,
+        t: &Tally,
+        err: Option<Error>,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Response {
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        let mut err = err;
+        // A 2xx JSON call whose body is not JSON is a broken answer, not a success.
+        if err.is_none() && call.path_is_json_api() && !body.is_empty() && parsed.is_none() {
+            err = Some(Error::new(
+                Code::Protocol,
+                format!("HTTP {status} from {} but the body is not valid JSON", call.path),
+            ));
+        }
+        let text = parsed
+            .as_ref()
+            .and_then(|v| v["choices"][0]["message"]["content"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let model = parsed
+            .as_ref()
+            .and_then(|v| v["model"].as_str().map(str::to_string))
+            .or_else(|| call.model.clone());
+        let usage = parsed
+            .as_ref()
+            .map(|v| v["usage"].clone())
+            .filter(|u| u.is_object())
+            .unwrap_or(Value::Null);
+        let info = json!({
+            "attempts": t.attempts,
+            "retries": t.retries,
+            "reconnects_after_idle_close": t.free_reconnects,
+            "connection_reused": t.reused,
+            "connections_opened": t.opened,
+            "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
+            "status": status,
+            "request_id": header(&headers, "x-request-id"),
+            "model": model,
+            "usage": usage,
+            "endpoint": self.inner.opts.base_url,
+        });
+        let (code, error) = match err {
+            None => (Code::Ok, String::new()),
+            Some(e) => (e.code, e.message),
+        };
+        Response {
+            code,
+            status,
+            body,
+            text,
+            error,
+            info,
+            headers,
+        }
+    }
+}
+
+impl Call {
+    fn path_is_json_api(&self) -> bool {
+        matches!(self.path.as_str(), "/chat/completions" | "/embeddings")
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    attempts: u32,
+    retries: u32,
+    free_reconnects: u32,
+    opened: u32,
+    reused: bool,
+}
+
+enum Attempt {
+    Answer {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        body_err: Option<Error>,
+    },
+    Failed(Error, Option<ureq::Error>),
+}
+
+fn cancelled_error() -> Error {
+    Error::new(Code::Cancelled, "call cancelled by llmpool_client_cancel")
+}
+
+fn http_error(status: u16, path: &str, body: &[u8], why: &str) -> Error {
+    let detail = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v["error"]["message"]
+                .as_str()
+                .or(v["error"].as_str())
+                .or(v["message"].as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| {
+            let s = String::from_utf8_lossy(body);
+            s.chars().take(300).collect()
+        });
+    let mut msg = format!("HTTP {status} from {path}");
+    if !detail.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&detail);
+    }
+    if !why.is_empty() {
+        msg.push_str(" (");
+        msg.push_str(why);
+        msg.push(')');
+    }
+    Error::new(Code::HttpStatus, msg)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Parses a request body that must be a JSON object.
+pub fn parse_object(text: &str, what: &str) -> Result<Value, Error> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(Error::invalid(format!("{what}: expected a JSON object"))),
+        Err(e) => Err(Error::invalid(format!("{what}: invalid JSON: {e}"))),
+    }
+}
+
+fn model_of(v: &Value) -> Option<String> {
+    v["model"].as_str().map(str::to_string)
+}
+
+fn parse_method(m: &str) -> Result<http::Method, Error> {
+    match m.to_ascii_uppercase().as_str() {
+        "GET" => Ok(http::Method::GET),
+        "POST" => Ok(http::Method::POST),
+        "PUT" => Ok(http::Method::PUT),
+        "PATCH" => Ok(http::Method::PATCH),
+        "DELETE" => Ok(http::Method::DELETE),
+        "HEAD" => Ok(http::Method::HEAD),
+        "OPTIONS" => Ok(http::Method::OPTIONS),
+        _ => Err(Error::invalid(format!(
+            "method: expected GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS, got \"{m}\""
+        ))),
+    }
+}
+
+/// Builds an agent whose pool, timeouts and TLS follow the options.
+pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, Error> {
+    let tls = crate::tls::tls_config(o)?;
+    let mut cfg = Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .save_redirect_history(false)
+        .user_agent(o.user_agent.as_str())
+        .no_delay(true)
+        .max_idle_connections(o.pool_max_idle)
+        .max_idle_connections_per_host(o.pool_max_idle_per_host)
+        .max_idle_age(o.pool_idle_timeout)
+        .timeout_global(Some(o.timeout))
+        .timeout_connect(Some(o.connect_timeout))
+        .tls_config(tls);
+    if let Some(t) = o.response_header_timeout {
+        cfg = cfg.timeout_recv_response(Some(t));
+    }
+    if let Some(t) = o.body_timeout {
+        cfg = cfg.timeout_recv_body(Some(t));
+    }
+    let connector = ()
+        .chain(PoolConnector {
+            stats: conn.clone(),
+            tcp_keepalive: o.tcp_keepalive,
+        })
+        .chain(RustlsConnector::default());
+    Ok(Agent::with_parts(cfg.build(), connector, DefaultResolver::default()))
+}

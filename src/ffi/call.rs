@@ -1,0 +1,112 @@
+//! Calls: chat completions, embeddings, and any other path.
+
+use std::ffi::c_char;
+
+use super::client::llmpool_client;
+use super::code::llmpool_code;
+use super::response::{llmpool_response, panic_response};
+use super::util::{guard, opt_str_arg, str_arg};
+use crate::error::Error;
+use crate::response::Response;
+use std::time::Instant;
+
+/// Shared shape of every call: check `out`, run `f` under a panic guard, and
+/// always hand back a response when `out` is non-NULL.
+///
+/// # Safety
+/// `out` is NULL or valid for one pointer write.
+pub(crate) unsafe fn run_call(
+    out: *mut *mut llmpool_response,
+    f: impl FnOnce() -> Result<Response, Error>,
+) -> llmpool_code {
+    let r = guard(panic_response, || {
+        f().unwrap_or_else(|e| Response::failed(e, Instant::now()))
+    });
+    // SAFETY: forwarded contract.
+    unsafe { llmpool_response::deliver(r, out) }
+}
+
+/// The client behind a pointer, or the error naming it.
+///
+/// # Safety
+/// `c` is NULL or a live client.
+pub(crate) unsafe fn client_ref<'a>(c: *const llmpool_client) -> Result<&'a llmpool_client, Error> {
+    // SAFETY: forwarded contract.
+    unsafe { c.as_ref() }.ok_or_else(|| Error::invalid("client: is NULL"))
+}
+
+/// `POST {base_url}/chat/completions` with `request_json` (a JSON object,
+/// sent as is) and retries per the client options.
+///
+/// Returns the call's code. When `out` is non-NULL, `*out` always receives a
+/// response (success or failure, so the error text is always available);
+/// the caller frees it with `llmpool_response_free`. A NULL client or request,
+/// invalid UTF-8 or invalid JSON gives `LLMPOOL_INVALID_ARGUMENT` without any
+/// network traffic. A non-2xx answer gives `LLMPOOL_HTTP_STATUS` with the
+/// status and body kept. Blocks the calling thread until done.
+///
+/// # Safety
+/// `client` is NULL or a live client; `request_json` is NULL or
+/// NUL-terminated; `out` is NULL or valid for one pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_chat(
+    client: *mut llmpool_client,
+    request_json: *const c_char,
+    out: *mut *mut llmpool_response,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe {
+        run_call(out, || {
+            let c = client_ref(client)?;
+            let req = str_arg(request_json, "request_json")?;
+            Ok(c.client.chat(req))
+        })
+    }
+}
+
+/// `POST {base_url}/embeddings`; otherwise exactly like `llmpool_chat`.
+///
+/// # Safety
+/// As for `llmpool_chat`.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_embeddings(
+    client: *mut llmpool_client,
+    request_json: *const c_char,
+    out: *mut *mut llmpool_response,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe {
+        run_call(out, || {
+            let c = client_ref(client)?;
+            let req = str_arg(request_json, "request_json")?;
+            Ok(c.client.embeddings(req))
+        })
+    }
+}
+
+/// Any `method` (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS) on `path`
+/// below `base_url` (must start with "/", e.g. "/models"), with an optional
+/// JSON object body (`body_json` may be NULL). Results as for `llmpool_chat`.
+///
+/// # Safety
+/// `client` is NULL or a live client; `method`, `path` and `body_json` are
+/// NULL or NUL-terminated; `out` is NULL or valid for one pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_request(
+    client: *mut llmpool_client,
+    method: *const c_char,
+    path: *const c_char,
+    body_json: *const c_char,
+    out: *mut *mut llmpool_response,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe {
+        run_call(out, || {
+            let c = client_ref(client)?;
+            let method = str_arg(method, "method")?;
+            let path = str_arg(path, "path")?;
+            let body = opt_str_arg(body_json, "body_json")?;
+            Ok(c.client.request(method, path, body))
+        })
+    }
+}

@@ -1,0 +1,217 @@
+//! `llmpool_client`: creation, configuration, metrics and teardown.
+
+use std::ffi::{c_char, CString};
+
+use super::code::llmpool_code;
+use super::util::{c_string, guard, opt_str_arg, write_errbuf};
+use crate::client::Client;
+
+
+/// A pooled client for one gateway. Thread-safe: create one per process (or
+/// per gateway) and share it between threads; every function taking a
+/// client may be called concurrently from any thread. Only
+/// `llmpool_client_free` must not race with other calls on the same client.
+pub struct llmpool_client {
+    pub(crate) client: Client,
+}
+
+/// Creates a client.
+///
+/// `options_json` may be NULL (all defaults plus the environment variables
+/// `LLMPOOL_BASE_URL`, `LLMPOOL_API_KEY`, `HOLYSHEEP_API_KEY`); otherwise a
+/// JSON object of options (see README: unknown keys and wrong types are an
+/// error naming the key). On success `*out` receives a client the caller owns
+/// and frees with `llmpool_client_free`. On error `*out` is set to NULL and,
+/// when `errbuf` is non-NULL, the reason is written there (truncated to
+/// `errbuf_len - 1` bytes, always NUL-terminated). `out` must not be NULL.
+///
+/// # Safety
+/// `options_json` is NULL or a NUL-terminated string; `out` is NULL or valid
+/// for one pointer write; `errbuf` is NULL or valid for `errbuf_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_client_new(
+    options_json: *const c_char,
+    out: *mut *mut llmpool_client,
+    errbuf: *mut c_char,
+    errbuf_len: usize,
+) -> llmpool_code {
+    guard(
+        |msg| {
+            // SAFETY: as documented for the caller.
+            unsafe { write_errbuf(errbuf, errbuf_len, &msg) };
+            llmpool_code::LLMPOOL_PANIC
+        },
+        || {
+            if out.is_null() {
+                // SAFETY: as documented for the caller.
+                unsafe { write_errbuf(errbuf, errbuf_len, "out: is NULL") };
+                return llmpool_code::LLMPOOL_INVALID_ARGUMENT;
+            }
+            // SAFETY: `out` is non-NULL and writable per the contract.
+            unsafe { *out = std::ptr::null_mut() };
+            // SAFETY: as documented for the caller.
+            let result = unsafe { opt_str_arg(options_json, "options_json") }
+                .and_then(Client::from_json);
+            match result {
+                Ok(client) => {
+                    // SAFETY: checked non-NULL above.
+                    unsafe { *out = Box::into_raw(Box::new(llmpool_client { client })) };
+                    if !errbuf.is_null() && errbuf_len > 0 {
+                        // SAFETY: as documented for the caller.
+                        unsafe { write_errbuf(errbuf, errbuf_len, "") };
+                    }
+                    llmpool_code::LLMPOOL_OK
+                }
+                Err(e) => {
+                    // SAFETY: as documented for the caller.
+                    unsafe { write_errbuf(errbuf, errbuf_len, &e.message) };
+                    e.code.into()
+                }
+            }
+        },
+    )
+}
+
+/// Frees a client and closes its pooled connections. NULL is a no-op. No
+/// other call on this client may run concurrently or start afterwards;
+/// responses it produced stay valid and are freed separately.
+///
+/// # Safety
+/// `client` is NULL or a client from `llmpool_client_new`, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_client_free(client: *mut llmpool_client) {
+    if client.is_null() {
+        return;
+    }
+    guard(
+        |_| (),
+        || {
+            // SAFETY: non-NULL and created by Box::into_raw in llmpool_client_new.
+            drop(unsafe { Box::from_raw(client) });
+        },
+    )
+}
+
+/// Replaces the API key for every later request, on every thread; pooled
+/// connections are kept. NULL or "" removes the key (no `Authorization`
+/// header is sent). Returns `LLMPOOL_INVALID_ARGUMENT` for a NULL client or
+/// a key that is not UTF-8 or contains control characters.
+///
+/// # Safety
+/// `client` is NULL or a live client; `api_key` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_client_set_api_key(
+    client: *mut llmpool_client,
+    api_key: *const c_char,
+) -> llmpool_code {
+    guard(
+        |_| llmpool_code::LLMPOOL_PANIC,
+        || {
+            // SAFETY: NULL or a live client per the contract.
+            let Some(c) = (unsafe { client.as_ref() }) else {
+                return llmpool_code::LLMPOOL_INVALID_ARGUMENT;
+            };
+            // SAFETY: NULL or NUL-terminated per the contract.
+            match unsafe { opt_str_arg(api_key, "api_key") } {
+                Ok(key) if key.is_some_and(|k| k.bytes().any(|b| b < 0x20 || b == 0x7f)) => {
+                    llmpool_code::LLMPOOL_INVALID_ARGUMENT
+                }
+                Ok(key) => {
+                    c.client.set_api_key(key);
+                    llmpool_code::LLMPOOL_OK
+                }
+                Err(e) => e.code.into(),
+            }
+        },
+    )
+}
+
+/// Drops every idle pooled connection now (the next call opens a fresh
+/// one). Calls in flight are not interrupted. `LLMPOOL_INVALID_ARGUMENT` for
+/// a NULL client.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_client_reset_pool(client: *mut llmpool_client) -> llmpool_code {
+    guard(
+        |_| llmpool_code::LLMPOOL_PANIC,
+        || {
+            // SAFETY: NULL or a live client per the contract.
+            match unsafe { client.as_ref() } {
+                None => llmpool_code::LLMPOOL_INVALID_ARGUMENT,
+                Some(c) => match c.client.reset_pool() {
+                    Ok(()) => llmpool_code::LLMPOOL_OK,
+                    Err(e) => e.code.into(),
+                },
+            }
+        },
+    )
+}
+
+/// Cancels every call of this client that is in flight now, from any
+/// thread: blocked reads and writes, backoff sleeps and streams return
+/// promptly with `LLMPOOL_CANCELLED`. Calls started afterwards run normally.
+/// `LLMPOOL_INVALID_ARGUMENT` for a NULL client.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_client_cancel(client: *mut llmpool_client) -> llmpool_code {
+    guard(
+        |_| llmpool_code::LLMPOOL_PANIC,
+        || {
+            // SAFETY: NULL or a live client per the contract.
+            match unsafe { client.as_ref() } {
+                None => llmpool_code::LLMPOOL_INVALID_ARGUMENT,
+                Some(c) => match c.client.cancel_all() {
+                    Ok(()) => llmpool_code::LLMPOOL_OK,
+                    Err(e) => e.code.into(),
+                },
+            }
+        },
+    )
+}
+
+/// The client's metrics as a JSON object: `requests`, `errors`,
+/// `error_rate`, `retries`, `connections_opened`, `connections_reused`,
+/// `connections_open`, `in_flight`, `status_counts`, `code_counts`,
+/// `latency_ms` {p50, p90, p99, max}, `warnings`, and feature sections.
+/// The caller owns the string and frees it with `llmpool_string_free`.
+/// Returns NULL only for a NULL client. Never contains the API key.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_client_metrics(client: *const llmpool_client) -> *mut c_char {
+    guard(
+        |_| std::ptr::null_mut(),
+        || {
+            // SAFETY: NULL or a live client per the contract.
+            match unsafe { client.as_ref() } {
+                None => std::ptr::null_mut(),
+                Some(c) => c_string(&c.client.metrics().to_string()).into_raw(),
+            }
+        },
+    )
+}
+
+/// Frees a string returned by llmpool (e.g. by `llmpool_client_metrics`).
+/// NULL is a no-op. Never pass strings owned by a response.
+///
+/// # Safety
+/// `s` is NULL or a string from llmpool not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_string_free(s: *mut c_char) {
+    if s.is_null() {
+        return;
+    }
+    guard(
+        |_| (),
+        || {
+            // SAFETY: non-NULL and created by CString::into_raw in llmpool.
+            drop(unsafe { CString::from_raw(s) });
+        },
+    )
+}
+

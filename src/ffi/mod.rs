@@ -1,0 +1,19 @@
+//! The C ABI: every `extern "C"` function of llmpool lives below this module.
+//!
+//! Each function checks its pointers, converts C strings, calls the safe core
+//! and catches panics (a panic becomes `LLMPOOL_PANIC`, it never unwinds into
+//! C). No error state is kept per thread: errors travel in response objects
+//! or caller buffers, because Go and others move work between threads.
+
+#![allow(non_camel_case_types)]
+
+mod call;
+mod client;
+mod code;
+mod response;
+mod util;
+
+pub use call::*;
+pub use client::*;
+pub use code::*;
+pub use response::*;

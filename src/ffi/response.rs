@@ -1,0 +1,130 @@
+//! `llmpool_response`: one call's result, owned by the caller.
+
+use std::ffi::{c_char, CString};
+use std::time::Instant;
+
+use super::code::llmpool_code;
+use super::util::{c_string, guard};
+use crate::error::{Code, Error};
+use crate::response::Response;
+
+/// The result of one call, success or failure. Created by llmpool, owned by
+/// the caller, freed with `llmpool_response_free`. Accessors never fail: the
+/// strings they return live until the response is freed. A response may be
+/// read from any thread, but not freed while another thread reads it.
+pub struct llmpool_response {
+    pub(crate) inner: Response,
+    /// The body with a NUL appended, so C can treat it as a string.
+    body: Vec<u8>,
+    text: CString,
+    error: CString,
+    info: CString,
+}
+
+impl llmpool_response {
+    pub(crate) fn new(inner: Response) -> llmpool_response {
+        let mut body = inner.body.clone();
+        body.push(0);
+        llmpool_response {
+            text: c_string(&inner.text),
+            error: c_string(&inner.error),
+            info: c_string(&inner.info.to_string()),
+            body,
+            inner,
+        }
+    }
+
+    /// Boxes a response into `*out` (if `out` is non-NULL) and returns its code.
+    ///
+    /// # Safety
+    /// `out` is NULL or valid for one pointer write.
+    pub(crate) unsafe fn deliver(r: Response, out: *mut *mut llmpool_response) -> llmpool_code {
+        let code = r.code;
+        if !out.is_null() {
+            // SAFETY: caller guarantees `out` is writable.
+            unsafe { *out = Box::into_raw(Box::new(llmpool_response::new(r))) };
+        }
+        code.into()
+    }
+}
+
+/// The response's result code (`LLMPOOL_INVALID_ARGUMENT` for a NULL response).
+#[no_mangle]
+pub extern "C" fn llmpool_response_code(r: *const llmpool_response) -> llmpool_code {
+    // SAFETY: NULL or a live response from llmpool.
+    match unsafe { r.as_ref() } {
+        Some(r) => r.inner.code.into(),
+        None => llmpool_code::LLMPOOL_INVALID_ARGUMENT,
+    }
+}
+
+/// The HTTP status of the last answer, or 0 when no HTTP answer arrived (or
+/// `r` is NULL).
+#[no_mangle]
+pub extern "C" fn llmpool_response_status(r: *const llmpool_response) -> u16 {
+    // SAFETY: NULL or a live response from llmpool.
+    unsafe { r.as_ref() }.map_or(0, |r| r.inner.status)
+}
+
+/// The raw response body, NUL-terminated; `*len` (if `len` is non-NULL)
+/// receives its length without the NUL (the body itself may contain NULs).
+/// Never NULL: "" when there is no body or `r` is NULL. Owned by `r`.
+#[no_mangle]
+pub extern "C" fn llmpool_response_body(r: *const llmpool_response, len: *mut usize) -> *const c_char {
+    // SAFETY: NULL or a live response from llmpool.
+    let (ptr, n) = match unsafe { r.as_ref() } {
+        Some(r) => (r.body.as_ptr() as *const c_char, r.body.len() - 1),
+        None => (c"".as_ptr(), 0),
+    };
+    if !len.is_null() {
+        // SAFETY: caller passes NULL or a writable size_t.
+        unsafe { *len = n };
+    }
+    ptr
+}
+
+/// `choices[0].message.content` of a chat answer, else "". Never NULL. Owned by `r`.
+#[no_mangle]
+pub extern "C" fn llmpool_response_text(r: *const llmpool_response) -> *const c_char {
+    // SAFETY: NULL or a live response from llmpool.
+    unsafe { r.as_ref() }.map_or(c"".as_ptr(), |r| r.text.as_ptr())
+}
+
+/// Why the call failed ("" on success); for `LLMPOOL_HTTP_STATUS` it includes
+/// the status and the server's error message. Never NULL. Owned by `r`.
+/// Never contains the API key.
+#[no_mangle]
+pub extern "C" fn llmpool_response_error(r: *const llmpool_response) -> *const c_char {
+    // SAFETY: NULL or a live response from llmpool.
+    unsafe { r.as_ref() }.map_or(c"response is NULL".as_ptr(), |r| r.error.as_ptr())
+}
+
+/// Call details as a JSON object: `attempts`, `retries`, `connection_reused`,
+/// `connections_opened`, `latency_ms`, `status`, `request_id` (from
+/// `x-request-id`), `model`, `usage`, `endpoint`, and more as features add
+/// them. Never NULL ("{}" for a NULL response). Owned by `r`.
+#[no_mangle]
+pub extern "C" fn llmpool_response_info(r: *const llmpool_response) -> *const c_char {
+    // SAFETY: NULL or a live response from llmpool.
+    unsafe { r.as_ref() }.map_or(c"{}".as_ptr(), |r| r.info.as_ptr())
+}
+
+/// Frees a response. NULL is a no-op. Freeing twice is undefined behaviour.
+#[no_mangle]
+pub extern "C" fn llmpool_response_free(r: *mut llmpool_response) {
+    if r.is_null() {
+        return;
+    }
+    guard(
+        |_| (),
+        || {
+            // SAFETY: non-NULL and created by Box::into_raw in `deliver`.
+            drop(unsafe { Box::from_raw(r) });
+        },
+    );
+}
+
+/// Builds the response returned when a panic was caught.
+pub(crate) fn panic_response(msg: String) -> Response {
+    Response::failed(Error::new(Code::Panic, msg), Instant::now())
+}

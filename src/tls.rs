@@ -1,0 +1,68 @@
+//! TLS settings built from the options: trusted roots and the insecure switch.
+
+use ureq::tls::{parse_pem, Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
+
+use crate::error::Error;
+use crate::options::Options;
+
+/// Builds ureq's TLS config. `ca_file` and `ca_pem` *replace* the bundled
+/// Mozilla roots (as curl's `--cacert` does); both may be given together.
+pub fn tls_config(o: &Options) -> Result<TlsConfig, Error> {
+    let mut certs: Vec<Certificate<'static>> = Vec::new();
+    if let Some(path) = &o.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::invalid(format!("option \"ca_file\": cannot read {path}: {e}")))?;
+        certs.extend(certs_from_pem(&pem, "ca_file")?);
+    }
+    if let Some(pem) = &o.ca_pem {
+        certs.extend(certs_from_pem(pem.as_bytes(), "ca_pem")?);
+    }
+    let roots = if certs.is_empty() {
+        RootCerts::WebPki
+    } else {
+        RootCerts::new_with_certs(&certs)
+    };
+    Ok(TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(roots)
+        .disable_verification(o.insecure_skip_tls_verify)
+        .build())
+}
+
+fn certs_from_pem(pem: &[u8], key: &str) -> Result<Vec<Certificate<'static>>, Error> {
+    let mut out = Vec::new();
+    for item in parse_pem(pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => out.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(Error::invalid(format!("option \"{key}\": bad PEM: {e}"))),
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::invalid(format!(
+            "option \"{key}\": no CERTIFICATE found in the PEM data"
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_or_missing_ca_is_a_clear_error() {
+        let o = Options {
+            ca_pem: Some("not a pem".into()),
+            ..Options::default()
+        };
+        let e = tls_config(&o).unwrap_err();
+        assert!(e.message.contains("ca_pem"), "{}", e.message);
+        let o = Options {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Options::default()
+        };
+        let e = tls_config(&o).unwrap_err();
+        assert!(e.message.contains("/nonexistent/ca.pem"), "{}", e.message);
+    }
+}

@@ -1,0 +1,223 @@
+//! The TCP layer under ureq: opens sockets, counts them, and tells each call
+//! whether it paid for a new connection.
+//!
+//! ureq's own `TcpConnector` hides its socket, so it cannot set TCP keep-alive
+//! nor report when a connection is opened. This connector does both. TLS is
+//! layered on top by ureq's `RustlsConnector` in the chain built in `client.rs`.
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
+};
+use ureq::Timeout;
+
+/// Process-wide counters for one client's sockets.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    /// Sockets opened since the client was created.
+    pub opened: AtomicU64,
+    /// Sockets open right now (pooled or in use).
+    pub open_now: AtomicU64,
+}
+
+/// What happened on the calling thread during one attempt.
+///
+/// ureq runs the connector and all socket I/O of a synchronous call on the
+/// caller's thread, so a thread-local is an exact per-call attribution. It is
+/// internal bookkeeping only; no error state is ever kept here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttemptIo {
+    /// Connections opened by this attempt (0 means the pool served it).
+    pub opened: u32,
+    /// Bytes received from the network by this attempt.
+    pub bytes_in: u64,
+}
+
+thread_local! {
+    static ATTEMPT: Cell<AttemptIo> = const { Cell::new(AttemptIo { opened: 0, bytes_in: 0 }) };
+}
+
+/// Starts a new attempt on this thread and forgets the previous one.
+pub fn begin_attempt() {
+    ATTEMPT.with(|a| a.set(AttemptIo::default()));
+}
+
+/// What the current attempt on this thread has done so far.
+pub fn attempt_io() -> AttemptIo {
+    ATTEMPT.with(|a| a.get())
+}
+
+fn note(f: impl FnOnce(&mut AttemptIo)) {
+    ATTEMPT.with(|a| {
+        let mut v = a.get();
+        f(&mut v);
+        a.set(v);
+    });
+}
+
+/// Opens plain TCP connections with `TCP_NODELAY` and TCP keep-alive.
+#[derive(Debug)]
+pub struct PoolConnector {
+    pub stats: Arc<ConnStats>,
+    pub tcp_keepalive: Option<Duration>,
+}
+
+impl<In: Transport> Connector<In> for PoolConnector {
+    type Out = Either<In, CountedTcp>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        if let Some(t) = chained {
+            return Ok(Some(Either::A(t)));
+        }
+        let per_addr = details.timeout.not_zero().map(|d| *d);
+        let mut last_err: Option<ureq::Error> = None;
+        let mut stream = None;
+        for addr in details.addrs.iter() {
+            let attempt = match per_addr {
+                Some(t) => TcpStream::connect_timeout(addr, t),
+                None => TcpStream::connect(addr),
+            };
+            match attempt {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                    last_err = Some(ureq::Error::Timeout(Timeout::Connect));
+                }
+                Err(e) => last_err = Some(ureq::Error::Io(e)),
+            }
+        }
+        let stream = match stream {
+            Some(s) => s,
+            None => {
+                return Err(last_err.unwrap_or(ureq::Error::ConnectionFailed));
+            }
+        };
+        stream.set_nodelay(details.config.no_delay())?;
+        if let Some(idle) = self.tcp_keepalive {
+            crate::sys::set_tcp_keepalive(&stream, idle)?;
+        }
+        let stream = Arc::new(stream);
+        // Lets Agent::shutdown (llmpool_cancel) interrupt I/O blocked on this socket.
+        (details.register_shutdown)(Arc::downgrade(&stream) as Weak<_>)?;
+        self.stats.opened.fetch_add(1, Ordering::Relaxed);
+        self.stats.open_now.fetch_add(1, Ordering::Relaxed);
+        note(|a| a.opened += 1);
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(CountedTcp {
+            stream,
+            buffers,
+            stats: self.stats.clone(),
+            read_timeout: None,
+            write_timeout: None,
+        })))
+    }
+}
+
+/// A TCP socket that counts itself in [`ConnStats`] while it lives.
+pub struct CountedTcp {
+    stream: Arc<TcpStream>,
+    buffers: LazyBuffers,
+    stats: Arc<ConnStats>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for CountedTcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountedTcp")
+            .field("peer", &self.stream.peer_addr().ok())
+            .finish()
+    }
+}
+
+impl Drop for CountedTcp {
+    fn drop(&mut self) {
+        self.stats.open_now.fetch_sub(1, Ordering::Relaxed);
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// The timeout for the next I/O, or the timeout error when none is left.
+fn remaining(t: NextTimeout) -> Result<Option<Duration>, ureq::Error> {
+    if t.after.is_zero() {
+        return Err(ureq::Error::Timeout(t.reason));
+    }
+    Ok(t.not_zero().map(|d| *d))
+}
+
+fn map_io(e: io::Error, reason: Timeout) -> ureq::Error {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ureq::Error::Timeout(reason),
+        _ => ureq::Error::Io(e),
+    }
+}
+
+impl Transport for CountedTcp {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let timeout = timeout.for_write();
+        let t = remaining(timeout)?;
+        if t != self.write_timeout {
+            self.stream.set_write_timeout(t)?;
+            self.write_timeout = t;
+        }
+        let output = &self.buffers.output()[..amount];
+        (&*self.stream)
+            .write_all(output)
+            .map_err(|e| map_io(e, timeout.reason))
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let timeout = timeout.for_read();
+        let t = remaining(timeout)?;
+        if t != self.read_timeout {
+            self.stream.set_read_timeout(t)?;
+            self.read_timeout = t;
+        }
+        let input = self.buffers.input_append_buf();
+        let n = loop {
+            match (&*self.stream).read(input) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(|e| map_io(e, timeout.reason))?,
+            }
+        };
+        self.buffers.input_appended(n);
+        note(|a| a.bytes_in += n as u64);
+        Ok(n > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        probe(&self.stream).unwrap_or(false)
+    }
+}
+
+/// A pooled socket is reusable only if reading would block: EOF or stray
+/// bytes mean the server has closed or desynchronised it.
+fn probe(stream: &TcpStream) -> io::Result<bool> {
+    stream.set_nonblocking(true)?;
+    let mut buf = [0u8; 1];
+    let open = match (&*stream).read(&mut buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+        _ => false,
+    };
+    stream.set_nonblocking(false)?;
+    Ok(open)
+}
