@@ -5,6 +5,15 @@
 //! keep-alive (with an optional per-connection request limit), and injects
 //! faults from a FIFO queue ([`TestServer::push_fault`] or
 //! `POST /v1/_test/faults`).
+//!
+//! Routes: `POST /v1/chat/completions` (JSON or SSE with `"stream": true`),
+//! `POST /v1/embeddings`, `GET /v1/models`. Control routes (not counted, never
+//! faulted, no API key needed): `POST /v1/_test/faults` (a fault object or an
+//! array of them, see [`fault_from_json`]; `times` repeats one),
+//! `GET /v1/_test/stats`, `POST /v1/_test/reset`, `POST /v1/_test/close_idle`.
+//!
+//! Test-only request fields for chat streams: `x_test_sse_error` (string),
+//! `x_test_sse_comments` (bool), `x_test_stream_delay_ms` (integer).
 
 mod conn;
 mod faults;

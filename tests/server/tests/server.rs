@@ -601,3 +601,38 @@ fn binary_prints_listening_and_serves_tls() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn concurrent_keepalive_clients() {
+    for srv in [TestServer::plain(), TestServer::tls()] {
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    let mut c = Client::connect(&srv);
+                    for _ in 0..25 {
+                        let r = c.request("POST", "/v1/chat/completions", CHAT).unwrap();
+                        assert_eq!(r.status, 200);
+                    }
+                });
+            }
+        });
+        assert_eq!(srv.connections_accepted(), 8);
+        assert_eq!(srv.requests(), 200);
+        assert_eq!(srv.requests_to("/v1/chat/completions"), 200);
+        let ids: std::collections::HashSet<usize> =
+            srv.recorded().iter().map(|r| r.connection_id).collect();
+        assert_eq!(ids.len(), 8);
+        assert!(wait_until(|| srv.open_connections() == 0));
+    }
+}
+
+#[test]
+fn drop_closes_connections() {
+    let srv = TestServer::plain();
+    let mut c = Client::connect(&srv);
+    assert_eq!(c.request("GET", "/v1/models", "").unwrap().status, 200);
+    let port = srv.port();
+    drop(srv);
+    assert!(c.is_closed());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
