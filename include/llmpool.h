@@ -59,9 +59,59 @@ typedef struct llmpool_client llmpool_client;
 // read from any thread, but not freed while another thread reads it.
 typedef struct llmpool_response llmpool_response;
 
+// Called by `llmpool_chat_batch` after each finished item with the number
+// of items finished so far and the batch size. It always runs on the thread
+// that called `llmpool_chat_batch` (never on a worker thread), `done`
+// counts up from 1, and the last call is `(total, total)`.
+typedef void (*llmpool_progress_cb)(void *userdata, size_t done, size_t total);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Sends `n` chat requests (`POST {base_url}/chat/completions`, each a JSON
+// object as for `llmpool_chat`) with at most `max_concurrency` calls in
+// flight, all on the client's shared pool, and blocks until all are done.
+//
+// `max_concurrency` 0 means the client's `max_concurrency` option, or 16
+// when that is 0 too; the client's own limit still applies on top. `out`
+// is a caller-owned array of `n` pointers: `out[i]` always receives the
+// response to `requests_json[i]` (success or failure, with its own code,
+// status and error); free them with `llmpool_responses_free` (or each with
+// `llmpool_response_free`). One item failing never fails the others. A
+// NULL entry in `requests_json` gives that item an
+// `LLMPOOL_INVALID_ARGUMENT` response without network traffic.
+//
+// `progress` (may be NULL) is called with `userdata` after each finished
+// item, on the calling thread (see `llmpool_progress_cb`).
+//
+// Returns `LLMPOOL_OK` when every item succeeded, else the code of the
+// first failed item in request order (inspect each response for the
+// others). `n` 0 returns `LLMPOOL_OK` at once for a live client. A NULL
+// `out` with `n` > 0 returns `LLMPOOL_INVALID_ARGUMENT` and sends nothing;
+// a NULL client or a NULL `requests_json` with `n` > 0 gives every item an
+// `LLMPOOL_INVALID_ARGUMENT` response.
+//
+// # Safety
+// `client` is NULL or a live client; `requests_json` is NULL or valid for
+// `n` reads, each entry NULL or NUL-terminated; `out` is NULL or valid for
+// `n` pointer writes; `progress` is NULL or safe to call with `userdata`.
+enum llmpool_code llmpool_chat_batch(struct llmpool_client *client,
+                                     const char *const *requests_json,
+                                     size_t n,
+                                     size_t max_concurrency,
+                                     llmpool_progress_cb progress,
+                                     void *userdata,
+                                     struct llmpool_response **out);
+
+// Frees the `n` responses of an array filled by `llmpool_chat_batch` and
+// sets each entry to NULL. The array itself belongs to the caller and is
+// not freed. NULL `responses` and NULL entries are skipped.
+//
+// # Safety
+// `responses` is NULL or valid for `n` pointer reads and writes; each entry
+// is NULL or a response from llmpool not yet freed.
+void llmpool_responses_free(struct llmpool_response **responses, size_t n);
 
 // `POST {base_url}/chat/completions` with `request_json` (a JSON object,
 // sent as is) and retries per the client options.
@@ -182,32 +232,53 @@ const char *llmpool_version(void);
 const char *llmpool_code_name(int code);
 
 // The response's result code (`LLMPOOL_INVALID_ARGUMENT` for a NULL response).
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed.
 enum llmpool_code llmpool_response_code(const struct llmpool_response *r);
 
 // The HTTP status of the last answer, or 0 when no HTTP answer arrived (or
 // `r` is NULL).
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed.
 uint16_t llmpool_response_status(const struct llmpool_response *r);
 
 // The raw response body, NUL-terminated; `*len` (if `len` is non-NULL)
 // receives its length without the NUL (the body itself may contain NULs).
 // Never NULL: "" when there is no body or `r` is NULL. Owned by `r`.
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed.
 const char *llmpool_response_body(const struct llmpool_response *r, size_t *len);
 
 // `choices[0].message.content` of a chat answer, else "". Never NULL. Owned by `r`.
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed.
 const char *llmpool_response_text(const struct llmpool_response *r);
 
 // Why the call failed ("" on success); for `LLMPOOL_HTTP_STATUS` it includes
 // the status and the server's error message. Never NULL. Owned by `r`.
 // Never contains the API key.
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed.
 const char *llmpool_response_error(const struct llmpool_response *r);
 
 // Call details as a JSON object: `attempts`, `retries`, `connection_reused`,
 // `connections_opened`, `latency_ms`, `status`, `request_id` (from
 // `x-request-id`), `model`, `usage`, `endpoint`, and more as features add
 // them. Never NULL ("{}" for a NULL response). Owned by `r`.
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed.
 const char *llmpool_response_info(const struct llmpool_response *r);
 
 // Frees a response. NULL is a no-op. Freeing twice is undefined behaviour.
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed.
 void llmpool_response_free(struct llmpool_response *r);
 
 #ifdef __cplusplus

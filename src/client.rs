@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::options::{process_env, ApiKey, Options};
 use crate::response::Response;
 use crate::retry::{jitter, Decision, RetryPolicy};
+use crate::spend::{Prepared, Spend};
 use crate::transport::{self, ConnStats, PoolConnector};
 
 /// How many times a call silently reconnects after finding a pooled
@@ -39,6 +40,7 @@ struct Inner {
     metrics: Metrics,
     conn: Arc<ConnStats>,
     limiter: Option<Limiter>,
+    spend: Spend,
     /// Bumped by `cancel_all`; a call that sees it change was cancelled.
     cancel_epoch: AtomicU64,
     /// Wakes backoff sleeps when a cancel arrives.
@@ -62,7 +64,14 @@ pub struct Call {
     pub body: Option<Vec<u8>>,
     /// The model the request asked for, reported in `info` when the answer has none.
     pub model: Option<String>,
+    /// A streamed answer: no whole-call timeout, `stream_idle_timeout_ms`
+    /// between reads instead.
+    pub stream: bool,
 }
+
+/// Reads a 2xx answer's body: the whole of it, or event by event for a
+/// stream. On failure it returns what it read so far with the error.
+pub type BodyReader<'a> = dyn FnMut(&mut ureq::Body) -> Result<Vec<u8>, (Vec<u8>, Error)> + 'a;
 
 impl Client {
     /// Builds a client from an options JSON object (see `Options`); `None`
@@ -87,6 +96,7 @@ impl Client {
             retry_statuses: opts.retry_statuses.clone(),
         };
         let limiter = (opts.max_concurrency > 0).then(|| Limiter::new(opts.max_concurrency));
+        let spend = Spend::from_options(&opts)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 key: RwLock::new(opts.api_key.clone()),
@@ -96,6 +106,7 @@ impl Client {
                 metrics,
                 conn,
                 limiter,
+                spend,
                 cancel_epoch: AtomicU64::new(0),
                 wake: (Mutex::new(()), Condvar::new()),
             }),
@@ -145,7 +156,9 @@ impl Client {
 
     /// The metrics JSON object.
     pub fn metrics(&self) -> Value {
-        self.inner.metrics.to_json(&self.inner.conn)
+        let mut m = self.inner.metrics.to_json(&self.inner.conn);
+        m["cost"] = self.inner.spend.to_json();
+        m
     }
 
     /// `POST {base_url}/chat/completions`.
@@ -183,31 +196,126 @@ impl Client {
             path: path.to_string(),
             body,
             model,
+            stream: false,
         })
     }
 
     fn json_call(&self, path: &str, request_json: &str) -> Response {
+        self.spent_call(path, request_json, false, &mut |b| {
+            read_whole(b, self.inner.opts.max_response_bytes)
+        })
+    }
+
+    /// A JSON POST with cost control around it: routing, cache, budget.
+    /// `stream` calls read their body with `on_body`.
+    pub(crate) fn spent_call(
+        &self,
+        path: &str,
+        request_json: &str,
+        stream: bool,
+        on_body: &mut BodyReader<'_>,
+    ) -> Response {
         let started = Instant::now();
         let v = match parse_object(request_json, "request_json") {
             Ok(v) => v,
             Err(e) => return Response::failed(e, started),
         };
-        self.execute(Call {
+        let spend = &self.inner.spend;
+        let prepared = match spend.before("POST", path, request_json, v) {
+            Err(e) => {
+                let r = Response::failed(e, started);
+                self.inner.metrics.finish(r.code, started.elapsed());
+                return r;
+            }
+            Ok(Err((p, hit))) => return self.cache_hit(p, hit, started),
+            Ok(Ok(p)) => p,
+        };
+        let call = Call {
             method: http::Method::POST,
             path: path.to_string(),
-            body: Some(request_json.as_bytes().to_vec()),
-            model: model_of(&v),
-        })
+            body: Some(prepared.body.clone()),
+            model: prepared.model.clone(),
+            stream,
+        };
+        let mut r = self.execute_with(call, on_body);
+        self.settle(prepared, &mut r);
+        r
+    }
+
+    /// Applies cost accounting to a finished response.
+    pub(crate) fn settle(&self, p: Prepared, r: &mut Response) {
+        let parsed = serde_json::from_slice::<Value>(&r.body).ok();
+        let usage_src = match (&parsed, r.info.get("usage")) {
+            (Some(v), _) if v.get("usage").is_some_and(Value::is_object) => Some(v.clone()),
+            (_, Some(u)) if u.is_object() => Some(json!({ "usage": u })),
+            _ => None,
+        };
+        if let Some(e) = self.inner.spend.after(
+            p,
+            r.is_ok(),
+            r.status,
+            &r.headers,
+            &r.body,
+            usage_src.as_ref(),
+            &mut r.info,
+        ) {
+            r.code = e.code;
+            r.error = e.message;
+        }
+    }
+
+    fn cache_hit(&self, p: Prepared, hit: crate::spend::Hit, started: Instant) -> Response {
+        let parsed = serde_json::from_slice::<Value>(&hit.entry.body).ok();
+        let text = parsed
+            .as_ref()
+            .and_then(|v| v["choices"][0]["message"]["content"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let usage = parsed
+            .as_ref()
+            .map(|v| v["usage"].clone())
+            .unwrap_or(Value::Null);
+        let r = Response {
+            code: Code::Ok,
+            status: hit.entry.status,
+            text,
+            error: String::new(),
+            info: json!({
+                "attempts": 0,
+                "retries": 0,
+                "connection_reused": false,
+                "connections_opened": 0,
+                "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
+                "status": hit.entry.status,
+                "request_id": header(&hit.entry.headers, "x-request-id"),
+                "model": parsed.as_ref().and_then(|v| v["model"].as_str().map(str::to_string)).or(p.model.clone()),
+                "usage": usage,
+                "cache_hit": true,
+                "cost_usd": 0.0,
+                "routed_from": p.routed_from,
+                "endpoint": self.inner.opts.base_url,
+            }),
+            headers: hit.entry.headers,
+            body: hit.entry.body,
+        };
+        self.inner.metrics.finish(Code::Ok, started.elapsed());
+        r
     }
 
     /// Runs one call with retries; always returns a response (success or not).
     pub fn execute(&self, call: Call) -> Response {
+        let max = self.inner.opts.max_response_bytes;
+        self.execute_with(call, &mut |b| read_whole(b, max))
+    }
+
+    /// Like [`Client::execute`], reading 2xx bodies with `on_body`.
+    pub fn execute_with(&self, call: Call, on_body: &mut BodyReader<'_>) -> Response {
         let started = Instant::now();
         let inner = &*self.inner;
         let _in_flight = inner.metrics.start();
         let resp = match &inner.limiter {
             Some(l) => match l.acquire(inner.opts.queue_timeout) {
-                Some(_permit) => self.attempts(&call, started),
+                Some(_permit) => self.attempts(&call, started, on_body),
                 None => Response::failed(
                     Error::new(
                         Code::PoolExhausted,
@@ -220,13 +328,13 @@ impl Client {
                     started,
                 ),
             },
-            None => self.attempts(&call, started),
+            None => self.attempts(&call, started, on_body),
         };
         inner.metrics.finish(resp.code, started.elapsed());
         resp
     }
 
-    fn attempts(&self, call: &Call, started: Instant) -> Response {
+    fn attempts(&self, call: &Call, started: Instant, on_body: &mut BodyReader<'_>) -> Response {
         let inner = &*self.inner;
         let epoch = inner.cancel_epoch.load(Ordering::SeqCst);
         let url = format!("{}{}", inner.opts.base_url, call.path);
@@ -235,7 +343,7 @@ impl Client {
             t.attempts += 1;
             transport::begin_attempt();
             let agent = read(&inner.agent).clone();
-            let outcome = self.attempt(&agent, call, &url);
+            let outcome = self.attempt(&agent, call, &url, on_body);
             let io = transport::attempt_io();
             t.opened += io.opened;
             t.reused = io.opened == 0;
@@ -244,7 +352,12 @@ impl Client {
             }
             let cancelled = inner.cancel_epoch.load(Ordering::SeqCst) != epoch;
             match outcome {
-                Attempt::Answer { status, headers, body, body_err } => {
+                Attempt::Answer {
+                    status,
+                    headers,
+                    body,
+                    body_err,
+                } => {
                     inner.metrics.status(status);
                     if let Some(e) = body_err {
                         let e = if cancelled { cancelled_error() } else { e };
@@ -254,29 +367,52 @@ impl Client {
                         Decision::Stop(String::new())
                     } else {
                         let h = |name: &str| header(&headers, name).map(str::to_string);
-                        inner.policy.decide(t.retries, status, &h, &body, SystemTime::now(), jitter())
+                        inner.policy.decide(
+                            t.retries,
+                            status,
+                            &h,
+                            &body,
+                            SystemTime::now(),
+                            jitter(),
+                        )
                     };
                     match decision {
                         Decision::Retry(wait) => {
                             if !self.sleep_unless_cancelled(wait, epoch) {
-                                return self.finish(call, started, &t, Some(cancelled_error()), status, headers, body);
+                                return self.finish(
+                                    call,
+                                    started,
+                                    &t,
+                                    Some(cancelled_error()),
+                                    status,
+                                    headers,
+                                    body,
+                                );
                             }
                             t.retries += 1;
                             inner.metrics.retried();
                         }
                         Decision::Stop(why) => {
-                            let err = (!(200..300).contains(&status)).then(|| http_error(status, &call.path, &body, &why));
+                            let err = (!(200..300).contains(&status))
+                                .then(|| http_error(status, &call.path, &body, &why));
                             return self.finish(call, started, &t, err, status, headers, body);
                         }
                     }
                 }
                 Attempt::Failed(e, raw) => {
                     if cancelled {
-                        return self.finish(call, started, &t, Some(cancelled_error()), 0, Vec::new(), Vec::new());
+                        return self.finish(
+                            call,
+                            started,
+                            &t,
+                            Some(cancelled_error()),
+                            0,
+                            Vec::new(),
+                            Vec::new(),
+                        );
                     }
-                    let dead_pooled = t.reused
-                        && io.bytes_in == 0
-                        && matches!(e.code, Code::Io | Code::Protocol);
+                    let dead_pooled =
+                        t.reused && io.bytes_in == 0 && matches!(e.code, Code::Io | Code::Protocol);
                     if dead_pooled && t.free_reconnects < MAX_FREE_RECONNECTS {
                         // The server closed this idle connection before we noticed.
                         // Nothing was answered, so repeating is safe and free.
@@ -291,7 +427,15 @@ impl Client {
                     if retryable && t.retries < inner.policy.max_retries {
                         let wait = inner.policy.backoff(t.retries, jitter());
                         if !self.sleep_unless_cancelled(wait, epoch) {
-                            return self.finish(call, started, &t, Some(cancelled_error()), 0, Vec::new(), Vec::new());
+                            return self.finish(
+                                call,
+                                started,
+                                &t,
+                                Some(cancelled_error()),
+                                0,
+                                Vec::new(),
+                                Vec::new(),
+                            );
                         }
                         t.retries += 1;
                         inner.metrics.retried();
@@ -303,7 +447,13 @@ impl Client {
         }
     }
 
-    fn attempt(&self, agent: &Agent, call: &Call, url: &str) -> Attempt {
+    fn attempt(
+        &self,
+        agent: &Agent,
+        call: &Call,
+        url: &str,
+        on_body: &mut BodyReader<'_>,
+    ) -> Attempt {
         let inner = &*self.inner;
         let mut b = http::Request::builder()
             .method(call.method.clone())
@@ -318,12 +468,32 @@ impl Client {
         for (k, v) in &inner.opts.headers {
             b = b.header(k.as_str(), v.as_str());
         }
+        let run = |req: http::Request<_>| {
+            if call.stream {
+                // A stream may run for minutes: bound the wait for headers and
+                // each gap between reads, not the whole call.
+                let req = agent
+                    .configure_request(req)
+                    .timeout_global(None)
+                    .timeout_recv_response(Some(inner.opts.timeout))
+                    .timeout_per_read(Some(inner.opts.stream_idle_timeout))
+                    .build();
+                agent.run(req)
+            } else {
+                agent.run(req)
+            }
+        };
         let result = match &call.body {
-            Some(body) => b.body(body.as_slice()).map(|r| agent.run(r)),
+            Some(body) => b.body(body.as_slice()).map(&run),
             None => b.body(()).map(|r| agent.run(r)),
         };
         let mut resp = match result {
-            Err(e) => return Attempt::Failed(Error::invalid(format!("cannot build the request: {e}")), None),
+            Err(e) => {
+                return Attempt::Failed(
+                    Error::invalid(format!("cannot build the request: {e}")),
+                    None,
+                )
+            }
             Ok(Err(e)) => return Attempt::Failed(from_ureq(&e), Some(e)),
             Ok(Ok(r)) => r,
         };
@@ -331,19 +501,36 @@ impl Client {
         let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
-        let read = resp
-            .body_mut()
-            .with_config()
-            .limit(inner.opts.max_response_bytes)
-            .read_to_vec();
+        let read = if (200..300).contains(&status) {
+            on_body(resp.body_mut())
+        } else {
+            read_whole(resp.body_mut(), inner.opts.max_response_bytes)
+        };
         match read {
-            Ok(body) => Attempt::Answer { status, headers, body, body_err: None },
-            Err(e) => {
-                let mut err = from_ureq(&e);
-                err.message = format!("HTTP {status} answer cut short while reading its body: {}", err.message);
-                Attempt::Answer { status, headers, body: Vec::new(), body_err: Some(err) }
+            Ok(body) => Attempt::Answer {
+                status,
+                headers,
+                body,
+                body_err: None,
+            },
+            Err((partial, mut err)) => {
+                err.message = format!(
+                    "HTTP {status} answer cut short while reading its body: {}",
+                    err.message
+                );
+                Attempt::Answer {
+                    status,
+                    headers,
+                    body: partial,
+                    body_err: Some(err),
+                }
             }
         }
     }
@@ -384,10 +571,18 @@ impl Client {
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         let mut err = err;
         // A 2xx JSON call whose body is not JSON is a broken answer, not a success.
-        if err.is_none() && call.path_is_json_api() && !body.is_empty() && parsed.is_none() {
+        if err.is_none()
+            && !call.stream
+            && call.path_is_json_api()
+            && !body.is_empty()
+            && parsed.is_none()
+        {
             err = Some(Error::new(
                 Code::Protocol,
-                format!("HTTP {status} from {} but the body is not valid JSON", call.path),
+                format!(
+                    "HTTP {status} from {} but the body is not valid JSON",
+                    call.path
+                ),
             ));
         }
         let text = parsed
@@ -458,7 +653,15 @@ enum Attempt {
     Failed(Error, Option<ureq::Error>),
 }
 
-fn cancelled_error() -> Error {
+/// Reads a whole body up to `limit` bytes.
+pub fn read_whole(body: &mut ureq::Body, limit: u64) -> Result<Vec<u8>, (Vec<u8>, Error)> {
+    body.with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| (Vec::new(), from_ureq(&e)))
+}
+
+pub(crate) fn cancelled_error() -> Error {
     Error::new(Code::Cancelled, "call cancelled by llmpool_client_cancel")
 }
 
@@ -555,5 +758,9 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
             tcp_keepalive: o.tcp_keepalive,
         })
         .chain(RustlsConnector::default());
-    Ok(Agent::with_parts(cfg.build(), connector, DefaultResolver::default()))
+    Ok(Agent::with_parts(
+        cfg.build(),
+        connector,
+        DefaultResolver::default(),
+    ))
 }

@@ -119,6 +119,10 @@ pub fn from_ureq(e: &ureq::Error) -> Error {
         }
         U::HostNotFound => (Code::Connect, "host not found".to_string()),
         U::ConnectionFailed => (Code::Connect, "connection failed".to_string()),
+        // rustls reports handshake failures through the transport's io::Error.
+        U::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
+            (Code::Tls, format!("TLS error: {io}"))
+        }
         U::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => {
                 (Code::Connect, format!("connection refused: {io}"))

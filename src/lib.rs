@@ -4,6 +4,7 @@
 //! The logic is a safe Rust core ([`Client`]); `ffi` is the thin `extern "C"`
 //! boundary that checks pointers and catches panics.
 
+pub mod batch;
 pub mod client;
 pub mod cost;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod options;
 pub mod response;
 pub mod retry;
+pub mod spend;
 pub mod sse;
 mod sys;
 pub mod tls;

@@ -162,7 +162,11 @@ mod tests {
         for i in 1..=100u64 {
             let _g = m.start();
             m.status(if i % 10 == 0 { 503 } else { 200 });
-            let code = if i % 10 == 0 { Code::HttpStatus } else { Code::Ok };
+            let code = if i % 10 == 0 {
+                Code::HttpStatus
+            } else {
+                Code::Ok
+            };
             m.finish(code, Duration::from_millis(i));
         }
         let j = m.to_json(&ConnStats::default());

@@ -186,7 +186,9 @@ impl Options {
                 "queue_timeout_ms" => o.queue_timeout = ms(k, v)?,
                 "timeout_ms" => o.timeout = positive_ms(k, v)?,
                 "connect_timeout_ms" => o.connect_timeout = positive_ms(k, v)?,
-                "response_header_timeout_ms" => o.response_header_timeout = Some(positive_ms(k, v)?),
+                "response_header_timeout_ms" => {
+                    o.response_header_timeout = Some(positive_ms(k, v)?)
+                }
                 "body_timeout_ms" => o.body_timeout = Some(positive_ms(k, v)?),
                 "stream_idle_timeout_ms" => o.stream_idle_timeout = positive_ms(k, v)?,
                 "tcp_keepalive_ms" => {
@@ -323,9 +325,9 @@ fn headers(key: &str, v: &Value) -> Result<Vec<(String, String)>, Error> {
         .ok_or_else(|| type_err(key, "an object of header names to string values"))?;
     let mut out = Vec::new();
     for (name, value) in map {
-        let value = value.as_str().ok_or_else(|| {
-            Error::invalid(format!("option \"{key}.{name}\": expected a string"))
-        })?;
+        let value = value
+            .as_str()
+            .ok_or_else(|| Error::invalid(format!("option \"{key}.{name}\": expected a string")))?;
         let valid_name = !name.is_empty()
             && name
                 .bytes()

@@ -205,14 +205,26 @@ mod tests {
         let p = policy();
         let none = headers(&[]);
         let now = SystemTime::now();
-        assert!(matches!(p.decide(0, 503, &none, b"", now, 0.0), Decision::Retry(_)));
-        assert!(matches!(p.decide(2, 429, &none, b"", now, 0.0), Decision::Retry(_)));
+        assert!(matches!(
+            p.decide(0, 503, &none, b"", now, 0.0),
+            Decision::Retry(_)
+        ));
+        assert!(matches!(
+            p.decide(2, 429, &none, b"", now, 0.0),
+            Decision::Retry(_)
+        ));
         match p.decide(3, 503, &none, b"", now, 0.0) {
             Decision::Stop(why) => assert!(why.contains("3 retries"), "{why}"),
             d => panic!("{d:?}"),
         }
-        assert_eq!(p.decide(0, 400, &none, b"", now, 0.0), Decision::Stop(String::new()));
-        assert_eq!(p.decide(0, 200, &none, b"", now, 0.0), Decision::Stop(String::new()));
+        assert_eq!(
+            p.decide(0, 400, &none, b"", now, 0.0),
+            Decision::Stop(String::new())
+        );
+        assert_eq!(
+            p.decide(0, 200, &none, b"", now, 0.0),
+            Decision::Stop(String::new())
+        );
     }
 
     #[test]
@@ -220,9 +232,15 @@ mod tests {
         let p = policy();
         let now = SystemTime::now();
         let yes = headers(&[("x-should-retry", "true")]);
-        assert!(matches!(p.decide(0, 409, &yes, b"", now, 0.0), Decision::Retry(_)));
+        assert!(matches!(
+            p.decide(0, 409, &yes, b"", now, 0.0),
+            Decision::Retry(_)
+        ));
         let no = headers(&[("x-should-retry", "false")]);
-        assert!(matches!(p.decide(0, 503, &no, b"", now, 0.0), Decision::Stop(_)));
+        assert!(matches!(
+            p.decide(0, 503, &no, b"", now, 0.0),
+            Decision::Stop(_)
+        ));
     }
 
     #[test]
@@ -233,7 +251,9 @@ mod tests {
             Decision::Stop(why) => assert!(why.contains("insufficient_quota")),
             d => panic!("{d:?}"),
         }
-        assert!(!is_insufficient_quota(br#"{"error":{"code":"rate_limit_exceeded"}}"#));
+        assert!(!is_insufficient_quota(
+            br#"{"error":{"code":"rate_limit_exceeded"}}"#
+        ));
         assert!(!is_insufficient_quota(b"not json"));
     }
 
@@ -242,20 +262,35 @@ mod tests {
         let p = policy();
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
         let ms = headers(&[("retry-after-ms", "250"), ("retry-after", "9")]);
-        assert_eq!(p.decide(0, 429, &ms, b"", now, 0.0), Decision::Retry(Duration::from_millis(250)));
+        assert_eq!(
+            p.decide(0, 429, &ms, b"", now, 0.0),
+            Decision::Retry(Duration::from_millis(250))
+        );
         let secs = headers(&[("retry-after", "2")]);
-        assert_eq!(p.decide(0, 429, &secs, b"", now, 0.0), Decision::Retry(Duration::from_secs(2)));
+        assert_eq!(
+            p.decide(0, 429, &secs, b"", now, 0.0),
+            Decision::Retry(Duration::from_secs(2))
+        );
         let date = headers(&[("retry-after", "Sun, 06 Nov 1994 08:49:40 GMT")]);
-        assert_eq!(p.decide(0, 503, &date, b"", now, 0.0), Decision::Retry(Duration::from_secs(3)));
+        assert_eq!(
+            p.decide(0, 503, &date, b"", now, 0.0),
+            Decision::Retry(Duration::from_secs(3))
+        );
         let past = headers(&[("retry-after", "Sun, 06 Nov 1994 08:00:00 GMT")]);
-        assert_eq!(p.decide(0, 503, &past, b"", now, 0.0), Decision::Retry(Duration::ZERO));
+        assert_eq!(
+            p.decide(0, 503, &past, b"", now, 0.0),
+            Decision::Retry(Duration::ZERO)
+        );
         let long = headers(&[("retry-after", "600")]);
         match p.decide(0, 429, &long, b"", now, 0.0) {
             Decision::Stop(why) => assert!(why.contains("max_retry_after_ms"), "{why}"),
             d => panic!("{d:?}"),
         }
         let junk = headers(&[("retry-after", "soon")]);
-        assert_eq!(p.decide(0, 429, &junk, b"", now, 1.0), Decision::Retry(Duration::from_millis(500)));
+        assert_eq!(
+            p.decide(0, 429, &junk, b"", now, 1.0),
+            Decision::Retry(Duration::from_millis(500))
+        );
     }
 
     #[test]
@@ -263,7 +298,10 @@ mod tests {
         let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
         let t = parse_http_date("Thu, 29 Feb 2024 00:00:00 GMT").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_709_164_800);
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_709_164_800
+        );
         assert!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST").is_none());
         assert!(parse_http_date("yesterday").is_none());
         assert!(parse_http_date("Sun, 32 Nov 1994 08:49:37 GMT").is_none());

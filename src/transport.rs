@@ -92,7 +92,12 @@ impl<In: Transport> Connector<In> for PoolConnector {
                     stream = Some(s);
                     break;
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                    ) =>
+                {
                     last_err = Some(ureq::Error::Timeout(Timeout::Connect));
                 }
                 Err(e) => last_err = Some(ureq::Error::Io(e)),
@@ -214,10 +219,7 @@ impl Transport for CountedTcp {
 fn probe(stream: &TcpStream) -> io::Result<bool> {
     stream.set_nonblocking(true)?;
     let mut buf = [0u8; 1];
-    let open = match (&*stream).read(&mut buf) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
-        _ => false,
-    };
+    let open = matches!((&*stream).read(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
     stream.set_nonblocking(false)?;
     Ok(open)
 }

@@ -49,8 +49,11 @@ impl llmpool_response {
 }
 
 /// The response's result code (`LLMPOOL_INVALID_ARGUMENT` for a NULL response).
+///
+/// # Safety
+/// `r` is NULL or a response from llmpool that has not been freed.
 #[no_mangle]
-pub extern "C" fn llmpool_response_code(r: *const llmpool_response) -> llmpool_code {
+pub unsafe extern "C" fn llmpool_response_code(r: *const llmpool_response) -> llmpool_code {
     // SAFETY: NULL or a live response from llmpool.
     match unsafe { r.as_ref() } {
         Some(r) => r.inner.code.into(),
@@ -60,8 +63,11 @@ pub extern "C" fn llmpool_response_code(r: *const llmpool_response) -> llmpool_c
 
 /// The HTTP status of the last answer, or 0 when no HTTP answer arrived (or
 /// `r` is NULL).
+///
+/// # Safety
+/// `r` is NULL or a response from llmpool that has not been freed.
 #[no_mangle]
-pub extern "C" fn llmpool_response_status(r: *const llmpool_response) -> u16 {
+pub unsafe extern "C" fn llmpool_response_status(r: *const llmpool_response) -> u16 {
     // SAFETY: NULL or a live response from llmpool.
     unsafe { r.as_ref() }.map_or(0, |r| r.inner.status)
 }
@@ -69,8 +75,14 @@ pub extern "C" fn llmpool_response_status(r: *const llmpool_response) -> u16 {
 /// The raw response body, NUL-terminated; `*len` (if `len` is non-NULL)
 /// receives its length without the NUL (the body itself may contain NULs).
 /// Never NULL: "" when there is no body or `r` is NULL. Owned by `r`.
+///
+/// # Safety
+/// `r` is NULL or a response from llmpool that has not been freed.
 #[no_mangle]
-pub extern "C" fn llmpool_response_body(r: *const llmpool_response, len: *mut usize) -> *const c_char {
+pub unsafe extern "C" fn llmpool_response_body(
+    r: *const llmpool_response,
+    len: *mut usize,
+) -> *const c_char {
     // SAFETY: NULL or a live response from llmpool.
     let (ptr, n) = match unsafe { r.as_ref() } {
         Some(r) => (r.body.as_ptr() as *const c_char, r.body.len() - 1),
@@ -84,8 +96,11 @@ pub extern "C" fn llmpool_response_body(r: *const llmpool_response, len: *mut us
 }
 
 /// `choices[0].message.content` of a chat answer, else "". Never NULL. Owned by `r`.
+///
+/// # Safety
+/// `r` is NULL or a response from llmpool that has not been freed.
 #[no_mangle]
-pub extern "C" fn llmpool_response_text(r: *const llmpool_response) -> *const c_char {
+pub unsafe extern "C" fn llmpool_response_text(r: *const llmpool_response) -> *const c_char {
     // SAFETY: NULL or a live response from llmpool.
     unsafe { r.as_ref() }.map_or(c"".as_ptr(), |r| r.text.as_ptr())
 }
@@ -93,8 +108,11 @@ pub extern "C" fn llmpool_response_text(r: *const llmpool_response) -> *const c_
 /// Why the call failed ("" on success); for `LLMPOOL_HTTP_STATUS` it includes
 /// the status and the server's error message. Never NULL. Owned by `r`.
 /// Never contains the API key.
+///
+/// # Safety
+/// `r` is NULL or a response from llmpool that has not been freed.
 #[no_mangle]
-pub extern "C" fn llmpool_response_error(r: *const llmpool_response) -> *const c_char {
+pub unsafe extern "C" fn llmpool_response_error(r: *const llmpool_response) -> *const c_char {
     // SAFETY: NULL or a live response from llmpool.
     unsafe { r.as_ref() }.map_or(c"response is NULL".as_ptr(), |r| r.error.as_ptr())
 }
@@ -103,15 +121,21 @@ pub extern "C" fn llmpool_response_error(r: *const llmpool_response) -> *const c
 /// `connections_opened`, `latency_ms`, `status`, `request_id` (from
 /// `x-request-id`), `model`, `usage`, `endpoint`, and more as features add
 /// them. Never NULL ("{}" for a NULL response). Owned by `r`.
+///
+/// # Safety
+/// `r` is NULL or a response from llmpool that has not been freed.
 #[no_mangle]
-pub extern "C" fn llmpool_response_info(r: *const llmpool_response) -> *const c_char {
+pub unsafe extern "C" fn llmpool_response_info(r: *const llmpool_response) -> *const c_char {
     // SAFETY: NULL or a live response from llmpool.
     unsafe { r.as_ref() }.map_or(c"{}".as_ptr(), |r| r.info.as_ptr())
 }
 
 /// Frees a response. NULL is a no-op. Freeing twice is undefined behaviour.
+///
+/// # Safety
+/// `r` is NULL or a response from llmpool that has not been freed.
 #[no_mangle]
-pub extern "C" fn llmpool_response_free(r: *mut llmpool_response) {
+pub unsafe extern "C" fn llmpool_response_free(r: *mut llmpool_response) {
     if r.is_null() {
         return;
     }

@@ -1,0 +1,281 @@
+//! Cost control around a call: routing, cache, budget before it; usage, cost
+//! and cache fill after it. Built from the `prices`, `budget`, `cache` and
+//! `routing` options; the pure logic lives in `crate::cost`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::cost::{
+    take_cache_directive, Budget, CacheKey, CachedEntry, PriceTable, Reservation, ResponseCache,
+    Router, Usage,
+};
+use crate::error::{Code, Error};
+use crate::options::Options;
+
+/// Output tokens assumed for the budget check when a request sets no
+/// `max_tokens`: a worst case for most chat answers.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
+
+/// Cost-control state of one client.
+#[derive(Debug)]
+pub struct Spend {
+    prices: PriceTable,
+    budget: Option<Budget>,
+    cache: Option<ResponseCache>,
+    router: Option<Router>,
+    per_model: Mutex<BTreeMap<String, ModelTotals>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ModelTotals {
+    calls: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cached_tokens: u64,
+    cost_usd: f64,
+    unpriced_calls: u64,
+    cache_hits: u64,
+}
+
+/// What `before` decided for one call; hand it back to `after`.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The body to send (rewritten when routed or a directive was stripped).
+    pub body: Vec<u8>,
+    pub model: Option<String>,
+    pub routed_from: Option<String>,
+    pub route_rule: Option<String>,
+    cache_key: Option<CacheKey>,
+    reservation: Option<Reservation>,
+}
+
+/// A cache hit: the stored answer.
+pub struct Hit {
+    pub entry: CachedEntry,
+}
+
+impl Spend {
+    /// Validates the cost options; errors name the option.
+    pub fn from_options(o: &Options) -> Result<Spend, Error> {
+        let mut prices = PriceTable::with_defaults();
+        if let Some(p) = &o.prices {
+            prices
+                .apply_json(p)
+                .map_err(|e| Error::invalid(format!("option \"prices\": {e}")))?;
+        }
+        let budget = o
+            .budget
+            .as_ref()
+            .map(Budget::from_json)
+            .transpose()
+            .map_err(|e| Error::invalid(format!("option \"budget\": {e}")))?;
+        let cache = o
+            .cache
+            .as_ref()
+            .map(ResponseCache::from_json)
+            .transpose()
+            .map_err(|e| Error::invalid(format!("option \"cache\": {e}")))?;
+        let router = o
+            .routing
+            .as_ref()
+            .map(Router::from_json)
+            .transpose()
+            .map_err(|e| Error::invalid(format!("option \"routing\": {e}")))?;
+        Ok(Spend {
+            prices,
+            budget,
+            cache,
+            router,
+            per_model: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Routes, checks the cache and reserves budget for a JSON request.
+    ///
+    /// `Ok(Err(hit))` is a cache hit to return without any network traffic.
+    pub fn before(
+        &self,
+        method: &str,
+        path: &str,
+        original: &str,
+        mut v: Value,
+    ) -> Result<Result<Prepared, (Prepared, Hit)>, Error> {
+        let cacheable = self
+            .cache
+            .as_ref()
+            .is_some_and(|c| ResponseCache::is_cacheable(&v, c.default_on()));
+        let mut rewritten = take_cache_directive(&mut v).is_some();
+        let mut routed_from = None;
+        let mut route_rule = None;
+        if let Some(d) = self.router.as_ref().and_then(|r| r.route(&v)) {
+            v["model"] = Value::String(d.model.clone());
+            routed_from = Some(d.from);
+            route_rule = Some(d.rule);
+            rewritten = true;
+        }
+        let model = v["model"].as_str().map(str::to_string);
+        let body = if rewritten {
+            serde_json::to_vec(&v).unwrap_or_else(|_| original.as_bytes().to_vec())
+        } else {
+            original.as_bytes().to_vec()
+        };
+        let mut prepared = Prepared {
+            body,
+            model: model.clone(),
+            routed_from,
+            route_rule,
+            cache_key: None,
+            reservation: None,
+        };
+        if let (true, Some(cache)) = (cacheable, &self.cache) {
+            let key = ResponseCache::key(method, path, Some(&v));
+            if let Some(entry) = cache.get(&key, Instant::now()) {
+                self.count_hit(model.as_deref().unwrap_or("unknown"));
+                return Ok(Err((prepared, Hit { entry })));
+            }
+            prepared.cache_key = Some(key);
+        }
+        if let Some(budget) = &self.budget {
+            let name = model.as_deref().unwrap_or("");
+            let est = self
+                .prices
+                .estimate_max_cost(name, &v, DEFAULT_MAX_OUTPUT_TOKENS)
+                .ok_or_else(|| {
+                    Error::new(
+                        Code::BudgetExceeded,
+                        format!(
+                            "a budget is set but model \"{name}\" has no price, so its cost cannot be bounded; add it to the \"prices\" option"
+                        ),
+                    )
+                })?;
+            let r = budget
+                .reserve(name, est, SystemTime::now())
+                .map_err(|e| Error::new(Code::BudgetExceeded, e.to_string()))?;
+            prepared.reservation = Some(r);
+        }
+        Ok(Ok(prepared))
+    }
+
+    /// Records usage and cost, settles the budget, fills the cache, and adds
+    /// `cost_usd` (a number, or "unknown") and routing facts to `info`.
+    ///
+    /// Returns an error only when the budget ledger could not be written.
+    #[allow(clippy::too_many_arguments)]
+    pub fn after(
+        &self,
+        p: Prepared,
+        ok: bool,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+        parsed: Option<&Value>,
+        info: &mut Value,
+    ) -> Option<Error> {
+        let model = info["model"]
+            .as_str()
+            .map(str::to_string)
+            .or(p.model.clone())
+            .unwrap_or_else(|| "unknown".to_string());
+        let usage = parsed.and_then(Usage::from_response_json);
+        let cost = usage.and_then(|u| self.prices.cost(&model, &u));
+        info["cost_usd"] = match (usage, cost) {
+            (Some(_), Some(c)) => json!(c),
+            (None, _) if !ok => json!(0.0),
+            _ => json!("unknown"),
+        };
+        info["cache_hit"] = json!(false);
+        if let Some(from) = &p.routed_from {
+            info["routed_from"] = json!(from);
+            info["route_rule"] = json!(p.route_rule);
+        }
+        if ok || usage.is_some() {
+            self.count(&model, usage, cost);
+        }
+        let mut ledger_error = None;
+        if let (Some(budget), Some(r)) = (&self.budget, p.reservation) {
+            if ok {
+                // No usage reported: keep the reserved worst case rather than 0.
+                let actual = cost.unwrap_or(r.amount_usd());
+                if let Err(e) = budget.commit(r, actual, SystemTime::now()) {
+                    ledger_error = Some(Error::new(
+                        Code::Io,
+                        format!(
+                            "the call succeeded but the budget ledger could not be written: {e}"
+                        ),
+                    ));
+                }
+            } else {
+                budget.release(r);
+            }
+        }
+        if let (true, Some(cache), Some(key)) = (ok, &self.cache, p.cache_key) {
+            cache.put(
+                key,
+                CachedEntry {
+                    status,
+                    body: body.to_vec(),
+                    headers: headers.to_vec(),
+                },
+                Instant::now(),
+            );
+        }
+        ledger_error
+    }
+
+    fn count(&self, model: &str, usage: Option<Usage>, cost: Option<f64>) {
+        let mut m = self.per_model.lock().unwrap_or_else(|p| p.into_inner());
+        let t = m.entry(model.to_string()).or_default();
+        t.calls += 1;
+        if let Some(u) = usage {
+            t.prompt_tokens += u.prompt_tokens;
+            t.completion_tokens += u.completion_tokens;
+            t.cached_tokens += u.cached_tokens;
+        }
+        match cost {
+            Some(c) => t.cost_usd += c,
+            None => t.unpriced_calls += 1,
+        }
+    }
+
+    fn count_hit(&self, model: &str) {
+        let mut m = self.per_model.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(model.to_string()).or_default().cache_hits += 1;
+    }
+
+    /// The `cost` section of the metrics JSON.
+    pub fn to_json(&self) -> Value {
+        let m = self.per_model.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = 0.0;
+        let per_model: serde_json::Map<String, Value> = m
+            .iter()
+            .map(|(k, t)| {
+                total += t.cost_usd;
+                (
+                    k.clone(),
+                    json!({
+                        "calls": t.calls,
+                        "prompt_tokens": t.prompt_tokens,
+                        "completion_tokens": t.completion_tokens,
+                        "cached_tokens": t.cached_tokens,
+                        "cost_usd": t.cost_usd,
+                        "unpriced_calls": t.unpriced_calls,
+                        "cache_hits": t.cache_hits,
+                    }),
+                )
+            })
+            .collect();
+        let cache = self.cache.as_ref().map(|c| {
+            let (hits, misses, entries, bytes) = c.stats();
+            json!({"hits": hits, "misses": misses, "entries": entries, "bytes": bytes})
+        });
+        json!({
+            "total_cost_usd": total,
+            "per_model": per_model,
+            "cache": cache,
+            "budget": self.budget.as_ref().map(|b| b.snapshot(SystemTime::now())),
+        })
+    }
+}
