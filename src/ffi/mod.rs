@@ -7,12 +7,14 @@
 
 #![allow(non_camel_case_types)]
 
+mod batch;
 mod call;
 mod client;
 mod code;
 mod response;
 mod util;
 
+pub use batch::*;
 pub use call::*;
 pub use client::*;
 pub use code::*;
