@@ -201,19 +201,25 @@ impl Client {
     }
 
     fn json_call(&self, path: &str, request_json: &str) -> Response {
-        self.spent_call(path, request_json, false, &mut |b| {
-            read_whole(b, self.inner.opts.max_response_bytes)
-        })
+        self.spent_call(
+            path,
+            request_json,
+            false,
+            &mut |b| read_whole(b, self.inner.opts.max_response_bytes),
+            &mut |_| {},
+        )
     }
 
     /// A JSON POST with cost control around it: routing, cache, budget.
-    /// `stream` calls read their body with `on_body`.
+    /// `stream` calls read their body with `on_body`; `patch` completes the
+    /// response (e.g. a stream's text and usage) before its cost is settled.
     pub(crate) fn spent_call(
         &self,
         path: &str,
         request_json: &str,
         stream: bool,
         on_body: &mut BodyReader<'_>,
+        patch: &mut dyn FnMut(&mut Response),
     ) -> Response {
         let started = Instant::now();
         let v = match parse_object(request_json, "request_json") {
@@ -238,6 +244,7 @@ impl Client {
             stream,
         };
         let mut r = self.execute_with(call, on_body);
+        patch(&mut r);
         self.settle(prepared, &mut r);
         r
     }

@@ -25,7 +25,12 @@ fn header_is_fresh() {
         current == generated,
         "include/llmpool.h is stale: run `LLMPOOL_BLESS=1 cargo test --test header` and commit it"
     );
-    for name in ["llmpool_client_new", "llmpool_chat", "llmpool_response_free", "LLMPOOL_PANIC = 99"] {
+    for name in [
+        "llmpool_client_new",
+        "llmpool_chat",
+        "llmpool_response_free",
+        "LLMPOOL_PANIC = 99",
+    ] {
         assert!(generated.contains(name), "header lacks {name}");
     }
 }

@@ -6,7 +6,6 @@ use super::code::llmpool_code;
 use super::util::{c_string, guard, opt_str_arg, write_errbuf};
 use crate::client::Client;
 
-
 /// A pooled client for one gateway. Thread-safe: create one per process (or
 /// per gateway) and share it between threads; every function taking a
 /// client may be called concurrently from any thread. Only
@@ -50,8 +49,8 @@ pub unsafe extern "C" fn llmpool_client_new(
             // SAFETY: `out` is non-NULL and writable per the contract.
             unsafe { *out = std::ptr::null_mut() };
             // SAFETY: as documented for the caller.
-            let result = unsafe { opt_str_arg(options_json, "options_json") }
-                .and_then(Client::from_json);
+            let result =
+                unsafe { opt_str_arg(options_json, "options_json") }.and_then(Client::from_json);
             match result {
                 Ok(client) => {
                     // SAFETY: checked non-NULL above.
@@ -214,4 +213,3 @@ pub unsafe extern "C" fn llmpool_string_free(s: *mut c_char) {
         },
     )
 }
-

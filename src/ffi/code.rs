@@ -101,6 +101,9 @@ mod tests {
             assert_eq!(llmpool_code::from(c) as i32, c as i32);
         }
         let p = llmpool_code_name(12345);
-        assert_eq!(unsafe { CStr::from_ptr(p) }.to_str().unwrap(), "LLMPOOL_UNKNOWN");
+        assert_eq!(
+            unsafe { CStr::from_ptr(p) }.to_str().unwrap(),
+            "LLMPOOL_UNKNOWN"
+        );
     }
 }
