@@ -65,6 +65,33 @@ typedef struct llmpool_response llmpool_response;
 // counts up from 1, and the last call is `(total, total)`.
 typedef void (*llmpool_progress_cb)(void *userdata, size_t done, size_t total);
 
+// Writes a fresh API key into `buf` (at most `buf_len` bytes including the
+// terminating NUL) and returns 0; any other return value means "no new key".
+// Called on the thread whose call received the 401, possibly on several
+// threads at once: it must be thread-safe. `buf` is valid only during the
+// call.
+typedef int (*llmpool_key_provider_cb)(void *userdata, char *buf, size_t buf_len);
+
+// Called by `llmpool_chat_stream` once per chunk event, in order, on the
+// thread that called `llmpool_chat_stream`.
+//
+// `delta` is the chunk's `choices[0].delta.content` (`delta_len` bytes of
+// UTF-8, possibly 0: the first chunk carries only the role and the last one
+// only the usage); `event_json` is the event's raw JSON (`event_len` bytes,
+// never empty). Both are also NUL-terminated (`delta[delta_len] == 0`), are
+// owned by llmpool and are valid only until the callback returns: copy what
+// you keep. `userdata` is passed through unchanged.
+//
+// Return 0 to go on; any other value aborts the stream, and
+// `llmpool_chat_stream` then returns `LLMPOOL_CANCELLED` with the text
+// received so far. The callback must not free the client; it may call
+// other llmpool functions, including calls on the same client.
+typedef int (*llmpool_stream_cb)(void *userdata,
+                                 const char *delta,
+                                 size_t delta_len,
+                                 const char *event_json,
+                                 size_t event_len);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -231,6 +258,34 @@ const char *llmpool_version(void);
 // passes is well defined.
 const char *llmpool_code_name(int code);
 
+// Sets the key provider: when a call gets HTTP 401, the client calls
+// `cb(userdata, buf, buf_len)` once, uses the key written to `buf` for that
+// call's single immediate retry and for every later call (as
+// `llmpool_client_set_api_key` would), keeping the pool. A second 401 is
+// returned as `LLMPOOL_HTTP_STATUS`. A NULL `cb` removes the provider.
+// `userdata` is passed through untouched and must stay valid until the
+// provider is replaced or the client is freed. Returns
+// `LLMPOOL_INVALID_ARGUMENT` for a NULL client.
+//
+// # Safety
+// `client` is NULL or a live client; `cb` and `userdata` are usable from
+// any thread for as long as they are installed.
+enum llmpool_code llmpool_client_set_key_provider(struct llmpool_client *client,
+                                                  llmpool_key_provider_cb cb,
+                                                  void *userdata);
+
+// Opens up to `n` connections ahead of the first call (TCP and TLS
+// handshakes done) so the first real calls pay no handshake; it sends `n`
+// concurrent `GET /models` requests and keeps their connections pooled (up
+// to `pool_max_idle_per_host`). `*opened` (if non-NULL) receives how many
+// connections were opened. Returns `LLMPOOL_OK` when at least one opened or
+// none was needed, else the error of the first failure;
+// `LLMPOOL_INVALID_ARGUMENT` for a NULL client.
+//
+// # Safety
+// `client` is NULL or a live client; `opened` is NULL or writable.
+enum llmpool_code llmpool_client_warm(struct llmpool_client *client, size_t n, size_t *opened);
+
 // The response's result code (`LLMPOOL_INVALID_ARGUMENT` for a NULL response).
 //
 // # Safety
@@ -280,6 +335,51 @@ const char *llmpool_response_info(const struct llmpool_response *r);
 // # Safety
 // `r` is NULL or a response from llmpool that has not been freed.
 void llmpool_response_free(struct llmpool_response *r);
+
+// Streams a chat completion: `POST {base_url}/chat/completions` with
+// `request_json` (a JSON object) plus `"stream": true` and, unless the
+// request sets `stream_options.include_usage` itself,
+// `"stream_options": {"include_usage": true}`. Blocks the calling thread
+// until the stream ends, calling `cb(userdata, ...)` on this thread for
+// every chunk as it arrives (see `llmpool_stream_cb`).
+//
+// When `out` is non-NULL, `*out` always receives a response (success or
+// failure); free it with `llmpool_response_free`. Its text is the
+// concatenation of every delta received (also after a failure); its body is
+// the raw SSE bytes read (a non-2xx answer keeps its JSON body); its info
+// adds `ttft_ms` (milliseconds to the first non-empty delta, or null),
+// `chunks` (callbacks made), `finish_reason` (or null), `usage` from the
+// final usage chunk, `cost_usd` when priced, and `stream_error` after a
+// mid-stream error event.
+//
+// Returns:
+// - `LLMPOOL_OK` when `data: [DONE]` arrived (the connection then goes back
+//   to the pool);
+// - `LLMPOOL_CANCELLED` when `cb` returned non-zero, or
+//   `llmpool_client_cancel` was called on the client from another thread
+//   (blocked reads return at once);
+// - `LLMPOOL_PROTOCOL` when the server sent an error object (or an
+//   `event: error`) mid-stream (its message is in the error text, the
+//   HTTP status stays 2xx) or a malformed chunk;
+// - `LLMPOOL_IO` when the connection dropped mid-stream;
+// - `LLMPOOL_TIMEOUT` when no data arrived for `stream_idle_timeout_ms`
+//   (there is no whole-call timeout for streams; `timeout_ms` bounds the
+//   wait for the response headers);
+// - `LLMPOOL_HTTP_STATUS` for a non-2xx answer, with status and JSON error
+//   body kept and `cb` never called (429/5xx are retried first, as for
+//   `llmpool_chat`);
+// - `LLMPOOL_INVALID_ARGUMENT` without network traffic for a NULL client,
+//   request or `cb`, or invalid UTF-8 or JSON.
+//
+// # Safety
+// `client` is NULL or a live client; `request_json` is NULL or
+// NUL-terminated; `cb` is NULL or safe to call with `userdata`; `out` is
+// NULL or valid for one pointer write.
+enum llmpool_code llmpool_chat_stream(struct llmpool_client *client,
+                                      const char *request_json,
+                                      llmpool_stream_cb cb,
+                                      void *userdata,
+                                      struct llmpool_response **out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -14,6 +14,7 @@ use ureq::unversioned::transport::{Connector, RustlsConnector};
 use ureq::Agent;
 
 use crate::error::{from_ureq, Code, Error};
+use crate::failover::Endpoints;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::options::{process_env, ApiKey, Options};
@@ -25,6 +26,10 @@ use crate::transport::{self, ConnStats, PoolConnector};
 /// How many times a call silently reconnects after finding a pooled
 /// connection dead before any response byte arrived.
 const MAX_FREE_RECONNECTS: u32 = 2;
+
+/// Gives a fresh API key when the gateway answers 401 (see
+/// [`Client::set_key_provider`]); `None` means no new key is available.
+pub type KeyProvider = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// A pooled, retrying client for one OpenAI-compatible gateway.
 #[derive(Clone)]
@@ -41,6 +46,8 @@ struct Inner {
     conn: Arc<ConnStats>,
     limiter: Option<Limiter>,
     spend: Spend,
+    endpoints: Endpoints,
+    key_provider: RwLock<Option<KeyProvider>>,
     /// Bumped by `cancel_all`; a call that sees it change was cancelled.
     cancel_epoch: AtomicU64,
     /// Wakes backoff sleeps when a cancel arrives.
@@ -97,6 +104,7 @@ impl Client {
         };
         let limiter = (opts.max_concurrency > 0).then(|| Limiter::new(opts.max_concurrency));
         let spend = Spend::from_options(&opts)?;
+        let endpoints = Endpoints::from_options(&opts);
         Ok(Client {
             inner: Arc::new(Inner {
                 key: RwLock::new(opts.api_key.clone()),
@@ -107,6 +115,8 @@ impl Client {
                 conn,
                 limiter,
                 spend,
+                endpoints,
+                key_provider: RwLock::new(None),
                 cancel_epoch: AtomicU64::new(0),
                 wake: (Mutex::new(()), Condvar::new()),
             }),
@@ -128,6 +138,59 @@ impl Client {
     pub fn set_api_key(&self, key: Option<&str>) {
         let key = key.filter(|k| !k.is_empty()).map(ApiKey::new);
         *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = key;
+    }
+
+    /// Sets (or with `None` removes) the key provider: on a 401 the client
+    /// asks it once for a new key, stores it as with [`Client::set_api_key`],
+    /// and retries the call once at once. A second 401 is returned.
+    /// Endpoints with their own `api_key` are not refreshed.
+    pub fn set_key_provider(&self, provider: Option<KeyProvider>) {
+        *self
+            .inner
+            .key_provider
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = provider;
+    }
+
+    /// Opens up to `n` connections to the first available endpoint ahead of
+    /// the first real call (TCP and TLS handshakes done), by sending `n`
+    /// concurrent `GET /models` requests; their connections stay pooled (up
+    /// to `pool_max_idle_per_host`). Returns how many connections were opened.
+    pub fn warm(&self, n: usize) -> Result<usize, Error> {
+        let before = self.inner.conn.opened.load(Ordering::Relaxed);
+        let ep = self.inner.endpoints.order(Instant::now())[0];
+        let url = format!("{}/models", self.inner.endpoints.get(ep).base_url);
+        let agent = read(&self.inner.agent).clone();
+        let errors: Vec<Error> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n.min(256))
+                .map(|_| {
+                    let (agent, url) = (agent.clone(), url.clone());
+                    scope.spawn(move || {
+                        let call = Call {
+                            method: http::Method::GET,
+                            path: String::new(),
+                            body: None,
+                            model: None,
+                            stream: false,
+                        };
+                        let max = self.inner.opts.max_response_bytes;
+                        match self.attempt(&agent, &call, &url, None, &mut |b| read_whole(b, max)) {
+                            Attempt::Failed(e, _) => Some(e),
+                            Attempt::Answer { body_err, .. } => body_err,
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().ok().flatten())
+                .collect()
+        });
+        let opened = (self.inner.conn.opened.load(Ordering::Relaxed) - before) as usize;
+        match errors.into_iter().next() {
+            Some(e) if opened == 0 => Err(e),
+            _ => Ok(opened),
+        }
     }
 
     /// Drops every idle pooled connection now; calls in flight finish on
@@ -158,6 +221,7 @@ impl Client {
     pub fn metrics(&self) -> Value {
         let mut m = self.inner.metrics.to_json(&self.inner.conn);
         m["cost"] = self.inner.spend.to_json();
+        m["endpoints"] = self.inner.endpoints.to_json(Instant::now());
         m
     }
 
@@ -341,16 +405,52 @@ impl Client {
         resp
     }
 
+    /// Tries the endpoints in failover order until one gives an answer
+    /// worth returning.
     fn attempts(&self, call: &Call, started: Instant, on_body: &mut BodyReader<'_>) -> Response {
         let inner = &*self.inner;
-        let epoch = inner.cancel_epoch.load(Ordering::SeqCst);
-        let url = format!("{}{}", inner.opts.base_url, call.path);
+        let eps = &inner.endpoints;
+        let order = eps.order(Instant::now());
+        let mut failovers = 0u32;
         let mut t = Tally::default();
+        for (n, &i) in order.iter().enumerate() {
+            let done = self.attempts_on(i, call, on_body, &mut t);
+            let worth_failover = done.worth_failover();
+            eps.record(i, !worth_failover, Instant::now());
+            if worth_failover
+                && n + 1 < order.len()
+                && done.err.as_ref().is_some_and(|e| e.code != Code::Cancelled)
+            {
+                failovers += 1;
+                continue;
+            }
+            let mut r = self.finish(call, started, &t, done);
+            r.info["endpoint"] = json!(eps.get(i).base_url);
+            r.info["failovers"] = json!(failovers);
+            return r;
+        }
+        unreachable!("an endpoint list is never empty")
+    }
+
+    /// One endpoint: retries, backoff, key refresh and silent reconnects.
+    fn attempts_on(
+        &self,
+        ep: usize,
+        call: &Call,
+        on_body: &mut BodyReader<'_>,
+        t: &mut Tally,
+    ) -> Done {
+        let inner = &*self.inner;
+        let epoch = inner.cancel_epoch.load(Ordering::SeqCst);
+        let endpoint = inner.endpoints.get(ep);
+        let url = format!("{}{}", endpoint.base_url, call.path);
+        let mut refreshed_key = false;
+        let mut retries_here = 0u32;
         loop {
             t.attempts += 1;
             transport::begin_attempt();
             let agent = read(&inner.agent).clone();
-            let outcome = self.attempt(&agent, call, &url, on_body);
+            let outcome = self.attempt(&agent, call, &url, endpoint.api_key.as_ref(), on_body);
             let io = transport::attempt_io();
             t.opened += io.opened;
             t.reused = io.opened == 0;
@@ -368,55 +468,53 @@ impl Client {
                     inner.metrics.status(status);
                     if let Some(e) = body_err {
                         let e = if cancelled { cancelled_error() } else { e };
-                        return self.finish(call, started, &t, Some(e), status, headers, body);
+                        return Done::answer(Some(e), status, headers, body);
                     }
-                    let decision = if cancelled {
-                        Decision::Stop(String::new())
-                    } else {
-                        let h = |name: &str| header(&headers, name).map(str::to_string);
-                        inner.policy.decide(
-                            t.retries,
-                            status,
-                            &h,
-                            &body,
-                            SystemTime::now(),
-                            jitter(),
-                        )
-                    };
+                    if cancelled {
+                        return Done::answer(Some(cancelled_error()), status, headers, body);
+                    }
+                    if status == 401 && !refreshed_key && endpoint.api_key.is_none() {
+                        refreshed_key = true;
+                        if self.refresh_key() {
+                            // The seed's "refresh and retry once": at once, no backoff.
+                            t.retries += 1;
+                            inner.metrics.retried();
+                            continue;
+                        }
+                    }
+                    let h = |name: &str| header(&headers, name).map(str::to_string);
+                    let decision = inner.policy.decide(
+                        retries_here,
+                        status,
+                        &h,
+                        &body,
+                        SystemTime::now(),
+                        jitter(),
+                    );
                     match decision {
                         Decision::Retry(wait) => {
                             if !self.sleep_unless_cancelled(wait, epoch) {
-                                return self.finish(
-                                    call,
-                                    started,
-                                    &t,
+                                return Done::answer(
                                     Some(cancelled_error()),
                                     status,
                                     headers,
                                     body,
                                 );
                             }
+                            retries_here += 1;
                             t.retries += 1;
                             inner.metrics.retried();
                         }
                         Decision::Stop(why) => {
                             let err = (!(200..300).contains(&status))
                                 .then(|| http_error(status, &call.path, &body, &why));
-                            return self.finish(call, started, &t, err, status, headers, body);
+                            return Done::answer(err, status, headers, body);
                         }
                     }
                 }
                 Attempt::Failed(e, raw) => {
                     if cancelled {
-                        return self.finish(
-                            call,
-                            started,
-                            &t,
-                            Some(cancelled_error()),
-                            0,
-                            Vec::new(),
-                            Vec::new(),
-                        );
+                        return Done::failed(cancelled_error());
                     }
                     let dead_pooled =
                         t.reused && io.bytes_in == 0 && matches!(e.code, Code::Io | Code::Protocol);
@@ -431,26 +529,35 @@ impl Client {
                     // made, so a connect failure is safe to retry for any method.
                     let retryable = matches!(e.code, Code::Connect)
                         || matches!(raw, Some(ureq::Error::Timeout(ureq::Timeout::Connect)));
-                    if retryable && t.retries < inner.policy.max_retries {
-                        let wait = inner.policy.backoff(t.retries, jitter());
+                    if retryable && retries_here < inner.policy.max_retries {
+                        let wait = inner.policy.backoff(retries_here, jitter());
                         if !self.sleep_unless_cancelled(wait, epoch) {
-                            return self.finish(
-                                call,
-                                started,
-                                &t,
-                                Some(cancelled_error()),
-                                0,
-                                Vec::new(),
-                                Vec::new(),
-                            );
+                            return Done::failed(cancelled_error());
                         }
+                        retries_here += 1;
                         t.retries += 1;
                         inner.metrics.retried();
                         continue;
                     }
-                    return self.finish(call, started, &t, Some(e), 0, Vec::new(), Vec::new());
+                    return Done::failed(e);
                 }
             }
+        }
+    }
+
+    /// Asks the key provider for a fresh key; true when it gave a new one.
+    fn refresh_key(&self) -> bool {
+        let provider = read(&self.inner.key_provider).clone();
+        let Some(provider) = provider else {
+            return false;
+        };
+        match provider() {
+            Some(k) if !k.is_empty() => {
+                self.set_api_key(Some(&k));
+                self.inner.metrics.key_refreshed();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -459,6 +566,7 @@ impl Client {
         agent: &Agent,
         call: &Call,
         url: &str,
+        endpoint_key: Option<&ApiKey>,
         on_body: &mut BodyReader<'_>,
     ) -> Attempt {
         let inner = &*self.inner;
@@ -469,9 +577,11 @@ impl Client {
         if call.body.is_some() {
             b = b.header("content-type", "application/json");
         }
-        if let Some(key) = read(&inner.key).as_ref() {
+        let client_key = read(&inner.key);
+        if let Some(key) = endpoint_key.or(client_key.as_ref()) {
             b = b.header("authorization", format!("Bearer {}", key.expose()));
         }
+        drop(client_key);
         for (k, v) in &inner.opts.headers {
             b = b.header(k.as_str(), v.as_str());
         }
@@ -564,17 +674,13 @@ impl Client {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        call: &Call,
-        started: Instant,
-        t: &Tally,
-        err: Option<Error>,
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    ) -> Response {
+    fn finish(&self, call: &Call, started: Instant, t: &Tally, done: Done) -> Response {
+        let Done {
+            err,
+            status,
+            headers,
+            body,
+        } = done;
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         let mut err = err;
         // A 2xx JSON call whose body is not JSON is a broken answer, not a success.
@@ -617,7 +723,6 @@ impl Client {
             "request_id": header(&headers, "x-request-id"),
             "model": model,
             "usage": usage,
-            "endpoint": self.inner.opts.base_url,
         });
         let (code, error) = match err {
             None => (Code::Ok, String::new()),
@@ -648,6 +753,47 @@ struct Tally {
     free_reconnects: u32,
     opened: u32,
     reused: bool,
+}
+
+/// How one endpoint's attempts ended.
+struct Done {
+    err: Option<Error>,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Done {
+    fn answer(
+        err: Option<Error>,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Done {
+        Done {
+            err,
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn failed(e: Error) -> Done {
+        Done::answer(Some(e), 0, Vec::new(), Vec::new())
+    }
+
+    /// Failover happens when the endpoint itself looks down: no connection,
+    /// TLS failure, no answer in time, or a 5xx after its retries. Never
+    /// after a 2xx began (a stream may already have delivered text).
+    fn worth_failover(&self) -> bool {
+        match &self.err {
+            None => false,
+            Some(e) if self.status == 0 => {
+                matches!(e.code, Code::Connect | Code::Tls | Code::Timeout)
+            }
+            Some(e) => e.code == Code::HttpStatus && self.status >= 500,
+        }
+    }
 }
 
 enum Attempt {
@@ -763,6 +909,7 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
         .chain(PoolConnector {
             stats: conn.clone(),
             tcp_keepalive: o.tcp_keepalive,
+            max_age: o.pool_max_age,
         })
         .chain(RustlsConnector::default());
     Ok(Agent::with_parts(

@@ -24,6 +24,7 @@ pub struct Metrics {
     reused: AtomicU64,
     in_flight: AtomicU64,
     free_reconnects: AtomicU64,
+    key_refreshes: AtomicU64,
     detail: Mutex<Detail>,
 }
 
@@ -66,6 +67,11 @@ impl Metrics {
     /// Counts a silent reconnect after a pooled connection turned out dead.
     pub fn free_reconnect(&self) {
         self.free_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a key fetched from the key provider after a 401.
+    pub fn key_refreshed(&self) {
+        self.key_refreshes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records one HTTP answer's status (every attempt, retried or not).
@@ -134,6 +140,7 @@ impl Metrics {
             "error_rate": if requests == 0 { 0.0 } else { errors as f64 / requests as f64 },
             "retries": self.retries.load(Ordering::Relaxed),
             "reconnects_after_idle_close": self.free_reconnects.load(Ordering::Relaxed),
+            "key_refreshes": self.key_refreshes.load(Ordering::Relaxed),
             "connections_opened": conn.opened.load(Ordering::Relaxed),
             "connections_reused": self.reused.load(Ordering::Relaxed),
             "connections_open": conn.open_now.load(Ordering::Relaxed),

@@ -66,6 +66,8 @@ fn note(f: impl FnOnce(&mut AttemptIo)) {
 pub struct PoolConnector {
     pub stats: Arc<ConnStats>,
     pub tcp_keepalive: Option<Duration>,
+    /// `pool_max_age_ms`: an older connection is not reused.
+    pub max_age: Option<Duration>,
 }
 
 impl<In: Transport> Connector<In> for PoolConnector {
@@ -127,6 +129,7 @@ impl<In: Transport> Connector<In> for PoolConnector {
             stream,
             buffers,
             stats: self.stats.clone(),
+            retire_at: self.max_age.map(|a| std::time::Instant::now() + a),
             read_timeout: None,
             write_timeout: None,
         })))
@@ -138,6 +141,7 @@ pub struct CountedTcp {
     stream: Arc<TcpStream>,
     buffers: LazyBuffers,
     stats: Arc<ConnStats>,
+    retire_at: Option<std::time::Instant>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
 }
@@ -210,6 +214,14 @@ impl Transport for CountedTcp {
     }
 
     fn is_open(&mut self) -> bool {
+        // ureq asks before reusing a pooled connection: past its age, say
+        // no, and it is dropped (the seed rotates its pool hourly).
+        if self
+            .retire_at
+            .is_some_and(|t| std::time::Instant::now() >= t)
+        {
+            return false;
+        }
         probe(&self.stream).unwrap_or(false)
     }
 }

@@ -11,6 +11,7 @@ mod batch;
 mod call;
 mod client;
 mod code;
+mod resilience;
 mod response;
 mod util;
 
@@ -18,4 +19,5 @@ pub use batch::*;
 pub use call::*;
 pub use client::*;
 pub use code::*;
+pub use resilience::*;
 pub use response::*;
