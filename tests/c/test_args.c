@@ -1,0 +1,324 @@
+/*
+ * NULL and bad input for every exported function. No server is needed: every
+ * call here must fail (or succeed) before any network traffic, and the
+ * client used for calls points at a port nobody listens on so that an
+ * accidental request would show up as LLMPOOL_CONNECT and connections_opened.
+ */
+#include <limits.h>
+#include <stdint.h>
+
+#include "check.h"
+
+static const char BAD_UTF8[] = "{\"model\":\"\xff\xfe\"}";
+static const char SECRET[] = "sk-args-SECRET-31337";
+
+/* client_new that must fail with `want`, and whose message contains `needle`. */
+static void new_fails(const char *options, llmpool_code want, const char *needle) {
+    llmpool_client *c = (llmpool_client *)0x1;
+    char err[512];
+    memset(err, 'x', sizeof err);
+    llmpool_code rc = llmpool_client_new(options, &c, err, sizeof err);
+    CHECK(rc == want, "options %s: code %s, want %s (errbuf: %s)", options ? options : "NULL",
+          llmpool_code_name(rc), llmpool_code_name(want), err);
+    CHECK(c == NULL, "options %s: *out not reset to NULL on error", options);
+    CHECK(memchr(err, 0, sizeof err) != NULL, "errbuf not NUL-terminated");
+    CHECK(strstr(err, needle) != NULL, "options %s: errbuf \"%s\" does not name \"%s\"", options,
+          err, needle);
+    CHECK_NOT_CONTAINS(err, SECRET);
+}
+
+static void test_code_names(void) {
+    static const struct {
+        int code;
+        const char *name;
+    } names[] = {
+        {LLMPOOL_OK, "LLMPOOL_OK"},
+        {LLMPOOL_INVALID_ARGUMENT, "LLMPOOL_INVALID_ARGUMENT"},
+        {LLMPOOL_CONNECT, "LLMPOOL_CONNECT"},
+        {LLMPOOL_TLS, "LLMPOOL_TLS"},
+        {LLMPOOL_TIMEOUT, "LLMPOOL_TIMEOUT"},
+        {LLMPOOL_HTTP_STATUS, "LLMPOOL_HTTP_STATUS"},
+        {LLMPOOL_IO, "LLMPOOL_IO"},
+        {LLMPOOL_PROTOCOL, "LLMPOOL_PROTOCOL"},
+        {LLMPOOL_POOL_EXHAUSTED, "LLMPOOL_POOL_EXHAUSTED"},
+        {LLMPOOL_BUDGET_EXCEEDED, "LLMPOOL_BUDGET_EXCEEDED"},
+        {LLMPOOL_CANCELLED, "LLMPOOL_CANCELLED"},
+        {LLMPOOL_PANIC, "LLMPOOL_PANIC"},
+    };
+    /* The numbers are part of the ABI. */
+    CHECK(LLMPOOL_OK == 0 && LLMPOOL_INVALID_ARGUMENT == 1 && LLMPOOL_CONNECT == 2 &&
+              LLMPOOL_TLS == 3 && LLMPOOL_TIMEOUT == 4 && LLMPOOL_HTTP_STATUS == 5 &&
+              LLMPOOL_IO == 6 && LLMPOOL_PROTOCOL == 7 && LLMPOOL_POOL_EXHAUSTED == 8 &&
+              LLMPOOL_BUDGET_EXCEEDED == 9 && LLMPOOL_CANCELLED == 10 && LLMPOOL_PANIC == 99,
+          "code numbers changed");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *n = llmpool_code_name(names[i].code);
+        CHECK(n != NULL, "code_name(%d) is NULL", names[i].code);
+        CHECK_STREQ(n, names[i].name);
+    }
+    static const int unknown[] = {-1, 11, 12, 50, 98, 100, 12345, INT_MIN, INT_MAX};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        const char *n = llmpool_code_name(unknown[i]);
+        CHECK(n != NULL, "code_name(%d) is NULL", unknown[i]);
+        CHECK_STREQ(n, "LLMPOOL_UNKNOWN");
+    }
+}
+
+static void test_version(void) {
+    const char *v = llmpool_version();
+    CHECK(v != NULL, "version is NULL");
+    const char *want = getenv("LLMPOOL_TEST_VERSION");
+    if (want != NULL && want[0] != '\0') CHECK_STREQ(v, want);
+    unsigned a, b, c;
+    CHECK(sscanf(v, "%u.%u.%u", &a, &b, &c) == 3, "version \"%s\" is not X.Y.Z", v);
+    CHECK(llmpool_version() == v, "version is not static storage");
+}
+
+static void test_free_null(void) {
+    llmpool_client_free(NULL);
+    llmpool_response_free(NULL);
+    llmpool_string_free(NULL);
+}
+
+static void test_null_response_accessors(void) {
+    CHECK(llmpool_response_code(NULL) == LLMPOOL_INVALID_ARGUMENT, "code(NULL)");
+    CHECK(llmpool_response_status(NULL) == 0, "status(NULL)");
+    size_t len = 77;
+    const char *body = llmpool_response_body(NULL, &len);
+    CHECK(body != NULL && body[0] == '\0', "body(NULL) not \"\"");
+    CHECK(len == 0, "body(NULL) len %zu", len);
+    body = llmpool_response_body(NULL, NULL);
+    CHECK(body != NULL && body[0] == '\0', "body(NULL, NULL) not \"\"");
+    const char *text = llmpool_response_text(NULL);
+    CHECK(text != NULL && text[0] == '\0', "text(NULL) not \"\"");
+    const char *err = llmpool_response_error(NULL);
+    CHECK(err != NULL, "error(NULL) is NULL");
+    CHECK_CONTAINS(err, "response");
+    const char *info = llmpool_response_info(NULL);
+    CHECK(info != NULL, "info(NULL) is NULL");
+    CHECK_STREQ(info, "{}");
+}
+
+static void test_client_new(void) {
+    /* out == NULL: the message names `out`. */
+    char err[256];
+    memset(err, 'x', sizeof err);
+    CHECK(llmpool_client_new("{}", NULL, err, sizeof err) == LLMPOOL_INVALID_ARGUMENT,
+          "out NULL");
+    CHECK_CONTAINS(err, "out");
+    /* ...and with no errbuf at all. */
+    CHECK(llmpool_client_new("{}", NULL, NULL, 0) == LLMPOOL_INVALID_ARGUMENT, "out NULL, no errbuf");
+    CHECK(llmpool_client_new("{}", NULL, NULL, 100) == LLMPOOL_INVALID_ARGUMENT,
+          "out NULL, NULL errbuf with length");
+
+    new_fails("{\"base_url\":\"http://127.0.0.1:1/v1\",\"model\":\"\xff\"}",
+              LLMPOOL_INVALID_ARGUMENT, "options_json");
+    new_fails("\xc3\x28", LLMPOOL_INVALID_ARGUMENT, "UTF-8");
+    new_fails("{not json", LLMPOOL_INVALID_ARGUMENT, "options_json");
+    new_fails("{not json", LLMPOOL_INVALID_ARGUMENT, "JSON");
+    new_fails("{\"timeout_ms\": 5,}", LLMPOOL_INVALID_ARGUMENT, "JSON");
+    new_fails("[1,2,3]", LLMPOOL_INVALID_ARGUMENT, "object");
+    new_fails("42", LLMPOOL_INVALID_ARGUMENT, "object");
+    new_fails("\"a string\"", LLMPOOL_INVALID_ARGUMENT, "object");
+    new_fails("null", LLMPOOL_INVALID_ARGUMENT, "object");
+    /* Unknown keys are named, and the API key never leaks into the message. */
+    new_fails("{\"api_key\":\"sk-args-SECRET-31337\",\"bogus_option_xyz\":1}",
+              LLMPOOL_INVALID_ARGUMENT, "bogus_option_xyz");
+    new_fails("{\"timout_ms\":1000}", LLMPOOL_INVALID_ARGUMENT, "timout_ms");
+    new_fails("{\"endpoints\":[{\"base_url\":\"http://127.0.0.1:1/v1\",\"wieght\":2}]}",
+              LLMPOOL_INVALID_ARGUMENT, "endpoints[0].wieght");
+    /* Wrong types are named. */
+    new_fails("{\"timeout_ms\":\"fast\"}", LLMPOOL_INVALID_ARGUMENT, "timeout_ms");
+    new_fails("{\"timeout_ms\":-5}", LLMPOOL_INVALID_ARGUMENT, "timeout_ms");
+    new_fails("{\"timeout_ms\":0}", LLMPOOL_INVALID_ARGUMENT, "timeout_ms");
+    new_fails("{\"max_retries\":1.5}", LLMPOOL_INVALID_ARGUMENT, "max_retries");
+    new_fails("{\"backoff_factor\":\"x\"}", LLMPOOL_INVALID_ARGUMENT, "backoff_factor");
+    new_fails("{\"insecure_skip_tls_verify\":\"yes\"}", LLMPOOL_INVALID_ARGUMENT,
+              "insecure_skip_tls_verify");
+    new_fails("{\"api_key\":31337}", LLMPOOL_INVALID_ARGUMENT, "api_key");
+    new_fails("{\"base_url\":42}", LLMPOOL_INVALID_ARGUMENT, "base_url");
+    new_fails("{\"headers\":[\"x\"]}", LLMPOOL_INVALID_ARGUMENT, "headers");
+    new_fails("{\"retry_statuses\":[503,\"x\"]}", LLMPOOL_INVALID_ARGUMENT, "retry_statuses[1]");
+    new_fails("{\"preset\":\"huge\"}", LLMPOOL_INVALID_ARGUMENT, "preset");
+    /* Bad values. */
+    new_fails("{\"base_url\":\"ftp://example.com\"}", LLMPOOL_INVALID_ARGUMENT, "base_url");
+    new_fails("{\"base_url\":\"http://\"}", LLMPOOL_INVALID_ARGUMENT, "base_url");
+    new_fails("{\"ca_file\":\"/nonexistent/llmpool-test-ca.pem\"}", LLMPOOL_INVALID_ARGUMENT,
+              "ca_file");
+    new_fails("{\"ca_pem\":\"not a pem\"}", LLMPOOL_INVALID_ARGUMENT, "ca_pem");
+
+    /* errbuf truncation: the message is cut to len-1 bytes and NUL-terminated. */
+    const char *bad = "{\"bogus_option_xyz\":1}";
+    char full[512];
+    llmpool_client *c = NULL;
+    CHECK(llmpool_client_new(bad, &c, full, sizeof full) == LLMPOOL_INVALID_ARGUMENT, "bad");
+    size_t full_len = strlen(full);
+    CHECK(full_len > 8, "message too short: %s", full);
+    char small[9];
+    memset(small, 'x', sizeof small);
+    CHECK(llmpool_client_new(bad, &c, small, sizeof small) == LLMPOOL_INVALID_ARGUMENT, "small");
+    CHECK(strlen(small) == sizeof small - 1, "truncated to %zu bytes", strlen(small));
+    CHECK(strncmp(small, full, sizeof small - 1) == 0, "truncated \"%s\" is not a prefix of \"%s\"",
+          small, full);
+    /* 1 byte: just the NUL; the byte after it is untouched. */
+    char one[2] = {'x', 'y'};
+    CHECK(llmpool_client_new(bad, &c, one, 1) == LLMPOOL_INVALID_ARGUMENT, "one");
+    CHECK(one[0] == '\0' && one[1] == 'y', "1-byte errbuf: %d %d", one[0], one[1]);
+    /* 0 bytes: nothing is written at all. */
+    char zero[1] = {'z'};
+    CHECK(llmpool_client_new(bad, &c, zero, 0) == LLMPOOL_INVALID_ARGUMENT, "zero");
+    CHECK(zero[0] == 'z', "0-byte errbuf was written");
+    /* NULL errbuf: the code still comes back. */
+    CHECK(llmpool_client_new(bad, &c, NULL, 64) == LLMPOOL_INVALID_ARGUMENT, "NULL errbuf");
+    CHECK(c == NULL, "client set on error");
+
+    /* Success clears errbuf and returns a client; NULL and "" options are
+     * defaults (no network traffic when creating a client). */
+    const char *good[] = {NULL, "", "{}", " { } ",
+                          "{\"base_url\":\"http://127.0.0.1:1/v1/\",\"preset\":\"high\"}"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char ok[32];
+        memset(ok, 'x', sizeof ok);
+        c = NULL;
+        llmpool_code rc = llmpool_client_new(good[i], &c, ok, sizeof ok);
+        CHECK(rc == LLMPOOL_OK, "options %s: %s %.32s", good[i] ? good[i] : "NULL",
+              llmpool_code_name(rc), ok);
+        CHECK(c != NULL, "no client");
+        CHECK(ok[0] == '\0', "errbuf not cleared on success");
+        llmpool_client_free(c);
+    }
+}
+
+/* A call that must fail with INVALID_ARGUMENT naming `needle`, without traffic. */
+static void call_fails(llmpool_code rc, llmpool_response **rp, const char *needle) {
+    /* Read *rp here: the call in the argument list has run by now. */
+    llmpool_response *r = *rp;
+    CHECK(r != NULL, "no response delivered");
+    CHECK_CODE(rc, LLMPOOL_INVALID_ARGUMENT, r);
+    CHECK(llmpool_response_code(r) == LLMPOOL_INVALID_ARGUMENT, "response code differs");
+    CHECK(llmpool_response_status(r) == 0, "status %u", llmpool_response_status(r));
+    CHECK_CONTAINS(llmpool_response_error(r), needle);
+    CHECK_STREQ(llmpool_response_text(r), "");
+    size_t len = 99;
+    CHECK_STREQ(llmpool_response_body(r, &len), "");
+    CHECK(len == 0, "body len %zu", len);
+    const char *info = llmpool_response_info(r);
+    CHECK(info[0] == '{', "info not an object: %s", info);
+    CHECK_NOT_CONTAINS(info, SECRET);
+    llmpool_response_free(r);
+}
+
+static void test_calls(void) {
+    const char *refused = need_env("LLMPOOL_TEST_REFUSED_URL");
+    char opts[512];
+    snprintf(opts, sizeof opts, "{\"base_url\":\"%s\",\"api_key\":\"%s\",\"max_retries\":0}",
+             refused, SECRET);
+    llmpool_client *c = NULL;
+    char err[256];
+    CHECK(llmpool_client_new(opts, &c, err, sizeof err) == LLMPOOL_OK, "client_new: %s", err);
+    llmpool_response *r;
+    const char *req = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+
+    /* NULL client, for every call and client function. */
+    r = NULL;
+    call_fails(llmpool_chat(NULL, req, &r), &r, "client");
+    r = NULL;
+    call_fails(llmpool_embeddings(NULL, "{\"input\":\"x\"}", &r), &r, "client");
+    r = NULL;
+    call_fails(llmpool_request(NULL, "GET", "/models", NULL, &r), &r, "client");
+    CHECK(llmpool_chat(NULL, req, NULL) == LLMPOOL_INVALID_ARGUMENT, "chat NULL, NULL");
+    CHECK(llmpool_embeddings(NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "emb NULL");
+    CHECK(llmpool_request(NULL, NULL, NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "req NULL");
+    CHECK(llmpool_client_set_api_key(NULL, "k") == LLMPOOL_INVALID_ARGUMENT, "set_api_key NULL");
+    CHECK(llmpool_client_set_api_key(NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "set_api_key NULLs");
+    CHECK(llmpool_client_reset_pool(NULL) == LLMPOOL_INVALID_ARGUMENT, "reset_pool NULL");
+    CHECK(llmpool_client_cancel(NULL) == LLMPOOL_INVALID_ARGUMENT, "cancel NULL");
+    CHECK(llmpool_client_metrics(NULL) == NULL, "metrics NULL");
+
+    /* chat and embeddings: NULL, invalid UTF-8, invalid JSON, not an object. */
+    typedef llmpool_code (*json_call)(llmpool_client *, const char *, llmpool_response **);
+    json_call calls[] = {llmpool_chat, llmpool_embeddings};
+    for (size_t i = 0; i < 2; i++) {
+        r = NULL;
+        call_fails(calls[i](c, NULL, &r), &r, "request_json");
+        r = NULL;
+        call_fails(calls[i](c, BAD_UTF8, &r), &r, "request_json");
+        r = NULL;
+        call_fails(calls[i](c, BAD_UTF8, &r), &r, "UTF-8");
+        r = NULL;
+        call_fails(calls[i](c, "{\"model\":", &r), &r, "request_json");
+        r = NULL;
+        call_fails(calls[i](c, "{\"model\":", &r), &r, "JSON");
+        r = NULL;
+        call_fails(calls[i](c, "", &r), &r, "request_json");
+        r = NULL;
+        call_fails(calls[i](c, "[{\"role\":\"user\"}]", &r), &r, "object");
+        r = NULL;
+        call_fails(calls[i](c, "\"hello\"", &r), &r, "request_json");
+        CHECK(calls[i](c, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "NULL out");
+    }
+
+    /* request: each argument. */
+    r = NULL;
+    call_fails(llmpool_request(c, NULL, "/models", NULL, &r), &r, "method");
+    r = NULL;
+    call_fails(llmpool_request(c, "G\xffT", "/models", NULL, &r), &r, "method");
+    r = NULL;
+    call_fails(llmpool_request(c, "FETCH", "/models", NULL, &r), &r, "FETCH");
+    r = NULL;
+    call_fails(llmpool_request(c, "", "/models", NULL, &r), &r, "method");
+    r = NULL;
+    call_fails(llmpool_request(c, "GET", NULL, NULL, &r), &r, "path");
+    r = NULL;
+    call_fails(llmpool_request(c, "GET", "/mod\xe9ls", NULL, &r), &r, "path");
+    r = NULL;
+    call_fails(llmpool_request(c, "GET", "models", NULL, &r), &r, "path");
+    r = NULL;
+    call_fails(llmpool_request(c, "POST", "/chat/completions", BAD_UTF8, &r), &r, "body_json");
+    r = NULL;
+    call_fails(llmpool_request(c, "POST", "/chat/completions", "{oops}", &r), &r, "body_json");
+    r = NULL;
+    call_fails(llmpool_request(c, "POST", "/chat/completions", "[1,2]", &r), &r, "body_json");
+    CHECK(llmpool_request(c, "GET", NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "NULL out");
+
+    /* set_api_key: invalid UTF-8 and control characters are refused; NULL
+     * and "" remove the key. */
+    CHECK(llmpool_client_set_api_key(c, "sk-\xff\xfe") == LLMPOOL_INVALID_ARGUMENT, "utf8 key");
+    CHECK(llmpool_client_set_api_key(c, "sk-a\r\nX-Evil: 1") == LLMPOOL_INVALID_ARGUMENT,
+          "CRLF key");
+    CHECK(llmpool_client_set_api_key(c, "sk-\t") == LLMPOOL_INVALID_ARGUMENT, "tab key");
+    CHECK(llmpool_client_set_api_key(c, "sk-\x7f") == LLMPOOL_INVALID_ARGUMENT, "DEL key");
+    CHECK(llmpool_client_set_api_key(c, NULL) == LLMPOOL_OK, "NULL key");
+    CHECK(llmpool_client_set_api_key(c, "") == LLMPOOL_OK, "empty key");
+    CHECK(llmpool_client_set_api_key(c, SECRET) == LLMPOOL_OK, "key");
+    CHECK(llmpool_client_reset_pool(c) == LLMPOOL_OK, "reset_pool");
+    CHECK(llmpool_client_cancel(c) == LLMPOOL_OK, "cancel with nothing in flight");
+
+    /* None of the above touched the network, and the key is not in the metrics. */
+    char *m = llmpool_client_metrics(c);
+    CHECK(m != NULL, "metrics NULL");
+    CHECK(JSON_INT(m, "connections_opened") == 0, "invalid calls opened connections: %s", m);
+    CHECK_NOT_CONTAINS(m, SECRET);
+    llmpool_string_free(m);
+
+    /* A call after cancel runs normally (here: refused, with the key kept out
+     * of the error). */
+    r = NULL;
+    llmpool_code rc = llmpool_chat(c, req, &r);
+    CHECK_CODE(rc, LLMPOOL_CONNECT, r);
+    CHECK_NOT_CONTAINS(llmpool_response_error(r), SECRET);
+    CHECK_NOT_CONTAINS(llmpool_response_info(r), SECRET);
+    llmpool_response_free(r);
+    llmpool_client_free(c);
+}
+
+int main(void) {
+    test_code_names();
+    test_version();
+    test_free_null();
+    test_null_response_accessors();
+    test_client_new();
+    test_calls();
+    printf("test_args: OK\n");
+    return 0;
+}
