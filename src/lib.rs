@@ -16,6 +16,7 @@ pub mod response;
 pub mod retry;
 pub mod spend;
 pub mod sse;
+pub mod stream;
 mod sys;
 pub mod tls;
 pub mod transport;

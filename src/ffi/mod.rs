@@ -13,6 +13,7 @@ mod client;
 mod code;
 mod resilience;
 mod response;
+mod stream;
 mod util;
 
 pub use batch::*;
@@ -21,3 +22,4 @@ pub use client::*;
 pub use code::*;
 pub use resilience::*;
 pub use response::*;
+pub use stream::*;
