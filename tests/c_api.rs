@@ -28,6 +28,7 @@ const C_TESTS: &[&str] = &[
     "test_auth",
     "test_tls",
     "test_threads",
+    "stream_test",
 ];
 
 /// Longest a single C test may run.
