@@ -119,7 +119,7 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetError {
     /// Human-readable reason naming the budget and what is left, e.g.
-    /// `monthly budget exceeded: estimated $0.0123 but $0.0040 of $5.00 remains`.
+    /// `monthly budget exceeded: estimated $0.0123 but $0.0040 of $5.0000 remains`.
     pub message: String,
     /// Which budget refused: `"monthly budget"`, `"per-model budget for gpt-4.1"`, ...
     pub budget: String,
@@ -491,9 +491,9 @@ fn check(name: &str, limit: f64, used: f64, amount: f64) -> Result<(), BudgetErr
     let remaining = (limit - used).max(0.0);
     if remaining <= 0.0 || used + amount > limit {
         let message = if remaining <= 0.0 {
-            format!("{name} exhausted: ${remaining:.4} of ${limit:.2} remains")
+            format!("{name} exhausted: ${remaining:.4} of ${limit:.4} remains")
         } else {
-            format!("{name} exceeded: estimated ${amount:.4} but ${remaining:.4} of ${limit:.2} remains")
+            format!("{name} exceeded: estimated ${amount:.4} but ${remaining:.4} of ${limit:.4} remains")
         };
         return Err(BudgetError {
             message,
