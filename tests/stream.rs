@@ -243,21 +243,29 @@ fn cancel_from_another_thread_returns_a_blocked_stream_promptly() {
     let s = TestServer::plain();
     let c = client(&s, json!({}));
     let req = request("a b c", json!({"x_test_stream_delay_ms": 10_000}));
+    let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
     let canceller = {
         let c = c.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
+            // Cancel once the stream is surely blocked in the 10 s gap.
+            first_rx.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
             let t = Instant::now();
             c.cancel_all().unwrap();
             t
         })
     };
-    let (r, seen) = stream(&c, &req);
+    let mut seen = 0;
+    let r = c.chat_stream(&req, &mut |_, _| {
+        seen += 1;
+        let _ = first_tx.send(());
+        true
+    });
     let cancelled_at = canceller.join().unwrap();
     assert_eq!(r.code, Code::Cancelled, "{}", r.error);
     assert!(cancelled_at.elapsed() < Duration::from_secs(1));
     // Only the first (role) chunk came before the 10 s gap.
-    assert_eq!(seen.len(), 1);
+    assert_eq!(seen, 1);
     assert_eq!(r.text, "");
     assert_eq!(r.info["chunks"], 1);
     let (r, _) = stream(&c, CHAT);

@@ -9,6 +9,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "check.h"
@@ -24,6 +25,7 @@ struct seen {
     char text[4096];
     size_t text_len;
     int nonempty_deltas;
+    atomic_int *first_seen; /* set to 1 on the first callback (may be NULL) */
 };
 
 static int on_chunk(void *userdata, const char *delta, size_t delta_len, const char *event_json,
@@ -47,6 +49,7 @@ static int on_chunk(void *userdata, const char *delta, size_t delta_len, const c
     s->text[s->text_len] = '\0';
     if (delta_len > 0) s->nonempty_deltas++;
     s->calls++;
+    if (s->first_seen != NULL) atomic_store(s->first_seen, 1);
     return s->abort_after != 0 && s->calls >= s->abort_after;
 }
 
@@ -204,10 +207,19 @@ static void test_mid_stream_error_and_http_status(void) {
     llmpool_client_free(c);
 }
 
+struct cancel_job {
+    llmpool_client *client;
+    atomic_int first_seen;
+};
+
+/* Cancels the client once the stream is surely blocked in its long gap. */
 static void *cancel_later(void *arg) {
-    struct timespec ts = {0, 300 * 1000 * 1000};
+    struct cancel_job *job = arg;
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 3000 && !atomic_load(&job->first_seen); i++) nanosleep(&tick, NULL);
+    struct timespec ts = {0, 200 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    llmpool_code rc = llmpool_client_cancel((llmpool_client *)arg);
+    llmpool_code rc = llmpool_client_cancel(job->client);
     CHECK(rc == LLMPOOL_OK, "cancel: %s", llmpool_code_name(rc));
     return NULL;
 }
@@ -220,17 +232,21 @@ static double now_s(void) {
 
 static void test_cancel_from_another_thread(void) {
     llmpool_client *c = client("");
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, cancel_later, c) == 0, "pthread_create");
+    struct cancel_job job;
+    job.client = c;
+    atomic_init(&job.first_seen, 0);
     struct seen s;
     init_seen(&s, 0);
+    s.first_seen = &job.first_seen;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, cancel_later, &job) == 0, "pthread_create");
     llmpool_response *r;
     double t0 = now_s();
     llmpool_code rc = stream(c, "a b c", "\"x_test_stream_delay_ms\":20000", &s, &r);
     double took = now_s() - t0;
     CHECK(pthread_join(t, NULL) == 0, "pthread_join");
     CHECK_CODE(rc, LLMPOOL_CANCELLED, r);
-    CHECK(took < 3.0, "cancel took %.2f s", took);
+    CHECK(took < 5.0, "cancel took %.2f s (the gap is 20 s)", took);
     CHECK(s.calls == 1, "calls before the 20 s gap: %d", s.calls);
     llmpool_response_free(r);
 
