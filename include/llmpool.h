@@ -80,7 +80,9 @@ typedef int (*llmpool_key_provider_cb)(void *userdata, char *buf, size_t buf_len
 // only the usage); `event_json` is the event's raw JSON (`event_len` bytes,
 // never empty). Both are also NUL-terminated (`delta[delta_len] == 0`), are
 // owned by llmpool and are valid only until the callback returns: copy what
-// you keep. `userdata` is passed through unchanged.
+// you keep. Use the lengths: `delta` holds a NUL byte only where the model
+// sent U+0000, and then `strlen(delta) < delta_len`. `userdata` is passed
+// through unchanged.
 //
 // Return 0 to go on; any other value aborts the stream, and
 // `llmpool_chat_stream` then returns `LLMPOOL_CANCELLED` with the text
