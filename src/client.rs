@@ -157,26 +157,54 @@ impl Client {
     /// concurrent `GET /models` requests; their connections stay pooled (up
     /// to `pool_max_idle_per_host`). Returns how many connections were opened.
     pub fn warm(&self, n: usize) -> Result<usize, Error> {
-        let before = self.inner.conn.opened.load(Ordering::Relaxed);
-        let ep = self.inner.endpoints.order(Instant::now())[0];
-        let url = format!("{}/models", self.inner.endpoints.get(ep).base_url);
-        let agent = read(&self.inner.agent).clone();
+        let inner = &*self.inner;
+        let n = n.min(256);
+        let before = inner.conn.opened.load(Ordering::Relaxed);
+        let ep = inner
+            .endpoints
+            .get(inner.endpoints.order(Instant::now())[0]);
+        let url = format!("{}/models", ep.base_url);
+        let agent = read(&inner.agent).clone();
+        // Every request holds its connection until all have answered (or a
+        // timeout passes): otherwise a fast server lets them share one.
+        let gate = (Mutex::new(0usize), Condvar::new());
         let errors: Vec<Error> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..n.min(256))
+            let handles: Vec<_> = (0..n)
                 .map(|_| {
-                    let (agent, url) = (agent.clone(), url.clone());
+                    let (agent, url, gate) = (agent.clone(), url.clone(), &gate);
                     scope.spawn(move || {
-                        let call = Call {
-                            method: http::Method::GET,
-                            path: String::new(),
-                            body: None,
-                            model: None,
-                            stream: false,
-                        };
-                        let max = self.inner.opts.max_response_bytes;
-                        match self.attempt(&agent, &call, &url, None, &mut |b| read_whole(b, max)) {
-                            Attempt::Failed(e, _) => Some(e),
-                            Attempt::Answer { body_err, .. } => body_err,
+                        let mut b = http::Request::get(&url).header("accept", "application/json");
+                        let key = ep.api_key.clone().or_else(|| read(&inner.key).clone());
+                        if let Some(k) = key {
+                            b = b.header("authorization", format!("Bearer {}", k.expose()));
+                        }
+                        let result = b
+                            .body(())
+                            .map_err(|e| Error::invalid(e.to_string()))
+                            .and_then(|r| agent.run(r).map_err(|e| from_ureq(&e)));
+                        {
+                            let mut k = gate.0.lock().unwrap_or_else(|p| p.into_inner());
+                            *k += 1;
+                            gate.1.notify_all();
+                            let deadline = Instant::now() + inner.opts.connect_timeout;
+                            while *k < n && Instant::now() < deadline {
+                                k = gate
+                                    .1
+                                    .wait_timeout(
+                                        k,
+                                        deadline.saturating_duration_since(Instant::now()),
+                                    )
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .0;
+                            }
+                        }
+                        match result {
+                            Ok(mut resp) => {
+                                read_whole(resp.body_mut(), inner.opts.max_response_bytes)
+                                    .err()
+                                    .map(|(_, e)| e)
+                            }
+                            Err(e) => Some(e),
                         }
                     })
                 })
@@ -186,7 +214,7 @@ impl Client {
                 .filter_map(|h| h.join().ok().flatten())
                 .collect()
         });
-        let opened = (self.inner.conn.opened.load(Ordering::Relaxed) - before) as usize;
+        let opened = (inner.conn.opened.load(Ordering::Relaxed) - before) as usize;
         match errors.into_iter().next() {
             Some(e) if opened == 0 => Err(e),
             _ => Ok(opened),

@@ -29,6 +29,7 @@ const C_TESTS: &[&str] = &[
     "test_tls",
     "test_threads",
     "stream_test",
+    "test_cost",
 ];
 
 /// Longest a single C test may run.
@@ -413,5 +414,42 @@ fn c_tests_pass_under_sanitizers() {
         failures.len(),
         exes.len(),
         failures.join("\n\n")
+    );
+}
+
+/// Every function declared in `include/llmpool.h` must be exercised with
+/// NULL/bad input in `tests/c/test_args.c`.
+#[test]
+fn every_exported_function_has_bad_input_tests() {
+    let header = std::fs::read_to_string(root().join("include/llmpool.h")).expect("read header");
+    let tests = std::fs::read_to_string(root().join("tests/c/test_args.c")).expect("read test");
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for line in header.lines() {
+        // Declarations start at column 0 with the return type, e.g.
+        // `enum llmpool_code llmpool_chat(struct llmpool_client *client,`.
+        if line.starts_with(' ') || line.starts_with("//") || line.starts_with("typedef") {
+            continue;
+        }
+        let Some(open) = line.find('(') else { continue };
+        let Some(name) = line[..open].split([' ', '*']).next_back() else {
+            continue;
+        };
+        if !name.starts_with("llmpool_") {
+            continue;
+        }
+        seen += 1;
+        if !tests.contains(&format!("{name}(")) {
+            missing.push(name.to_string());
+        }
+    }
+    assert!(
+        seen >= 20,
+        "found only {seen} functions in include/llmpool.h"
+    );
+    assert!(
+        missing.is_empty(),
+        "tests/c/test_args.c has no NULL/bad-input test for: {}",
+        missing.join(", ")
     );
 }
