@@ -27,9 +27,13 @@ fn readme_commands() -> Vec<String> {
 fn readme_starts_with_two_commands_that_ci_and_the_tree_honour() {
     let cmds = readme_commands();
     assert_eq!(cmds.len(), 2, "{cmds:?}");
-    let script = cmds[0].strip_prefix("bash ").expect("first command runs a script");
+    let script = cmds[0]
+        .strip_prefix("bash ")
+        .expect("first command runs a script");
     assert!(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(script).is_file(),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(script)
+            .is_file(),
         "{script} is missing"
     );
     let ci = read(".ci/run");
