@@ -208,6 +208,98 @@ static void call_fails(llmpool_code rc, llmpool_response **rp, const char *needl
     llmpool_response_free(r);
 }
 
+static int never_called_stream(void *ud, const char *d, size_t dl, const char *e, size_t el) {
+    (void)ud, (void)d, (void)dl, (void)e, (void)el;
+    CHECK(0, "stream callback called for an invalid call");
+    return 1;
+}
+
+static int provider_calls;
+static int provider(void *ud, char *buf, size_t len) {
+    (void)ud, (void)buf, (void)len;
+    provider_calls++;
+    return 1;
+}
+
+static size_t progress_calls;
+static void progress(void *ud, size_t done, size_t total) {
+    (void)ud;
+    CHECK(done >= 1 && done <= total, "progress %zu/%zu", done, total);
+    progress_calls++;
+}
+
+/* The newer entry points: batch, responses_free, key provider, warm, stream. */
+static void test_more_calls(llmpool_client *c) {
+    const char *req = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    llmpool_response *r;
+
+    /* llmpool_chat_stream: NULL client, request, cb; bad UTF-8/JSON. */
+    r = NULL;
+    call_fails(llmpool_chat_stream(NULL, req, never_called_stream, NULL, &r), &r, "client");
+    r = NULL;
+    call_fails(llmpool_chat_stream(c, NULL, never_called_stream, NULL, &r), &r, "request_json");
+    r = NULL;
+    call_fails(llmpool_chat_stream(c, req, NULL, NULL, &r), &r, "cb");
+    r = NULL;
+    call_fails(llmpool_chat_stream(c, BAD_UTF8, never_called_stream, NULL, &r), &r, "UTF-8");
+    r = NULL;
+    call_fails(llmpool_chat_stream(c, "{\"stream\":", never_called_stream, NULL, &r), &r,
+               "request_json");
+    r = NULL;
+    call_fails(llmpool_chat_stream(c, "[]", never_called_stream, NULL, &r), &r, "object");
+    CHECK(llmpool_chat_stream(NULL, NULL, NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "stream all NULL");
+
+    /* llmpool_chat_batch. */
+    CHECK(llmpool_chat_batch(c, NULL, 0, 0, NULL, NULL, NULL) == LLMPOOL_OK, "batch n=0");
+    const char *reqs[3] = {NULL, BAD_UTF8, "[1]"};
+    CHECK(llmpool_chat_batch(c, reqs, 3, 0, NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "batch NULL out");
+    llmpool_response *outs[3] = {NULL, NULL, NULL};
+    progress_calls = 0;
+    llmpool_code rc = llmpool_chat_batch(c, reqs, 3, 2, progress, NULL, outs);
+    CHECK(rc == LLMPOOL_INVALID_ARGUMENT, "batch of bad items: %s", llmpool_code_name(rc));
+    CHECK(progress_calls == 3, "progress called %zu times", progress_calls);
+    for (int i = 0; i < 3; i++) {
+        CHECK(outs[i] != NULL, "batch item %d has no response", i);
+        CHECK(llmpool_response_code(outs[i]) == LLMPOOL_INVALID_ARGUMENT, "item %d", i);
+    }
+    CHECK_CONTAINS(llmpool_response_error(outs[1]), "UTF-8");
+    CHECK_CONTAINS(llmpool_response_error(outs[2]), "object");
+    llmpool_responses_free(outs, 3);
+    CHECK(outs[0] == NULL && outs[1] == NULL && outs[2] == NULL, "responses_free left entries");
+    /* NULL client / NULL requests: every item gets an INVALID_ARGUMENT response. */
+    const char *one[1] = {req};
+    llmpool_response *o1[1] = {NULL};
+    CHECK(llmpool_chat_batch(NULL, one, 1, 0, NULL, NULL, o1) == LLMPOOL_INVALID_ARGUMENT,
+          "batch NULL client");
+    CHECK(o1[0] != NULL, "no response for NULL client");
+    CHECK_CONTAINS(llmpool_response_error(o1[0]), "client");
+    llmpool_responses_free(o1, 1);
+    CHECK(llmpool_chat_batch(c, NULL, 1, 0, NULL, NULL, o1) == LLMPOOL_INVALID_ARGUMENT,
+          "batch NULL requests");
+    CHECK(o1[0] != NULL, "no response for NULL requests");
+    CHECK_CONTAINS(llmpool_response_error(o1[0]), "requests_json");
+    llmpool_responses_free(o1, 1);
+    /* responses_free: NULL array and NULL entries are skipped. */
+    llmpool_responses_free(NULL, 0);
+    llmpool_responses_free(NULL, 5);
+    llmpool_responses_free(o1, 1);
+
+    /* llmpool_client_set_key_provider / llmpool_client_warm. */
+    CHECK(llmpool_client_set_key_provider(NULL, provider, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "key provider NULL client");
+    CHECK(llmpool_client_set_key_provider(c, provider, NULL) == LLMPOOL_OK, "set provider");
+    CHECK(llmpool_client_set_key_provider(c, NULL, NULL) == LLMPOOL_OK, "remove provider");
+    CHECK(provider_calls == 0, "provider called without a 401");
+    size_t opened = 77;
+    CHECK(llmpool_client_warm(NULL, 1, &opened) == LLMPOOL_INVALID_ARGUMENT, "warm NULL");
+    CHECK(llmpool_client_warm(NULL, 0, NULL) == LLMPOOL_INVALID_ARGUMENT, "warm NULL, NULL");
+    opened = 77;
+    CHECK(llmpool_client_warm(c, 0, &opened) == LLMPOOL_OK, "warm 0");
+    CHECK(opened == 0, "warm 0 opened %zu", opened);
+}
+
 static void test_calls(void) {
     const char *refused = need_env("LLMPOOL_TEST_REFUSED_URL");
     char opts[512];
@@ -293,6 +385,8 @@ static void test_calls(void) {
     CHECK(llmpool_client_set_api_key(c, SECRET) == LLMPOOL_OK, "key");
     CHECK(llmpool_client_reset_pool(c) == LLMPOOL_OK, "reset_pool");
     CHECK(llmpool_client_cancel(c) == LLMPOOL_OK, "cancel with nothing in flight");
+
+    test_more_calls(c);
 
     /* None of the above touched the network, and the key is not in the metrics. */
     char *m = llmpool_client_metrics(c);
