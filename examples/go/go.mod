@@ -1,0 +1,3 @@
+module llmpool-go
+
+go 1.19

@@ -1,0 +1,89 @@
+package llmpool
+
+// Go functions that C calls back. The userdata C sees is a runtime/cgo
+// Handle (an integer naming a Go value), never a Go pointer. A panic in a
+// user callback is recovered here (it must not unwind through C frames),
+// the C call is told to stop where it can, and the panic is raised again
+// on the calling goroutine once the C call has returned.
+
+/*
+#include <stddef.h>
+#include <stdint.h>
+*/
+import "C"
+
+import (
+	"runtime/cgo"
+	"unsafe"
+)
+
+// streamState is the Go value behind a streaming call's handle.
+type streamState struct {
+	fn       func(delta, event string) bool
+	panicked any
+}
+
+// progressState is the Go value behind a batch's progress handle.
+type progressState struct {
+	fn       func(done, total int)
+	panicked any
+}
+
+// keyState is the Go value behind a key provider's handle.
+type keyState struct {
+	fn func() (string, bool)
+}
+
+//export llmpoolGoStream
+func llmpoolGoStream(h C.uintptr_t, delta *C.char, deltaLen C.size_t, event *C.char, eventLen C.size_t) (ret C.int) {
+	st := cgo.Handle(h).Value().(*streamState)
+	if st.panicked != nil {
+		return 1
+	}
+	d := C.GoStringN(delta, C.int(deltaLen))
+	e := C.GoStringN(event, C.int(eventLen))
+	defer func() {
+		if p := recover(); p != nil {
+			st.panicked = p
+			ret = 1
+		}
+	}()
+	if st.fn(d, e) {
+		return 0
+	}
+	return 1
+}
+
+//export llmpoolGoProgress
+func llmpoolGoProgress(h C.uintptr_t, done, total C.size_t) {
+	st := cgo.Handle(h).Value().(*progressState)
+	if st.panicked != nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			st.panicked = p
+		}
+	}()
+	st.fn(int(done), int(total))
+}
+
+//export llmpoolGoKeyProvider
+func llmpoolGoKeyProvider(h C.uintptr_t, buf *C.char, bufLen C.size_t) (ret C.int) {
+	st := cgo.Handle(h).Value().(*keyState)
+	defer func() {
+		// A panicking provider means "no new key"; the call then fails
+		// with the 401 it got.
+		if recover() != nil {
+			ret = 1
+		}
+	}()
+	key, ok := st.fn()
+	if !ok || bufLen == 0 || len(key)+1 > int(bufLen) {
+		return 1
+	}
+	dst := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(bufLen))
+	copy(dst, key)
+	dst[len(key)] = 0
+	return 0
+}

@@ -1,0 +1,51 @@
+package llmpool
+
+// The cgo flags find include/llmpool.h and the cdylib that cargo builds in
+// the repository's target/release or target/debug (release first, both at
+// link time and through the rpath at run time). To use another build, point
+// the linker and the loader at it:
+//
+//	CGO_LDFLAGS="-L/path/to/lib" LD_LIBRARY_PATH=/path/to/lib go test ./...
+//
+// (LD_LIBRARY_PATH is searched before the rpath.)
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../../include
+#cgo LDFLAGS: -L${SRCDIR}/../../../target/release -L${SRCDIR}/../../../target/debug -lllmpool
+#cgo LDFLAGS: -Wl,-rpath,${SRCDIR}/../../../target/release -Wl,-rpath,${SRCDIR}/../../../target/debug
+#include <stdint.h>
+#include <stdlib.h>
+#include "llmpool.h"
+
+// Go exports (callbacks.go). Handles travel as uintptr_t and become the
+// C void* userdata only here, so Go never converts an integer to a pointer.
+extern int llmpoolGoStream(uintptr_t h, char *delta, size_t delta_len, char *event, size_t event_len);
+extern void llmpoolGoProgress(uintptr_t h, size_t done, size_t total);
+extern int llmpoolGoKeyProvider(uintptr_t h, char *buf, size_t buf_len);
+
+static int llmpool_stream_shim(void *ud, const char *d, size_t dl, const char *e, size_t el) {
+	return llmpoolGoStream((uintptr_t)ud, (char *)d, dl, (char *)e, el);
+}
+
+static void llmpool_progress_shim(void *ud, size_t done, size_t total) {
+	llmpoolGoProgress((uintptr_t)ud, done, total);
+}
+
+static int llmpool_key_shim(void *ud, char *buf, size_t buf_len) {
+	return llmpoolGoKeyProvider((uintptr_t)ud, buf, buf_len);
+}
+
+enum llmpool_code go_chat_stream(llmpool_client *c, const char *req, uintptr_t h, llmpool_response **out) {
+	return llmpool_chat_stream(c, req, llmpool_stream_shim, (void *)h, out);
+}
+
+enum llmpool_code go_chat_batch(llmpool_client *c, const char *const *reqs, size_t n, size_t max_conc,
+                                  uintptr_t h, llmpool_response **out) {
+	return llmpool_chat_batch(c, reqs, n, max_conc, h ? llmpool_progress_shim : NULL, (void *)h, out);
+}
+
+enum llmpool_code go_set_key_provider(llmpool_client *c, uintptr_t h) {
+	return llmpool_client_set_key_provider(c, h ? llmpool_key_shim : NULL, (void *)h);
+}
+*/
+import "C"

@@ -1,0 +1,520 @@
+// Package llmpool is a Go binding (cgo) for the llmpool C library: a
+// pooled, retrying, cost-aware client for OpenAI-compatible AI gateways.
+//
+// One *Client is safe for use by many goroutines at once; share it (the
+// C client keeps one connection pool). Requests and responses are JSON
+// strings as the gateway speaks them. Every call blocks its goroutine (not
+// the Go scheduler: the Go runtime moves other goroutines to other
+// threads while a cgo call runs).
+//
+// Failures are returned as *Error values (use errors.As) carrying the
+// llmpool code, its name, the HTTP status and the body.
+//
+// Building: see cgo.go. With the cdylib built by `cargo build` (or
+// `cargo build --release`) in the repository, `go test ./...` in
+// examples/go needs nothing else.
+package llmpool
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+#include "llmpool.h"
+
+enum llmpool_code go_chat_stream(llmpool_client *c, const char *req, uintptr_t h, llmpool_response **out);
+enum llmpool_code go_chat_batch(llmpool_client *c, const char *const *reqs, size_t n, size_t max_conc,
+                           uintptr_t h, llmpool_response **out);
+enum llmpool_code go_set_key_provider(llmpool_client *c, uintptr_t h);
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"runtime/cgo"
+	"sync"
+	"unsafe"
+)
+
+// Result codes (the numbers of the C enum llmpool_code; they never change).
+const (
+	CodeOK              = 0
+	CodeInvalidArgument = 1
+	CodeConnect         = 2
+	CodeTLS             = 3
+	CodeTimeout         = 4
+	CodeHTTPStatus      = 5
+	CodeIO              = 6
+	CodeProtocol        = 7
+	CodePoolExhausted   = 8
+	CodeBudgetExceeded  = 9
+	CodeCancelled       = 10
+	CodePanic           = 99
+)
+
+// Error is a failed llmpool call. Code is the llmpool code (CodeTimeout,
+// CodeHTTPStatus, ...), CodeName its name ("LLMPOOL_TIMEOUT"), Status the
+// HTTP status of the last answer (0 when none arrived), Body the raw
+// answer body (for HTTP errors the gateway's JSON error) and Message the
+// library's explanation (never contains the API key).
+type Error struct {
+	Code     int
+	CodeName string
+	Status   int
+	Body     string
+	Message  string
+}
+
+func (e *Error) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("llmpool: %s (HTTP %d): %s", e.CodeName, e.Status, e.Message)
+	}
+	return fmt.Sprintf("llmpool: %s: %s", e.CodeName, e.Message)
+}
+
+// Is reports whether target is an *Error with the same Code, so
+// errors.Is(err, &llmpool.Error{Code: llmpool.CodeTimeout}) works.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// CodeName returns the name of a result code, e.g. "LLMPOOL_TIMEOUT".
+func CodeName(code int) string {
+	return C.GoString(C.llmpool_code_name(C.int(code)))
+}
+
+// Version returns the C library's version, e.g. "0.1.0".
+func Version() string {
+	return C.GoString(C.llmpool_version())
+}
+
+func newError(code int, msg string) *Error {
+	return &Error{Code: code, CodeName: CodeName(code), Message: msg}
+}
+
+// Response is one call's result, copied out of the C response (which is
+// freed at once: nothing here needs closing).
+type Response struct {
+	Code   int    // llmpool code; CodeOK on success
+	Status int    // HTTP status of the last answer, 0 if none
+	Text   string // choices[0].message.content of a chat answer (streams: all deltas)
+	Body   string // raw answer body (streams: the SSE bytes)
+	// Info is the call details object: attempts, retries,
+	// connection_reused, latency_ms, usage, request_id, and for streams
+	// ttft_ms, chunks, finish_reason.
+	Info      json.RawMessage
+	ErrorText string // why the call failed, "" on success
+}
+
+// Err returns the response's failure as an *Error, or nil on success.
+func (r *Response) Err() error {
+	if r == nil || r.Code == CodeOK {
+		return nil
+	}
+	return &Error{Code: r.Code, CodeName: CodeName(r.Code), Status: r.Status, Body: r.Body, Message: r.ErrorText}
+}
+
+// JSON unmarshals the body into v.
+func (r *Response) JSON(v any) error {
+	return json.Unmarshal([]byte(r.Body), v)
+}
+
+// takeResponse copies a C response and frees it; nil for NULL.
+func takeResponse(p *C.llmpool_response) *Response {
+	if p == nil {
+		return nil
+	}
+	defer C.llmpool_response_free(p)
+	var n C.size_t
+	body := C.llmpool_response_body(p, &n)
+	return &Response{
+		Code:      int(C.llmpool_response_code(p)),
+		Status:    int(C.llmpool_response_status(p)),
+		Text:      C.GoString(C.llmpool_response_text(p)),
+		Body:      C.GoStringN(body, C.int(n)),
+		Info:      json.RawMessage(C.GoString(C.llmpool_response_info(p))),
+		ErrorText: C.GoString(C.llmpool_response_error(p)),
+	}
+}
+
+// result turns a C code and response into Go results. The response is
+// returned also on failure (its Info tells attempts, latency, ...).
+func result(code C.enum_llmpool_code, p *C.llmpool_response) (*Response, error) {
+	r := takeResponse(p)
+	if r == nil {
+		if code == C.LLMPOOL_OK {
+			return nil, newError(CodePanic, "llmpool returned no response")
+		}
+		return nil, newError(int(code), "llmpool returned no response")
+	}
+	return r, r.Err()
+}
+
+// Client is a pooled client for one gateway, safe for concurrent use.
+type Client struct {
+	mu       sync.Mutex
+	idle     *sync.Cond // signalled when inflight drops to 0
+	ptr      *C.llmpool_client
+	inflight int
+	closed   bool
+	keys     []cgo.Handle // key provider handles, deleted on Close
+}
+
+// NewClient creates a client from a JSON object of options (see the
+// README: base_url, api_key, timeout_ms, max_retries, max_concurrency,
+// pool_max_idle_per_host, ca_file, ...). "" means all defaults plus the
+// environment (LLMPOOL_BASE_URL, LLMPOOL_API_KEY).
+func NewClient(optionsJSON string) (*Client, error) {
+	var copts *C.char
+	if optionsJSON != "" {
+		copts = C.CString(optionsJSON)
+		defer C.free(unsafe.Pointer(copts))
+	}
+	var errbuf [1024]C.char
+	var p *C.llmpool_client
+	code := C.llmpool_client_new(copts, &p, &errbuf[0], C.size_t(len(errbuf)))
+	if code != C.LLMPOOL_OK || p == nil {
+		return nil, newError(int(code), C.GoString(&errbuf[0]))
+	}
+	c := &Client{ptr: p}
+	c.idle = sync.NewCond(&c.mu)
+	runtime.SetFinalizer(c, (*Client).Close)
+	return c, nil
+}
+
+// acquire marks a call in flight and returns the C client, or an error
+// once the client is closed. Calls may nest (a stream callback may call
+// the same client).
+func (c *Client) acquire() (*C.llmpool_client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, newError(CodeInvalidArgument, "client is closed")
+	}
+	c.inflight++
+	return c.ptr, nil
+}
+
+func (c *Client) release() {
+	c.mu.Lock()
+	c.inflight--
+	if c.inflight == 0 {
+		c.idle.Broadcast()
+	}
+	c.mu.Unlock()
+}
+
+// Close waits for calls in flight to finish, then frees the client and
+// its connections. Later calls fail with CodeInvalidArgument. Closing
+// twice is a no-op. Never call it from a stream or progress callback.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	for c.inflight > 0 {
+		c.idle.Wait()
+	}
+	p := c.ptr
+	c.ptr = nil
+	keys := c.keys
+	c.keys = nil
+	c.mu.Unlock()
+	runtime.SetFinalizer(c, nil)
+	C.llmpool_client_free(p)
+	for _, h := range keys {
+		h.Delete()
+	}
+	return nil
+}
+
+// ctxErr maps a done context to a cancelled *Error before a call starts.
+func ctxErr(ctx context.Context) error {
+	if ctx == nil {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return newError(CodeCancelled, "context: "+err.Error())
+	}
+	return nil
+}
+
+// Chat sends POST {base_url}/chat/completions with req (a JSON object)
+// and returns the answer; Text holds the first choice's content.
+//
+// ctx (may be nil) is checked before the call starts; a call in flight
+// runs to its own timeout (the client's timeout_ms): the C library can
+// only cancel all of a client's calls at once (see Cancel).
+func (c *Client) Chat(ctx context.Context, req string) (*Response, error) {
+	return c.call(ctx, func(p *C.llmpool_client, out **C.llmpool_response) C.enum_llmpool_code {
+		creq := C.CString(req)
+		defer C.free(unsafe.Pointer(creq))
+		return C.llmpool_chat(p, creq, out)
+	})
+}
+
+// Embeddings sends POST {base_url}/embeddings; otherwise like Chat.
+func (c *Client) Embeddings(ctx context.Context, req string) (*Response, error) {
+	return c.call(ctx, func(p *C.llmpool_client, out **C.llmpool_response) C.enum_llmpool_code {
+		creq := C.CString(req)
+		defer C.free(unsafe.Pointer(creq))
+		return C.llmpool_embeddings(p, creq, out)
+	})
+}
+
+// Request sends any method to path below base_url (e.g. "GET",
+// "/models"), with body a JSON object or "" for none.
+func (c *Client) Request(ctx context.Context, method, path, body string) (*Response, error) {
+	return c.call(ctx, func(p *C.llmpool_client, out **C.llmpool_response) C.enum_llmpool_code {
+		cm := C.CString(method)
+		defer C.free(unsafe.Pointer(cm))
+		cp := C.CString(path)
+		defer C.free(unsafe.Pointer(cp))
+		var cb *C.char
+		if body != "" {
+			cb = C.CString(body)
+			defer C.free(unsafe.Pointer(cb))
+		}
+		return C.llmpool_request(p, cm, cp, cb, out)
+	})
+}
+
+func (c *Client) call(ctx context.Context, f func(*C.llmpool_client, **C.llmpool_response) C.enum_llmpool_code) (*Response, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	p, err := c.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer c.release()
+	var out *C.llmpool_response
+	code := f(p, &out)
+	return result(code, out)
+}
+
+// ChatStream streams a chat completion ("stream": true is added). fn is
+// called on this goroutine once per chunk event, in order, with the
+// chunk's content delta (often "" for the first and last events) and the
+// event's raw JSON; return false to stop the stream (the call then fails
+// with CodeCancelled). When ctx is done the stream stops at the next
+// event. The Response's Text is every delta received, and its Info has
+// ttft_ms, chunks, finish_reason and usage. A panic in fn stops the
+// stream and is raised again here once the C call has returned.
+func (c *Client) ChatStream(ctx context.Context, req string, fn func(delta, event string) bool) (*Response, error) {
+	if fn == nil {
+		return nil, newError(CodeInvalidArgument, "ChatStream: fn is nil")
+	}
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	st := &streamState{fn: fn}
+	if ctx != nil && ctx.Done() != nil {
+		st.fn = func(delta, event string) bool {
+			if ctx.Err() != nil {
+				return false
+			}
+			return fn(delta, event)
+		}
+	}
+	h := cgo.NewHandle(st)
+	defer h.Delete()
+	p, err := c.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer c.release()
+	creq := C.CString(req)
+	defer C.free(unsafe.Pointer(creq))
+	var out *C.llmpool_response
+	code := C.go_chat_stream(p, creq, C.uintptr_t(h), &out)
+	r, rerr := result(code, out)
+	if st.panicked != nil {
+		panic(st.panicked)
+	}
+	return r, rerr
+}
+
+// Batch sends the chat requests with at most maxConcurrency in flight (0:
+// the client's max_concurrency, else 16) and waits for all. The result
+// has one Response per request, in request order, success or failure
+// (see Response.Err); the error is the first failed item's, nil when all
+// succeeded.
+func (c *Client) Batch(ctx context.Context, reqs []string, maxConcurrency int) ([]*Response, error) {
+	return c.BatchProgress(ctx, reqs, maxConcurrency, nil)
+}
+
+// BatchProgress is Batch with progress(done, total) called on this
+// goroutine after each finished item (done counts up to total).
+func (c *Client) BatchProgress(ctx context.Context, reqs []string, maxConcurrency int, progress func(done, total int)) ([]*Response, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	if maxConcurrency < 0 {
+		return nil, newError(CodeInvalidArgument, "Batch: maxConcurrency < 0")
+	}
+	p, err := c.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer c.release()
+	n := len(reqs)
+	if n == 0 {
+		return []*Response{}, nil
+	}
+	ptrSize := C.size_t(unsafe.Sizeof((*C.char)(nil)))
+	creqs := unsafe.Slice((**C.char)(C.calloc(C.size_t(n), ptrSize)), n)
+	defer C.free(unsafe.Pointer(&creqs[0]))
+	for i, r := range reqs {
+		creqs[i] = C.CString(r)
+	}
+	defer func() {
+		for _, s := range creqs {
+			C.free(unsafe.Pointer(s))
+		}
+	}()
+	outs := unsafe.Slice((**C.llmpool_response)(C.calloc(C.size_t(n), ptrSize)), n)
+	defer C.free(unsafe.Pointer(&outs[0]))
+
+	var h cgo.Handle
+	var st *progressState
+	if progress != nil {
+		st = &progressState{fn: progress}
+		h = cgo.NewHandle(st)
+		defer h.Delete()
+	}
+	code := C.go_chat_batch(p, &creqs[0], C.size_t(n), C.size_t(maxConcurrency), C.uintptr_t(h), &outs[0])
+	res := make([]*Response, n)
+	for i := range outs {
+		res[i] = takeResponse(outs[i])
+		outs[i] = nil
+		if res[i] == nil {
+			res[i] = &Response{Code: CodePanic, ErrorText: "llmpool returned no response", Info: json.RawMessage("{}")}
+		}
+	}
+	if st != nil && st.panicked != nil {
+		panic(st.panicked)
+	}
+	if code != C.LLMPOOL_OK {
+		for _, r := range res {
+			if err := r.Err(); err != nil {
+				return res, err
+			}
+		}
+		return res, newError(int(code), "batch failed")
+	}
+	return res, nil
+}
+
+// Metrics returns the client's metrics: requests, errors, retries,
+// connections_opened, connections_reused, in_flight, latency_ms, ...
+func (c *Client) Metrics() (map[string]any, error) {
+	p, err := c.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer c.release()
+	s := C.llmpool_client_metrics(p)
+	if s == nil {
+		return nil, newError(CodeInvalidArgument, "no metrics")
+	}
+	defer C.llmpool_string_free(s)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(C.GoString(s)), &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// SetAPIKey replaces the API key for every later request ("" removes it).
+func (c *Client) SetAPIKey(key string) error {
+	p, err := c.acquire()
+	if err != nil {
+		return err
+	}
+	defer c.release()
+	ck := C.CString(key)
+	defer C.free(unsafe.Pointer(ck))
+	if code := C.llmpool_client_set_api_key(p, ck); code != C.LLMPOOL_OK {
+		return newError(int(code), "invalid API key (control characters?)")
+	}
+	return nil
+}
+
+// SetKeyProvider installs fn, called when a call gets HTTP 401: it returns
+// a fresh key and true (or false for "no new key"); the call is retried
+// once with that key, which then serves every later call. fn may run on
+// several threads at once. nil removes the provider.
+func (c *Client) SetKeyProvider(fn func() (string, bool)) error {
+	p, err := c.acquire()
+	if err != nil {
+		return err
+	}
+	defer c.release()
+	var h cgo.Handle
+	if fn != nil {
+		h = cgo.NewHandle(&keyState{fn: fn})
+	}
+	if code := C.go_set_key_provider(p, C.uintptr_t(h)); code != C.LLMPOOL_OK {
+		if h != 0 {
+			h.Delete()
+		}
+		return newError(int(code), "cannot set the key provider")
+	}
+	if h != 0 {
+		// Kept until Close: a call in flight may still use an older one.
+		c.mu.Lock()
+		c.keys = append(c.keys, h)
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// Cancel makes every call of this client in flight now (on any
+// goroutine) return promptly with CodeCancelled; later calls run normally.
+func (c *Client) Cancel() error {
+	p, err := c.acquire()
+	if err != nil {
+		return err
+	}
+	defer c.release()
+	if code := C.llmpool_client_cancel(p); code != C.LLMPOOL_OK {
+		return newError(int(code), "cancel failed")
+	}
+	return nil
+}
+
+// ResetPool drops every idle pooled connection now.
+func (c *Client) ResetPool() error {
+	p, err := c.acquire()
+	if err != nil {
+		return err
+	}
+	defer c.release()
+	if code := C.llmpool_client_reset_pool(p); code != C.LLMPOOL_OK {
+		return newError(int(code), "reset failed")
+	}
+	return nil
+}
+
+// Warm opens up to n connections ahead of the first calls and returns
+// how many it opened.
+func (c *Client) Warm(n int) (int, error) {
+	p, err := c.acquire()
+	if err != nil {
+		return 0, err
+	}
+	defer c.release()
+	if n < 0 {
+		return 0, newError(CodeInvalidArgument, "Warm: n < 0")
+	}
+	var opened C.size_t
+	if code := C.llmpool_client_warm(p, C.size_t(n), &opened); code != C.LLMPOOL_OK {
+		return int(opened), newError(int(code), "warm-up failed")
+	}
+	return int(opened), nil
+}
