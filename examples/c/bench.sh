@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Builds examples/c/bench.c against the release library and runs it.
+#
+#   examples/c/bench.sh [bench options...]
+#
+# Without --url, it starts a local nginx (Debian's; `apt-get install -y nginx
+# libcurl4-openssl-dev`) serving a fixed chat-completion JSON with `return
+# 200` on 127.0.0.1 over plain HTTP and TLS 1.3 (a generated CA + leaf
+# certificate with SAN IP:127.0.0.1; rustls rejects a self-signed certificate
+# used as its own CA), runs the benchmark against both, and stops nginx by
+# PID. With --url, it runs the benchmark against that server only.
+#
+# Examples:
+#   examples/c/bench.sh --requests 2000
+#   examples/c/bench.sh --requests 500 --concurrency 100 --no-sequential
+#   examples/c/bench.sh --requests 200 --rtt-ms 20 --svg docs/latency.svg
+#   examples/c/bench.sh --url https://gateway.example/v1 --requests 50
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+cargo build --release --lib --quiet
+BIN="$ROOT/target/release/bench-c"
+cc -O2 -Wall -Wextra -std=c11 -o "$BIN" examples/c/bench.c -I include \
+  -L target/release -Wl,-rpath,"$ROOT/target/release" -lllmpool -lcurl -lpthread -lm
+
+for a in "$@"; do
+  if [ "$a" = "--url" ]; then
+    exec "$BIN" "$@"
+  fi
+done
+
+command -v nginx >/dev/null || { echo "bench.sh: nginx not found (apt-get install -y nginx)" >&2; exit 2; }
+DIR="$(mktemp -d "${TMPDIR:-/tmp}/llmpool-bench.XXXXXX")"
+NGINX_PID=""
+cleanup() {
+  if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
+    kill -QUIT "$NGINX_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+# CA + leaf (ECDSA P-256), the leaf valid for IP 127.0.0.1.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -keyout "$DIR/ca.key" -out "$DIR/ca.pem" -subj "/CN=llmpool bench CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$DIR/leaf.key" -out "$DIR/leaf.csr" -subj "/CN=127.0.0.1" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' >"$DIR/leaf.ext"
+openssl x509 -req -in "$DIR/leaf.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" -CAcreateserial \
+  -days 2 -extfile "$DIR/leaf.ext" -out "$DIR/leaf.pem" 2>/dev/null
+
+BODY='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"pong"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
+USER_LINE=""
+[ "$(id -u)" = 0 ] && USER_LINE="user root;"
+
+started=""
+for _ in 1 2 3 4 5; do
+  PORT=$((20000 + RANDOM % 20000)); TLS_PORT=$((PORT + 1))
+  mkdir -p "$DIR/tmp"
+  cat >"$DIR/nginx.conf" <<EOF
+$USER_LINE
+worker_processes 2;
+pid $DIR/nginx.pid;
+error_log $DIR/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $DIR/tmp/body;
+  proxy_temp_path $DIR/tmp/proxy;
+  fastcgi_temp_path $DIR/tmp/fastcgi;
+  uwsgi_temp_path $DIR/tmp/uwsgi;
+  scgi_temp_path $DIR/tmp/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$PORT;
+    listen 127.0.0.1:$TLS_PORT ssl;
+    ssl_certificate $DIR/leaf.pem;
+    ssl_certificate_key $DIR/leaf.key;
+    ssl_protocols TLSv1.3;
+    location = /v1/chat/completions {
+      default_type application/json;
+      return 200 '$BODY';
+    }
+  }
+}
+EOF
+  if nginx -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/error.log" 2>"$DIR/start.log"; then
+    for _ in $(seq 50); do [ -s "$DIR/nginx.pid" ] && break; sleep 0.1; done
+    NGINX_PID="$(cat "$DIR/nginx.pid")"
+    started=1
+    break
+  fi
+done
+[ -n "$started" ] || { cat "$DIR/start.log" >&2; exit 2; }
+echo "nginx $(nginx -v 2>&1 | sed 's/.*\///') on 127.0.0.1:$PORT (http) and :$TLS_PORT (TLS 1.3), pid $NGINX_PID" >&2
+
+status=0
+"$BIN" --url "http://127.0.0.1:$PORT/v1" --url "https://127.0.0.1:$TLS_PORT/v1" --ca "$DIR/ca.pem" "$@" || status=$?
+exit $status
