@@ -9,7 +9,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 use ureq::http;
-use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{Connector, RustlsConnector};
 use ureq::Agent;
 
@@ -18,6 +17,7 @@ use crate::failover::Endpoints;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::options::{process_env, ApiKey, Options};
+use crate::resolver::CachingResolver;
 use crate::response::Response;
 use crate::retry::{jitter, Decision, RetryPolicy};
 use crate::spend::{Prepared, Spend};
@@ -943,6 +943,6 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
     Ok(Agent::with_parts(
         cfg.build(),
         connector,
-        DefaultResolver::default(),
+        CachingResolver::new(o.dns_cache_ttl),
     ))
 }

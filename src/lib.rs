@@ -12,6 +12,7 @@ pub mod failover;
 pub mod limiter;
 pub mod metrics;
 pub mod options;
+pub mod resolver;
 pub mod response;
 pub mod retry;
 pub mod spend;

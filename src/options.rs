@@ -61,6 +61,7 @@ pub struct Options {
     pub body_timeout: Option<Duration>,
     pub stream_idle_timeout: Duration,
     pub tcp_keepalive: Option<Duration>,
+    pub dns_cache_ttl: Duration,
     pub max_retries: u32,
     pub backoff_factor: f64,
     pub max_backoff: Duration,
@@ -100,6 +101,7 @@ impl Default for Options {
             body_timeout: None,
             stream_idle_timeout: Duration::from_millis(60_000),
             tcp_keepalive: Some(Duration::from_millis(30_000)),
+            dns_cache_ttl: Duration::from_millis(60_000),
             max_retries: 3,
             backoff_factor: 0.5,
             max_backoff: Duration::from_millis(30_000),
@@ -195,6 +197,7 @@ impl Options {
                     let d = ms(k, v)?;
                     o.tcp_keepalive = if d.is_zero() { None } else { Some(d) };
                 }
+                "dns_cache_ttl_ms" => o.dns_cache_ttl = ms(k, v)?,
                 "max_retries" => o.max_retries = uint(k, v)?.min(100) as u32,
                 "backoff_factor" => o.backoff_factor = non_negative(k, v)?,
                 "max_backoff_ms" => o.max_backoff = ms(k, v)?,
