@@ -343,12 +343,13 @@ impl Client {
 
     /// Applies cost accounting to a finished response.
     pub(crate) fn settle(&self, p: Prepared, r: &mut Response) {
-        let parsed = serde_json::from_slice::<Value>(&r.body).ok();
-        let usage_src = match (&parsed, r.info.get("usage")) {
-            (Some(v), _) if v.get("usage").is_some_and(Value::is_object) => Some(v.clone()),
-            (_, Some(u)) if u.is_object() => Some(json!({ "usage": u })),
-            _ => None,
-        };
+        // `finish` (or a stream's patch) already put the usage into info:
+        // no second parse of the body on the hot path.
+        let usage_src = r
+            .info
+            .get("usage")
+            .filter(|u| u.is_object())
+            .map(|u| json!({ "usage": u }));
         if let Some(e) = self.inner.spend.after(
             p,
             r.is_ok(),
