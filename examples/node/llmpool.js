@@ -1,0 +1,533 @@
+'use strict';
+// llmpool for Node.js: a thin binding of the llmpool C library through
+// koffi (https://koffi.dev). CommonJS; Node >= 18.
+//
+// Every call that may touch the network runs on a koffi worker thread
+// (koffi's `.async()` calls), so the event loop never blocks: each returns
+// a Promise. Quick calls that never do I/O (metrics, setApiKey, cancel,
+// resetPool) are synchronous.
+//
+// Streaming: the C library calls a koffi *registered* callback on the
+// worker thread running `llmpool_chat_stream`; koffi hands each call to
+// the main thread's event loop and the worker waits for its return value
+// (0 = go on, 1 = stop). So stream events reach JS in order, on the main
+// thread, between other event-loop work. `chatStream()` takes a callback;
+// `stream()` wraps it as an async iterator.
+//
+// The library is found at $LLMPOOL_LIB, else the newer of
+// ../../target/release and ../../target/debug (libllmpool.so / .dylib /
+// llmpool.dll).
+
+const fs = require('node:fs');
+const path = require('node:path');
+const koffi = require('koffi');
+
+/** Result codes (the numbers of the C enum llmpool_code; they never change). */
+const Code = Object.freeze({
+  OK: 0,
+  INVALID_ARGUMENT: 1,
+  CONNECT: 2,
+  TLS: 3,
+  TIMEOUT: 4,
+  HTTP_STATUS: 5,
+  IO: 6,
+  PROTOCOL: 7,
+  POOL_EXHAUSTED: 8,
+  BUDGET_EXCEEDED: 9,
+  CANCELLED: 10,
+  PANIC: 99,
+});
+
+function libraryPath() {
+  if (process.env.LLMPOOL_LIB) return process.env.LLMPOOL_LIB;
+  const name =
+    process.platform === 'win32'
+      ? 'llmpool.dll'
+      : process.platform === 'darwin'
+        ? 'libllmpool.dylib'
+        : 'libllmpool.so';
+  const target = path.join(__dirname, '..', '..', 'target');
+  const found = ['release', 'debug']
+    .map((p) => path.join(target, p, name))
+    .filter((p) => fs.existsSync(p))
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  if (found.length === 0) {
+    throw new Error(
+      `llmpool: ${name} not found in ${target}/{release,debug}; run \`cargo build\` or set LLMPOOL_LIB`,
+    );
+  }
+  return found[0];
+}
+
+const LIB_PATH = libraryPath();
+const lib = koffi.load(LIB_PATH);
+
+koffi.opaque('llmpool_client');
+koffi.opaque('llmpool_response');
+const StreamCb = koffi.proto(
+  'int llmpool_stream_cb(void *userdata, void *delta, size_t delta_len, void *event_json, size_t event_len)',
+);
+const ProgressCb = koffi.proto('void llmpool_progress_cb(void *userdata, size_t done, size_t total)');
+
+const C = {
+  client_new: lib.func(
+    'int llmpool_client_new(const char *options_json, _Out_ llmpool_client **out, void *errbuf, size_t errbuf_len)',
+  ),
+  client_free: lib.func('void llmpool_client_free(llmpool_client *client)'),
+  chat: lib.func('int llmpool_chat(llmpool_client *client, const char *req, _Out_ llmpool_response **out)'),
+  embeddings: lib.func(
+    'int llmpool_embeddings(llmpool_client *client, const char *req, _Out_ llmpool_response **out)',
+  ),
+  request: lib.func(
+    'int llmpool_request(llmpool_client *client, const char *method, const char *path, const char *body, _Out_ llmpool_response **out)',
+  ),
+  chat_stream: lib.func(
+    'int llmpool_chat_stream(llmpool_client *client, const char *req, llmpool_stream_cb *cb, void *userdata, _Out_ llmpool_response **out)',
+  ),
+  chat_batch: lib.func(
+    'int llmpool_chat_batch(llmpool_client *client, const char **reqs, size_t n, size_t max_concurrency, llmpool_progress_cb *progress, void *userdata, void *out)',
+  ),
+  responses_free: lib.func('void llmpool_responses_free(void *responses, size_t n)'),
+  set_api_key: lib.func('int llmpool_client_set_api_key(llmpool_client *client, const char *key)'),
+  reset_pool: lib.func('int llmpool_client_reset_pool(llmpool_client *client)'),
+  cancel: lib.func('int llmpool_client_cancel(llmpool_client *client)'),
+  warm: lib.func('int llmpool_client_warm(llmpool_client *client, size_t n, _Out_ size_t *opened)'),
+  metrics: lib.func('void *llmpool_client_metrics(llmpool_client *client)'),
+  string_free: lib.func('void llmpool_string_free(void *s)'),
+  version: lib.func('const char *llmpool_version()'),
+  code_name: lib.func('const char *llmpool_code_name(int code)'),
+  response_code: lib.func('int llmpool_response_code(llmpool_response *r)'),
+  response_status: lib.func('uint16_t llmpool_response_status(llmpool_response *r)'),
+  response_body: lib.func('void *llmpool_response_body(llmpool_response *r, _Out_ size_t *len)'),
+  response_text: lib.func('const char *llmpool_response_text(llmpool_response *r)'),
+  response_error: lib.func('const char *llmpool_response_error(llmpool_response *r)'),
+  response_info: lib.func('const char *llmpool_response_info(llmpool_response *r)'),
+  response_free: lib.func('void llmpool_response_free(llmpool_response *r)'),
+};
+
+/** The name of a result code, e.g. "LLMPOOL_TIMEOUT". */
+function codeName(code) {
+  return C.code_name(code);
+}
+
+/** The C library's version, e.g. "0.1.0". */
+function version() {
+  return C.version();
+}
+
+/**
+ * A failed llmpool call: `code` (a Code value), `codeName`
+ * ("LLMPOOL_HTTP_STATUS"), `status` (HTTP status, 0 when no answer
+ * arrived), `body` (the raw answer body, e.g. the gateway's JSON error) and
+ * `response` (the whole Response, when there is one).
+ */
+class LLMPoolError extends Error {
+  constructor(code, message, { status = 0, body = '', response = null } = {}) {
+    const name = codeName(code);
+    super(status ? `${name} (HTTP ${status}): ${message}` : `${name}: ${message}`);
+    this.name = 'LLMPoolError';
+    this.code = code;
+    this.codeName = name;
+    this.status = status;
+    this.body = body;
+    this.response = response;
+  }
+}
+
+/** One call's result, copied out of the C response (already freed). */
+class Response {
+  constructor(fields) {
+    /** A Code value; Code.OK on success. */
+    this.code = fields.code;
+    this.codeName = codeName(fields.code);
+    /** HTTP status of the last answer, 0 if none. */
+    this.status = fields.status;
+    /** choices[0].message.content (streams: every delta received). */
+    this.text = fields.text;
+    /** The raw body (streams: the SSE bytes). */
+    this.body = fields.body;
+    /** Call details: attempts, retries, connection_reused, latency_ms, usage, ... */
+    this.info = fields.info;
+    /** Why the call failed, '' on success. */
+    this.error = fields.error;
+  }
+
+  get ok() {
+    return this.code === Code.OK;
+  }
+
+  /** The body parsed as JSON. */
+  json() {
+    return JSON.parse(this.body);
+  }
+
+  /** This response's failure as an LLMPoolError, or null on success. */
+  toError() {
+    if (this.ok) return null;
+    return new LLMPoolError(this.code, this.error, { status: this.status, body: this.body, response: this });
+  }
+}
+
+/** Copies a C response (a pointer) into a Response and frees it. */
+function takeResponse(ptr) {
+  if (ptr === null || ptr === undefined || ptr === 0n) return null;
+  try {
+    const len = [0];
+    const bodyPtr = C.response_body(ptr, len);
+    const n = Number(len[0]);
+    let info;
+    try {
+      info = JSON.parse(C.response_info(ptr));
+    } catch {
+      info = {};
+    }
+    return new Response({
+      code: C.response_code(ptr),
+      status: C.response_status(ptr),
+      text: C.response_text(ptr),
+      body: n > 0 ? koffi.decode.string(bodyPtr, n) : '',
+      info,
+      error: C.response_error(ptr),
+    });
+  } finally {
+    C.response_free(ptr);
+  }
+}
+
+/** Runs a koffi function on a worker thread; resolves with its result. */
+function callAsync(fn, ...args) {
+  return new Promise((resolve, reject) => {
+    fn.async(...args, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+function toJSON(value, what) {
+  if (typeof value === 'string') return value;
+  if (value === null || typeof value !== 'object') {
+    throw new TypeError(`llmpool: ${what} must be a JSON string or an object`);
+  }
+  return JSON.stringify(value);
+}
+
+/** Settles a call: the Response on success, else an LLMPoolError. */
+function settle(code, ptr) {
+  const r = takeResponse(ptr);
+  if (!r) throw new LLMPoolError(code === Code.OK ? Code.PANIC : code, 'llmpool returned no response');
+  if (!r.ok) throw r.toError();
+  return r;
+}
+
+// Frees clients that were never closed once they are garbage collected
+// (no call can be in flight then: a call keeps its Client reachable).
+const finalizer = new FinalizationRegistry((ptr) => C.client_free(ptr));
+
+/**
+ * A pooled client for one gateway. One Client serves any number of
+ * concurrent calls (the C client is thread-safe; koffi runs each call on
+ * its own worker thread).
+ */
+class Client {
+  /**
+   * @param {object|string} [options] the options object or JSON (base_url,
+   *   api_key, timeout_ms, max_retries, max_concurrency, ca_file, ...);
+   *   omitted: defaults plus LLMPOOL_BASE_URL / LLMPOOL_API_KEY.
+   */
+  constructor(options) {
+    const json = options === undefined || options === null ? null : toJSON(options, 'options');
+    const out = [null];
+    const errbuf = Buffer.alloc(1024);
+    const code = C.client_new(json, out, errbuf, errbuf.length);
+    if (code !== Code.OK || !out[0]) {
+      const end = errbuf.indexOf(0);
+      throw new LLMPoolError(code, errbuf.toString('utf8', 0, end < 0 ? errbuf.length : end));
+    }
+    this._ptr = out[0];
+    this._inflight = 0;
+    this._closing = null;
+    this._drained = null;
+    finalizer.register(this, this._ptr, this);
+  }
+
+  _acquire() {
+    if (this._closing) throw new LLMPoolError(Code.INVALID_ARGUMENT, 'client is closed');
+    this._inflight++;
+    return this._ptr;
+  }
+
+  _release() {
+    this._inflight--;
+    if (this._inflight === 0 && this._drained) this._drained();
+  }
+
+  async _run(fn) {
+    const ptr = this._acquire();
+    try {
+      return await fn(ptr);
+    } finally {
+      this._release();
+    }
+  }
+
+  /** POST {base_url}/chat/completions; resolves with a Response (`.text`). */
+  chat(request) {
+    return this._call(C.chat, toJSON(request, 'request'));
+  }
+
+  /** POST {base_url}/embeddings; resolves with a Response (`.json().data`). */
+  embeddings(request) {
+    return this._call(C.embeddings, toJSON(request, 'request'));
+  }
+
+  /** Any method on a path below base_url, e.g. request('GET', '/models'). */
+  request(method, path, body) {
+    const json = body === undefined || body === null ? null : toJSON(body, 'body');
+    return this._call(C.request, method, path, json);
+  }
+
+  async _call(fn, ...args) {
+    return this._run(async (ptr) => {
+      const out = [null];
+      const code = await callAsync(fn, ptr, ...args, out);
+      return settle(code, out[0]);
+    });
+  }
+
+  /**
+   * Streams a chat completion. `onEvent(delta, event)` is called on the main
+   * thread for every chunk, in order: `delta` is the content text (often ''
+   * for the first and last chunks) and `event` the parsed chunk JSON.
+   * Return `false` to stop the stream (the promise then rejects with
+   * Code.CANCELLED); `options.signal` (an AbortSignal) stops it too. An
+   * exception thrown by onEvent stops the stream and rejects the promise
+   * with that exception. Resolves with the Response (`.text` is the whole
+   * answer, `.info` has ttft_ms, chunks, finish_reason, usage).
+   */
+  async chatStream(request, onEvent, options = {}) {
+    if (typeof onEvent !== 'function') throw new TypeError('llmpool: onEvent must be a function');
+    const json = toJSON(request, 'request');
+    const { signal } = options;
+    if (signal && signal.aborted) throw new LLMPoolError(Code.CANCELLED, 'aborted before start');
+    let thrown = null;
+    let failed = false;
+    const cb = koffi.register((_ud, deltaPtr, deltaLen, eventPtr, eventLen) => {
+      if (failed || (signal && signal.aborted)) return 1;
+      try {
+        const dl = Number(deltaLen);
+        const delta = dl > 0 ? koffi.decode.string(deltaPtr, dl) : '';
+        const event = JSON.parse(koffi.decode.string(eventPtr, Number(eventLen)));
+        return onEvent(delta, event) === false ? 1 : 0;
+      } catch (e) {
+        failed = true;
+        thrown = e;
+        return 1;
+      }
+    }, koffi.pointer(StreamCb));
+    try {
+      return await this._run(async (ptr) => {
+        const out = [null];
+        const code = await callAsync(C.chat_stream, ptr, json, cb, null, out);
+        if (thrown) {
+          takeResponse(out[0]);
+          throw thrown;
+        }
+        return settle(code, out[0]);
+      });
+    } finally {
+      koffi.unregister(cb);
+    }
+  }
+
+  /**
+   * The stream as an async iterator of `{delta, event}`:
+   *
+   *     for await (const { delta } of client.stream(req)) process.stdout.write(delta);
+   *
+   * Breaking out of the loop stops the stream. A failure is thrown from the
+   * loop. The iterator's return value (not seen by for-await) is the Response.
+   */
+  async *stream(request, options = {}) {
+    const queue = [];
+    let wake = null;
+    let stopped = false;
+    let finished = false;
+    let result;
+    let error = null;
+    const notify = () => {
+      if (wake) {
+        const w = wake;
+        wake = null;
+        w();
+      }
+    };
+    const call = this.chatStream(
+      request,
+      (delta, event) => {
+        if (stopped) return false;
+        queue.push({ delta, event });
+        notify();
+        return true;
+      },
+      options,
+    ).then(
+      (r) => {
+        result = r;
+      },
+      (e) => {
+        error = e;
+      },
+    ).finally(() => {
+      finished = true;
+      notify();
+    });
+    try {
+      for (;;) {
+        if (queue.length > 0) {
+          yield queue.shift();
+          continue;
+        }
+        if (finished) break;
+        await new Promise((resolve) => {
+          wake = resolve;
+        });
+      }
+      if (error) throw error;
+      return result;
+    } finally {
+      // Reached on break/throw too: stop the stream and wait for the call.
+      stopped = true;
+      await call;
+    }
+  }
+
+  /**
+   * Sends the chat requests with at most `maxConcurrency` in flight (0: the
+   * client's max_concurrency, else 16) and resolves with one Response per
+   * request, in order, success or failure (see `response.ok` and
+   * `response.toError()`): one failing item never fails the others.
+   * `onProgress(done, total)` runs on the main thread after each item.
+   */
+  async batch(requests, { maxConcurrency = 0, onProgress = null } = {}) {
+    if (!Array.isArray(requests)) throw new TypeError('llmpool: requests must be an array');
+    const jsons = requests.map((r) => toJSON(r, 'request'));
+    const n = jsons.length;
+    if (n === 0) {
+      this._acquire();
+      this._release();
+      return [];
+    }
+    let progress = null;
+    let thrown = null;
+    if (onProgress) {
+      progress = koffi.register((_ud, done, total) => {
+        try {
+          if (!thrown) onProgress(Number(done), Number(total));
+        } catch (e) {
+          thrown = e;
+        }
+      }, koffi.pointer(ProgressCb));
+    }
+    try {
+      return await this._run(async (ptr) => {
+        const out = Buffer.alloc(n * 8);
+        await callAsync(C.chat_batch, ptr, jsons, n, maxConcurrency, progress, null, out);
+        try {
+          const res = [];
+          for (let i = 0; i < n; i++) {
+            const p = out.readBigUInt64LE(i * 8);
+            const r = p === 0n ? null : takeResponse(p);
+            out.writeBigUInt64LE(0n, i * 8); // freed by takeResponse
+            res.push(
+              r ||
+                new Response({ code: Code.PANIC, status: 0, text: '', body: '', info: {}, error: 'no response' }),
+            );
+          }
+          if (thrown) throw thrown;
+          return res;
+        } finally {
+          C.responses_free(out, n);
+        }
+      });
+    } finally {
+      if (progress) koffi.unregister(progress);
+    }
+  }
+
+  /** The client's metrics object (requests, errors, connections_opened, latency_ms, ...). */
+  metrics() {
+    const ptr = this._acquire();
+    try {
+      const s = C.metrics(ptr);
+      if (!s) throw new LLMPoolError(Code.INVALID_ARGUMENT, 'no metrics');
+      try {
+        return JSON.parse(koffi.decode.string(s));
+      } finally {
+        C.string_free(s);
+      }
+    } finally {
+      this._release();
+    }
+  }
+
+  /** Replaces the API key for every later request ('' or null removes it). */
+  setApiKey(key) {
+    const ptr = this._acquire();
+    try {
+      const code = C.set_api_key(ptr, key || null);
+      if (code !== Code.OK) throw new LLMPoolError(code, 'invalid API key (control characters?)');
+    } finally {
+      this._release();
+    }
+  }
+
+  /** Makes every call of this client in flight now reject promptly with Code.CANCELLED. */
+  cancel() {
+    const ptr = this._acquire();
+    try {
+      C.cancel(ptr);
+    } finally {
+      this._release();
+    }
+  }
+
+  /** Drops every idle pooled connection. */
+  resetPool() {
+    const ptr = this._acquire();
+    try {
+      C.reset_pool(ptr);
+    } finally {
+      this._release();
+    }
+  }
+
+  /** Opens up to n connections ahead of the first calls; resolves with how many opened. */
+  async warm(n) {
+    return this._run(async (ptr) => {
+      const opened = [0];
+      const code = await callAsync(C.warm, ptr, n, opened);
+      if (code !== Code.OK) throw new LLMPoolError(code, 'warm-up failed');
+      return Number(opened[0]);
+    });
+  }
+
+  /**
+   * Waits for the calls in flight, then frees the client. Later calls
+   * reject; closing twice returns the same promise.
+   */
+  close() {
+    if (!this._closing) {
+      this._closing = (async () => {
+        if (this._inflight > 0) {
+          await new Promise((resolve) => {
+            this._drained = resolve;
+          });
+        }
+        finalizer.unregister(this);
+        C.client_free(this._ptr);
+        this._ptr = null;
+      })();
+    }
+    return this._closing;
+  }
+}
+
+module.exports = { Client, Response, LLMPoolError, Code, codeName, version, LIB_PATH };

@@ -1,0 +1,386 @@
+'use strict';
+// node --test suite for llmpool.js against the bundled loopback server
+// (llmpool-testserver), started here from $LLMPOOL_TESTSERVER or
+// ../../target/debug/llmpool-testserver (`cargo build -p llmpool-testserver`).
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const net = require('node:net');
+const path = require('node:path');
+const readline = require('node:readline');
+
+const { Client, LLMPoolError, Code, codeName, version } = require('..');
+
+const TEST_KEY = 'sk-test-node-5150';
+const servers = [];
+let plainURL;
+let keyedURL;
+
+function startServer(...args) {
+  const bin =
+    process.env.LLMPOOL_TESTSERVER ||
+    path.join(__dirname, '..', '..', '..', 'target', 'debug', 'llmpool-testserver');
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, ['--port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    servers.push(child);
+    const timer = setTimeout(() => reject(new Error(`${bin} printed nothing in 30 s`)), 30000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot start ${bin} (cargo build -p llmpool-testserver, or set LLMPOOL_TESTSERVER): ${e.message}`));
+    });
+    const rl = readline.createInterface({ input: child.stdout });
+    rl.once('line', (line) => {
+      clearTimeout(timer);
+      const m = /^LISTENING (\S+)/.exec(line.trim());
+      if (m) resolve(m[1]);
+      else reject(new Error(`${bin} printed ${JSON.stringify(line)}`));
+      child.stdout.resume(); // keep the pipe drained
+    });
+  });
+}
+
+before(async () => {
+  plainURL = await startServer();
+  keyedURL = await startServer('--require-key', TEST_KEY);
+});
+
+after(() => {
+  for (const child of servers) child.kill();
+});
+
+function client(extra = {}) {
+  return new Client({ base_url: plainURL, ...extra });
+}
+
+function chatReq(content, extra = {}) {
+  return { model: 'gpt-4.1', messages: [{ role: 'user', content }], ...extra };
+}
+
+async function pushFaults(faults) {
+  const res = await fetch(`${plainURL}/_test/faults`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(faults),
+  });
+  await res.arrayBuffer();
+  assert.ok(res.ok, `push faults: HTTP ${res.status}`);
+}
+
+/** Counts setInterval ticks while `promise` is pending. */
+async function ticksDuring(promise, everyMs = 10) {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, everyMs);
+  try {
+    const value = await promise;
+    return { ticks, value };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+test('version and code names', () => {
+  assert.match(version(), /^\d+\.\d+\.\d+/);
+  assert.equal(codeName(Code.TIMEOUT), 'LLMPOOL_TIMEOUT');
+  assert.equal(codeName(12345), 'LLMPOOL_UNKNOWN');
+});
+
+test('bad options throw LLMPoolError naming the key', () => {
+  assert.throws(
+    () => new Client({ no_such_option: 1 }),
+    (e) => e instanceof LLMPoolError && e.code === Code.INVALID_ARGUMENT && /no_such_option/.test(e.message),
+  );
+  assert.throws(() => new Client('not json'), LLMPoolError);
+});
+
+test('chat, embeddings and request', async () => {
+  const c = client();
+  try {
+    const r = await c.chat(chatReq('hello from node'));
+    assert.equal(r.text, 'Echo: hello from node');
+    assert.equal(r.status, 200);
+    assert.equal(r.code, Code.OK);
+    assert.equal(r.json().choices[0].message.content, r.text);
+    assert.equal(r.info.attempts, 1);
+
+    // A JSON string works as well as an object.
+    const r2 = await c.chat(JSON.stringify(chatReq('as a string')));
+    assert.equal(r2.text, 'Echo: as a string');
+
+    const e = await c.embeddings({ model: 'text-embedding-3-small', input: ['a', 'b'] });
+    const data = e.json().data;
+    assert.equal(data.length, 2);
+    assert.ok(data[0].embedding.length > 0);
+
+    const models = await c.request('GET', '/models');
+    assert.ok(Array.isArray(models.json().data));
+  } finally {
+    await c.close();
+  }
+});
+
+test('HTTP 400 rejects with LLMPoolError carrying code, status and body', async () => {
+  const c = client({ max_retries: 0 });
+  try {
+    await pushFaults([{ type: 'status', code: 400 }]);
+    await assert.rejects(c.chat(chatReq('bad')), (e) => {
+      assert.ok(e instanceof LLMPoolError);
+      assert.equal(e.code, Code.HTTP_STATUS);
+      assert.equal(e.codeName, 'LLMPOOL_HTTP_STATUS');
+      assert.equal(e.status, 400);
+      assert.ok(JSON.parse(e.body).error.message, `body ${e.body}`);
+      assert.match(e.message, /HTTP 400/);
+      assert.equal(e.response.status, 400);
+      return true;
+    });
+    // The client still works.
+    assert.equal((await c.chat(chatReq('ok'))).text, 'Echo: ok');
+  } finally {
+    await c.close();
+  }
+});
+
+test('connection refused rejects with CONNECT', async () => {
+  const port = await new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = srv.address().port;
+      srv.close(() => resolve(p));
+    });
+  });
+  const c = new Client({ base_url: `http://127.0.0.1:${port}/v1`, max_retries: 0 });
+  try {
+    await assert.rejects(c.chat(chatReq('x')), (e) => e.code === Code.CONNECT && e.status === 0);
+  } finally {
+    await c.close();
+  }
+});
+
+test('the event loop keeps ticking during a slow call', async () => {
+  const c = client({ max_retries: 0 });
+  try {
+    await pushFaults([{ type: 'delay_before_headers', ms: 500 }]);
+    const start = Date.now();
+    const { ticks, value } = await ticksDuring(c.chat(chatReq('slow')), 10);
+    const elapsed = Date.now() - start;
+    assert.equal(value.text, 'Echo: slow');
+    assert.ok(elapsed >= 450, `the call took only ${elapsed} ms`);
+    // ~50 ticks if the loop is free; a blocked loop would give 0 or 1.
+    assert.ok(ticks >= 15, `only ${ticks} ticks in ${elapsed} ms: the event loop was blocked`);
+  } finally {
+    await c.close();
+  }
+});
+
+test('many concurrent calls share one client and few connections', async () => {
+  const c = client({ max_concurrency: 16, pool_max_idle_per_host: 16 });
+  try {
+    const n = 200;
+    const results = await Promise.all(
+      Array.from({ length: n }, (_, i) => c.chat(chatReq(`call ${i}`))),
+    );
+    results.forEach((r, i) => assert.equal(r.text, `Echo: call ${i}`));
+    const m = c.metrics();
+    assert.equal(m.requests, n);
+    assert.equal(m.errors, 0);
+    assert.ok(m.connections_opened >= 1 && m.connections_opened <= 32, `connections_opened ${m.connections_opened}`);
+  } finally {
+    await c.close();
+  }
+});
+
+test('sequential calls reuse one connection', async () => {
+  const c = client();
+  try {
+    for (let i = 0; i < 5; i++) await c.chat(chatReq('seq'));
+    const m = c.metrics();
+    assert.equal(m.connections_opened, 1);
+    assert.equal(m.connections_reused, 4);
+  } finally {
+    await c.close();
+  }
+});
+
+test('chatStream delivers events in order on the main thread', async () => {
+  const c = client();
+  try {
+    const deltas = [];
+    const r = await c.chatStream(chatReq('stream these words please'), (delta, event) => {
+      assert.equal(typeof event, 'object');
+      assert.ok(event.object === 'chat.completion.chunk' || event.choices, JSON.stringify(event));
+      deltas.push(delta);
+    });
+    assert.equal(deltas.join(''), 'Echo: stream these words please');
+    assert.equal(r.text, deltas.join(''));
+    assert.ok(deltas.filter((d) => d !== '').length >= 2, JSON.stringify(deltas));
+    assert.equal(r.info.chunks, deltas.length);
+    assert.ok(r.info.finish_reason);
+    assert.equal(typeof r.info.ttft_ms, 'number');
+  } finally {
+    await c.close();
+  }
+});
+
+test('the event loop keeps ticking during a slow stream', async () => {
+  const c = client();
+  try {
+    let events = 0;
+    const start = Date.now();
+    const { ticks, value } = await ticksDuring(
+      c.chatStream(chatReq('one two three four five', { x_test_stream_delay_ms: 60 }), () => {
+        events++;
+      }),
+      10,
+    );
+    const elapsed = Date.now() - start;
+    assert.equal(value.text, 'Echo: one two three four five');
+    assert.ok(events >= 5);
+    assert.ok(ticks >= elapsed / 10 / 3, `only ${ticks} ticks in ${elapsed} ms`);
+  } finally {
+    await c.close();
+  }
+});
+
+test('stream as an async iterator', async () => {
+  const c = client();
+  try {
+    let text = '';
+    for await (const { delta, event } of c.stream(chatReq('iterate me'))) {
+      assert.equal(typeof event, 'object');
+      text += delta;
+    }
+    assert.equal(text, 'Echo: iterate me');
+
+    // Breaking out stops the stream; the client stays usable.
+    let seen = 0;
+    for await (const _ of c.stream(chatReq('a b c d e f g'))) {
+      if (++seen === 2) break;
+    }
+    assert.equal(seen, 2);
+    assert.equal((await c.chat(chatReq('after'))).text, 'Echo: after');
+
+    // Failures are thrown from the loop.
+    await pushFaults([{ type: 'status', code: 400 }]);
+    await assert.rejects(
+      (async () => {
+        for await (const _ of c.stream(chatReq('x'), {})) {
+          // never reached
+        }
+      })(),
+      (e) => e instanceof LLMPoolError && e.status === 400,
+    );
+  } finally {
+    await c.close();
+  }
+});
+
+test('stopping a stream: false, a throw, an AbortSignal', async () => {
+  const c = client();
+  try {
+    let calls = 0;
+    await assert.rejects(
+      c.chatStream(chatReq('one two three four'), () => ++calls < 2),
+      (e) => e instanceof LLMPoolError && e.code === Code.CANCELLED,
+    );
+    assert.equal(calls, 2);
+
+    const boom = new Error('boom');
+    await assert.rejects(
+      c.chatStream(chatReq('one two'), () => {
+        throw boom;
+      }),
+      (e) => e === boom,
+    );
+
+    const ac = new AbortController();
+    let n = 0;
+    await assert.rejects(
+      c.chatStream(chatReq('one two three four'), () => {
+        n++;
+        ac.abort();
+      }, { signal: ac.signal }),
+      (e) => e.code === Code.CANCELLED,
+    );
+    assert.equal(n, 1);
+    assert.equal((await c.chat(chatReq('after'))).text, 'Echo: after');
+  } finally {
+    await c.close();
+  }
+});
+
+test('batch keeps order, reports progress and isolates failures', async () => {
+  const c = client();
+  try {
+    const reqs = Array.from({ length: 20 }, (_, i) => chatReq(`item ${i}`));
+    const progress = [];
+    const res = await c.batch(reqs, { maxConcurrency: 4, onProgress: (d, t) => progress.push([d, t]) });
+    assert.equal(res.length, 20);
+    res.forEach((r, i) => {
+      assert.ok(r.ok);
+      assert.equal(r.text, `Echo: item ${i}`);
+    });
+    assert.equal(progress.length, 20);
+    assert.deepEqual(progress[0], [1, 20]);
+    assert.deepEqual(progress[19], [20, 20]);
+
+    reqs[3] = 'not json';
+    const res2 = await c.batch(reqs);
+    res2.forEach((r, i) => assert.equal(r.ok, i !== 3, `item ${i}`));
+    const err = res2[3].toError();
+    assert.ok(err instanceof LLMPoolError);
+    assert.equal(err.code, Code.INVALID_ARGUMENT);
+
+    assert.deepEqual(await c.batch([]), []);
+  } finally {
+    await c.close();
+  }
+});
+
+test('cancel stops calls in flight', async () => {
+  const c = client({ max_retries: 0 });
+  try {
+    await pushFaults([{ type: 'delay_before_headers', ms: 5000 }]);
+    const start = Date.now();
+    const p = c.chat(chatReq('slow'));
+    await new Promise((r) => setTimeout(r, 300));
+    c.cancel();
+    await assert.rejects(p, (e) => e.code === Code.CANCELLED);
+    assert.ok(Date.now() - start < 3000);
+    assert.equal((await c.chat(chatReq('after'))).text, 'Echo: after');
+  } finally {
+    await c.close();
+  }
+});
+
+test('setApiKey', async () => {
+  const c = new Client({ base_url: keyedURL, max_retries: 0 });
+  try {
+    await assert.rejects(c.chat(chatReq('x')), (e) => e.status === 401);
+    c.setApiKey(TEST_KEY);
+    assert.equal((await c.chat(chatReq('x'))).text, 'Echo: x');
+    assert.throws(() => c.setApiKey('bad\nkey'), LLMPoolError);
+  } finally {
+    await c.close();
+  }
+});
+
+test('warm opens connections', async () => {
+  const c = client();
+  try {
+    assert.equal(await c.warm(3), 3);
+    c.resetPool();
+  } finally {
+    await c.close();
+  }
+});
+
+test('close waits for calls in flight, then rejects new ones', async () => {
+  const c = client({ max_retries: 0 });
+  await pushFaults([{ type: 'delay_before_headers', ms: 200 }]);
+  const p = c.chat(chatReq('in flight'));
+  const closed = c.close();
+  assert.equal((await p).text, 'Echo: in flight');
+  await closed;
+  await assert.rejects(c.chat(chatReq('x')), (e) => e.code === Code.INVALID_ARGUMENT);
+  assert.throws(() => c.metrics(), LLMPoolError);
+  await c.close(); // twice is fine
+});
