@@ -1,0 +1,360 @@
+// Tests of include/llmpool.hpp against the loopback test server.
+//
+// Built and run by tests/cpp.rs:
+//   g++ -std=c++17 -Wall -Wextra -Werror -fsanitize=address,undefined
+//       -Iinclude examples/cpp/test.cpp -Ltarget/debug -lllmpool
+// with LLMPOOL_TEST_PLAIN_URL, LLMPOOL_TEST_KEY_URL, LLMPOOL_TEST_KEY and
+// LLMPOOL_TEST_REFUSED_URL in the environment. Exits 0 when every check holds.
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "llmpool.hpp"
+
+namespace {
+
+int checks = 0;
+
+[[noreturn]] void fail(const char* file, int line, const char* cond, const std::string& msg) {
+    std::fprintf(stderr, "%s:%d: CHECK failed: %s\n  %s\n", file, line, cond, msg.c_str());
+    std::exit(1);
+}
+
+#define CHECK(cond, msg)                                 \
+    do {                                                 \
+        ++checks;                                        \
+        if (!(cond)) fail(__FILE__, __LINE__, #cond, (msg)); \
+    } while (0)
+
+bool contains(const std::string& hay, const std::string& needle) {
+    return hay.find(needle) != std::string::npos;
+}
+
+#define CHECK_CONTAINS(hay, needle) \
+    CHECK(contains((hay), (needle)), "\"" + std::string(hay) + "\" lacks \"" + std::string(needle) + "\"")
+
+// Runs `f`, which must throw llmpool::Error; returns it.
+template <class F>
+llmpool::Error expect_error(F&& f, const char* what) {
+    try {
+        f();
+    } catch (const llmpool::Error& e) {
+        return e;
+    }
+    fail(__FILE__, __LINE__, what, "no llmpool::Error was thrown");
+}
+
+std::string env(const char* name) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') {
+        std::fprintf(stderr, "%s is not set (run via `cargo test --test cpp`)\n", name);
+        std::exit(2);
+    }
+    return v;
+}
+
+std::string chat_json(const std::string& content, const std::string& extra = "") {
+    return R"({"model":"test-model","messages":[{"role":"user","content":")" + content + "\"}]" +
+           extra + "}";
+}
+
+llmpool::Client make_client(const std::string& url, const std::string& extra = "") {
+    return llmpool::Client(R"({"base_url":")" + url + R"(","max_retries":0)" + extra + "}");
+}
+
+void test_basics(const std::string& url) {
+    CHECK(!llmpool::version().empty(), "version");
+    CHECK(llmpool::code_name(LLMPOOL_TIMEOUT) == "LLMPOOL_TIMEOUT", llmpool::code_name(LLMPOOL_TIMEOUT));
+
+    llmpool::Error e = expect_error([] { llmpool::Client c("{not json"); }, "bad options JSON");
+    CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+    CHECK(e.status() == 0, std::to_string(e.status()));
+    CHECK_CONTAINS(e.what(), "options_json");
+
+    e = expect_error([] { llmpool::Client c(R"({"no_such_option": 1})"); }, "unknown option");
+    CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+    CHECK_CONTAINS(e.message(), "no_such_option");
+
+    llmpool::Client c = make_client(url);
+    llmpool::Response r = c.chat(chat_json("hi"));
+    CHECK(r.ok() && static_cast<bool>(r), r.error());
+    CHECK(r.code() == LLMPOOL_OK, llmpool::code_name(r.code()));
+    CHECK(r.text() == "Echo: hi", r.text());
+    CHECK(r.status() == 200, std::to_string(r.status()));
+    CHECK_CONTAINS(r.body(), "chat.completion");
+    CHECK_CONTAINS(r.info(), "\"attempts\"");
+    CHECK(r.error().empty(), r.error());
+    r.throw_if_error();
+
+    r = c.embeddings(R"({"model":"test-model","input":["a","b"]})");
+    CHECK_CONTAINS(r.body(), "\"embedding\"");
+
+    r = c.request("GET", "/models");
+    CHECK_CONTAINS(r.body(), "test-model");
+
+    std::string m = c.metrics();
+    CHECK_CONTAINS(m, "\"requests\"");
+    CHECK_CONTAINS(m, "\"latency_ms\"");
+
+    CHECK(c.warm(2) >= 1, "warm opened nothing");
+    c.reset_pool();
+}
+
+void test_errors(const std::string& url, const std::string& refused_url) {
+    llmpool::Client c = make_client(url);
+
+    llmpool::Error e = expect_error([&] { c.chat("{not json"); }, "bad request JSON");
+    CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+    CHECK(std::string(e.code_name()) == "LLMPOOL_INVALID_ARGUMENT", e.code_name());
+
+    e = expect_error([&] { c.chat(std::string("{\"a\":1}\0junk", 12)); }, "embedded NUL");
+    CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+
+    c.request("POST", "/_test/faults", std::string(R"({"type":"status","code":400})"));
+    e = expect_error([&] { c.chat(chat_json("x")); }, "400 fault");
+    CHECK(e.code() == LLMPOOL_HTTP_STATUS, e.code_name());
+    CHECK(e.status() == 400, std::to_string(e.status()));
+    CHECK_CONTAINS(e.body(), "injected fault");
+    CHECK_CONTAINS(e.what(), "400");
+
+    // std::runtime_error is a base: generic handlers catch it too.
+    bool caught = false;
+    try {
+        c.request("GET", "/no/such/path");
+    } catch (const std::runtime_error& re) {
+        caught = true;
+        CHECK_CONTAINS(re.what(), "404");
+    }
+    CHECK(caught, "404 did not throw");
+
+    llmpool::Client refused = make_client(refused_url);
+    e = expect_error([&] { refused.chat(chat_json("x")); }, "connection refused");
+    CHECK(e.code() == LLMPOOL_CONNECT, e.code_name());
+}
+
+void test_moves(const std::string& url) {
+    llmpool::Client a = make_client(url);
+    llmpool::Client b = std::move(a);
+    CHECK(b.chat(chat_json("moved")).text() == "Echo: moved", "moved client");
+    llmpool::Error e = expect_error([&] { a.chat(chat_json("x")); }, "moved-from client");
+    CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+    e = expect_error([&] { (void)a.metrics(); }, "moved-from metrics");
+    CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+
+    a = std::move(b);
+    llmpool::Response r1 = a.chat(chat_json("one"));
+    llmpool::Response r2 = std::move(r1);
+    CHECK(r1.get() == nullptr && !r1.ok(), "moved-from response");
+    CHECK(r1.code() == LLMPOOL_INVALID_ARGUMENT, "empty response code");
+    CHECK(r1.text().empty() && r1.body().empty() && r1.info() == "{}", "empty response accessors");
+    CHECK(r2.text() == "Echo: one", r2.text());
+    r2 = a.chat(chat_json("two"));
+    CHECK(r2.text() == "Echo: two", r2.text());
+    llmpool_response* raw = r2.release();
+    CHECK(raw != nullptr, "release");
+    llmpool_response_free(raw);
+}
+
+void test_stream(const std::string& url) {
+    llmpool::Client c = make_client(url);
+    std::string text;
+    int events = 0;
+    llmpool::Response r = c.chat_stream(chat_json("hello stream world"),
+                                        [&](std::string_view delta, std::string_view event) {
+                                            text.append(delta);
+                                            CHECK(!event.empty(), "empty event");
+                                            ++events;
+                                            return true;
+                                        });
+    CHECK(r.ok(), r.error());
+    CHECK(text == "Echo: hello stream world", text);
+    CHECK(r.text() == text, r.text());
+    CHECK(events >= 4, std::to_string(events));
+    CHECK_CONTAINS(r.info(), "\"finish_reason\":\"stop\"");
+
+    // A void callback never stops the stream.
+    std::string text2;
+    r = c.chat_stream(chat_json("void"), [&](std::string_view d, std::string_view) { text2.append(d); });
+    CHECK(text2 == "Echo: void", text2);
+
+    // Returning false stops it: no exception, code CANCELLED, partial text.
+    int calls = 0;
+    r = c.chat_stream(chat_json("a b c d e f"), [&](std::string_view d, std::string_view) {
+        ++calls;
+        return d.empty();  // stop at the first non-empty delta
+    });
+    CHECK(r.code() == LLMPOOL_CANCELLED, llmpool::code_name(r.code()));
+    CHECK(calls == 2, std::to_string(calls));
+    CHECK(r.text() == "Echo: ", r.text());
+
+    // An exception in the callback aborts the stream and comes out of chat_stream.
+    bool caught = false;
+    try {
+        c.chat_stream(chat_json("boom"), [](std::string_view, std::string_view) -> bool {
+            throw std::logic_error("boom from the callback");
+        });
+    } catch (const llmpool::Error& e) {
+        fail(__FILE__, __LINE__, "callback exception", std::string("got llmpool::Error ") + e.what());
+    } catch (const std::logic_error& e) {
+        caught = true;
+        CHECK(std::string(e.what()) == "boom from the callback", e.what());
+    }
+    CHECK(caught, "callback exception not rethrown");
+    CHECK(c.chat(chat_json("after")).text() == "Echo: after", "client unusable after a callback exception");
+
+    // A non-2xx answer throws, without calling the callback.
+    c.request("POST", "/_test/faults", std::string(R"({"type":"status","code":400})"));
+    calls = 0;
+    llmpool::Error e = expect_error(
+        [&] { c.chat_stream(chat_json("x"), [&](std::string_view, std::string_view) { ++calls; }); },
+        "stream 400");
+    CHECK(e.code() == LLMPOOL_HTTP_STATUS && e.status() == 400, e.what());
+    CHECK(calls == 0, std::to_string(calls));
+
+    // A mid-stream error event throws PROTOCOL.
+    e = expect_error(
+        [&] {
+            c.chat_stream(chat_json("one two three", R"(,"x_test_sse_error":"overloaded")"),
+                          [](std::string_view, std::string_view) {});
+        },
+        "mid-stream error");
+    CHECK(e.code() == LLMPOOL_PROTOCOL, e.code_name());
+    CHECK_CONTAINS(e.what(), "overloaded");
+}
+
+void test_cancel(const std::string& url) {
+    llmpool::Client c = make_client(url);
+    std::atomic<bool> started{false};
+    std::thread canceller([&] {
+        while (!started.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        c.cancel();
+    });
+    auto t0 = std::chrono::steady_clock::now();
+    llmpool::Error e = expect_error(
+        [&] {
+            c.chat_stream(chat_json("w w w w w w w w w w w w", R"(,"x_test_stream_delay_ms":300)"),
+                          [&](std::string_view, std::string_view) { started.store(true); });
+        },
+        "cancelled stream");
+    canceller.join();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    CHECK(e.code() == LLMPOOL_CANCELLED, e.code_name());
+    CHECK(ms.count() < 2500, std::to_string(ms.count()) + " ms");
+}
+
+void test_batch(const std::string& url) {
+    llmpool::Client c = make_client(url);
+    std::vector<std::string> reqs;
+    for (int i = 0; i < 6; ++i) reqs.push_back(chat_json("item " + std::to_string(i)));
+    reqs[3] = "{not json";
+    const auto caller = std::this_thread::get_id();
+    std::size_t last_done = 0, last_total = 0, progress_calls = 0;
+    std::vector<llmpool::Response> out =
+        c.chat_batch(reqs, 3, [&](std::size_t done, std::size_t total) {
+            CHECK(std::this_thread::get_id() == caller, "progress off the calling thread");
+            CHECK(done == last_done + 1, std::to_string(done));
+            last_done = done;
+            last_total = total;
+            ++progress_calls;
+        });
+    CHECK(out.size() == 6, std::to_string(out.size()));
+    CHECK(last_done == 6 && last_total == 6 && progress_calls == 6, std::to_string(progress_calls));
+    for (int i = 0; i < 6; ++i) {
+        if (i == 3) {
+            CHECK(out[3].code() == LLMPOOL_INVALID_ARGUMENT, llmpool::code_name(out[3].code()));
+            llmpool::Error e = expect_error([&] { out[3].throw_if_error(); }, "batch item error");
+            CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+        } else {
+            CHECK(out[i].ok(), out[i].error());
+            CHECK(out[i].text() == "Echo: item " + std::to_string(i), out[i].text());
+        }
+    }
+
+    // Without progress, and empty.
+    CHECK(c.chat_batch({}).empty(), "empty batch");
+    CHECK(c.chat_batch({chat_json("solo")}).at(0).text() == "Echo: solo", "solo batch");
+
+    // A throwing progress callback: the batch finishes, the exception comes out.
+    bool caught = false;
+    try {
+        c.chat_batch({chat_json("p1"), chat_json("p2")}, 0,
+                     [](std::size_t, std::size_t) { throw std::runtime_error("progress boom"); });
+    } catch (const std::runtime_error& e) {
+        caught = true;
+        CHECK(std::string(e.what()) == "progress boom", e.what());
+    }
+    CHECK(caught, "progress exception not rethrown");
+
+    llmpool::Client moved = std::move(c);
+    llmpool::Error e = expect_error([&] { c.chat_batch({chat_json("x")}); }, "batch on empty client");
+    CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+}
+
+void test_auth(const std::string& key_url, const std::string& key) {
+    llmpool::Client c = make_client(key_url);
+    llmpool::Error e = expect_error([&] { c.chat(chat_json("x")); }, "no key");
+    CHECK(e.code() == LLMPOOL_HTTP_STATUS && e.status() == 401, e.what());
+    CHECK_CONTAINS(e.body(), "invalid_api_key");
+    c.set_api_key(key);
+    CHECK(c.chat(chat_json("key")).text() == "Echo: key", "with key");
+    CHECK(!contains(c.metrics(), key), "metrics leak the key");
+    c.set_api_key("");
+    e = expect_error([&] { c.chat(chat_json("x")); }, "key removed");
+    CHECK(e.status() == 401, std::to_string(e.status()));
+
+    std::atomic<int> asked{0};
+    c.set_key_provider([&]() -> std::optional<std::string> {
+        ++asked;
+        return key;
+    });
+    CHECK(c.chat(chat_json("provided")).text() == "Echo: provided", "key provider");
+    CHECK(asked.load() == 1, std::to_string(asked.load()));
+
+    llmpool::Client d = make_client(key_url);
+    d.set_key_provider([]() -> std::optional<std::string> { throw std::runtime_error("no key here"); });
+    e = expect_error([&] { d.chat(chat_json("x")); }, "throwing key provider");
+    CHECK(e.status() == 401, std::to_string(e.status()));
+    d.set_key_provider({});
+    d.set_key_provider([]() -> std::optional<std::string> { return std::nullopt; });
+    e = expect_error([&] { d.chat(chat_json("x")); }, "nullopt key provider");
+    CHECK(e.status() == 401, std::to_string(e.status()));
+}
+
+void test_threads(const std::string& url) {
+    llmpool::Client c = make_client(url, R"(,"max_concurrency":4)");
+    std::atomic<int> good{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t) {
+        ts.emplace_back([&, t] {
+            for (int i = 0; i < 10; ++i) {
+                std::string msg = "t" + std::to_string(t) + "-" + std::to_string(i);
+                if (c.chat(chat_json(msg)).text() == "Echo: " + msg) ++good;
+            }
+        });
+    }
+    for (auto& t : ts) t.join();
+    CHECK(good.load() == 40, std::to_string(good.load()));
+}
+
+}  // namespace
+
+int main() {
+    const std::string url = env("LLMPOOL_TEST_PLAIN_URL");
+    test_basics(url);
+    test_errors(url, env("LLMPOOL_TEST_REFUSED_URL"));
+    test_moves(url);
+    test_stream(url);
+    test_cancel(url);
+    test_batch(url);
+    test_auth(env("LLMPOOL_TEST_KEY_URL"), env("LLMPOOL_TEST_KEY"));
+    test_threads(url);
+    std::printf("C++ wrapper: %d checks passed\n", checks);
+    return 0;
+}

@@ -1,0 +1,649 @@
+"""Python bindings for llmpool over ctypes (no dependencies beyond the stdlib).
+
+    from llmpool import Client, LLMPoolError
+
+    with Client({"base_url": "http://127.0.0.1:8080/v1", "max_retries": 2}) as c:
+        r = c.chat({"model": "gpt-4o-mini",
+                    "messages": [{"role": "user", "content": "Hi"}]})
+        print(r.text, r.info["latency_ms"])
+        for delta in c.stream({"model": "gpt-4o-mini",
+                               "messages": [{"role": "user", "content": "Count"}]}):
+            print(delta, end="", flush=True)
+
+The shared library is found, in this order, at ``$LLMPOOL_LIB`` (a path to
+``libllmpool.so``), in the newer of ``target/release`` and ``target/debug``
+of the repository this file lives in, or by ``ctypes.util.find_library``.
+
+Requests are dicts (sent as JSON) or ``str``/``bytes`` holding JSON text.
+Every failing call raises :class:`LLMPoolError` (a subclass per result code,
+e.g. :class:`HTTPStatusError`), carrying ``code``, ``code_name``, ``status``,
+``body`` and ``message``. Calls release the GIL, so one ``Client`` can be
+shared by many Python threads.
+"""
+
+import ctypes
+import ctypes.util
+import json as _json
+import os
+import queue
+import threading
+
+__all__ = [
+    "Client",
+    "Response",
+    "LLMPoolError",
+    "InvalidArgumentError",
+    "ConnectError",
+    "TLSError",
+    "LLMPoolTimeoutError",
+    "HTTPStatusError",
+    "LLMPoolIOError",
+    "ProtocolError",
+    "PoolExhaustedError",
+    "BudgetExceededError",
+    "CancelledError",
+    "PanicError",
+    "version",
+    "code_name",
+    "load_library",
+]
+
+# Result codes (stable numbers, see include/llmpool.h).
+OK = 0
+INVALID_ARGUMENT = 1
+CONNECT = 2
+TLS = 3
+TIMEOUT = 4
+HTTP_STATUS = 5
+IO = 6
+PROTOCOL = 7
+POOL_EXHAUSTED = 8
+BUDGET_EXCEEDED = 9
+CANCELLED = 10
+PANIC = 99
+
+
+class LLMPoolError(Exception):
+    """A failed llmpool call.
+
+    Attributes: ``code`` (int), ``code_name`` (e.g. "LLMPOOL_HTTP_STATUS"),
+    ``status`` (HTTP status, 0 when no answer arrived), ``body`` (the raw
+    response body as str, "" when none), ``message`` (why it failed) and
+    ``response`` (the :class:`Response`, or None).
+    """
+
+    def __init__(self, code, code_name, status, body, message, response=None):
+        super().__init__(message or code_name)
+        self.code = code
+        self.code_name = code_name
+        self.status = status
+        self.body = body
+        self.message = message
+        self.response = response
+
+    def __repr__(self):
+        return "%s(code=%s, status=%d, message=%r)" % (
+            type(self).__name__, self.code_name, self.status, self.message)
+
+
+class InvalidArgumentError(LLMPoolError, ValueError):
+    """Bad JSON, an unknown option, a wrong type (LLMPOOL_INVALID_ARGUMENT)."""
+
+
+class ConnectError(LLMPoolError, ConnectionError):
+    """The TCP connection could not be made (LLMPOOL_CONNECT)."""
+
+
+class TLSError(LLMPoolError):
+    """The TLS handshake failed (LLMPOOL_TLS)."""
+
+
+class LLMPoolTimeoutError(LLMPoolError, TimeoutError):
+    """A timeout expired (LLMPOOL_TIMEOUT)."""
+
+
+class HTTPStatusError(LLMPoolError):
+    """A non-2xx answer; ``status`` and ``body`` are kept (LLMPOOL_HTTP_STATUS)."""
+
+
+class LLMPoolIOError(LLMPoolError):
+    """The connection failed mid-call (LLMPOOL_IO)."""
+
+
+class ProtocolError(LLMPoolError):
+    """Not valid HTTP, unexpected JSON, or an error mid-stream (LLMPOOL_PROTOCOL)."""
+
+
+class PoolExhaustedError(LLMPoolError):
+    """No call slot freed up within queue_timeout_ms (LLMPOOL_POOL_EXHAUSTED)."""
+
+
+class BudgetExceededError(LLMPoolError):
+    """The call would exceed a budget; it was not sent (LLMPOOL_BUDGET_EXCEEDED)."""
+
+
+class CancelledError(LLMPoolError):
+    """Cancelled by Client.cancel() or a callback (LLMPOOL_CANCELLED)."""
+
+
+class PanicError(LLMPoolError):
+    """A bug inside llmpool was caught at the C boundary (LLMPOOL_PANIC)."""
+
+
+_ERRORS = {
+    INVALID_ARGUMENT: InvalidArgumentError,
+    CONNECT: ConnectError,
+    TLS: TLSError,
+    TIMEOUT: LLMPoolTimeoutError,
+    HTTP_STATUS: HTTPStatusError,
+    IO: LLMPoolIOError,
+    PROTOCOL: ProtocolError,
+    POOL_EXHAUSTED: PoolExhaustedError,
+    BUDGET_EXCEEDED: BudgetExceededError,
+    CANCELLED: CancelledError,
+    PANIC: PanicError,
+}
+
+
+def _error(code, status=0, body="", message="", response=None):
+    cls = _ERRORS.get(code, LLMPoolError)
+    return cls(code, code_name(code), status, body, message, response)
+
+
+# ---------------------------------------------------------------------------
+# Loading the library and declaring the C signatures.
+
+STREAM_CB = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t,
+    ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
+PROGRESS_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t)
+KEY_PROVIDER_CB = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
+
+_lib = None
+_lib_lock = threading.Lock()
+
+
+def _candidates():
+    env = os.environ.get("LLMPOOL_LIB")
+    if env:
+        return [env]
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.normpath(os.path.join(here, "..", "..", ".."))
+    found = []
+    for profile in ("release", "debug"):
+        p = os.path.join(repo, "target", profile, "libllmpool.so")
+        if os.path.exists(p):
+            found.append((os.path.getmtime(p), p))
+    paths = [p for _, p in sorted(found, reverse=True)]
+    system = ctypes.util.find_library("llmpool")
+    if system:
+        paths.append(system)
+    return paths
+
+
+def load_library(path=None):
+    """Loads (once) and returns the llmpool ``ctypes.CDLL``."""
+    global _lib
+    with _lib_lock:
+        if _lib is not None and path is None:
+            return _lib
+        paths = [path] if path else _candidates()
+        if not paths:
+            raise OSError(
+                "libllmpool.so not found: set LLMPOOL_LIB or run `cargo build --release`")
+        lib = ctypes.CDLL(paths[0])
+        _declare(lib)
+        _lib = lib
+        return lib
+
+
+def _declare(lib):
+    c_client = ctypes.c_void_p
+    c_resp = ctypes.c_void_p
+    p_resp = ctypes.POINTER(ctypes.c_void_p)
+    sigs = {
+        "llmpool_version": (ctypes.c_char_p, []),
+        "llmpool_code_name": (ctypes.c_char_p, [ctypes.c_int]),
+        "llmpool_client_new": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(c_client),
+                                              ctypes.c_char_p, ctypes.c_size_t]),
+        "llmpool_client_free": (None, [c_client]),
+        "llmpool_client_set_api_key": (ctypes.c_int, [c_client, ctypes.c_char_p]),
+        "llmpool_client_reset_pool": (ctypes.c_int, [c_client]),
+        "llmpool_client_cancel": (ctypes.c_int, [c_client]),
+        # c_void_p, not c_char_p: the string must be freed by llmpool_string_free.
+        "llmpool_client_metrics": (ctypes.c_void_p, [c_client]),
+        "llmpool_string_free": (None, [ctypes.c_void_p]),
+        "llmpool_client_set_key_provider": (ctypes.c_int, [c_client, KEY_PROVIDER_CB,
+                                                           ctypes.c_void_p]),
+        "llmpool_client_warm": (ctypes.c_int, [c_client, ctypes.c_size_t,
+                                               ctypes.POINTER(ctypes.c_size_t)]),
+        "llmpool_chat": (ctypes.c_int, [c_client, ctypes.c_char_p, p_resp]),
+        "llmpool_embeddings": (ctypes.c_int, [c_client, ctypes.c_char_p, p_resp]),
+        "llmpool_request": (ctypes.c_int, [c_client, ctypes.c_char_p, ctypes.c_char_p,
+                                           ctypes.c_char_p, p_resp]),
+        "llmpool_chat_stream": (ctypes.c_int, [c_client, ctypes.c_char_p, STREAM_CB,
+                                               ctypes.c_void_p, p_resp]),
+        "llmpool_chat_batch": (ctypes.c_int, [c_client, ctypes.POINTER(ctypes.c_char_p),
+                                              ctypes.c_size_t, ctypes.c_size_t, PROGRESS_CB,
+                                              ctypes.c_void_p, p_resp]),
+        "llmpool_responses_free": (None, [p_resp, ctypes.c_size_t]),
+        "llmpool_response_code": (ctypes.c_int, [c_resp]),
+        "llmpool_response_status": (ctypes.c_uint16, [c_resp]),
+        "llmpool_response_body": (ctypes.POINTER(ctypes.c_char),
+                                  [c_resp, ctypes.POINTER(ctypes.c_size_t)]),
+        "llmpool_response_text": (ctypes.c_char_p, [c_resp]),
+        "llmpool_response_error": (ctypes.c_char_p, [c_resp]),
+        "llmpool_response_info": (ctypes.c_char_p, [c_resp]),
+        "llmpool_response_free": (None, [c_resp]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+def version():
+    """The library version, e.g. "0.1.0"."""
+    return load_library().llmpool_version().decode()
+
+
+def code_name(code):
+    """The name of a result code, e.g. "LLMPOOL_TIMEOUT"."""
+    return load_library().llmpool_code_name(int(code)).decode()
+
+
+def _to_json_bytes(value, what):
+    if isinstance(value, bytes):
+        data = value
+    elif isinstance(value, str):
+        data = value.encode("utf-8")
+    else:
+        try:
+            data = _json.dumps(value).encode("utf-8")
+        except (TypeError, ValueError) as e:
+            raise _error(INVALID_ARGUMENT, message="%s: cannot encode as JSON: %s" % (what, e))
+    if b"\0" in data:
+        raise _error(INVALID_ARGUMENT, message="%s: contains a NUL byte" % what)
+    return data
+
+
+# ---------------------------------------------------------------------------
+
+
+class Response:
+    """The result of one call, copied out of the C response (which is freed).
+
+    Attributes: ``code``, ``code_name``, ``ok``, ``status``, ``text``,
+    ``body`` (str), ``body_bytes``, ``error`` ("" on success) and ``info``
+    (dict: attempts, latency_ms, usage, ...). ``json()`` parses the body.
+    """
+
+    __slots__ = ("code", "status", "text", "body_bytes", "error", "info")
+
+    def __init__(self, code, status, text, body_bytes, error, info):
+        self.code = code
+        self.status = status
+        self.text = text
+        self.body_bytes = body_bytes
+        self.error = error
+        self.info = info
+
+    @classmethod
+    def _from_c(cls, lib, ptr):
+        n = ctypes.c_size_t(0)
+        body_p = lib.llmpool_response_body(ptr, ctypes.byref(n))
+        body = ctypes.string_at(body_p, n.value)
+        info_text = lib.llmpool_response_info(ptr).decode("utf-8", "replace")
+        try:
+            info = _json.loads(info_text)
+        except ValueError:
+            info = {}
+        return cls(
+            lib.llmpool_response_code(ptr),
+            lib.llmpool_response_status(ptr),
+            lib.llmpool_response_text(ptr).decode("utf-8", "replace"),
+            body,
+            lib.llmpool_response_error(ptr).decode("utf-8", "replace"),
+            info,
+        )
+
+    @property
+    def ok(self):
+        return self.code == OK
+
+    @property
+    def code_name(self):
+        return code_name(self.code)
+
+    @property
+    def body(self):
+        return self.body_bytes.decode("utf-8", "replace")
+
+    def json(self):
+        """The body parsed as JSON."""
+        return _json.loads(self.body_bytes)
+
+    def to_error(self):
+        """The :class:`LLMPoolError` this (failed) response describes."""
+        return _error(self.code, self.status, self.body, self.error, self)
+
+    def raise_for_error(self):
+        """Raises :meth:`to_error` unless ``ok``; returns self."""
+        if not self.ok:
+            raise self.to_error()
+        return self
+
+    def __repr__(self):
+        return "Response(code=%s, status=%d, text=%r)" % (self.code_name, self.status, self.text)
+
+
+class _Stream:
+    """Iterator over the deltas of one streamed chat (see Client.stream)."""
+
+    _END = object()
+
+    def __init__(self, client, request):
+        self._client = client
+        self._request = request
+        self._queue = queue.Queue()
+        self._abort = threading.Event()
+        self._thread = None
+        self._done = False
+        self.response = None  # the final Response, once iteration ended
+
+    def __iter__(self):
+        return self
+
+    def _run(self):
+        def on_chunk(delta, _event):
+            if self._abort.is_set():
+                return False
+            self._queue.put(delta)
+            return True
+
+        try:
+            resp = self._client.chat_stream(self._request, on_chunk)
+            self._queue.put((self._END, resp, None))
+        except BaseException as e:  # handed to the iterating thread
+            self._queue.put((self._END, None, e))
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="llmpool-stream", daemon=True)
+            self._thread.start()
+        while True:
+            item = self._queue.get()
+            if isinstance(item, tuple) and item and item[0] is self._END:
+                self._done = True
+                self._thread.join()
+                _, resp, err = item
+                self.response = resp
+                if err is not None:
+                    raise err
+                raise StopIteration
+            if item:
+                return item
+
+    def close(self):
+        """Stops the stream early (also done by breaking out of a for loop
+        and on garbage collection)."""
+        if self._thread is not None and not self._done:
+            self._abort.set()
+            while True:
+                item = self._queue.get()
+                if isinstance(item, tuple) and item and item[0] is self._END:
+                    self.response = item[1]
+                    break
+            self._thread.join()
+        self._done = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Client:
+    """A pooled, thread-safe client for one gateway.
+
+    ``options`` is a dict of options (see README), a JSON string, or None
+    (all defaults). ``base_url`` and ``api_key`` come from LLMPOOL_BASE_URL
+    and LLMPOOL_API_KEY when the options lack them. Use as a context manager
+    or call :meth:`close`.
+    """
+
+    def __init__(self, options=None, lib=None):
+        self._lib = lib or load_library()
+        self._ptr = None
+        self._callbacks = []  # key providers kept alive while installed
+        opts = None if options is None else _to_json_bytes(options, "options")
+        ptr = ctypes.c_void_p()
+        err = ctypes.create_string_buffer(1024)
+        rc = self._lib.llmpool_client_new(opts, ctypes.byref(ptr), err, len(err))
+        if rc != OK:
+            raise _error(rc, message=err.value.decode("utf-8", "replace"))
+        self._ptr = ptr
+
+    # -- lifetime ----------------------------------------------------------
+
+    def close(self):
+        """Frees the client and closes its connections. No call may be in
+        flight on another thread. Idempotent."""
+        ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            self._lib.llmpool_client_free(ptr)
+        self._callbacks = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _handle(self):
+        if self._ptr is None:
+            raise _error(INVALID_ARGUMENT, message="client is closed")
+        return self._ptr
+
+    def _finish(self, rc, out):
+        try:
+            resp = Response._from_c(self._lib, out) if out else None
+        finally:
+            self._lib.llmpool_response_free(out)
+        if rc != OK:
+            if resp is None:
+                raise _error(rc)
+            raise resp.to_error()
+        return resp
+
+    # -- calls -------------------------------------------------------------
+
+    def chat(self, request):
+        """POST /chat/completions; ``request`` is a dict or JSON text."""
+        data = _to_json_bytes(request, "request")
+        out = ctypes.c_void_p()
+        rc = self._lib.llmpool_chat(self._handle(), data, ctypes.byref(out))
+        return self._finish(rc, out)
+
+    def embeddings(self, request):
+        """POST /embeddings; ``request`` is a dict or JSON text."""
+        data = _to_json_bytes(request, "request")
+        out = ctypes.c_void_p()
+        rc = self._lib.llmpool_embeddings(self._handle(), data, ctypes.byref(out))
+        return self._finish(rc, out)
+
+    def request(self, method, path, body=None):
+        """Any method on ``path`` below base_url (e.g. "GET", "/models"),
+        with an optional JSON object body (dict or JSON text)."""
+        data = None if body is None else _to_json_bytes(body, "body")
+        out = ctypes.c_void_p()
+        rc = self._lib.llmpool_request(self._handle(), _to_json_bytes(method, "method"),
+                                       _to_json_bytes(path, "path"), data, ctypes.byref(out))
+        return self._finish(rc, out)
+
+    def chat_stream(self, request, on_chunk):
+        """Streams a chat completion, calling ``on_chunk(delta: str, event: dict)``
+        on this thread for every chunk. Return ``False`` from it to stop: the
+        call then returns the Response with ``code == CANCELLED`` and the text
+        so far. An exception raised by ``on_chunk`` aborts the stream and is
+        re-raised here. Returns the final Response (``text`` is the whole
+        text, ``info`` has ttft_ms, chunks, finish_reason, usage); any other
+        failure raises."""
+        data = _to_json_bytes(request, "request")
+        state = {"error": None, "stopped": False}
+
+        def trampoline(_userdata, delta, delta_len, event, event_len):
+            try:
+                d = ctypes.string_at(delta, delta_len).decode("utf-8", "replace")
+                ev = _json.loads(ctypes.string_at(event, event_len))
+                if on_chunk(d, ev) is False:
+                    state["stopped"] = True
+                    return 1
+                return 0
+            except BaseException as e:  # never let it reach the C side
+                state["error"] = e
+                return 1
+
+        cb = STREAM_CB(trampoline)  # referenced until the call returns
+        out = ctypes.c_void_p()
+        rc = self._lib.llmpool_chat_stream(self._handle(), data, cb, None, ctypes.byref(out))
+        if state["error"] is not None:
+            self._lib.llmpool_response_free(out)
+            raise state["error"]
+        if rc == CANCELLED and state["stopped"]:
+            try:
+                return Response._from_c(self._lib, out)
+            finally:
+                self._lib.llmpool_response_free(out)
+        return self._finish(rc, out)
+
+    def stream(self, request):
+        """Streams a chat completion as an iterator of non-empty text deltas::
+
+            for delta in client.stream(req):
+                print(delta, end="")
+
+        The C call runs on a helper thread. Errors are raised from the
+        iterator; breaking out of the loop (or ``close()``) stops the stream.
+        After the loop, the iterator's ``response`` attribute holds the
+        final :class:`Response`."""
+        _to_json_bytes(request, "request")  # unencodable input fails here, not later
+        return _Stream(self, request)
+
+    def chat_batch(self, requests, max_concurrency=0, progress=None):
+        """Sends every request (dicts or JSON text) with at most
+        ``max_concurrency`` in flight (0: the client's max_concurrency, else
+        16) and returns one Response per request, in order. A failed item
+        never raises: check each ``Response.ok`` (or ``raise_for_error()``).
+        ``progress(done, total)`` runs on this thread after each item; if it
+        raises, the batch finishes and the exception is re-raised here."""
+        items = [_to_json_bytes(r, "requests[%d]" % i) for i, r in enumerate(requests)]
+        n = len(items)
+        handle = self._handle()
+        if n == 0:
+            return []
+        arr = (ctypes.c_char_p * n)(*items)
+        out = (ctypes.c_void_p * n)()
+        state = {"error": None}
+
+        def on_progress(_userdata, done, total):
+            if state["error"] is not None:
+                return
+            try:
+                progress(done, total)
+            except BaseException as e:
+                state["error"] = e
+
+        cb = PROGRESS_CB(on_progress) if progress is not None else PROGRESS_CB()
+        self._lib.llmpool_chat_batch(handle, arr, n, max_concurrency, cb, None, out)
+        try:
+            results = [Response._from_c(self._lib, out[i]) for i in range(n)]
+        finally:
+            self._lib.llmpool_responses_free(out, n)
+        if state["error"] is not None:
+            raise state["error"]
+        return results
+
+    # -- control -----------------------------------------------------------
+
+    def metrics(self):
+        """The client's metrics as a dict (requests, errors, latency_ms, ...)."""
+        p = self._lib.llmpool_client_metrics(self._handle())
+        if not p:
+            raise _error(INVALID_ARGUMENT, message="metrics: no client")
+        try:
+            return _json.loads(ctypes.string_at(p))
+        finally:
+            self._lib.llmpool_string_free(p)
+
+    def set_api_key(self, api_key):
+        """Replaces the API key for every later request (None or "" removes it)."""
+        key = None if api_key is None else _to_json_bytes(api_key, "api_key")
+        self._check(self._lib.llmpool_client_set_api_key(self._handle(), key), "set_api_key")
+
+    def set_key_provider(self, provider):
+        """Installs ``provider() -> str | None``, called (on any thread) when a
+        call gets HTTP 401; its key is used for one retry and every later call.
+        None removes it."""
+        if provider is None:
+            self._check(self._lib.llmpool_client_set_key_provider(
+                self._handle(), KEY_PROVIDER_CB(), None), "set_key_provider")
+            return
+
+        def trampoline(_userdata, buf, buf_len):
+            try:
+                key = provider()
+                if key is None:
+                    return 1
+                data = key.encode("utf-8")
+                if len(data) + 1 > buf_len or b"\0" in data:
+                    return 1
+                ctypes.memmove(buf, data + b"\0", len(data) + 1)
+                return 0
+            except BaseException:
+                return 1  # "no new key"
+
+        cb = KEY_PROVIDER_CB(trampoline)
+        self._check(self._lib.llmpool_client_set_key_provider(self._handle(), cb, None),
+                    "set_key_provider")
+        # Keep every installed callback alive until close(): a call may still
+        # be inside an old one.
+        self._callbacks.append(cb)
+
+    def cancel(self):
+        """Cancels every call of this client in flight now (from any thread);
+        they raise CancelledError."""
+        self._check(self._lib.llmpool_client_cancel(self._handle()), "cancel")
+
+    def reset_pool(self):
+        """Drops every idle pooled connection."""
+        self._check(self._lib.llmpool_client_reset_pool(self._handle()), "reset_pool")
+
+    def warm(self, n):
+        """Opens up to ``n`` connections ahead of the first call; returns how many."""
+        opened = ctypes.c_size_t(0)
+        self._check(self._lib.llmpool_client_warm(self._handle(), n, ctypes.byref(opened)),
+                    "warm")
+        return opened.value
+
+    def _check(self, rc, what):
+        if rc != OK:
+            raise _error(rc, message="%s: %s" % (what, code_name(rc)))

@@ -1,0 +1,346 @@
+"""unittest suite for the llmpool ctypes bindings, against the loopback test server.
+
+Run by tests/python.rs (``cargo test --test python``), which sets LLMPOOL_LIB,
+LLMPOOL_TEST_PLAIN_URL, LLMPOOL_TEST_KEY_URL, LLMPOOL_TEST_KEY and
+LLMPOOL_TEST_REFUSED_URL. By hand, with a server from
+``target/debug/llmpool-testserver``:
+
+    cd examples/python && LLMPOOL_TEST_PLAIN_URL=http://127.0.0.1:PORT/v1 \
+        python3 -m unittest -v test_llmpool
+"""
+
+import gc
+import os
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+import llmpool
+from llmpool import Client, LLMPoolError
+
+PLAIN = os.environ.get("LLMPOOL_TEST_PLAIN_URL")
+KEY_URL = os.environ.get("LLMPOOL_TEST_KEY_URL")
+KEY = os.environ.get("LLMPOOL_TEST_KEY")
+REFUSED = os.environ.get("LLMPOOL_TEST_REFUSED_URL", "http://127.0.0.1:9/v1")
+
+for var in ("LLMPOOL_BASE_URL", "LLMPOOL_API_KEY", "HOLYSHEEP_API_KEY"):
+    os.environ.pop(var, None)
+
+
+def req(content, **extra):
+    r = {"model": "test-model", "messages": [{"role": "user", "content": content}]}
+    r.update(extra)
+    return r
+
+
+def client(url=None, **opts):
+    o = {"base_url": url or PLAIN, "max_retries": 0}
+    o.update(opts)
+    return Client(o)
+
+
+@unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set (run via cargo test --test python)")
+class BasicTest(unittest.TestCase):
+    def test_version_and_code_names(self):
+        self.assertRegex(llmpool.version(), r"^\d+\.\d+\.\d+")
+        self.assertEqual(llmpool.code_name(llmpool.TIMEOUT), "LLMPOOL_TIMEOUT")
+        self.assertEqual(llmpool.code_name(12345), "LLMPOOL_UNKNOWN")
+
+    def test_chat_dict_and_json_text(self):
+        with client() as c:
+            r = c.chat(req("hi"))
+            self.assertTrue(r.ok)
+            self.assertEqual(r.code, llmpool.OK)
+            self.assertEqual(r.code_name, "LLMPOOL_OK")
+            self.assertEqual(r.text, "Echo: hi")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.error, "")
+            self.assertEqual(r.json()["choices"][0]["message"]["content"], "Echo: hi")
+            self.assertEqual(r.info["attempts"], 1)
+            self.assertIn("latency_ms", r.info)
+            self.assertEqual(r.info["usage"]["total_tokens"], r.json()["usage"]["total_tokens"])
+            self.assertIs(r.raise_for_error(), r)
+            r2 = c.chat('{"messages":[{"role":"user","content":"text"}]}')
+            self.assertEqual(r2.text, "Echo: text")
+            r3 = c.chat(b'{"messages":[{"role":"user","content":"bytes \xc3\xa9"}]}')
+            self.assertEqual(r3.text, "Echo: bytes \u00e9")
+
+    def test_embeddings_request_metrics_warm(self):
+        with client() as c:
+            e = c.embeddings({"model": "test-model", "input": ["a", "b"]})
+            data = e.json()["data"]
+            self.assertEqual(len(data), 2)
+            self.assertEqual(len(data[0]["embedding"]), 8)
+            m = c.request("GET", "/models")
+            self.assertEqual(m.json()["data"][0]["id"], "test-model")
+            self.assertGreaterEqual(c.warm(2), 1)
+            c.reset_pool()
+            metrics = c.metrics()
+            self.assertIsInstance(metrics, dict)
+            self.assertEqual(metrics["requests"], metrics["status_counts"]["200"])
+            self.assertGreaterEqual(metrics["requests"], 2)
+            self.assertIn("p50", metrics["latency_ms"])
+
+    def test_context_manager_closes(self):
+        with client() as c:
+            c.chat(req("x"))
+        with self.assertRaises(llmpool.InvalidArgumentError):
+            c.chat(req("after close"))
+        c.close()  # idempotent
+        # Garbage collection of an open client frees it too.
+        c2 = client()
+        c2.chat(req("gc"))
+        del c2
+        gc.collect()
+
+    def test_threads_share_one_client(self):
+        results = []
+        errors = []
+        with client(max_concurrency=4) as c:
+            def work(t):
+                try:
+                    for i in range(10):
+                        msg = "t%d-%d" % (t, i)
+                        results.append(c.chat(req(msg)).text == "Echo: " + msg)
+                except Exception as e:  # pragma: no cover - reported below
+                    errors.append(e)
+            ts = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(results, [True] * 40)
+
+
+@unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set")
+class ErrorTest(unittest.TestCase):
+    def test_bad_options(self):
+        with self.assertRaises(llmpool.InvalidArgumentError) as cm:
+            Client("{not json")
+        e = cm.exception
+        self.assertEqual(e.code, llmpool.INVALID_ARGUMENT)
+        self.assertEqual(e.code_name, "LLMPOOL_INVALID_ARGUMENT")
+        self.assertEqual(e.status, 0)
+        self.assertIn("options_json", e.message)
+        with self.assertRaises(LLMPoolError) as cm:
+            Client({"base_url": PLAIN, "no_such_option": 1})
+        self.assertIn("no_such_option", str(cm.exception))
+        # A ValueError too, for generic handlers.
+        self.assertRaises(ValueError, Client, {"max_retries": "three"})
+
+    def test_bad_json_is_invalid_argument(self):
+        with client() as c:
+            with self.assertRaises(LLMPoolError) as cm:
+                c.chat("{not json")
+            e = cm.exception
+            self.assertIsInstance(e, llmpool.InvalidArgumentError)
+            self.assertEqual(e.code, llmpool.INVALID_ARGUMENT)
+            self.assertEqual(e.code_name, "LLMPOOL_INVALID_ARGUMENT")
+            self.assertEqual(e.status, 0)
+            self.assertTrue(e.message)
+            with self.assertRaises(llmpool.InvalidArgumentError):
+                c.chat({"not serializable": object()})
+            with self.assertRaises(llmpool.InvalidArgumentError):
+                c.chat('{"a": "nul\0"}')
+            self.assertEqual(c.metrics()["requests"], 0, "nothing was sent")
+
+    def test_http_400_keeps_status_and_body(self):
+        with client() as c:
+            c.request("POST", "/_test/faults", {"type": "status", "code": 400})
+            with self.assertRaises(llmpool.HTTPStatusError) as cm:
+                c.chat(req("x"))
+            e = cm.exception
+            self.assertEqual(e.code, llmpool.HTTP_STATUS)
+            self.assertEqual(e.code_name, "LLMPOOL_HTTP_STATUS")
+            self.assertEqual(e.status, 400)
+            self.assertIn("injected fault", e.body)
+            self.assertIn("400", e.message)
+            self.assertEqual(e.response.status, 400)
+            self.assertIn("error", e.response.json())
+            self.assertIn("HTTPStatusError", repr(e))
+
+    def test_404_and_connect(self):
+        with client() as c:
+            with self.assertRaises(llmpool.HTTPStatusError) as cm:
+                c.request("GET", "/no/such/path")
+            self.assertEqual(cm.exception.status, 404)
+        with client(REFUSED) as c:
+            with self.assertRaises(llmpool.ConnectError) as cm:
+                c.chat(req("x"))
+            self.assertEqual(cm.exception.code, llmpool.CONNECT)
+            self.assertIsInstance(cm.exception, ConnectionError)
+
+
+@unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set")
+class StreamTest(unittest.TestCase):
+    def test_callback(self):
+        seen = []
+        with client() as c:
+            r = c.chat_stream(req("hello stream world"), lambda d, ev: seen.append((d, ev)))
+        self.assertTrue(r.ok)
+        self.assertEqual("".join(d for d, _ in seen), "Echo: hello stream world")
+        self.assertEqual(r.text, "Echo: hello stream world")
+        self.assertTrue(all(isinstance(ev, dict) for _, ev in seen))
+        self.assertEqual(seen[0][1]["object"], "chat.completion.chunk")
+        self.assertEqual(r.info["finish_reason"], "stop")
+        self.assertEqual(r.info["chunks"], len(seen))
+
+    def test_callback_false_stops(self):
+        with client() as c:
+            calls = []
+
+            def on_chunk(d, _ev):
+                calls.append(d)
+                return not d  # stop at the first non-empty delta
+            r = c.chat_stream(req("a b c d e f"), on_chunk)
+            self.assertEqual(r.code, llmpool.CANCELLED)
+            self.assertEqual(r.text, "Echo: ")
+            self.assertEqual(len(calls), 2)
+            self.assertEqual(c.chat(req("after")).text, "Echo: after")
+
+    def test_callback_exception_is_reraised(self):
+        class Boom(Exception):
+            pass
+
+        def on_chunk(_d, _ev):
+            raise Boom("from the callback")
+        with client() as c:
+            with self.assertRaises(Boom):
+                c.chat_stream(req("boom"), on_chunk)
+            self.assertEqual(c.chat(req("after")).text, "Echo: after")
+
+    def test_stream_errors(self):
+        with client() as c:
+            c.request("POST", "/_test/faults", {"type": "status", "code": 400})
+            with self.assertRaises(llmpool.HTTPStatusError) as cm:
+                c.chat_stream(req("x"), lambda d, ev: None)
+            self.assertEqual(cm.exception.status, 400)
+            with self.assertRaises(llmpool.ProtocolError) as cm:
+                c.chat_stream(req("one two three", x_test_sse_error="overloaded"),
+                              lambda d, ev: None)
+            self.assertIn("overloaded", cm.exception.message)
+
+    def test_iterator(self):
+        with client() as c:
+            s = c.stream(req("iterate over me"))
+            deltas = list(s)
+            self.assertEqual("".join(deltas), "Echo: iterate over me")
+            self.assertTrue(all(deltas))
+            self.assertTrue(s.response.ok)
+            self.assertEqual(s.response.text, "Echo: iterate over me")
+
+            # Breaking out early stops the stream; the client stays usable.
+            with c.stream(req("w w w w w w w w", x_test_stream_delay_ms=50)) as s:
+                for d in s:
+                    break
+            self.assertEqual(s.response.code, llmpool.CANCELLED)
+            self.assertEqual(c.chat(req("after")).text, "Echo: after")
+
+            c.request("POST", "/_test/faults", {"type": "status", "code": 400})
+            with self.assertRaises(llmpool.HTTPStatusError):
+                for _ in c.stream(req("x")):
+                    pass
+            with self.assertRaises(llmpool.InvalidArgumentError):
+                list(c.stream("{bad"))
+            with self.assertRaises(llmpool.InvalidArgumentError):
+                c.stream({"unencodable": object()})
+
+    def test_cancel_from_another_thread(self):
+        with client() as c:
+            started = threading.Event()
+
+            def canceller():
+                started.wait(10)
+                c.cancel()
+            t = threading.Thread(target=canceller)
+            t.start()
+            t0 = time.monotonic()
+            with self.assertRaises(llmpool.CancelledError):
+                c.chat_stream(req("w " * 12, x_test_stream_delay_ms=300),
+                              lambda d, ev: started.set())
+            t.join()
+            self.assertLess(time.monotonic() - t0, 2.5)
+
+
+@unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set")
+class BatchTest(unittest.TestCase):
+    def test_batch(self):
+        reqs = [req("item %d" % i) for i in range(6)]
+        reqs[3] = "{not json"
+        progress = []
+        caller = threading.get_ident()
+
+        def on_progress(done, total):
+            self.assertEqual(threading.get_ident(), caller)
+            progress.append((done, total))
+        with client() as c:
+            out = c.chat_batch(reqs, max_concurrency=3, progress=on_progress)
+            self.assertEqual(len(out), 6)
+            for i, r in enumerate(out):
+                if i == 3:
+                    self.assertEqual(r.code, llmpool.INVALID_ARGUMENT)
+                    with self.assertRaises(llmpool.InvalidArgumentError):
+                        r.raise_for_error()
+                else:
+                    self.assertTrue(r.ok, r.error)
+                    self.assertEqual(r.text, "Echo: item %d" % i)
+            self.assertEqual(progress, [(i, 6) for i in range(1, 7)])
+            self.assertEqual(c.chat_batch([]), [])
+            self.assertEqual(c.chat_batch([req("solo")])[0].text, "Echo: solo")
+
+            def bad_progress(_done, _total):
+                raise RuntimeError("progress boom")
+            with self.assertRaisesRegex(RuntimeError, "progress boom"):
+                c.chat_batch([req("p1"), req("p2")], progress=bad_progress)
+
+
+@unittest.skipUnless(KEY_URL and KEY, "LLMPOOL_TEST_KEY_URL/LLMPOOL_TEST_KEY are not set")
+class AuthTest(unittest.TestCase):
+    def test_set_api_key(self):
+        with client(KEY_URL) as c:
+            with self.assertRaises(llmpool.HTTPStatusError) as cm:
+                c.chat(req("x"))
+            self.assertEqual(cm.exception.status, 401)
+            self.assertIn("invalid_api_key", cm.exception.body)
+            c.set_api_key(KEY)
+            self.assertEqual(c.chat(req("key")).text, "Echo: key")
+            self.assertNotIn(KEY, str(c.metrics()))
+            c.set_api_key(None)
+            with self.assertRaises(llmpool.HTTPStatusError):
+                c.chat(req("x"))
+
+    def test_key_provider(self):
+        asked = []
+        with client(KEY_URL) as c:
+            c.set_key_provider(lambda: asked.append(1) or KEY)
+            self.assertEqual(c.chat(req("provided")).text, "Echo: provided")
+            self.assertEqual(len(asked), 1)
+        with client(KEY_URL) as c:
+            def broken():
+                raise RuntimeError("no key")
+            c.set_key_provider(broken)
+            with self.assertRaises(llmpool.HTTPStatusError) as cm:
+                c.chat(req("x"))
+            self.assertEqual(cm.exception.status, 401)
+            c.set_key_provider(None)
+
+
+@unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set")
+class ExampleTest(unittest.TestCase):
+    def test_example_runs(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        env = dict(os.environ, LLMPOOL_BASE_URL=PLAIN, LLMPOOL_MODEL="test-model")
+        out = subprocess.run([sys.executable, os.path.join(here, "example.py")], env=env,
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("chat: Echo: Say hello in five words.", out.stdout)
+        self.assertIn("stream: Echo: Count to five.", out.stdout)
+        self.assertIn("batch: Echo: Three.", out.stdout)
+        self.assertIn("HTTPStatusError 400", out.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,406 @@
+/*
+ * llmpool.hpp: a header-only C++17 RAII wrapper over the llmpool C API
+ * (include/llmpool.h). Link with -lllmpool (shared or static, see README).
+ *
+ *   #include "llmpool.hpp"
+ *
+ *   llmpool::Client client(R"({"base_url": "https://api.example.com/v1"})");
+ *   llmpool::Response r = client.chat(R"({"model": "gpt-4o-mini",
+ *       "messages": [{"role": "user", "content": "Hi"}]})");
+ *   std::cout << r.text() << "\n";
+ *
+ * Error handling: exceptions. Every call that fails throws llmpool::Error,
+ * which carries the llmpool_code, its name, the HTTP status (0 when no HTTP
+ * answer arrived), the raw response body and the error message (what()).
+ * The exceptions to that rule, all documented at the function:
+ *   - chat_batch() never throws for a failed item: every item gets its own
+ *     Response (check ok() / code(), or call throw_if_error());
+ *   - chat_stream() returns normally (code() == LLMPOOL_CANCELLED) when the
+ *     callback itself asked to stop by returning false.
+ * Exceptions never cross the C boundary: an exception thrown by a stream
+ * callback, a batch progress callback or a key provider is caught inside
+ * the C callback, the C call is stopped (stream) or finished, and the
+ * exception is rethrown from the C++ call that started it (a key provider's
+ * exception just means "no new key").
+ *
+ * Thread safety is the C API's: one Client may be shared by many threads
+ * (all const and non-const calls except destruction, move and
+ * set_key_provider may run concurrently). Client and Response are
+ * move-only; a moved-from object is empty (calls on an empty Client throw
+ * LLMPOOL_INVALID_ARGUMENT).
+ */
+
+#ifndef LLMPOOL_HPP
+#define LLMPOOL_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "llmpool.h"
+
+namespace llmpool {
+
+/// The library version, e.g. "0.1.0".
+inline std::string version() { return llmpool_version(); }
+
+/// The name of a result code, e.g. "LLMPOOL_TIMEOUT".
+inline std::string code_name(llmpool_code code) {
+    return llmpool_code_name(static_cast<int>(code));
+}
+
+/// Thrown by every failing call. what() is the error message.
+class Error : public std::runtime_error {
+public:
+    Error(llmpool_code code, std::uint16_t status, std::string body, const std::string& message)
+        : std::runtime_error(message.empty() ? std::string(llmpool_code_name(code)) : message),
+          code_(code),
+          status_(status),
+          body_(std::move(body)) {}
+
+    /// The result code (never LLMPOOL_OK).
+    llmpool_code code() const noexcept { return code_; }
+    /// The code's name, e.g. "LLMPOOL_HTTP_STATUS".
+    const char* code_name() const noexcept { return llmpool_code_name(static_cast<int>(code_)); }
+    /// The HTTP status of the last answer, 0 when none arrived.
+    std::uint16_t status() const noexcept { return status_; }
+    /// The raw response body ("" when none).
+    const std::string& body() const noexcept { return body_; }
+    /// The error message (same as what()).
+    std::string message() const { return what(); }
+
+private:
+    llmpool_code code_;
+    std::uint16_t status_;
+    std::string body_;
+};
+
+/// The result of one call. Owns an llmpool_response; move-only.
+class Response {
+public:
+    Response() noexcept = default;
+    /// Takes ownership of a response from the C API (may be NULL).
+    explicit Response(llmpool_response* r) noexcept : r_(r) {}
+    ~Response() { llmpool_response_free(r_); }
+    Response(const Response&) = delete;
+    Response& operator=(const Response&) = delete;
+    Response(Response&& o) noexcept : r_(std::exchange(o.r_, nullptr)) {}
+    Response& operator=(Response&& o) noexcept {
+        if (this != &o) {
+            llmpool_response_free(r_);
+            r_ = std::exchange(o.r_, nullptr);
+        }
+        return *this;
+    }
+
+    /// The result code (LLMPOOL_INVALID_ARGUMENT for an empty Response).
+    llmpool_code code() const noexcept { return llmpool_response_code(r_); }
+    /// Whether the call succeeded.
+    bool ok() const noexcept { return r_ != nullptr && code() == LLMPOOL_OK; }
+    explicit operator bool() const noexcept { return ok(); }
+    /// HTTP status of the last answer, 0 when none arrived.
+    std::uint16_t status() const noexcept { return llmpool_response_status(r_); }
+    /// choices[0].message.content of a chat answer (or the streamed text), else "".
+    std::string text() const { return llmpool_response_text(r_); }
+    /// The raw response body (may contain NUL bytes).
+    std::string body() const {
+        std::size_t len = 0;
+        const char* p = llmpool_response_body(r_, &len);
+        return std::string(p, len);
+    }
+    /// Call details as a JSON object (attempts, latency_ms, usage, ...).
+    std::string info() const { return llmpool_response_info(r_); }
+    /// Why the call failed ("" on success).
+    std::string error() const { return llmpool_response_error(r_); }
+
+    /// The Error this response describes, for a failed response.
+    Error to_error() const { return Error(code(), status(), body(), error()); }
+    /// Throws to_error() unless ok().
+    void throw_if_error() const {
+        if (!ok()) throw to_error();
+    }
+
+    /// The C handle, still owned by this object.
+    llmpool_response* get() const noexcept { return r_; }
+    /// Gives up ownership of the C handle.
+    llmpool_response* release() noexcept { return std::exchange(r_, nullptr); }
+
+private:
+    llmpool_response* r_ = nullptr;
+};
+
+namespace detail {
+
+/// Rejects strings with an embedded NUL (the C API would silently truncate them).
+inline const std::string& checked(const std::string& s, const char* what) {
+    if (s.find('\0') != std::string::npos) {
+        throw Error(LLMPOOL_INVALID_ARGUMENT, 0, "", std::string(what) + ": contains a NUL byte");
+    }
+    return s;
+}
+
+inline Response finish(llmpool_code rc, llmpool_response* raw) {
+    Response r(raw);
+    if (rc != LLMPOOL_OK) {
+        if (r.get() == nullptr) throw Error(rc, 0, "", "");
+        throw r.to_error();
+    }
+    return r;
+}
+
+/// State shared between chat_stream() and its C callback.
+struct StreamState {
+    void* fn;                                                  // the user's callable
+    bool (*invoke)(void*, std::string_view, std::string_view);  // calls *fn
+    std::exception_ptr error;                                  // what the callable threw
+    bool stopped = false;                                      // the callable returned false
+};
+
+/// State shared between chat_batch() and its progress callback.
+struct ProgressState {
+    const std::function<void(std::size_t, std::size_t)>* fn;
+    std::exception_ptr error;
+};
+
+/// A key provider; owned by the Client, address stable for its lifetime.
+struct KeyProvider {
+    std::function<std::optional<std::string>()> fn;
+};
+
+extern "C" {
+
+// C-linkage callbacks. None of them lets an exception escape.
+
+static inline int stream_trampoline(void* userdata, const char* delta, size_t delta_len,
+                                    const char* event_json, size_t event_len) noexcept {
+    auto* st = static_cast<StreamState*>(userdata);
+    try {
+        if (st->invoke(st->fn, std::string_view(delta, delta_len),
+                       std::string_view(event_json, event_len))) {
+            return 0;
+        }
+        st->stopped = true;
+    } catch (...) {
+        st->error = std::current_exception();
+    }
+    return 1;  // abort the stream
+}
+
+static inline void progress_trampoline(void* userdata, size_t done, size_t total) noexcept {
+    auto* st = static_cast<ProgressState*>(userdata);
+    if (st->error) return;  // one failure is enough; the batch finishes anyway
+    try {
+        (*st->fn)(done, total);
+    } catch (...) {
+        st->error = std::current_exception();
+    }
+}
+
+static inline int key_provider_trampoline(void* userdata, char* buf, size_t buf_len) noexcept {
+    auto* kp = static_cast<KeyProvider*>(userdata);
+    try {
+        std::optional<std::string> key = kp->fn();
+        if (!key || key->size() + 1 > buf_len) return 1;
+        key->copy(buf, key->size());
+        buf[key->size()] = '\0';
+        return 0;
+    } catch (...) {
+        return 1;  // "no new key"
+    }
+}
+
+}  // extern "C"
+
+}  // namespace detail
+
+/// A pooled, thread-safe client for one gateway. Move-only.
+class Client {
+public:
+    /// All defaults, plus LLMPOOL_BASE_URL / LLMPOOL_API_KEY from the environment.
+    Client() : Client(nullptr) {}
+    /// From a JSON object of options (see README), e.g.
+    /// R"({"base_url": "http://127.0.0.1:8080/v1", "max_retries": 2})".
+    /// base_url and api_key still come from the environment when absent.
+    explicit Client(const std::string& options_json)
+        : Client(detail::checked(options_json, "options_json").c_str()) {}
+    explicit Client(const char* options_json) {
+        char err[512] = {0};
+        llmpool_code rc = llmpool_client_new(options_json, &c_, err, sizeof err);
+        if (rc != LLMPOOL_OK) throw Error(rc, 0, "", err);
+    }
+    ~Client() { llmpool_client_free(c_); }
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+    Client(Client&& o) noexcept
+        : c_(std::exchange(o.c_, nullptr)), providers_(std::move(o.providers_)) {}
+    Client& operator=(Client&& o) noexcept {
+        if (this != &o) {
+            llmpool_client_free(c_);
+            c_ = std::exchange(o.c_, nullptr);
+            providers_ = std::move(o.providers_);
+        }
+        return *this;
+    }
+
+    /// POST /chat/completions with a JSON request; throws Error on failure.
+    Response chat(const std::string& request_json) {
+        llmpool_response* r = nullptr;
+        const std::string& req = detail::checked(request_json, "request_json");
+        llmpool_code rc = llmpool_chat(c_, req.c_str(), &r);
+        return detail::finish(rc, r);
+    }
+
+    /// POST /embeddings with a JSON request; throws Error on failure.
+    Response embeddings(const std::string& request_json) {
+        llmpool_response* r = nullptr;
+        const std::string& req = detail::checked(request_json, "request_json");
+        llmpool_code rc = llmpool_embeddings(c_, req.c_str(), &r);
+        return detail::finish(rc, r);
+    }
+
+    /// Any method on a path below base_url (e.g. "GET", "/models"), with an
+    /// optional JSON object body; throws Error on failure.
+    Response request(const std::string& method, const std::string& path,
+                     const std::optional<std::string>& body_json = std::nullopt) {
+        llmpool_response* r = nullptr;
+        detail::checked(method, "method");
+        detail::checked(path, "path");
+        if (body_json) detail::checked(*body_json, "body_json");
+        llmpool_code rc = llmpool_request(c_, method.c_str(), path.c_str(),
+                                          body_json ? body_json->c_str() : nullptr, &r);
+        return detail::finish(rc, r);
+    }
+
+    /// Streams a chat completion. `on_chunk(std::string_view delta,
+    /// std::string_view event_json)` runs on this thread for every chunk
+    /// (both views valid only during the call); it returns bool (false
+    /// stops the stream) or void (never stops).
+    ///
+    /// Returns the final Response (text() is the whole streamed text, info()
+    /// has ttft_ms/chunks/finish_reason/usage). When on_chunk returned false
+    /// the Response is returned too, with code() == LLMPOOL_CANCELLED and the
+    /// text received so far. When on_chunk throws, the stream is aborted and
+    /// the exception is rethrown here. Any other failure throws Error.
+    template <class F>
+    Response chat_stream(const std::string& request_json, F&& on_chunk) {
+        using Fn = std::remove_reference_t<F>;
+        static_assert(std::is_invocable_v<Fn&, std::string_view, std::string_view>,
+                      "on_chunk must be callable as (std::string_view delta, std::string_view event_json)");
+        detail::StreamState st{
+            static_cast<void*>(std::addressof(on_chunk)),
+            [](void* fn, std::string_view delta, std::string_view event) -> bool {
+                Fn& f = *static_cast<Fn*>(fn);
+                if constexpr (std::is_void_v<std::invoke_result_t<Fn&, std::string_view, std::string_view>>) {
+                    f(delta, event);
+                    return true;
+                } else {
+                    return static_cast<bool>(f(delta, event));
+                }
+            },
+            nullptr,
+            false};
+        const std::string& req = detail::checked(request_json, "request_json");
+        llmpool_response* raw = nullptr;
+        llmpool_code rc = llmpool_chat_stream(c_, req.c_str(), &detail::stream_trampoline, &st, &raw);
+        Response r(raw);
+        if (st.error) std::rethrow_exception(st.error);
+        if (rc == LLMPOOL_CANCELLED && st.stopped) return r;
+        return detail::finish(rc, r.release());
+    }
+
+    /// Sends every request (JSON objects as for chat()) with at most
+    /// `max_concurrency` in flight (0: the client's max_concurrency, else 16)
+    /// and returns one Response per request, in request order. Never throws
+    /// for a failed item: check each Response's ok()/code(). `progress(done,
+    /// total)` (optional) runs on this thread after each finished item; if it
+    /// throws, the batch still finishes and the exception is rethrown here.
+    std::vector<Response> chat_batch(const std::vector<std::string>& requests_json,
+                                     std::size_t max_concurrency = 0,
+                                     const std::function<void(std::size_t, std::size_t)>& progress = {}) {
+        if (c_ == nullptr) throw Error(LLMPOOL_INVALID_ARGUMENT, 0, "", "chat_batch: empty client");
+        std::vector<const char*> ptrs;
+        ptrs.reserve(requests_json.size());
+        for (const std::string& s : requests_json) ptrs.push_back(detail::checked(s, "requests_json").c_str());
+        std::vector<llmpool_response*> raw(ptrs.size(), nullptr);
+        detail::ProgressState st{&progress, nullptr};
+        // The code is the first failed item's; every item carries its own.
+        (void)llmpool_chat_batch(c_, ptrs.data(), ptrs.size(), max_concurrency,
+                                 progress ? &detail::progress_trampoline : nullptr, &st, raw.data());
+        std::vector<Response> out;
+        out.reserve(raw.size());
+        for (llmpool_response* r : raw) out.emplace_back(r);
+        if (st.error) std::rethrow_exception(st.error);
+        return out;
+    }
+
+    /// The client's metrics as a JSON object (requests, errors, latency_ms, ...).
+    std::string metrics() const {
+        char* m = llmpool_client_metrics(c_);
+        if (m == nullptr) throw Error(LLMPOOL_INVALID_ARGUMENT, 0, "", "metrics: empty client");
+        std::string s(m);
+        llmpool_string_free(m);
+        return s;
+    }
+
+    /// Replaces the API key for every later request ("" removes it).
+    void set_api_key(const std::string& api_key) {
+        check(llmpool_client_set_api_key(c_, detail::checked(api_key, "api_key").c_str()), "set_api_key");
+    }
+
+    /// Installs a key provider, called (from any thread, possibly
+    /// concurrently) when a call gets HTTP 401; return the new key, or
+    /// std::nullopt for "no new key". An empty std::function removes it.
+    /// Must not run concurrently with other calls on this Client.
+    void set_key_provider(std::function<std::optional<std::string>()> provider) {
+        if (!provider) {
+            check(llmpool_client_set_key_provider(c_, nullptr, nullptr), "set_key_provider");
+            return;
+        }
+        auto kp = std::make_unique<detail::KeyProvider>(detail::KeyProvider{std::move(provider)});
+        check(llmpool_client_set_key_provider(c_, &detail::key_provider_trampoline, kp.get()),
+              "set_key_provider");
+        // Old providers stay alive until the client is freed: a call may
+        // still be inside one.
+        providers_.push_back(std::move(kp));
+    }
+
+    /// Cancels every call of this client in flight now (from any thread);
+    /// they throw Error with LLMPOOL_CANCELLED.
+    void cancel() { check(llmpool_client_cancel(c_), "cancel"); }
+
+    /// Drops every idle pooled connection.
+    void reset_pool() { check(llmpool_client_reset_pool(c_), "reset_pool"); }
+
+    /// Opens up to n connections ahead of the first call; returns how many opened.
+    std::size_t warm(std::size_t n) {
+        std::size_t opened = 0;
+        check(llmpool_client_warm(c_, n, &opened), "warm");
+        return opened;
+    }
+
+    /// The C handle, still owned by this object (nullptr when moved from).
+    llmpool_client* get() const noexcept { return c_; }
+
+private:
+    static void check(llmpool_code rc, const char* what) {
+        if (rc != LLMPOOL_OK) {
+            throw Error(rc, 0, "", std::string(what) + ": " + llmpool_code_name(static_cast<int>(rc)));
+        }
+    }
+
+    llmpool_client* c_ = nullptr;
+    std::vector<std::unique_ptr<detail::KeyProvider>> providers_;
+};
+
+}  // namespace llmpool
+
+#endif  // LLMPOOL_HPP
