@@ -68,6 +68,7 @@ const StreamCb = koffi.proto(
   'int llmpool_stream_cb(void *userdata, void *delta, size_t delta_len, void *event_json, size_t event_len)',
 );
 const ProgressCb = koffi.proto('void llmpool_progress_cb(void *userdata, size_t done, size_t total)');
+const KeyCb = koffi.proto('int llmpool_key_provider_cb(void *userdata, void *buf, size_t buf_len)');
 
 const C = {
   client_new: lib.func(
@@ -89,6 +90,9 @@ const C = {
   ),
   responses_free: lib.func('void llmpool_responses_free(void *responses, size_t n)'),
   set_api_key: lib.func('int llmpool_client_set_api_key(llmpool_client *client, const char *key)'),
+  set_key_provider: lib.func(
+    'int llmpool_client_set_key_provider(llmpool_client *client, llmpool_key_provider_cb *cb, void *userdata)',
+  ),
   reset_pool: lib.func('int llmpool_client_reset_pool(llmpool_client *client)'),
   cancel: lib.func('int llmpool_client_cancel(llmpool_client *client)'),
   warm: lib.func('int llmpool_client_warm(llmpool_client *client, size_t n, _Out_ size_t *opened)'),
@@ -245,6 +249,7 @@ class Client {
     this._inflight = 0;
     this._closing = null;
     this._drained = null;
+    this._keyCallbacks = [];
     finalizer.register(this, this._ptr, this);
   }
 
@@ -479,6 +484,46 @@ class Client {
     }
   }
 
+  /**
+   * Installs a key provider: when a call gets HTTP 401, `fn()` runs (on the
+   * main thread, while that call waits) and returns a fresh key, or
+   * null/'' for "no new key"; the call is retried once with it and the key
+   * serves every later call. `fn` must be synchronous. null removes it.
+   */
+  setKeyProvider(fn) {
+    const ptr = this._acquire();
+    try {
+      let cb = null;
+      if (fn) {
+        if (typeof fn !== 'function') throw new TypeError('llmpool: the key provider must be a function');
+        cb = koffi.register((_ud, buf, bufLen) => {
+          try {
+            const key = fn();
+            if (typeof key !== 'string' || key === '') return 1;
+            const bytes = Buffer.from(key, 'utf8');
+            const n = Number(bufLen);
+            if (bytes.length + 1 > n) return 1;
+            const dst = Buffer.from(koffi.view(buf, n));
+            bytes.copy(dst);
+            dst[bytes.length] = 0;
+            return 0;
+          } catch {
+            return 1; // "no new key": the call fails with its 401
+          }
+        }, koffi.pointer(KeyCb));
+      }
+      const code = C.set_key_provider(ptr, cb, null);
+      if (code !== Code.OK) {
+        if (cb) koffi.unregister(cb);
+        throw new LLMPoolError(code, 'cannot set the key provider');
+      }
+      // Kept until close(): a call in flight may still use an older one.
+      if (cb) this._keyCallbacks.push(cb);
+    } finally {
+      this._release();
+    }
+  }
+
   /** Makes every call of this client in flight now reject promptly with Code.CANCELLED. */
   cancel() {
     const ptr = this._acquire();
@@ -524,6 +569,8 @@ class Client {
         finalizer.unregister(this);
         C.client_free(this._ptr);
         this._ptr = null;
+        for (const cb of this._keyCallbacks) koffi.unregister(cb);
+        this._keyCallbacks = [];
       })();
     }
     return this._closing;

@@ -7,12 +7,14 @@ package llmpool
 //
 //	CGO_LDFLAGS="-L/path/to/lib" LD_LIBRARY_PATH=/path/to/lib go test ./...
 //
-// (LD_LIBRARY_PATH is searched before the rpath.)
+// (On Linux the package links with --enable-new-dtags, so LD_LIBRARY_PATH
+// is searched before the rpath.)
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../../../include
 #cgo LDFLAGS: -L${SRCDIR}/../../../target/release -L${SRCDIR}/../../../target/debug -lllmpool
-#cgo LDFLAGS: -Wl,-rpath,${SRCDIR}/../../../target/release -Wl,-rpath,${SRCDIR}/../../../target/debug
+#cgo linux LDFLAGS: -Wl,--enable-new-dtags -Wl,-rpath,${SRCDIR}/../../../target/release -Wl,-rpath,${SRCDIR}/../../../target/debug
+#cgo !linux LDFLAGS: -Wl,-rpath,${SRCDIR}/../../../target/release -Wl,-rpath,${SRCDIR}/../../../target/debug
 #include <stdint.h>
 #include <stdlib.h>
 #include "llmpool.h"

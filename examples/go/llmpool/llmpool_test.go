@@ -564,6 +564,67 @@ func TestAPIKeyAndKeyProvider(t *testing.T) {
 	}
 }
 
+// Batch items run on the C library's worker threads (not Go threads): the
+// key provider is then called from there, through the cgo handle.
+func TestKeyProviderFromBatchWorkers(t *testing.T) {
+	c, err := llmpool.NewClient(fmt.Sprintf(`{"base_url":%q,"max_retries":0,"api_key":"sk-wrong"}`, keyedURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	asked := 0
+	if err := c.SetKeyProvider(func() (string, bool) {
+		mu.Lock()
+		asked++
+		mu.Unlock()
+		return testKey, true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := make([]string, 8)
+	for i := range reqs {
+		reqs[i] = chatReq(fmt.Sprintf("k%d", i))
+	}
+	res, err := c.Batch(context.Background(), reqs, 4)
+	if err != nil {
+		t.Fatalf("Batch: %v", err)
+	}
+	for i, r := range res {
+		if r.Text != fmt.Sprintf("Echo: k%d", i) {
+			t.Fatalf("item %d: %q", i, r.Text)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if asked < 1 || asked > len(reqs) {
+		t.Fatalf("provider asked %d times", asked)
+	}
+}
+
+// A stream callback may call the same client (here Chat and Metrics).
+func TestStreamCallbackMayCallTheClient(t *testing.T) {
+	c := newClient(t, "")
+	inner := ""
+	_, err := c.ChatStream(context.Background(), chatReq("outer words"), func(delta, _ string) bool {
+		if inner == "" {
+			r, err := c.Chat(context.Background(), chatReq("inner"))
+			if err != nil {
+				t.Errorf("inner Chat: %v", err)
+				return false
+			}
+			inner = r.Text
+			if _, err := c.Metrics(); err != nil {
+				t.Errorf("inner Metrics: %v", err)
+			}
+		}
+		return true
+	})
+	if err != nil || inner != "Echo: inner" {
+		t.Fatalf("stream %v, inner %q", err, inner)
+	}
+}
+
 func TestWarmAndResetPool(t *testing.T) {
 	c := newClient(t, "")
 	n, err := c.Warm(3)
