@@ -482,7 +482,7 @@ impl Client {
             let outcome = self.attempt(&agent, call, &url, endpoint.api_key.as_ref(), on_body);
             let io = transport::attempt_io();
             t.opened += io.opened;
-            t.reused = io.opened == 0;
+            t.reused = io.opened == 0 && io.pooled;
             if t.reused {
                 inner.metrics.reused();
             }
@@ -541,9 +541,14 @@ impl Client {
                         }
                     }
                 }
-                Attempt::Failed(e, raw) => {
+                Attempt::Failed(mut e, raw) => {
                     if cancelled {
                         return Done::failed(cancelled_error());
+                    }
+                    if e.code == Code::Io && io.opened == 0 && !io.pooled {
+                        // Failed before any connection existed: name resolution
+                        // or the connect itself (ureq reports lookups as I/O).
+                        e = Error::new(Code::Connect, format!("could not connect: {}", e.message));
                     }
                     let dead_pooled =
                         t.reused && io.bytes_in == 0 && matches!(e.code, Code::Io | Code::Protocol);

@@ -37,15 +37,29 @@ pub struct AttemptIo {
     pub opened: u32,
     /// Bytes received from the network by this attempt.
     pub bytes_in: u64,
+    /// This attempt did I/O on a connection opened by an earlier one (a
+    /// pooled connection). False when it never got as far as a connection.
+    pub pooled: bool,
 }
 
 thread_local! {
-    static ATTEMPT: Cell<AttemptIo> = const { Cell::new(AttemptIo { opened: 0, bytes_in: 0 }) };
+    static ATTEMPT: Cell<AttemptIo> = const { Cell::new(AttemptIo { opened: 0, bytes_in: 0, pooled: false }) };
+    /// The id of this thread's current attempt, so a connection knows
+    /// whether the current attempt opened it.
+    static SEQ: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Starts a new attempt on this thread and forgets the previous one.
 pub fn begin_attempt() {
     ATTEMPT.with(|a| a.set(AttemptIo::default()));
+    // Ids are unique across threads: a pooled connection opened by one
+    // thread's attempt and reused by another's must never look fresh.
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    SEQ.with(|s| s.set(NEXT.fetch_add(1, Ordering::Relaxed)));
+}
+
+fn current_seq() -> u64 {
+    SEQ.with(|s| s.get())
 }
 
 /// What the current attempt on this thread has done so far.
@@ -129,6 +143,7 @@ impl<In: Transport> Connector<In> for PoolConnector {
             stream,
             buffers,
             stats: self.stats.clone(),
+            opened_in: current_seq(),
             retire_at: self.max_age.map(|a| std::time::Instant::now() + a),
             read_timeout: None,
             write_timeout: None,
@@ -141,6 +156,9 @@ pub struct CountedTcp {
     stream: Arc<TcpStream>,
     buffers: LazyBuffers,
     stats: Arc<ConnStats>,
+    /// The attempt (see `SEQ`) that opened this connection; any other
+    /// attempt using it is reusing a pooled connection.
+    opened_in: u64,
     retire_at: Option<std::time::Instant>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
@@ -158,6 +176,14 @@ impl Drop for CountedTcp {
     fn drop(&mut self) {
         self.stats.open_now.fetch_sub(1, Ordering::Relaxed);
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+impl CountedTcp {
+    fn note_use(&self) {
+        if self.opened_in != current_seq() {
+            note(|a| a.pooled = true);
+        }
     }
 }
 
@@ -182,6 +208,7 @@ impl Transport for CountedTcp {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.note_use();
         let timeout = timeout.for_write();
         let t = remaining(timeout)?;
         if t != self.write_timeout {
@@ -195,6 +222,7 @@ impl Transport for CountedTcp {
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.note_use();
         let timeout = timeout.for_read();
         let t = remaining(timeout)?;
         if t != self.read_timeout {

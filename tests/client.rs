@@ -417,3 +417,29 @@ fn bad_input_is_invalid_argument_without_traffic() {
     let e = Client::from_json(Some(r#"{"bogus": 1}"#)).unwrap_err();
     assert!(e.message.contains("bogus"));
 }
+
+#[test]
+fn failures_before_any_connection_are_connect_errors_not_reuse() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let c = Client::from_json(Some(
+        &json!({"base_url": format!("http://127.0.0.1:{port}/v1"), "backoff_factor": 0.01, "max_retries": 1}).to_string(),
+    ))
+    .unwrap();
+    let r = c.chat(CHAT);
+    assert_eq!(r.code, Code::Connect);
+    assert_eq!(r.info["connection_reused"], false);
+    assert_eq!(r.info["reconnects_after_idle_close"], 0);
+    assert_eq!(c.metrics()["connections_reused"], 0);
+    // A name that cannot resolve (the .invalid TLD is reserved, RFC 2606).
+    let c = Client::from_json(Some(
+        &json!({"base_url": "http://llmpool-test.invalid/v1", "backoff_factor": 0.01, "max_retries": 0}).to_string(),
+    ))
+    .unwrap();
+    let r = c.chat(CHAT);
+    assert_eq!(r.code, Code::Connect, "{}", r.error);
+    assert_eq!(r.info["attempts"], 1);
+    assert_eq!(r.info["connection_reused"], false);
+}
