@@ -296,7 +296,7 @@ public:
         static_assert(std::is_invocable_v<Fn&, std::string_view, std::string_view>,
                       "on_chunk must be callable as (std::string_view delta, std::string_view event_json)");
         detail::StreamState st{
-            static_cast<void*>(std::addressof(on_chunk)),
+            const_cast<void*>(static_cast<const void*>(std::addressof(on_chunk))),
             [](void* fn, std::string_view delta, std::string_view event) -> bool {
                 Fn& f = *static_cast<Fn*>(fn);
                 if constexpr (std::is_void_v<std::invoke_result_t<Fn&, std::string_view, std::string_view>>) {

@@ -184,6 +184,12 @@ void test_stream(const std::string& url) {
     r = c.chat_stream(chat_json("void"), [&](std::string_view d, std::string_view) { text2.append(d); });
     CHECK(text2 == "Echo: void", text2);
 
+    // A const lvalue callable works too.
+    int const_calls = 0;
+    const auto counter = [&const_calls](std::string_view, std::string_view) { ++const_calls; };
+    r = c.chat_stream(chat_json("const"), counter);
+    CHECK(r.ok() && const_calls >= 3, std::to_string(const_calls));
+
     // Returning false stops it: no exception, code CANCELLED, partial text.
     int calls = 0;
     r = c.chat_stream(chat_json("a b c d e f"), [&](std::string_view d, std::string_view) {

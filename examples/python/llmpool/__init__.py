@@ -268,6 +268,16 @@ def _to_json_bytes(value, what):
     return data
 
 
+def _cstr(value, what):
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    if not isinstance(data, bytes):
+        raise _error(INVALID_ARGUMENT, message="%s: expected str, got %s" % (
+            what, type(value).__name__))
+    if b"\0" in data:
+        raise _error(INVALID_ARGUMENT, message="%s: contains a NUL byte" % what)
+    return data
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -495,8 +505,8 @@ class Client:
         with an optional JSON object body (dict or JSON text)."""
         data = None if body is None else _to_json_bytes(body, "body")
         out = ctypes.c_void_p()
-        rc = self._lib.llmpool_request(self._handle(), _to_json_bytes(method, "method"),
-                                       _to_json_bytes(path, "path"), data, ctypes.byref(out))
+        rc = self._lib.llmpool_request(self._handle(), _cstr(method, "method"),
+                                       _cstr(path, "path"), data, ctypes.byref(out))
         return self._finish(rc, out)
 
     def chat_stream(self, request, on_chunk):
@@ -596,7 +606,7 @@ class Client:
 
     def set_api_key(self, api_key):
         """Replaces the API key for every later request (None or "" removes it)."""
-        key = None if api_key is None else _to_json_bytes(api_key, "api_key")
+        key = None if api_key is None else _cstr(api_key, "api_key")
         self._check(self._lib.llmpool_client_set_api_key(self._handle(), key), "set_api_key")
 
     def set_key_provider(self, provider):

@@ -1,0 +1,642 @@
+//! Legacy embedding: `examples/legacy/legacy.c` (plain C, no Rust toolchain
+//! at link time) linked against the release static library and, after
+//! `examples/legacy/install.sh` into a temporary PREFIX, through pkg-config;
+//! plus the check that the cdylib exports only `llmpool_*` symbols.
+//!
+//! - `legacy_c_links_statically_and_via_pkg_config`: builds
+//!   `target/release/libllmpool.a` with `cargo build --release --lib` when it
+//!   is missing or older than `src/`, then links `legacy.c`
+//!   1. directly: `cc legacy.c -Iinclude libllmpool.a <system libs>` with the
+//!      system libraries documented in `install.sh`, and again with only
+//!      `-lpthread -ldl -lm`;
+//!   2. via `pkg-config --cflags --libs llmpool-static` (must run without
+//!      the library on any search path: it is static);
+//!   3. via `pkg-config --cflags --libs llmpool` (links `libllmpool.so`, run
+//!      with `LD_LIBRARY_PATH`);
+//!   4. via `pkg-config --static --cflags --libs llmpool` in a prefix
+//!      installed with `--static-only`;
+//!
+//!   and runs every binary against a loopback `llmpool-testserver`.
+//! - `shared_library_exports_only_llmpool_symbols`: `nm -D --defined-only`
+//!   on `libllmpool.so` (this profile's, and the release one when present)
+//!   lists only `llmpool_*` symbols, exactly the functions declared in
+//!   `include/llmpool.h`.
+//!
+//! Without `cc` (or `$CC`), `sh`, `pkg-config` or `nm` the affected part
+//! prints `SKIPPED: ...` and passes, unless `LLMPOOL_REQUIRE_ALL=1` is set,
+//! in which case the skip is a failure.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longest one run of the legacy program may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>`: this test binary lives in `target/<profile>/deps/`.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test binary has a directory");
+    deps.parent().expect("deps has a parent").to_path_buf()
+}
+
+/// A `cargo` command for the workspace, without the variables cargo set for
+/// this test process (build scripts watch some of them, so inheriting them
+/// would rebuild those crates here and again in the next plain build).
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let set_by_cargo_for_tests = key == "OUT_DIR"
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("CARGO_CFG_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            );
+        if set_by_cargo_for_tests {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Whether a skip must count as a failure.
+fn require_all() -> bool {
+    std::env::var("LLMPOOL_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}
+
+fn skip(why: &str) {
+    assert!(
+        !require_all(),
+        "LLMPOOL_REQUIRE_ALL=1 but a legacy-embedding test would be skipped: {why}"
+    );
+    println!("SKIPPED: {why}");
+}
+
+/// Whether `prog --version` runs.
+fn runs(prog: &str) -> bool {
+    Command::new(prog)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The cdylib cargo built for this run (the newer of `target/<profile>/`
+/// and `target/<profile>/deps/`), built with `cargo build --lib` if absent.
+fn cdylib(dir: &Path) -> PathBuf {
+    let name = format!(
+        "{}llmpool{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let newest = || {
+        [dir.join("deps").join(&name), dir.join(&name)]
+            .into_iter()
+            .filter_map(|p| Some((p.metadata().and_then(|m| m.modified()).ok()?, p)))
+            .max()
+            .map(|(_, p)| p)
+    };
+    if let Some(lib) = newest() {
+        return lib;
+    }
+    let status = cargo()
+        .args(["build", "--lib", "-p", "llmpool"])
+        .status()
+        .expect("run cargo build --lib");
+    assert!(status.success(), "cargo build --lib failed");
+    newest().unwrap_or_else(|| panic!("{name} was not built in {}", dir.display()))
+}
+
+/// The test server binary, built (or found up to date) with
+/// `cargo build -p llmpool-testserver --bin llmpool-testserver`.
+fn server_binary(dir: &Path) -> PathBuf {
+    let bin = dir.join(format!(
+        "llmpool-testserver{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "-p",
+        "llmpool-testserver",
+        "--bin",
+        "llmpool-testserver",
+    ]);
+    if let Some(target_dir) = dir.parent() {
+        cmd.arg("--target-dir").arg(target_dir);
+    }
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => {}
+        _ if bin.exists() => println!(
+            "warning: `cargo build -p llmpool-testserver` failed; using {}",
+            bin.display()
+        ),
+        other => panic!("cargo build -p llmpool-testserver failed: {other:?}"),
+    }
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
+}
+
+/// A running `llmpool-testserver`, killed (by PID) and reaped on drop.
+struct Server {
+    child: Child,
+    base_url: String,
+}
+
+impl Server {
+    fn start(bin: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let mut reader = BufReader::new(stdout);
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let mut server = Server {
+            child,
+            base_url: String::new(),
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("llmpool-testserver {args:?} printed nothing in 30 s"));
+        server.base_url = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("llmpool-testserver {args:?}: unexpected line {line:?}"))
+            .to_string();
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd` under a timeout; `Ok` is its output when it exits 0.
+fn run_with_timeout(what: &str, mut cmd: Command) -> Result<String, String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("{what}: cannot run: {e}"))?;
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let output = format!(
+        "{}{}",
+        out_t.join().unwrap_or_default(),
+        err_t.join().unwrap_or_default()
+    );
+    match status {
+        Some(s) if s.success() => Ok(output),
+        Some(s) => Err(format!("{what}: {s}\n{output}")),
+        None => Err(format!(
+            "{what}: timed out after {} s\n{output}",
+            RUN_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// The C compiler (`$CC`, default `cc`), or `None` when it cannot be run.
+fn c_compiler() -> Option<String> {
+    let cc = std::env::var("CC")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "cc".to_string());
+    runs(&cc).then_some(cc)
+}
+
+/// The system libraries the static library needs, as documented (and
+/// written into `llmpool.pc`) by `examples/legacy/install.sh`.
+fn documented_native_libs() -> Vec<String> {
+    let script = std::fs::read_to_string(root().join("examples/legacy/install.sh"))
+        .expect("read examples/legacy/install.sh");
+    let line = script
+        .lines()
+        .find_map(|l| l.strip_prefix("DEFAULT_NATIVE_LIBS="))
+        .expect("install.sh sets DEFAULT_NATIVE_LIBS");
+    line.trim_matches('"')
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The newest modification time of any file under `dir`.
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// `target/release`, with `libllmpool.a` (and `.so`) built when missing or
+/// older than the sources.
+fn release_libs(profile: &Path) -> PathBuf {
+    let release = profile.parent().expect("target dir").join("release");
+    let archive = release.join("libllmpool.a");
+    let built = archive.metadata().and_then(|m| m.modified()).ok();
+    let sources = [root().join("src"), root().join("Cargo.toml")]
+        .iter()
+        .filter_map(|p| {
+            if p.is_dir() {
+                newest_mtime(p)
+            } else {
+                p.metadata().and_then(|m| m.modified()).ok()
+            }
+        })
+        .max();
+    let stale = match (built, sources) {
+        (None, _) => true,
+        (Some(b), Some(s)) => b < s,
+        (Some(_), None) => false,
+    };
+    if stale || !release.join("libllmpool.so").exists() {
+        println!("building the release libraries (cargo build --release --lib)");
+        let mut cmd = cargo();
+        cmd.args(["build", "--release", "--lib", "-p", "llmpool"]);
+        if let Some(target_dir) = profile.parent() {
+            cmd.arg("--target-dir").arg(target_dir);
+        }
+        let status = cmd.status().expect("run cargo build --release --lib");
+        assert!(status.success(), "cargo build --release --lib failed");
+    }
+    assert!(archive.exists(), "{} was not built", archive.display());
+    release
+}
+
+/// Runs a command to completion; panics with its output unless it exits 0.
+fn check_output(what: &str, cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{text}",
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `pkg-config ARGS` with `PKG_CONFIG_PATH=<prefix>/lib/pkgconfig`, split
+/// into words as a shell would (the paths contain no whitespace).
+fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
+    let out = check_output(
+        &format!("pkg-config {}", args.join(" ")),
+        Command::new("pkg-config")
+            .args(args)
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")),
+    );
+    out.split_whitespace().map(str::to_string).collect()
+}
+
+/// `sh examples/legacy/install.sh [extra] --from <release> <prefix>`, into a fresh prefix.
+fn install(release: &Path, prefix: &Path, extra: &[&str]) {
+    let _ = std::fs::remove_dir_all(prefix);
+    let mut cmd = Command::new("sh");
+    cmd.arg(root().join("examples/legacy/install.sh"))
+        .args(extra)
+        .arg("--from")
+        .arg(release)
+        .arg(prefix)
+        .env_remove("DESTDIR")
+        .env_remove("LLMPOOL_NATIVE_LIBS");
+    print!("{}", check_output("examples/legacy/install.sh", &mut cmd));
+    for f in [
+        "include/llmpool.h",
+        "include/llmpool.hpp",
+        "lib/libllmpool.a",
+        "lib/pkgconfig/llmpool.pc",
+        "lib/pkgconfig/llmpool-static.pc",
+    ] {
+        assert!(prefix.join(f).exists(), "install.sh did not install {f}");
+    }
+    assert_eq!(
+        prefix.join("lib/libllmpool.so").exists(),
+        !extra.contains(&"--static-only"),
+        "libllmpool.so installed iff not --static-only"
+    );
+}
+
+/// Compiles `examples/legacy/legacy.c` with `args` (sources first) into `exe`.
+fn compile(cc: &str, exe: &Path, args: &[String]) {
+    let mut cmd = Command::new(cc);
+    cmd.args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1"])
+        .arg(root().join("examples/legacy/legacy.c"))
+        .args(args)
+        .arg("-o")
+        .arg(exe);
+    println!("{cmd:?}");
+    check_output(&format!("compiling {}", exe.display()), &mut cmd);
+}
+
+/// Runs a legacy binary against `base_url` (with `LD_LIBRARY_PATH` =
+/// `lib_path` when given) and checks its output.
+fn run_legacy(exe: &Path, base_url: &str, lib_path: Option<&Path>) {
+    let mut cmd = Command::new(exe);
+    cmd.env_remove("LLMPOOL_API_KEY")
+        .env_remove("HOLYSHEEP_API_KEY")
+        .env_remove("LLMPOOL_CA_FILE")
+        .env_remove("LD_LIBRARY_PATH")
+        .env("LLMPOOL_BASE_URL", base_url)
+        .env("LLMPOOL_MODEL", "test-model");
+    if let Some(p) = lib_path {
+        cmd.env("LD_LIBRARY_PATH", p);
+    }
+    let what = exe.display().to_string();
+    let out = run_with_timeout(&what, cmd).unwrap_or_else(|e| panic!("{e}"));
+    for want in [
+        "chat: Echo: Hello from a legacy C program\n",
+        "stream: Echo: Hello from a legacy C program\n",
+        "\"finish_reason\":\"stop\"",
+        "metrics: {",
+    ] {
+        assert!(out.contains(want), "{what}: output lacks {want:?}:\n{out}");
+    }
+}
+
+/// Whether the ELF file at `exe` names `libllmpool` among its needed
+/// libraries (a plain byte search of the dynamic string table's contents).
+fn mentions_libllmpool_so(exe: &Path) -> bool {
+    let bytes = std::fs::read(exe).expect("read the binary");
+    bytes.windows(13).any(|w| w == b"libllmpool.so")
+}
+
+#[test]
+fn legacy_c_links_statically_and_via_pkg_config() {
+    if !cfg!(target_os = "linux") {
+        skip("legacy embedding test: written for Linux (glibc system libraries, LD_LIBRARY_PATH)");
+        return;
+    }
+    let Some(cc) = c_compiler() else {
+        skip("legacy embedding test: no C compiler (`cc --version` failed; set CC to use another)");
+        return;
+    };
+    if !Command::new("sh")
+        .args(["-c", "exit 0"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        skip("legacy embedding test: no POSIX sh to run install.sh");
+        return;
+    }
+    let profile = profile_dir();
+    let release = release_libs(&profile);
+    let server = Server::start(&server_binary(&profile), &["--port", "0"]);
+    let out_dir = profile.join("legacy-tests");
+    std::fs::create_dir_all(&out_dir).expect("create the legacy test output dir");
+    let include = format!("-I{}", root().join("include").display());
+    let archive = release.join("libllmpool.a").display().to_string();
+
+    // 1. Straight from the build tree, with the documented system libraries.
+    let libs = documented_native_libs();
+    println!("documented system libraries: {}", libs.join(" "));
+    let exe = out_dir.join("legacy-static");
+    let mut args = vec![include.clone(), archive.clone()];
+    args.extend(libs.iter().cloned());
+    compile(&cc, &exe, &args);
+    assert!(
+        !mentions_libllmpool_so(&exe),
+        "legacy-static needs libllmpool.so"
+    );
+    run_legacy(&exe, &server.base_url, None);
+
+    // ... and with only the libraries the issue suggests.
+    let exe = out_dir.join("legacy-static-min");
+    let mut args = vec![include, archive];
+    args.extend(["-lpthread", "-ldl", "-lm"].map(String::from));
+    compile(&cc, &exe, &args);
+    run_legacy(&exe, &server.base_url, None);
+
+    if !runs("pkg-config") {
+        skip(
+            "legacy embedding test, pkg-config part: no pkg-config (`pkg-config --version` failed)",
+        );
+        return;
+    }
+
+    // 2 and 3. A full install: static via llmpool-static, shared via llmpool.
+    let prefix = out_dir.join("prefix");
+    install(&release, &prefix, &[]);
+    assert_eq!(
+        pkg_config(&prefix, &["--modversion", "llmpool"]),
+        [env!("CARGO_PKG_VERSION")]
+    );
+    let cflags = pkg_config(&prefix, &["--cflags", "llmpool"]);
+    assert!(
+        cflags.contains(&format!("-I{}", prefix.join("include").display())),
+        "{cflags:?}"
+    );
+    let static_libs = pkg_config(&prefix, &["--static", "--libs", "llmpool"]);
+    for lib in &libs {
+        assert!(
+            static_libs.contains(lib),
+            "Libs.private lacks {lib}: {static_libs:?}"
+        );
+    }
+
+    let exe = out_dir.join("legacy-pc-static");
+    compile(
+        &cc,
+        &exe,
+        &pkg_config(&prefix, &["--cflags", "--libs", "llmpool-static"]),
+    );
+    assert!(
+        !mentions_libllmpool_so(&exe),
+        "llmpool-static linked libllmpool.so"
+    );
+    run_legacy(&exe, &server.base_url, None);
+
+    let exe = out_dir.join("legacy-pc-shared");
+    compile(
+        &cc,
+        &exe,
+        &pkg_config(&prefix, &["--cflags", "--libs", "llmpool"]),
+    );
+    assert!(
+        mentions_libllmpool_so(&exe),
+        "llmpool did not link libllmpool.so"
+    );
+    run_legacy(&exe, &server.base_url, Some(&prefix.join("lib")));
+
+    // 4. A static-only install: `pkg-config --static llmpool` links the archive.
+    let prefix = out_dir.join("prefix-static-only");
+    install(&release, &prefix, &["--static-only"]);
+    let exe = out_dir.join("legacy-pc-static-only");
+    compile(
+        &cc,
+        &exe,
+        &pkg_config(&prefix, &["--static", "--cflags", "--libs", "llmpool"]),
+    );
+    assert!(
+        !mentions_libllmpool_so(&exe),
+        "static-only build linked libllmpool.so"
+    );
+    run_legacy(&exe, &server.base_url, None);
+}
+
+/// The functions `include/llmpool.h` declares.
+fn header_functions() -> Vec<String> {
+    let header =
+        std::fs::read_to_string(root().join("include/llmpool.h")).expect("read include/llmpool.h");
+    let code: String = header
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//") && !l.trim_start().starts_with('*'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Every identifier `llmpool_*` directly followed by `(`.
+    let mut names: Vec<String> = code
+        .split('(')
+        .filter_map(|before| {
+            let ident_start = before
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(0, |i| i + 1);
+            let ident = &before[ident_start..];
+            ident.starts_with("llmpool_").then(|| ident.to_string())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `(type, name)` of every symbol `nm -D --defined-only` lists for `lib`.
+fn exported_symbols(lib: &Path) -> Vec<(String, String)> {
+    let out = check_output(
+        &format!("nm -D --defined-only {}", lib.display()),
+        Command::new("nm").args(["-D", "--defined-only"]).arg(lib),
+    );
+    out.lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace().rev();
+            let name = parts.next()?;
+            let ty = parts.next()?;
+            Some((ty.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn shared_library_exports_only_llmpool_symbols() {
+    if !cfg!(target_os = "linux") {
+        skip("nm -D check: written for Linux ELF shared libraries");
+        return;
+    }
+    if !runs("nm") {
+        skip("nm -D check: no nm (`nm --version` failed; install binutils)");
+        return;
+    }
+    let profile = profile_dir();
+    // This run's cdylib must export exactly the header's functions; the
+    // release one (possibly older than the header) only llmpool_* symbols.
+    let mut libs = vec![(cdylib(&profile), true)];
+    let release = profile
+        .parent()
+        .expect("target dir")
+        .join("release/libllmpool.so");
+    if release.exists() && libs[0].0 != release {
+        libs.push((release, false));
+    }
+    let declared = header_functions();
+    assert!(
+        declared.len() >= 20,
+        "too few functions in the header: {declared:?}"
+    );
+    for (lib, exact) in libs {
+        let symbols = exported_symbols(&lib);
+        // Absolute symbols ('A') are version-node markers, not code or data.
+        let leaks: Vec<String> = symbols
+            .iter()
+            .filter(|(ty, name)| ty != "A" && !name.starts_with("llmpool_"))
+            .map(|(ty, name)| format!("{ty} {name}"))
+            .collect();
+        assert!(
+            leaks.is_empty(),
+            "{} exports symbols outside llmpool_*:\n{}",
+            lib.display(),
+            leaks.join("\n")
+        );
+        if !exact {
+            println!("{}: exports only llmpool_* symbols", lib.display());
+            continue;
+        }
+        let mut exported: Vec<String> = symbols.into_iter().map(|(_, n)| n).collect();
+        exported.sort();
+        exported.dedup();
+        let missing: Vec<&String> = declared.iter().filter(|n| !exported.contains(n)).collect();
+        let undeclared: Vec<&String> = exported.iter().filter(|n| !declared.contains(n)).collect();
+        assert!(
+            missing.is_empty() && undeclared.is_empty(),
+            "{}: declared in llmpool.h but not exported: {missing:?}; exported but not declared: {undeclared:?}",
+            lib.display()
+        );
+        println!(
+            "{}: exports exactly the {} llmpool_* functions of llmpool.h",
+            lib.display(),
+            exported.len()
+        );
+    }
+}
