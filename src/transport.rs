@@ -187,6 +187,58 @@ impl CountedTcp {
     }
 }
 
+/// When one blocking I/O must give up; `None` waits forever.
+struct Deadline(Option<std::time::Instant>);
+
+impl Deadline {
+    fn new(t: Option<Duration>) -> Deadline {
+        Deadline(t.map(|t| std::time::Instant::now() + t))
+    }
+
+    fn left(&self) -> Option<Duration> {
+        // A zero socket timeout means "block forever": never arm one.
+        self.0.map(|d| {
+            d.saturating_duration_since(std::time::Instant::now())
+                .max(Duration::from_millis(1))
+        })
+    }
+
+    fn passed(&self) -> bool {
+        self.0.is_some_and(|d| std::time::Instant::now() >= d)
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+/// Sets the socket timeout for the next I/O, skipping the system call when
+/// the armed one is close enough: not longer than what is left (so a
+/// deadline is never overshot) and at least half of it (an early expiry is
+/// re-armed by the caller). The remaining time shrinks on every call, so an
+/// exact match would cost two `setsockopt`s per request on a pooled
+/// connection.
+fn arm(
+    stream: &TcpStream,
+    want: Option<Duration>,
+    armed: &mut Option<Duration>,
+    set: fn(&TcpStream, Option<Duration>) -> io::Result<()>,
+) -> io::Result<()> {
+    let keep = match (want, *armed) {
+        (None, None) => true,
+        (Some(w), Some(a)) => a <= w && a >= w / 2,
+        _ => false,
+    };
+    if !keep {
+        set(stream, want)?;
+        *armed = want;
+    }
+    Ok(())
+}
+
 /// The timeout for the next I/O, or the timeout error when none is left.
 fn remaining(t: NextTimeout) -> Result<Option<Duration>, ureq::Error> {
     if t.after.is_zero() {
@@ -210,30 +262,44 @@ impl Transport for CountedTcp {
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         self.note_use();
         let timeout = timeout.for_write();
-        let t = remaining(timeout)?;
-        if t != self.write_timeout {
-            self.stream.set_write_timeout(t)?;
-            self.write_timeout = t;
+        let deadline = Deadline::new(remaining(timeout)?);
+        let mut output = &self.buffers.output()[..amount];
+        while !output.is_empty() {
+            arm(
+                &self.stream,
+                deadline.left(),
+                &mut self.write_timeout,
+                TcpStream::set_write_timeout,
+            )?;
+            match (&*self.stream).write(output) {
+                Ok(0) => return Err(ureq::Error::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => output = &output[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) && !deadline.passed() => {}
+                Err(e) => return Err(map_io(e, timeout.reason)),
+            }
         }
-        let output = &self.buffers.output()[..amount];
-        (&*self.stream)
-            .write_all(output)
-            .map_err(|e| map_io(e, timeout.reason))
+        Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         self.note_use();
         let timeout = timeout.for_read();
-        let t = remaining(timeout)?;
-        if t != self.read_timeout {
-            self.stream.set_read_timeout(t)?;
-            self.read_timeout = t;
-        }
-        let input = self.buffers.input_append_buf();
+        let deadline = Deadline::new(remaining(timeout)?);
         let n = loop {
-            match (&*self.stream).read(input) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => break r.map_err(|e| map_io(e, timeout.reason))?,
+            arm(
+                &self.stream,
+                deadline.left(),
+                &mut self.read_timeout,
+                TcpStream::set_read_timeout,
+            )?;
+            match (&*self.stream).read(self.buffers.input_append_buf()) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The armed timeout may be shorter than what is left (see
+                // `arm`): re-arm and go on until the real deadline.
+                Err(e) if is_timeout(&e) && !deadline.passed() => {}
+                Err(e) => return Err(map_io(e, timeout.reason)),
             }
         };
         self.buffers.input_appended(n);
