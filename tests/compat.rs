@@ -4,7 +4,9 @@
 //! * llama.cpp's `llama-server` with SmolLM2-135M-Instruct (Q4_1): chat,
 //!   streaming with usage, embeddings (second instance with
 //!   `--embeddings --pooling mean`), a 401 on a wrong `--api-key`, and its
-//!   `Keep-Alive: max=100` closing a pooled connection after 100 requests;
+//!   `Keep-Alive: max=100` closing a pooled connection after 100 requests
+//!   (this llama-server also closes the connection right after every
+//!   streamed answer: the call after a stream must reconnect for free);
 //! * the LiteLLM proxy with `mock_response` models: chat, its own SSE
 //!   chunking and header style, and connection reuse.
 //!
@@ -448,16 +450,37 @@ fn llama_server_chat_stream_auth_keepalive() {
         "llama stream chunks: {}",
         r.info["chunks"]
     );
-    // After [DONE] the connection went back to the pool: a plain call now
-    // reuses it instead of opening a second one.
+    // After [DONE] llmpool drains the chunked terminator and pools the
+    // connection, but this llama-server closes it right after a streamed
+    // answer (although it sent `Keep-Alive: timeout=5, max=100`): the next
+    // call finds the pooled connection dead and must reconnect on its own,
+    // without a failed call and without spending a retry.
+    let reconnects_before = metric(&c, "reconnects_after_idle_close");
     let r = c.chat(&chat_request("smollm2", "Hi", 4));
-    assert_ok("llama chat after stream", &r);
     let opened_after = metric(&c, "connections_opened");
-    report!("[llama stream] connections opened before stream {opened_before}, after stream + plain call {opened_after}");
-    assert_eq!(
-        opened_after, opened_before,
-        "stream + plain call opened another connection"
+    let reconnects_after = metric(&c, "reconnects_after_idle_close");
+    report!(
+        "[llama stream] plain call after the stream: code {} retries {} attempts {} connection_reused {}; \
+         connections opened {opened_before} -> {opened_after}, reconnects_after_idle_close \
+         {reconnects_before} -> {reconnects_after}",
+        r.code,
+        r.info["retries"],
+        r.info["attempts"],
+        r.info["connection_reused"]
     );
+    assert_ok("llama chat after stream", &r);
+    assert_eq!(
+        r.info["retries"], 0,
+        "reconnect after a stream cost a retry: {}",
+        r.info
+    );
+    assert!(
+        opened_after <= opened_before + 1,
+        "more than one new connection after a stream ({opened_before} -> {opened_after})"
+    );
+    if opened_after > opened_before {
+        report!("[llama stream] note: llama-server closed the connection after the stream; llmpool reconnected");
+    }
 
     // A callback that says stop: Cancelled, and the client carries on.
     let mut n = 0;
@@ -562,6 +585,23 @@ fn llama_server_chat_stream_auth_keepalive() {
     );
     let reused = m["connections_reused"].as_u64().unwrap_or(0);
     assert!(reused >= (CALLS as u64) - opened, "pooling broke: {m}");
+    // cpp-httplib announces the limit and says `Connection: close` on the
+    // 100th answer of a connection; each such close costs exactly one new
+    // connection, never a failed call.
+    assert!(
+        !closes.is_empty(),
+        "no 'Connection: close' in {CALLS} calls on one client: the max=100 limit was not reached"
+    );
+    assert_eq!(
+        closes[0], 100,
+        "first close at call {} (expected the 100th)",
+        closes[0]
+    );
+    assert_eq!(
+        opened,
+        closes.len() as u64 + 1,
+        "connections opened vs server closes {closes:?}: {m}"
+    );
     if let Some(h) = &keep_alive_header {
         assert!(h.contains("max="), "Keep-Alive header without max: {h}");
     }
@@ -746,6 +786,12 @@ fn litellm_proxy_chat_stream_reuse() {
         r.info["finish_reason"]
     );
 
+    let u = &r.info["usage"];
+    assert!(
+        u["total_tokens"].as_u64().unwrap_or(0) > 0,
+        "litellm stream usage (stream_options.include_usage): {u}"
+    );
+
     // The second mock model, through the same pool.
     let r = c.chat(&chat_request("mock-gpt-mini", "Hi", 8));
     assert_ok("litellm chat mini", &r);
@@ -759,10 +805,23 @@ fn litellm_proxy_chat_stream_reuse() {
         assert_ok(&format!("litellm sequential call {i}"), &r);
         assert_eq!(r.text, MOCK_TEXT);
     }
+    // A stream then a plain call: after [DONE] llmpool drains the chunked
+    // terminator, so the plain call reuses the same connection.
+    let opened_before = metric(&seq, "connections_opened");
     let (r, _) = stream(&seq, &chat_request("mock-gpt", "Hi", 4));
     assert_ok("litellm stream in sequence", &r);
     let r = seq.chat(&chat_request("mock-gpt", "Hi", 4));
     assert_ok("litellm chat after stream", &r);
+    let opened_after = metric(&seq, "connections_opened");
+    report!(
+        "[litellm reuse] stream + plain call: connections opened {opened_before} -> {opened_after}, \
+         plain call connection_reused {}",
+        r.info["connection_reused"]
+    );
+    assert_eq!(
+        opened_after, opened_before,
+        "a stream followed by a plain call opened another connection"
+    );
     let m = seq.metrics();
     report!(
         "[litellm reuse] {} calls: requests {} errors {} connections_opened {} connections_reused {} retries {}",
