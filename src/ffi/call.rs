@@ -6,6 +6,7 @@ use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::{llmpool_response, panic_response};
 use super::util::{guard, opt_str_arg, str_arg};
+use crate::client::Client;
 use crate::error::Error;
 use crate::response::Response;
 use std::time::Instant;
@@ -35,6 +36,26 @@ pub(crate) unsafe fn client_ref<'a>(c: *const llmpool_client) -> Result<&'a llmp
     unsafe { c.as_ref() }.ok_or_else(|| Error::invalid("client: is NULL"))
 }
 
+/// A call taking one JSON request: chat and embeddings.
+///
+/// # Safety
+/// As for `llmpool_chat`.
+unsafe fn json_call(
+    client: *mut llmpool_client,
+    request_json: *const c_char,
+    out: *mut *mut llmpool_response,
+    f: fn(&Client, &str) -> Response,
+) -> llmpool_code {
+    // SAFETY: forwarded contract.
+    unsafe {
+        run_call(out, || {
+            let c = client_ref(client)?;
+            let req = str_arg(request_json, "request_json")?;
+            Ok(f(&c.client, req))
+        })
+    }
+}
+
 /// `POST {base_url}/chat/completions` with `request_json` (a JSON object,
 /// sent as is) and retries per the client options.
 ///
@@ -55,13 +76,7 @@ pub unsafe extern "C" fn llmpool_chat(
     out: *mut *mut llmpool_response,
 ) -> llmpool_code {
     // SAFETY: all pointers per the documented contract.
-    unsafe {
-        run_call(out, || {
-            let c = client_ref(client)?;
-            let req = str_arg(request_json, "request_json")?;
-            Ok(c.client.chat(req))
-        })
-    }
+    unsafe { json_call(client, request_json, out, Client::chat) }
 }
 
 /// `POST {base_url}/embeddings`; otherwise exactly like `llmpool_chat`.
@@ -75,13 +90,7 @@ pub unsafe extern "C" fn llmpool_embeddings(
     out: *mut *mut llmpool_response,
 ) -> llmpool_code {
     // SAFETY: all pointers per the documented contract.
-    unsafe {
-        run_call(out, || {
-            let c = client_ref(client)?;
-            let req = str_arg(request_json, "request_json")?;
-            Ok(c.client.embeddings(req))
-        })
-    }
+    unsafe { json_call(client, request_json, out, Client::embeddings) }
 }
 
 /// Any `method` (GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS) on `path`

@@ -5,6 +5,7 @@ use std::ffi::{c_char, CString};
 use super::code::llmpool_code;
 use super::util::{c_string, guard, opt_str_arg, write_errbuf};
 use crate::client::Client;
+use crate::error::Error;
 
 /// A pooled client for one gateway. Thread-safe: create one per process (or
 /// per gateway) and share it between threads; every function taking a
@@ -12,6 +13,30 @@ use crate::client::Client;
 /// `llmpool_client_free` must not race with other calls on the same client.
 pub struct llmpool_client {
     pub(crate) client: Client,
+}
+
+/// Runs `f` on the client behind `client` under a panic guard: a NULL
+/// client gives `LLMPOOL_INVALID_ARGUMENT`, an error its own code.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+pub(crate) unsafe fn client_op(
+    client: *const llmpool_client,
+    f: impl FnOnce(&Client) -> Result<(), Error>,
+) -> llmpool_code {
+    guard(
+        |_| llmpool_code::LLMPOOL_PANIC,
+        || {
+            // SAFETY: NULL or a live client per the caller's contract.
+            match unsafe { client.as_ref() } {
+                None => llmpool_code::LLMPOOL_INVALID_ARGUMENT,
+                Some(c) => match f(&c.client) {
+                    Ok(()) => llmpool_code::LLMPOOL_OK,
+                    Err(e) => e.code.into(),
+                },
+            }
+        },
+    )
 }
 
 /// Creates a client.
@@ -103,26 +128,17 @@ pub unsafe extern "C" fn llmpool_client_set_api_key(
     client: *mut llmpool_client,
     api_key: *const c_char,
 ) -> llmpool_code {
-    guard(
-        |_| llmpool_code::LLMPOOL_PANIC,
-        || {
-            // SAFETY: NULL or a live client per the contract.
-            let Some(c) = (unsafe { client.as_ref() }) else {
-                return llmpool_code::LLMPOOL_INVALID_ARGUMENT;
-            };
-            // SAFETY: NULL or NUL-terminated per the contract.
-            match unsafe { opt_str_arg(api_key, "api_key") } {
-                Ok(key) if key.is_some_and(|k| k.bytes().any(|b| b < 0x20 || b == 0x7f)) => {
-                    llmpool_code::LLMPOOL_INVALID_ARGUMENT
-                }
-                Ok(key) => {
-                    c.client.set_api_key(key);
-                    llmpool_code::LLMPOOL_OK
-                }
-                Err(e) => e.code.into(),
+    // SAFETY: pointers per the documented contract.
+    unsafe {
+        client_op(client, |c| {
+            let key = opt_str_arg(api_key, "api_key")?;
+            if key.is_some_and(|k| k.bytes().any(|b| b < 0x20 || b == 0x7f)) {
+                return Err(Error::invalid("api_key: contains a control character"));
             }
-        },
-    )
+            c.set_api_key(key);
+            Ok(())
+        })
+    }
 }
 
 /// Drops every idle pooled connection now (the next call opens a fresh
@@ -133,19 +149,8 @@ pub unsafe extern "C" fn llmpool_client_set_api_key(
 /// `client` is NULL or a live client.
 #[no_mangle]
 pub unsafe extern "C" fn llmpool_client_reset_pool(client: *mut llmpool_client) -> llmpool_code {
-    guard(
-        |_| llmpool_code::LLMPOOL_PANIC,
-        || {
-            // SAFETY: NULL or a live client per the contract.
-            match unsafe { client.as_ref() } {
-                None => llmpool_code::LLMPOOL_INVALID_ARGUMENT,
-                Some(c) => match c.client.reset_pool() {
-                    Ok(()) => llmpool_code::LLMPOOL_OK,
-                    Err(e) => e.code.into(),
-                },
-            }
-        },
-    )
+    // SAFETY: `client` per the documented contract.
+    unsafe { client_op(client, Client::reset_pool) }
 }
 
 /// Cancels every call of this client that is in flight now, from any
@@ -157,19 +162,8 @@ pub unsafe extern "C" fn llmpool_client_reset_pool(client: *mut llmpool_client) 
 /// `client` is NULL or a live client.
 #[no_mangle]
 pub unsafe extern "C" fn llmpool_client_cancel(client: *mut llmpool_client) -> llmpool_code {
-    guard(
-        |_| llmpool_code::LLMPOOL_PANIC,
-        || {
-            // SAFETY: NULL or a live client per the contract.
-            match unsafe { client.as_ref() } {
-                None => llmpool_code::LLMPOOL_INVALID_ARGUMENT,
-                Some(c) => match c.client.cancel_all() {
-                    Ok(()) => llmpool_code::LLMPOOL_OK,
-                    Err(e) => e.code.into(),
-                },
-            }
-        },
-    )
+    // SAFETY: `client` per the documented contract.
+    unsafe { client_op(client, Client::cancel_all) }
 }
 
 /// The client's metrics as a JSON object: `requests`, `errors`,

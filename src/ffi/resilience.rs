@@ -3,9 +3,9 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::Arc;
 
+use super::client::client_op;
 use super::client::llmpool_client;
 use super::code::llmpool_code;
-use super::util::guard;
 
 /// Writes a fresh API key into `buf` (at most `buf_len` bytes including the
 /// terminating NUL) and returns 0; any other return value means "no new key".
@@ -69,21 +69,17 @@ pub unsafe extern "C" fn llmpool_client_set_key_provider(
     cb: llmpool_key_provider_cb,
     userdata: *mut c_void,
 ) -> llmpool_code {
-    guard(
-        |_| llmpool_code::LLMPOOL_PANIC,
-        || {
-            // SAFETY: NULL or a live client per the contract.
-            let Some(c) = (unsafe { client.as_ref() }) else {
-                return llmpool_code::LLMPOOL_INVALID_ARGUMENT;
-            };
+    // SAFETY: `client` per the documented contract.
+    unsafe {
+        client_op(client, |c| {
             let provider = cb.map(|cb| {
                 let p = Provider { cb, userdata };
                 Arc::new(move || p.fetch()) as crate::client::KeyProvider
             });
-            c.client.set_key_provider(provider);
-            llmpool_code::LLMPOOL_OK
-        },
-    )
+            c.set_key_provider(provider);
+            Ok(())
+        })
+    }
 }
 
 /// Opens up to `n` connections ahead of the first call (TCP and TLS
@@ -102,22 +98,12 @@ pub unsafe extern "C" fn llmpool_client_warm(
     n: usize,
     opened: *mut usize,
 ) -> llmpool_code {
-    guard(
-        |_| llmpool_code::LLMPOOL_PANIC,
-        || {
-            // SAFETY: NULL or a live client per the contract.
-            let Some(c) = (unsafe { client.as_ref() }) else {
-                return llmpool_code::LLMPOOL_INVALID_ARGUMENT;
-            };
-            let (code, count) = match c.client.warm(n) {
-                Ok(k) => (llmpool_code::LLMPOOL_OK, k),
-                Err(e) => (e.code.into(), 0),
-            };
-            if !opened.is_null() {
-                // SAFETY: non-NULL and writable per the contract.
-                unsafe { *opened = count };
-            }
-            code
-        },
-    )
+    let mut count = 0;
+    // SAFETY: `client` per the documented contract.
+    let code = unsafe { client_op(client, |c| c.warm(n).map(|k| count = k)) };
+    if !opened.is_null() {
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { *opened = count };
+    }
+    code
 }
