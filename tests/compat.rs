@@ -343,7 +343,7 @@ fn start_llama(name: &str, s: &LlamaSetup, extra: &[&str]) -> Server {
     cmd.arg("-m")
         .arg(&s.model)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["-c", "512", "-np", "1", "-t", "2", "--no-webui"])
+        .args(["-c", "512", "-np", "1", "-t", "1", "-tb", "1", "--no-webui"])
         .args(extra);
     let mut srv = Server::spawn(name, cmd, port);
     srv.wait_healthy("/health", Duration::from_secs(180));
