@@ -26,237 +26,21 @@
 //! prints `SKIPPED: ...` and passes, unless `LLMPOOL_REQUIRE_ALL=1` is set,
 //! in which case the skip is a failure.
 
-use std::io::{BufRead, BufReader, Read};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{
+    c_compiler, cargo, cdylib, profile_dir, root, run_with_timeout, runs, server_binary,
+    without_gateway_settings, Server, Skip,
+};
+
+const SKIP: Skip = Skip::new("a legacy-embedding test", "");
 
 /// Longest one run of the legacy program may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `target/<profile>`: this test binary lives in `target/<profile>/deps/`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("test binary has a directory");
-    deps.parent().expect("deps has a parent").to_path_buf()
-}
-
-/// A `cargo` command for the workspace, without the variables cargo set for
-/// this test process (build scripts watch some of them, so inheriting them
-/// would rebuild those crates here and again in the next plain build).
-fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(root());
-    for (key, _) in std::env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        let set_by_cargo_for_tests = key == "OUT_DIR"
-            || key.starts_with("CARGO_PKG_")
-            || key.starts_with("CARGO_MANIFEST_")
-            || key.starts_with("CARGO_CFG_")
-            || matches!(
-                key,
-                "CARGO_CRATE_NAME"
-                    | "CARGO_BIN_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-                    | "CARGO_TARGET_TMPDIR"
-                    | "CARGO_RUSTC_CURRENT_DIR"
-            );
-        if set_by_cargo_for_tests {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-/// Whether a skip must count as a failure.
-fn require_all() -> bool {
-    std::env::var("LLMPOOL_REQUIRE_ALL").is_ok_and(|v| v == "1")
-}
-
-fn skip(why: &str) {
-    assert!(
-        !require_all(),
-        "LLMPOOL_REQUIRE_ALL=1 but a legacy-embedding test would be skipped: {why}"
-    );
-    println!("SKIPPED: {why}");
-}
-
-/// Whether `prog --version` runs.
-fn runs(prog: &str) -> bool {
-    Command::new(prog)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The cdylib cargo built for this run (the newer of `target/<profile>/`
-/// and `target/<profile>/deps/`), built with `cargo build --lib` if absent.
-fn cdylib(dir: &Path) -> PathBuf {
-    let name = format!(
-        "{}llmpool{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    let newest = || {
-        [dir.join("deps").join(&name), dir.join(&name)]
-            .into_iter()
-            .filter_map(|p| Some((p.metadata().and_then(|m| m.modified()).ok()?, p)))
-            .max()
-            .map(|(_, p)| p)
-    };
-    if let Some(lib) = newest() {
-        return lib;
-    }
-    let status = cargo()
-        .args(["build", "--lib", "-p", "llmpool"])
-        .status()
-        .expect("run cargo build --lib");
-    assert!(status.success(), "cargo build --lib failed");
-    newest().unwrap_or_else(|| panic!("{name} was not built in {}", dir.display()))
-}
-
-/// The test server binary, built (or found up to date) with
-/// `cargo build -p llmpool-testserver --bin llmpool-testserver`.
-fn server_binary(dir: &Path) -> PathBuf {
-    let bin = dir.join(format!(
-        "llmpool-testserver{}",
-        std::env::consts::EXE_SUFFIX
-    ));
-    let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "-p",
-        "llmpool-testserver",
-        "--bin",
-        "llmpool-testserver",
-    ]);
-    if let Some(target_dir) = dir.parent() {
-        cmd.arg("--target-dir").arg(target_dir);
-    }
-    if dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    match cmd.status() {
-        Ok(s) if s.success() => {}
-        _ if bin.exists() => println!(
-            "warning: `cargo build -p llmpool-testserver` failed; using {}",
-            bin.display()
-        ),
-        other => panic!("cargo build -p llmpool-testserver failed: {other:?}"),
-    }
-    assert!(bin.exists(), "{} was not built", bin.display());
-    bin
-}
-
-/// A running `llmpool-testserver`, killed (by PID) and reaped on drop.
-struct Server {
-    child: Child,
-    base_url: String,
-}
-
-impl Server {
-    fn start(bin: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let mut reader = BufReader::new(stdout);
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let mut server = Server {
-            child,
-            base_url: String::new(),
-        };
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("llmpool-testserver {args:?} printed nothing in 30 s"));
-        server.base_url = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("llmpool-testserver {args:?}: unexpected line {line:?}"))
-            .to_string();
-        server
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `cmd` under a timeout; `Ok` is its output when it exits 0.
-fn run_with_timeout(what: &str, mut cmd: Command) -> Result<String, String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("{what}: cannot run: {e}"))?;
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) | Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let output = format!(
-        "{}{}",
-        out_t.join().unwrap_or_default(),
-        err_t.join().unwrap_or_default()
-    );
-    match status {
-        Some(s) if s.success() => Ok(output),
-        Some(s) => Err(format!("{what}: {s}\n{output}")),
-        None => Err(format!(
-            "{what}: timed out after {} s\n{output}",
-            RUN_TIMEOUT.as_secs()
-        )),
-    }
-}
-
-/// The C compiler (`$CC`, default `cc`), or `None` when it cannot be run.
-fn c_compiler() -> Option<String> {
-    let cc = std::env::var("CC")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| "cc".to_string());
-    runs(&cc).then_some(cc)
-}
 
 /// The system libraries the static library needs, as documented (and
 /// written into `llmpool.pc`) by `examples/legacy/install.sh`.
@@ -397,9 +181,7 @@ fn compile(cc: &str, exe: &Path, args: &[String]) {
 /// `lib_path` when given) and checks its output.
 fn run_legacy(exe: &Path, base_url: &str, lib_path: Option<&Path>) {
     let mut cmd = Command::new(exe);
-    cmd.env_remove("LLMPOOL_API_KEY")
-        .env_remove("HOLYSHEEP_API_KEY")
-        .env_remove("LLMPOOL_CA_FILE")
+    without_gateway_settings(&mut cmd)
         .env_remove("LD_LIBRARY_PATH")
         .env("LLMPOOL_BASE_URL", base_url)
         .env("LLMPOOL_MODEL", "test-model");
@@ -407,7 +189,7 @@ fn run_legacy(exe: &Path, base_url: &str, lib_path: Option<&Path>) {
         cmd.env("LD_LIBRARY_PATH", p);
     }
     let what = exe.display().to_string();
-    let out = run_with_timeout(&what, cmd).unwrap_or_else(|e| panic!("{e}"));
+    let out = run_with_timeout(&what, &mut cmd, RUN_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     for want in [
         "chat: Echo: Hello from a legacy C program\n",
         "stream: Echo: Hello from a legacy C program\n",
@@ -428,11 +210,15 @@ fn mentions_libllmpool_so(exe: &Path) -> bool {
 #[test]
 fn legacy_c_links_statically_and_via_pkg_config() {
     if !cfg!(target_os = "linux") {
-        skip("legacy embedding test: written for Linux (glibc system libraries, LD_LIBRARY_PATH)");
+        SKIP.skip(
+            "legacy embedding test: written for Linux (glibc system libraries, LD_LIBRARY_PATH)",
+        );
         return;
     }
     let Some(cc) = c_compiler() else {
-        skip("legacy embedding test: no C compiler (`cc --version` failed; set CC to use another)");
+        SKIP.skip(
+            "legacy embedding test: no C compiler (`cc --version` failed; set CC to use another)",
+        );
         return;
     };
     if !Command::new("sh")
@@ -440,7 +226,7 @@ fn legacy_c_links_statically_and_via_pkg_config() {
         .status()
         .is_ok_and(|s| s.success())
     {
-        skip("legacy embedding test: no POSIX sh to run install.sh");
+        SKIP.skip("legacy embedding test: no POSIX sh to run install.sh");
         return;
     }
     let profile = profile_dir();
@@ -472,7 +258,7 @@ fn legacy_c_links_statically_and_via_pkg_config() {
     run_legacy(&exe, &server.base_url, None);
 
     if !runs("pkg-config") {
-        skip(
+        SKIP.skip(
             "legacy embedding test, pkg-config part: no pkg-config (`pkg-config --version` failed)",
         );
         return;
@@ -582,11 +368,11 @@ fn exported_symbols(lib: &Path) -> Vec<(String, String)> {
 #[test]
 fn shared_library_exports_only_llmpool_symbols() {
     if !cfg!(target_os = "linux") {
-        skip("nm -D check: written for Linux ELF shared libraries");
+        SKIP.skip("nm -D check: written for Linux ELF shared libraries");
         return;
     }
     if !runs("nm") {
-        skip("nm -D check: no nm (`nm --version` failed; install binutils)");
+        SKIP.skip("nm -D check: no nm (`nm --version` failed; install binutils)");
         return;
     }
     let profile = profile_dir();
