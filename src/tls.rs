@@ -5,8 +5,10 @@ use ureq::tls::{parse_pem, Certificate, PemItem, RootCerts, TlsConfig, TlsProvid
 use crate::error::Error;
 use crate::options::Options;
 
-/// Builds ureq's TLS config. `ca_file` and `ca_pem` *replace* the bundled
-/// Mozilla roots (as curl's `--cacert` does); both may be given together.
+/// Builds ureq's TLS config. `ca_file` and `ca_pem` add trusted roots to the
+/// bundled Mozilla ones (a corporate proxy's CA, a private gateway's CA);
+/// with `tls_bundled_roots: false` they replace them, as curl's `--cacert`
+/// does. Both may be given together.
 pub fn tls_config(o: &Options) -> Result<TlsConfig, Error> {
     let mut certs: Vec<Certificate<'static>> = Vec::new();
     if let Some(path) = &o.ca_file {
@@ -17,10 +19,19 @@ pub fn tls_config(o: &Options) -> Result<TlsConfig, Error> {
     if let Some(pem) = &o.ca_pem {
         certs.extend(certs_from_pem(pem.as_bytes(), "ca_pem")?);
     }
-    let roots = if certs.is_empty() {
+    let roots = if certs.is_empty() && o.tls_bundled_roots {
         RootCerts::WebPki
     } else {
-        RootCerts::new_with_certs(&certs)
+        let mut all: Vec<Certificate<'static>> = Vec::new();
+        if o.tls_bundled_roots {
+            all.extend(
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                    .iter()
+                    .map(|c| Certificate::from_der(c.as_ref())),
+            );
+        }
+        all.extend(certs);
+        RootCerts::new_with_certs(&all)
     };
     Ok(TlsConfig::builder()
         .provider(TlsProvider::Rustls)
@@ -49,6 +60,36 @@ fn certs_from_pem(pem: &[u8], key: &str) -> Result<Vec<Certificate<'static>>, Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBeTCCAR+gAwIBAgIUVpoFjpP5Ym0LQ1+3mAj9ZCOqQXowCgYIKoZIzj0EAwIw\nEjEQMA4GA1UEAwwHdGVzdC1jYTAeFw0yNjAxMDEwMDAwMDBaFw0zNjAxMDEwMDAw\nMDBaMBIxEDAOBgNVBAMMB3Rlc3QtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC\nAAQ=\n-----END CERTIFICATE-----\n";
+
+    fn root_count(o: &Options) -> usize {
+        match tls_config(o).unwrap().root_certs() {
+            RootCerts::Specific(v) => v.len(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn custom_cas_add_to_the_bundled_roots_unless_told_otherwise() {
+        let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS.len();
+        assert!(bundled > 100);
+        let o = Options {
+            ca_pem: Some(CA.into()),
+            ..Options::default()
+        };
+        assert_eq!(root_count(&o), bundled + 1);
+        let o = Options {
+            ca_pem: Some(CA.into()),
+            tls_bundled_roots: false,
+            ..Options::default()
+        };
+        assert_eq!(root_count(&o), 1);
+        assert!(matches!(
+            tls_config(&Options::default()).unwrap().root_certs(),
+            RootCerts::WebPki
+        ));
+    }
 
     #[test]
     fn empty_or_missing_ca_is_a_clear_error() {
