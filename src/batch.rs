@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::client::Client;
-use crate::error::{Code, Error};
+use crate::error::{panic_message, Code, Error};
 use crate::response::Response;
 
 /// Calls in flight when neither the batch nor the client sets a limit
@@ -86,18 +86,7 @@ pub fn run_batch<T: Sync>(
     let run_one = |i: usize| -> Response {
         let started = Instant::now();
         catch_unwind(AssertUnwindSafe(|| call(client, &items[i]))).unwrap_or_else(|payload| {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            Response::failed(
-                Error::new(
-                    Code::Panic,
-                    format!("internal panic (please report): {msg}"),
-                ),
-                started,
-            )
+            Response::failed(Error::new(Code::Panic, panic_message(&*payload)), started)
         })
     };
 

@@ -99,6 +99,16 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The text of a caught panic, for the `Code::Panic` message.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    format!("internal panic (please report): {msg}")
+}
+
 /// Maps a ureq error to our code and a message that names the phase.
 pub fn from_ureq(e: &ureq::Error) -> Error {
     use ureq::Error as U;

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::error::{Code, Error};
+use crate::error::{panic_message, Code, Error};
 
 /// Runs `f`, turning a panic into `on_panic(message)`.
 ///
@@ -13,14 +13,7 @@ use crate::error::{Code, Error};
 pub fn guard<T>(on_panic: impl FnOnce(String) -> T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            on_panic(format!("internal panic (please report): {msg}"))
-        }
+        Err(payload) => on_panic(panic_message(&*payload)),
     }
 }
 
