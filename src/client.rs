@@ -18,7 +18,7 @@ use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::options::{process_env, ApiKey, Options};
 use crate::resolver::CachingResolver;
-use crate::response::Response;
+use crate::response::{Response, Summary};
 use crate::retry::{jitter, Decision, RetryPolicy};
 use crate::spend::{Prepared, Spend};
 use crate::transport::{self, ConnStats, PoolConnector};
@@ -366,19 +366,11 @@ impl Client {
 
     fn cache_hit(&self, p: Prepared, hit: crate::spend::Hit, started: Instant) -> Response {
         let parsed = serde_json::from_slice::<Value>(&hit.entry.body).ok();
-        let text = parsed
-            .as_ref()
-            .and_then(|v| v["choices"][0]["message"]["content"].as_str())
-            .unwrap_or("")
-            .to_string();
-        let usage = parsed
-            .as_ref()
-            .map(|v| v["usage"].clone())
-            .unwrap_or(Value::Null);
+        let sum = Summary::of(parsed.as_ref());
         let r = Response {
             code: Code::Ok,
             status: hit.entry.status,
-            text,
+            text: sum.text,
             error: String::new(),
             info: json!({
                 "attempts": 0,
@@ -388,8 +380,8 @@ impl Client {
                 "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
                 "status": hit.entry.status,
                 "request_id": header(&hit.entry.headers, "x-request-id"),
-                "model": parsed.as_ref().and_then(|v| v["model"].as_str().map(str::to_string)).or(p.model.clone()),
-                "usage": usage,
+                "model": sum.model.or(p.model.clone()),
+                "usage": sum.usage,
                 "cache_hit": true,
                 "cost_usd": 0.0,
                 "routed_from": p.routed_from,
@@ -732,20 +724,8 @@ impl Client {
                 ),
             ));
         }
-        let text = parsed
-            .as_ref()
-            .and_then(|v| v["choices"][0]["message"]["content"].as_str())
-            .unwrap_or("")
-            .to_string();
-        let model = parsed
-            .as_ref()
-            .and_then(|v| v["model"].as_str().map(str::to_string))
-            .or_else(|| call.model.clone());
-        let usage = parsed
-            .as_ref()
-            .map(|v| v["usage"].clone())
-            .filter(|u| u.is_object())
-            .unwrap_or(Value::Null);
+        let sum = Summary::of(parsed.as_ref());
+        let model = sum.model.or_else(|| call.model.clone());
         let info = json!({
             "attempts": t.attempts,
             "retries": t.retries,
@@ -756,7 +736,7 @@ impl Client {
             "status": status,
             "request_id": header(&headers, "x-request-id"),
             "model": model,
-            "usage": usage,
+            "usage": sum.usage,
         });
         let (code, error) = match err {
             None => (Code::Ok, String::new()),
@@ -766,7 +746,7 @@ impl Client {
             code,
             status,
             body,
-            text,
+            text: sum.text,
             error,
             info,
             headers,

@@ -24,6 +24,40 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
 }
 
+/// What a caller reads first out of an OpenAI-style answer body.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// `choices[0].message.content`, or "".
+    pub text: String,
+    /// The answering model, when the body names it.
+    pub model: Option<String>,
+    /// The `usage` object, or null.
+    pub usage: Value,
+}
+
+impl Summary {
+    /// Reads text, model and usage from a parsed body (any may be absent).
+    pub fn of(parsed: Option<&Value>) -> Summary {
+        let Some(v) = parsed else {
+            return Summary {
+                usage: Value::Null,
+                ..Summary::default()
+            };
+        };
+        Summary {
+            text: v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            model: v["model"].as_str().map(str::to_string),
+            usage: Some(&v["usage"])
+                .filter(|u| u.is_object())
+                .cloned()
+                .unwrap_or(Value::Null),
+        }
+    }
+}
+
 impl Response {
     /// A response for a call that failed before any network activity.
     pub fn failed(e: Error, started: Instant) -> Response {
