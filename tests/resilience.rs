@@ -151,6 +151,15 @@ fn fault_matrix() {
         if row.code != Code::Ok {
             assert!(!r.error.is_empty(), "{}: no error text", row.name);
         }
+        // Timeouts name the phase that ran out.
+        let phase = match row.name {
+            "stall before headers" => Some("response headers"),
+            "stall mid-body" => Some("body"),
+            _ => None,
+        };
+        if let Some(phase) = phase {
+            assert!(r.error.contains(phase), "{}: {}", row.name, r.error);
+        }
         // The client carries on after every fault.
         let after = c.chat(CHAT);
         assert_eq!(
