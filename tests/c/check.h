@@ -114,4 +114,18 @@ static inline int json_is(const char *json, const char *key, const char *prefix)
     return v != NULL && strncmp(v, prefix, strlen(prefix)) == 0;
 }
 
+/* A client for `url` with a tiny backoff plus `extra` options ("" for none,
+ * else JSON members without braces, e.g. "\"max_retries\":0"). */
+static inline llmpool_client *client_at(const char *url, const char *extra) {
+    char opts[2048];
+    snprintf(opts, sizeof opts, "{\"base_url\":\"%s\",\"backoff_factor\":0.01%s%s}", url,
+             extra[0] ? "," : "", extra);
+    llmpool_client *c = NULL;
+    char err[256];
+    llmpool_code rc = llmpool_client_new(opts, &c, err, sizeof err);
+    CHECK(rc == LLMPOOL_OK, "client_new(%s): %s %s", opts, llmpool_code_name(rc), err);
+    CHECK(c != NULL, "no client");
+    return c;
+}
+
 #endif

@@ -53,16 +53,7 @@ static int on_chunk(void *userdata, const char *delta, size_t delta_len, const c
     return s->abort_after != 0 && s->calls >= s->abort_after;
 }
 
-static llmpool_client *client(const char *extra) {
-    char opts[1024];
-    snprintf(opts, sizeof opts, "{\"base_url\":\"%s\",\"backoff_factor\":0.01%s%s}", URL,
-             extra[0] ? "," : "", extra);
-    llmpool_client *c = NULL;
-    char err[256];
-    llmpool_code rc = llmpool_client_new(opts, &c, err, sizeof err);
-    CHECK(rc == LLMPOOL_OK, "client_new(%s): %s %s", opts, llmpool_code_name(rc), err);
-    return c;
-}
+static llmpool_client *client(const char *extra) { return client_at(URL, extra); }
 
 static void control(llmpool_client *c, const char *path, const char *body) {
     llmpool_response *r = NULL;

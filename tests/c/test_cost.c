@@ -9,15 +9,7 @@
 
 static const char *plain_url;
 
-static llmpool_client *client_with(const char *extra_json) {
-    char opts[2048], err[512];
-    snprintf(opts, sizeof opts, "{\"base_url\": \"%s\", \"backoff_factor\": 0.01%s%s}",
-             plain_url, extra_json[0] ? ", " : "", extra_json);
-    llmpool_client *c = NULL;
-    llmpool_code rc = llmpool_client_new(opts, &c, err, sizeof err);
-    CHECK(rc == LLMPOOL_OK, "client_new(%s): %s", opts, err);
-    return c;
-}
+static llmpool_client *client_with(const char *extra_json) { return client_at(plain_url, extra_json); }
 
 /* Requests the server has seen, from its control endpoint (not counted itself). */
 static long long server_requests(llmpool_client *c) {

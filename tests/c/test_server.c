@@ -10,17 +10,7 @@
 
 static const char *URL;
 
-static llmpool_client *client(const char *extra) {
-    char opts[1024];
-    snprintf(opts, sizeof opts, "{\"base_url\":\"%s\",\"backoff_factor\":0.01%s%s}", URL,
-             extra[0] ? "," : "", extra);
-    llmpool_client *c = NULL;
-    char err[256];
-    llmpool_code rc = llmpool_client_new(opts, &c, err, sizeof err);
-    CHECK(rc == LLMPOOL_OK, "client_new(%s): %s %s", opts, llmpool_code_name(rc), err);
-    CHECK(c != NULL, "no client");
-    return c;
-}
+static llmpool_client *client(const char *extra) { return client_at(URL, extra); }
 
 /* A control request to the test server; returns the response (caller frees). */
 static llmpool_response *control(llmpool_client *c, const char *method, const char *path,

@@ -9,16 +9,7 @@
 
 static const char *URL;
 
-static llmpool_client *client(const char *extra) {
-    char opts[1024];
-    snprintf(opts, sizeof opts, "{\"base_url\":\"%s\",\"backoff_factor\":0.01%s%s}", URL,
-             extra[0] ? "," : "", extra);
-    llmpool_client *c = NULL;
-    char err[256];
-    llmpool_code rc = llmpool_client_new(opts, &c, err, sizeof err);
-    CHECK(rc == LLMPOOL_OK, "client_new(%s): %s %s", opts, llmpool_code_name(rc), err);
-    return c;
-}
+static llmpool_client *client(const char *extra) { return client_at(URL, extra); }
 
 static llmpool_code chat(llmpool_client *c, llmpool_response **r) {
     *r = NULL;
