@@ -4,28 +4,12 @@ use std::time::{Duration, Instant};
 
 use llmpool::{Client, Code};
 use llmpool_testserver::{Fault, Options as ServerOptions, TestServer};
-use serde_json::{json, Value};
+use serde_json::json;
+
+mod support;
+use support::loopback::{client, client_for, closed_port, status};
 
 const CHAT: &str = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
-
-fn client(server: &TestServer, extra: Value) -> Client {
-    let mut o = json!({"base_url": server.base_url(), "backoff_factor": 0.01});
-    if let Some(ca) = server.ca_pem() {
-        o["ca_pem"] = json!(ca);
-    }
-    for (k, v) in extra.as_object().unwrap() {
-        o[k] = v.clone();
-    }
-    Client::from_json(Some(&o.to_string())).unwrap()
-}
-
-fn status(code: u16) -> Fault {
-    Fault::Status {
-        code,
-        body: String::new(),
-        headers: vec![],
-    }
-}
 
 #[test]
 fn thousand_sequential_calls_use_one_connection() {
@@ -73,8 +57,8 @@ fn info_reports_the_call() {
 fn post_is_retried_on_listed_statuses() {
     let s = TestServer::plain();
     let c = client(&s, json!({}));
-    s.push_fault(status(503));
-    s.push_fault(status(502));
+    s.push_fault(status(503, &[]));
+    s.push_fault(status(502, &[]));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
     assert_eq!(r.info["attempts"], 3);
@@ -90,7 +74,7 @@ fn retries_stop_at_max_retries_with_the_last_answer() {
     let s = TestServer::plain();
     let c = client(&s, json!({"max_retries": 2}));
     for _ in 0..5 {
-        s.push_fault(status(500));
+        s.push_fault(status(500, &[]));
     }
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::HttpStatus);
@@ -167,14 +151,8 @@ fn retry_after_is_honoured_and_capped() {
 
 #[test]
 fn refused_connection_is_a_connect_error_after_retries() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let c = Client::from_json(Some(
-        &json!({"base_url": format!("http://127.0.0.1:{port}/v1"), "backoff_factor": 0.01, "max_retries": 2}).to_string(),
-    ))
-    .unwrap();
+    let url = format!("http://127.0.0.1:{}/v1", closed_port());
+    let c = client_for(&url, json!({"max_retries": 2}));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Connect, "{}", r.error);
     assert_eq!(r.status, 0);
@@ -390,7 +368,7 @@ fn cancel_returns_blocked_calls_promptly() {
 fn cancel_interrupts_backoff_sleep() {
     let s = TestServer::plain();
     let c = client(&s, json!({"backoff_factor": 10.0, "max_backoff_ms": 60000}));
-    s.push_fault(status(503));
+    s.push_fault(status(503, &[]));
     let blocked = {
         let c = c.clone();
         std::thread::spawn(move || c.chat(CHAT))
@@ -420,24 +398,15 @@ fn bad_input_is_invalid_argument_without_traffic() {
 
 #[test]
 fn failures_before_any_connection_are_connect_errors_not_reuse() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let c = Client::from_json(Some(
-        &json!({"base_url": format!("http://127.0.0.1:{port}/v1"), "backoff_factor": 0.01, "max_retries": 1}).to_string(),
-    ))
-    .unwrap();
+    let url = format!("http://127.0.0.1:{}/v1", closed_port());
+    let c = client_for(&url, json!({"max_retries": 1}));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Connect);
     assert_eq!(r.info["connection_reused"], false);
     assert_eq!(r.info["reconnects_after_idle_close"], 0);
     assert_eq!(c.metrics()["connections_reused"], 0);
     // A name that cannot resolve (the .invalid TLD is reserved, RFC 2606).
-    let c = Client::from_json(Some(
-        &json!({"base_url": "http://llmpool-test.invalid/v1", "backoff_factor": 0.01, "max_retries": 0}).to_string(),
-    ))
-    .unwrap();
+    let c = client_for("http://llmpool-test.invalid/v1", json!({"max_retries": 0}));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Connect, "{}", r.error);
     assert_eq!(r.info["attempts"], 1);

@@ -5,20 +5,19 @@ use llmpool::{Client, Code};
 use llmpool_testserver::TestServer;
 use serde_json::{json, Value};
 
+mod support;
+use support::loopback::{merged, options};
+
 fn client(s: &TestServer, extra: Value) -> Result<Client, llmpool::Error> {
-    let mut o = json!({"base_url": s.base_url(), "backoff_factor": 0.01});
-    for (k, v) in extra.as_object().unwrap() {
-        o[k] = v.clone();
-    }
-    Client::from_json(Some(&o.to_string()))
+    Client::from_json(Some(&options(s, extra)))
 }
 
 fn chat(model: &str, content: &str, extra: Value) -> String {
-    let mut v = json!({"model": model, "messages": [{"role": "user", "content": content}]});
-    for (k, x) in extra.as_object().unwrap() {
-        v[k] = x.clone();
-    }
-    v.to_string()
+    merged(
+        json!({"model": model, "messages": [{"role": "user", "content": content}]}),
+        extra,
+    )
+    .to_string()
 }
 
 #[test]

@@ -8,37 +8,12 @@ use std::time::{Duration, Instant};
 
 use llmpool::{Client, Code};
 use llmpool_testserver::{Fault, Options as ServerOptions, TestServer};
-use serde_json::{json, Value};
+use serde_json::json;
+
+mod support;
+use support::loopback::{client, client_for, closed_port, status};
 
 const CHAT: &str = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
-
-fn client_for(url: &str, extra: Value) -> Client {
-    let mut o = json!({"base_url": url, "backoff_factor": 0.01});
-    for (k, v) in extra.as_object().unwrap() {
-        o[k] = v.clone();
-    }
-    Client::from_json(Some(&o.to_string())).unwrap()
-}
-
-fn client(s: &TestServer, extra: Value) -> Client {
-    client_for(&s.base_url(), extra)
-}
-
-fn status(code: u16, headers: &[(&str, &str)]) -> Fault {
-    Fault::Status {
-        code,
-        body: String::new(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
-}
-
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// One row of the matrix: the fault, then what the caller must see.
 struct Row {

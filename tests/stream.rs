@@ -7,18 +7,10 @@ use llmpool::{Client, Code, Response};
 use llmpool_testserver::{Fault, TestServer};
 use serde_json::{json, Value};
 
-const CHAT: &str = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
+mod support;
+use support::loopback::client;
 
-fn client(server: &TestServer, extra: Value) -> Client {
-    let mut o = json!({"base_url": server.base_url(), "backoff_factor": 0.01});
-    if let Some(ca) = server.ca_pem() {
-        o["ca_pem"] = json!(ca);
-    }
-    for (k, v) in extra.as_object().unwrap() {
-        o[k] = v.clone();
-    }
-    Client::from_json(Some(&o.to_string())).unwrap()
-}
+const CHAT: &str = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
 
 /// A chat request for `content` with extra top-level fields.
 fn request(content: &str, extra: Value) -> String {

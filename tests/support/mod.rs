@@ -8,6 +8,8 @@
 //! every crate uses every helper.
 #![allow(dead_code)]
 
+pub mod loopback;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
