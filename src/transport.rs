@@ -316,16 +316,6 @@ impl Transport for CountedTcp {
         {
             return false;
         }
-        probe(&self.stream).unwrap_or(false)
+        crate::sys::is_reusable(&self.stream)
     }
-}
-
-/// A pooled socket is reusable only if reading would block: EOF or stray
-/// bytes mean the server has closed or desynchronised it.
-fn probe(stream: &TcpStream) -> io::Result<bool> {
-    stream.set_nonblocking(true)?;
-    let mut buf = [0u8; 1];
-    let open = matches!((&*stream).read(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-    stream.set_nonblocking(false)?;
-    Ok(open)
 }

@@ -1,6 +1,7 @@
 //! `llmpool_response`: one call's result, owned by the caller.
 
 use std::ffi::{c_char, CString};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use super::code::llmpool_code;
@@ -13,24 +14,30 @@ use crate::response::Response;
 /// strings they return live until the response is freed. A response may be
 /// read from any thread, but not freed while another thread reads it.
 pub struct llmpool_response {
-    pub(crate) inner: Response,
+    code: Code,
+    status: u16,
     /// The body with a NUL appended, so C can treat it as a string.
     body: Vec<u8>,
     text: CString,
     error: CString,
-    info: CString,
+    info_json: serde_json::Value,
+    /// `info_json` as text, made on first use: most callers never read it,
+    /// and serialising it on every call showed up on loopback benchmarks.
+    info: OnceLock<CString>,
 }
 
 impl llmpool_response {
-    pub(crate) fn new(inner: Response) -> llmpool_response {
-        let mut body = inner.body.clone();
+    pub(crate) fn new(r: Response) -> llmpool_response {
+        let mut body = r.body;
         body.push(0);
         llmpool_response {
-            text: c_string(&inner.text),
-            error: c_string(&inner.error),
-            info: c_string(&inner.info.to_string()),
+            code: r.code,
+            status: r.status,
+            text: c_string(&r.text),
+            error: c_string(&r.error),
+            info_json: r.info,
+            info: OnceLock::new(),
             body,
-            inner,
         }
     }
 
@@ -56,7 +63,7 @@ impl llmpool_response {
 pub unsafe extern "C" fn llmpool_response_code(r: *const llmpool_response) -> llmpool_code {
     // SAFETY: NULL or a live response from llmpool.
     match unsafe { r.as_ref() } {
-        Some(r) => r.inner.code.into(),
+        Some(r) => r.code.into(),
         None => llmpool_code::LLMPOOL_INVALID_ARGUMENT,
     }
 }
@@ -69,7 +76,7 @@ pub unsafe extern "C" fn llmpool_response_code(r: *const llmpool_response) -> ll
 #[no_mangle]
 pub unsafe extern "C" fn llmpool_response_status(r: *const llmpool_response) -> u16 {
     // SAFETY: NULL or a live response from llmpool.
-    unsafe { r.as_ref() }.map_or(0, |r| r.inner.status)
+    unsafe { r.as_ref() }.map_or(0, |r| r.status)
 }
 
 /// The raw response body, NUL-terminated; `*len` (if `len` is non-NULL)
@@ -127,7 +134,11 @@ pub unsafe extern "C" fn llmpool_response_error(r: *const llmpool_response) -> *
 #[no_mangle]
 pub unsafe extern "C" fn llmpool_response_info(r: *const llmpool_response) -> *const c_char {
     // SAFETY: NULL or a live response from llmpool.
-    unsafe { r.as_ref() }.map_or(c"{}".as_ptr(), |r| r.info.as_ptr())
+    unsafe { r.as_ref() }.map_or(c"{}".as_ptr(), |r| {
+        r.info
+            .get_or_init(|| c_string(&r.info_json.to_string()))
+            .as_ptr()
+    })
 }
 
 /// Frees a response. NULL is a no-op. Freeing twice is undefined behaviour.
