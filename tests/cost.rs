@@ -105,8 +105,16 @@ fn ledger_survives_a_restart_and_corruption_is_an_error() {
     let _ = std::fs::remove_file(&ledger);
     let s = TestServer::plain();
     let opts = json!({"budget": {"limit_usd": 10.0, "period": "total", "ledger_file": ledger.to_str().unwrap()}});
+    let e = client(&s, opts.clone()).unwrap_err();
+    assert!(
+        e.message.contains("does not exist"),
+        "a missing ledger is not a silent reset: {}",
+        e.message
+    );
+    let mut create = opts.clone();
+    create["budget"]["ledger_create"] = json!(true);
     let spent = {
-        let c = client(&s, opts.clone()).unwrap();
+        let c = client(&s, create).unwrap();
         for _ in 0..3 {
             assert_eq!(
                 c.chat(&chat("gpt-4.1", "hello", json!({"max_tokens": 50})))

@@ -263,8 +263,10 @@ impl Budget {
     /// With `ledger_file`, spend survives restarts: an existing file is
     /// loaded, and a corrupt one is an error naming the file rather than a
     /// silent reset to zero (which would re-grant the whole budget). A missing
-    /// file starts at zero, but a missing parent directory is an error now
-    /// rather than a write failure after the first paid call.
+    /// file is an error too (a deleted or mistyped ledger is the same silent
+    /// reset) unless `"ledger_create": true` says to start a new one, which is
+    /// then written at once; a missing parent directory is always an error
+    /// now rather than a write failure after the first paid call.
     pub fn from_json(v: &Value) -> Result<Budget, String> {
         let obj = v
             .as_object()
@@ -273,6 +275,7 @@ impl Budget {
         let mut period = Period::Month;
         let mut per_model = BTreeMap::new();
         let mut ledger = None;
+        let mut create = false;
         for (k, val) in obj {
             match k.as_str() {
                 "limit_usd" => limit_usd = Some(usd(val, "budget.limit_usd")?),
@@ -296,9 +299,14 @@ impl Budget {
                     Some(s) if !s.is_empty() => ledger = Some(PathBuf::from(s)),
                     _ => return Err("budget.ledger_file: expected a file path string".into()),
                 },
+                "ledger_create" => {
+                    create = val
+                        .as_bool()
+                        .ok_or_else(|| "budget.ledger_create: expected true or false".to_string())?
+                }
                 other => {
                     return Err(format!(
-                        "budget.{other}: unknown key (expected \"limit_usd\", \"period\", \"per_model\" or \"ledger_file\")"
+                        "budget.{other}: unknown key (expected \"limit_usd\", \"period\", \"per_model\", \"ledger_file\" or \"ledger_create\")"
                     ))
                 }
             }
@@ -316,7 +324,17 @@ impl Budget {
             last_ledger_error: None,
         };
         if let Some(path) = &ledger {
-            load_ledger(path, period, &mut state)?;
+            let found = load_ledger(path, period, &mut state)?;
+            if !found {
+                if !create {
+                    return Err(format!(
+                        "budget ledger {} does not exist: starting from zero would silently reset the spend; set budget.ledger_create: true to start a new ledger",
+                        path.display()
+                    ));
+                }
+                state.roll(period.key(SystemTime::now()));
+                write_ledger(path, period, &state)?;
+            }
         }
         Ok(Budget {
             limit_usd,
@@ -512,7 +530,8 @@ fn usd(v: &Value, at: &str) -> Result<f64, String> {
     }
 }
 
-fn load_ledger(path: &Path, period: Period, st: &mut State) -> Result<(), String> {
+/// Loads the ledger into `st`; `Ok(false)` when the file does not exist.
+fn load_ledger(path: &Path, period: Period, st: &mut State) -> Result<bool, String> {
     let shown = path.display();
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
@@ -526,7 +545,7 @@ fn load_ledger(path: &Path, period: Period, st: &mut State) -> Result<(), String
                     ));
                 }
             }
-            return Ok(());
+            return Ok(false);
         }
         Err(e) => return Err(format!("budget ledger {shown}: cannot read: {e}")),
     };
@@ -572,7 +591,7 @@ fn load_ledger(path: &Path, period: Period, st: &mut State) -> Result<(), String
     st.period_key = key.to_string();
     st.spent = spent;
     st.per_model_spent = per_model;
-    Ok(())
+    Ok(true)
 }
 
 /// Path of the temp file: same directory, so the rename stays on one
@@ -811,7 +830,7 @@ mod tests {
         let dir = tmpdir("rt");
         let path = dir.join("ledger.json");
         let cfg = json!({"limit_usd": 2.0, "period": "month",
-            "ledger_file": path.to_str().unwrap()});
+            "ledger_file": path.to_str().unwrap(), "ledger_create": true});
         let now = at(2026, 11, 20);
         {
             let b = Budget::from_json(&cfg).unwrap();
@@ -860,11 +879,21 @@ mod tests {
     }
 
     #[test]
-    fn missing_ledger_directory_is_an_error_missing_file_is_not() {
+    fn missing_ledger_is_an_error_unless_creation_is_asked_for() {
         let dir = tmpdir("missing");
-        let ok = json!({"limit_usd": 1.0, "ledger_file": dir.join("new.json").to_str().unwrap()});
+        let path = dir.join("new.json");
+        let plain = json!({"limit_usd": 1.0, "ledger_file": path.to_str().unwrap()});
+        let err = Budget::from_json(&plain).unwrap_err();
+        assert!(
+            err.contains("does not exist") && err.contains("ledger_create"),
+            "{err}"
+        );
+        let ok =
+            json!({"limit_usd": 1.0, "ledger_file": path.to_str().unwrap(), "ledger_create": true});
         let b = Budget::from_json(&ok).unwrap();
         assert_eq!(b.snapshot(at(2026, 1, 1))["spent_usd"], json!(0.0));
+        assert!(path.is_file(), "a created ledger is written at once");
+        Budget::from_json(&plain).expect("the ledger exists now");
         let bad = json!({"limit_usd": 1.0,
             "ledger_file": dir.join("nope").join("l.json").to_str().unwrap()});
         let err = Budget::from_json(&bad).unwrap_err();
@@ -878,7 +907,7 @@ mod tests {
         let path = dir.join("sub").join("l.json");
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         let b = Budget::from_json(&json!({"limit_usd": 1.0,
-            "ledger_file": path.to_str().unwrap()}))
+            "ledger_file": path.to_str().unwrap(), "ledger_create": true}))
         .unwrap();
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
         let now = at(2026, 1, 1);
