@@ -147,11 +147,9 @@ pub unsafe extern "C" fn llmpool_responses_free(responses: *mut *mut llmpool_res
             // SAFETY: valid for `n` reads and writes per the contract.
             let all = unsafe { std::slice::from_raw_parts_mut(responses, n) };
             for r in all.iter_mut() {
-                // SAFETY: NULL or a live response per the contract.
-                #[allow(unused_unsafe)]
-                unsafe {
-                    super::response::llmpool_response_free(*r)
-                };
+                // SAFETY: each entry is NULL or a live response per the contract
+                // (this is the body of an `unsafe fn`, so no block is needed).
+                super::response::llmpool_response_free(*r);
                 *r = std::ptr::null_mut();
             }
         },
