@@ -1,0 +1,121 @@
+//! Building the `ureq::Agent` behind a client, and warming its pool.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use ureq::http;
+use ureq::unversioned::transport::{Connector, RustlsConnector};
+use ureq::Agent;
+
+use super::{read, read_whole, Client};
+use crate::error::{from_ureq, Error};
+use crate::options::Options;
+use crate::resolver::CachingResolver;
+use crate::transport::{ConnStats, PoolConnector};
+
+impl Client {
+    /// Opens up to `n` connections to the first available endpoint ahead of
+    /// the first real call (TCP and TLS handshakes done), by sending `n`
+    /// concurrent `GET /models` requests; their connections stay pooled (up
+    /// to `pool_max_idle_per_host`). Returns how many connections were opened.
+    pub fn warm(&self, n: usize) -> Result<usize, Error> {
+        let inner = &*self.inner;
+        let n = n.min(256);
+        let before = inner.conn.opened.load(Ordering::Relaxed);
+        let ep = inner
+            .endpoints
+            .get(inner.endpoints.order(Instant::now())[0]);
+        let url = format!("{}/models", ep.base_url);
+        let agent = read(&inner.agent).clone();
+        // Every request holds its connection until all have answered (or a
+        // timeout passes): otherwise a fast server lets them share one.
+        let gate = (Mutex::new(0usize), Condvar::new());
+        let errors: Vec<Error> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let (agent, url, gate) = (agent.clone(), url.clone(), &gate);
+                    scope.spawn(move || {
+                        let mut b = http::Request::get(&url).header("accept", "application/json");
+                        let key = ep.api_key.clone().or_else(|| read(&inner.key).clone());
+                        if let Some(k) = key {
+                            b = b.header("authorization", format!("Bearer {}", k.expose()));
+                        }
+                        let result = b
+                            .body(())
+                            .map_err(|e| Error::invalid(e.to_string()))
+                            .and_then(|r| agent.run(r).map_err(|e| from_ureq(&e)));
+                        {
+                            let mut k = gate.0.lock().unwrap_or_else(|p| p.into_inner());
+                            *k += 1;
+                            gate.1.notify_all();
+                            let deadline = Instant::now() + inner.opts.connect_timeout;
+                            while *k < n && Instant::now() < deadline {
+                                k = gate
+                                    .1
+                                    .wait_timeout(
+                                        k,
+                                        deadline.saturating_duration_since(Instant::now()),
+                                    )
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .0;
+                            }
+                        }
+                        match result {
+                            Ok(mut resp) => {
+                                read_whole(resp.body_mut(), inner.opts.max_response_bytes)
+                                    .err()
+                                    .map(|(_, e)| e)
+                            }
+                            Err(e) => Some(e),
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().ok().flatten())
+                .collect()
+        });
+        let opened = (inner.conn.opened.load(Ordering::Relaxed) - before) as usize;
+        match errors.into_iter().next() {
+            Some(e) if opened == 0 => Err(e),
+            _ => Ok(opened),
+        }
+    }
+}
+
+/// Builds an agent whose pool, timeouts and TLS follow the options.
+pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, Error> {
+    let tls = crate::tls::tls_config(o)?;
+    let mut cfg = Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .save_redirect_history(false)
+        .user_agent(o.user_agent.as_str())
+        .no_delay(true)
+        .max_idle_connections(o.pool_max_idle)
+        .max_idle_connections_per_host(o.pool_max_idle_per_host)
+        .max_idle_age(o.pool_idle_timeout)
+        .timeout_global(Some(o.timeout))
+        .timeout_connect(Some(o.connect_timeout))
+        .tls_config(tls);
+    if let Some(t) = o.response_header_timeout {
+        cfg = cfg.timeout_recv_response(Some(t));
+    }
+    if let Some(t) = o.body_timeout {
+        cfg = cfg.timeout_recv_body(Some(t));
+    }
+    let connector = ()
+        .chain(PoolConnector {
+            stats: conn.clone(),
+            tcp_keepalive: o.tcp_keepalive,
+            max_age: o.pool_max_age,
+        })
+        .chain(RustlsConnector::default());
+    Ok(Agent::with_parts(
+        cfg.build(),
+        connector,
+        CachingResolver::new(o.dns_cache_ttl),
+    ))
+}

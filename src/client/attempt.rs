@@ -1,0 +1,487 @@
+//! One call end to end: the endpoint loop (failover), the attempt loop
+//! (retries, backoff, key refresh, silent reconnects) and the single HTTP
+//! exchange, then the `Response` built from what happened.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+use ureq::http;
+use ureq::Agent;
+
+use super::{header, read, BodyReader, Call, Client};
+use crate::error::{from_ureq, Code, Error};
+use crate::options::ApiKey;
+use crate::response::{Response, Summary};
+use crate::retry::{jitter, Decision};
+use crate::transport;
+
+/// How many times a call silently reconnects after finding a pooled
+/// connection dead before any response byte arrived.
+const MAX_FREE_RECONNECTS: u32 = 2;
+
+impl Client {
+    /// Runs one call with retries; always returns a response (success or not).
+    pub fn execute(&self, call: Call) -> Response {
+        let max = self.inner.opts.max_response_bytes;
+        self.execute_with(call, &mut |b| read_whole(b, max))
+    }
+
+    /// Like [`Client::execute`], reading 2xx bodies with `on_body`.
+    pub fn execute_with(&self, call: Call, on_body: &mut BodyReader<'_>) -> Response {
+        let started = Instant::now();
+        let inner = &*self.inner;
+        let _in_flight = inner.metrics.start();
+        let resp = match &inner.limiter {
+            Some(l) => match l.acquire(inner.opts.queue_timeout) {
+                Some(_permit) => self.attempts(&call, started, on_body),
+                None => Response::failed(
+                    Error::new(
+                        Code::PoolExhausted,
+                        format!(
+                            "max_concurrency ({}) calls already in flight; waited queue_timeout_ms ({} ms)",
+                            inner.opts.max_concurrency,
+                            inner.opts.queue_timeout.as_millis()
+                        ),
+                    ),
+                    started,
+                ),
+            },
+            None => self.attempts(&call, started, on_body),
+        };
+        inner.metrics.finish(resp.code, started.elapsed());
+        resp
+    }
+
+    /// Tries the endpoints in failover order until one gives an answer
+    /// worth returning.
+    fn attempts(&self, call: &Call, started: Instant, on_body: &mut BodyReader<'_>) -> Response {
+        let inner = &*self.inner;
+        let eps = &inner.endpoints;
+        let order = eps.order(Instant::now());
+        let mut failovers = 0u32;
+        let mut t = Tally::default();
+        for (n, &i) in order.iter().enumerate() {
+            let done = self.attempts_on(i, call, on_body, &mut t);
+            let worth_failover = done.worth_failover();
+            eps.record(i, !worth_failover, Instant::now());
+            if worth_failover
+                && n + 1 < order.len()
+                && done.err.as_ref().is_some_and(|e| e.code != Code::Cancelled)
+            {
+                failovers += 1;
+                continue;
+            }
+            let mut r = self.finish(call, started, &t, done);
+            r.info["endpoint"] = json!(eps.get(i).base_url);
+            r.info["failovers"] = json!(failovers);
+            return r;
+        }
+        unreachable!("an endpoint list is never empty")
+    }
+
+    /// One endpoint: retries, backoff, key refresh and silent reconnects.
+    fn attempts_on(
+        &self,
+        ep: usize,
+        call: &Call,
+        on_body: &mut BodyReader<'_>,
+        t: &mut Tally,
+    ) -> Done {
+        let inner = &*self.inner;
+        let epoch = inner.cancel_epoch.load(Ordering::SeqCst);
+        let endpoint = inner.endpoints.get(ep);
+        let url = format!("{}{}", endpoint.base_url, call.path);
+        let mut refreshed_key = false;
+        let mut retries_here = 0u32;
+        loop {
+            t.attempts += 1;
+            transport::begin_attempt();
+            let agent = read(&inner.agent).clone();
+            let outcome = self.attempt(&agent, call, &url, endpoint.api_key.as_ref(), on_body);
+            let io = transport::attempt_io();
+            t.opened += io.opened;
+            t.reused = io.opened == 0 && io.pooled;
+            if t.reused {
+                inner.metrics.reused();
+            }
+            let cancelled = inner.cancel_epoch.load(Ordering::SeqCst) != epoch;
+            match outcome {
+                Attempt::Answer {
+                    status,
+                    headers,
+                    body,
+                    body_err,
+                } => {
+                    inner.metrics.status(status);
+                    if let Some(e) = body_err {
+                        let e = if cancelled { cancelled_error() } else { e };
+                        return Done::answer(Some(e), status, headers, body);
+                    }
+                    if cancelled {
+                        return Done::answer(Some(cancelled_error()), status, headers, body);
+                    }
+                    if status == 401 && !refreshed_key && endpoint.api_key.is_none() {
+                        refreshed_key = true;
+                        if self.refresh_key() {
+                            // The seed's "refresh and retry once": at once, no backoff.
+                            t.retries += 1;
+                            inner.metrics.retried();
+                            continue;
+                        }
+                    }
+                    let h = |name: &str| header(&headers, name).map(str::to_string);
+                    let decision = inner.policy.decide(
+                        retries_here,
+                        status,
+                        &h,
+                        &body,
+                        SystemTime::now(),
+                        jitter(),
+                    );
+                    match decision {
+                        Decision::Retry(wait) => {
+                            if !self.sleep_unless_cancelled(wait, epoch) {
+                                return Done::answer(
+                                    Some(cancelled_error()),
+                                    status,
+                                    headers,
+                                    body,
+                                );
+                            }
+                            retries_here += 1;
+                            t.retries += 1;
+                            inner.metrics.retried();
+                        }
+                        Decision::Stop(why) => {
+                            let err = (!(200..300).contains(&status))
+                                .then(|| http_error(status, &call.path, &body, &why));
+                            return Done::answer(err, status, headers, body);
+                        }
+                    }
+                }
+                Attempt::Failed(mut e, raw) => {
+                    if cancelled {
+                        return Done::failed(cancelled_error());
+                    }
+                    if e.code == Code::Io && io.opened == 0 && !io.pooled {
+                        // Failed before any connection existed: name resolution
+                        // or the connect itself (ureq reports lookups as I/O).
+                        e = Error::new(Code::Connect, format!("could not connect: {}", e.message));
+                    }
+                    let dead_pooled =
+                        t.reused && io.bytes_in == 0 && matches!(e.code, Code::Io | Code::Protocol);
+                    if dead_pooled && t.free_reconnects < MAX_FREE_RECONNECTS {
+                        // The server closed this idle connection before we noticed.
+                        // Nothing was answered, so repeating is safe and free.
+                        t.free_reconnects += 1;
+                        inner.metrics.free_reconnect();
+                        continue;
+                    }
+                    // Nothing reached the server when the connection could not be
+                    // made, so a connect failure is safe to retry for any method.
+                    let retryable = matches!(e.code, Code::Connect)
+                        || matches!(raw, Some(ureq::Error::Timeout(ureq::Timeout::Connect)));
+                    if retryable && retries_here < inner.policy.max_retries {
+                        let wait = inner.policy.backoff(retries_here, jitter());
+                        if !self.sleep_unless_cancelled(wait, epoch) {
+                            return Done::failed(cancelled_error());
+                        }
+                        retries_here += 1;
+                        t.retries += 1;
+                        inner.metrics.retried();
+                        continue;
+                    }
+                    return Done::failed(e);
+                }
+            }
+        }
+    }
+
+    /// Asks the key provider for a fresh key; true when it gave a new one.
+    fn refresh_key(&self) -> bool {
+        let provider = read(&self.inner.key_provider).clone();
+        let Some(provider) = provider else {
+            return false;
+        };
+        match provider() {
+            Some(k) if !k.is_empty() => {
+                self.set_api_key(Some(&k));
+                self.inner.metrics.key_refreshed();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn attempt(
+        &self,
+        agent: &Agent,
+        call: &Call,
+        url: &str,
+        endpoint_key: Option<&ApiKey>,
+        on_body: &mut BodyReader<'_>,
+    ) -> Attempt {
+        let inner = &*self.inner;
+        let mut b = http::Request::builder()
+            .method(call.method.clone())
+            .uri(url)
+            .header("accept", "application/json");
+        if call.body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        let client_key = read(&inner.key);
+        if let Some(key) = endpoint_key.or(client_key.as_ref()) {
+            b = b.header("authorization", format!("Bearer {}", key.expose()));
+        }
+        drop(client_key);
+        for (k, v) in &inner.opts.headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        let run = |req: http::Request<_>| {
+            if call.stream {
+                // A stream may run for minutes: bound the wait for headers and
+                // each gap between reads, not the whole call.
+                let req = agent
+                    .configure_request(req)
+                    .timeout_global(None)
+                    .timeout_recv_response(Some(inner.opts.timeout))
+                    .timeout_per_read(Some(inner.opts.stream_idle_timeout))
+                    .build();
+                agent.run(req)
+            } else {
+                agent.run(req)
+            }
+        };
+        let result = match &call.body {
+            Some(body) => b.body(body.as_slice()).map(&run),
+            None => b.body(()).map(|r| agent.run(r)),
+        };
+        let mut resp = match result {
+            Err(e) => {
+                return Attempt::Failed(
+                    Error::invalid(format!("cannot build the request: {e}")),
+                    None,
+                )
+            }
+            Ok(Err(e)) => return Attempt::Failed(from_ureq(&e), Some(e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status().as_u16();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let read = if (200..300).contains(&status) {
+            on_body(resp.body_mut())
+        } else {
+            read_whole(resp.body_mut(), inner.opts.max_response_bytes)
+        };
+        match read {
+            Ok(body) => Attempt::Answer {
+                status,
+                headers,
+                body,
+                body_err: None,
+            },
+            Err((partial, mut err)) => {
+                err.message = format!(
+                    "HTTP {status} answer cut short while reading its body: {}",
+                    err.message
+                );
+                Attempt::Answer {
+                    status,
+                    headers,
+                    body: partial,
+                    body_err: Some(err),
+                }
+            }
+        }
+    }
+
+    /// Sleeps `wait` unless a cancel arrives first; false when cancelled.
+    fn sleep_unless_cancelled(&self, wait: Duration, epoch: u64) -> bool {
+        let inner = &*self.inner;
+        let deadline = Instant::now() + wait;
+        let mut guard = inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if inner.cancel_epoch.load(Ordering::SeqCst) != epoch {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            guard = inner
+                .wake
+                .1
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    fn finish(&self, call: &Call, started: Instant, t: &Tally, done: Done) -> Response {
+        let Done {
+            err,
+            status,
+            headers,
+            body,
+        } = done;
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        let mut err = err;
+        // A 2xx JSON call whose body is not JSON is a broken answer, not a success.
+        if err.is_none()
+            && !call.stream
+            && call.path_is_json_api()
+            && !body.is_empty()
+            && parsed.is_none()
+        {
+            err = Some(Error::new(
+                Code::Protocol,
+                format!(
+                    "HTTP {status} from {} but the body is not valid JSON",
+                    call.path
+                ),
+            ));
+        }
+        let sum = Summary::of(parsed.as_ref());
+        let model = sum.model.or_else(|| call.model.clone());
+        let info = json!({
+            "attempts": t.attempts,
+            "retries": t.retries,
+            "reconnects_after_idle_close": t.free_reconnects,
+            "connection_reused": t.reused,
+            "connections_opened": t.opened,
+            "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
+            "status": status,
+            "request_id": header(&headers, "x-request-id"),
+            "model": model,
+            "usage": sum.usage,
+        });
+        let (code, error) = match err {
+            None => (Code::Ok, String::new()),
+            Some(e) => (e.code, e.message),
+        };
+        Response {
+            code,
+            status,
+            body,
+            text: sum.text,
+            error,
+            info,
+            headers,
+        }
+    }
+}
+
+impl Call {
+    fn path_is_json_api(&self) -> bool {
+        matches!(self.path.as_str(), "/chat/completions" | "/embeddings")
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    attempts: u32,
+    retries: u32,
+    free_reconnects: u32,
+    opened: u32,
+    reused: bool,
+}
+
+/// How one endpoint's attempts ended.
+struct Done {
+    err: Option<Error>,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Done {
+    fn answer(
+        err: Option<Error>,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Done {
+        Done {
+            err,
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn failed(e: Error) -> Done {
+        Done::answer(Some(e), 0, Vec::new(), Vec::new())
+    }
+
+    /// Failover happens when the endpoint itself looks down: no connection,
+    /// TLS failure, no answer in time, or a 5xx after its retries. Never
+    /// after a 2xx began (a stream may already have delivered text).
+    fn worth_failover(&self) -> bool {
+        match &self.err {
+            None => false,
+            Some(e) if self.status == 0 => {
+                matches!(e.code, Code::Connect | Code::Tls | Code::Timeout)
+            }
+            Some(e) => e.code == Code::HttpStatus && self.status >= 500,
+        }
+    }
+}
+
+enum Attempt {
+    Answer {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        body_err: Option<Error>,
+    },
+    Failed(Error, Option<ureq::Error>),
+}
+
+/// Reads a whole body up to `limit` bytes.
+pub fn read_whole(body: &mut ureq::Body, limit: u64) -> Result<Vec<u8>, (Vec<u8>, Error)> {
+    body.with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| (Vec::new(), from_ureq(&e)))
+}
+
+pub(crate) fn cancelled_error() -> Error {
+    Error::new(Code::Cancelled, "call cancelled by llmpool_client_cancel")
+}
+
+fn http_error(status: u16, path: &str, body: &[u8], why: &str) -> Error {
+    let detail = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v["error"]["message"]
+                .as_str()
+                .or(v["error"].as_str())
+                .or(v["message"].as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| {
+            let s = String::from_utf8_lossy(body);
+            s.chars().take(300).collect()
+        });
+    let mut msg = format!("HTTP {status} from {path}");
+    if !detail.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&detail);
+    }
+    if !why.is_empty() {
+        msg.push_str(" (");
+        msg.push_str(why);
+        msg.push(')');
+    }
+    Error::new(Code::HttpStatus, msg)
+}

@@ -1,0 +1,368 @@
+//! The pooled client: one keep-alive `ureq::Agent`, retries, metrics.
+//!
+//! A `Client` is cheap to clone and safe to share between threads; every
+//! clone uses the same pool and counters. This file holds the public API and
+//! cost control around calls; `attempt` runs a call (failover, retries, the
+//! HTTP exchange) and `agent` builds and warms the connection pool.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use ureq::http;
+use ureq::Agent;
+
+use crate::error::{Code, Error};
+use crate::failover::Endpoints;
+use crate::limiter::Limiter;
+use crate::metrics::Metrics;
+use crate::options::{process_env, ApiKey, Options};
+use crate::response::{Response, Summary};
+use crate::retry::RetryPolicy;
+use crate::spend::{Prepared, Spend};
+use crate::transport::ConnStats;
+
+mod agent;
+mod attempt;
+
+pub(crate) use agent::build_agent;
+pub use attempt::read_whole;
+
+/// Gives a fresh API key when the gateway answers 401 (see
+/// [`Client::set_key_provider`]); `None` means no new key is available.
+pub type KeyProvider = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// A pooled, retrying client for one OpenAI-compatible gateway.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: Options,
+    policy: RetryPolicy,
+    agent: RwLock<Agent>,
+    key: RwLock<Option<ApiKey>>,
+    metrics: Metrics,
+    conn: Arc<ConnStats>,
+    limiter: Option<Limiter>,
+    spend: Spend,
+    endpoints: Endpoints,
+    key_provider: RwLock<Option<KeyProvider>>,
+    /// Bumped by `cancel_all`; a call that sees it change was cancelled.
+    cancel_epoch: AtomicU64,
+    /// Wakes backoff sleeps when a cancel arrives.
+    wake: (Mutex<()>, Condvar),
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.opts.base_url)
+            .field("has_api_key", &self.has_api_key())
+            .finish()
+    }
+}
+
+/// One HTTP call to make: method, path below `base_url`, and JSON body.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: http::Method,
+    pub path: String,
+    pub body: Option<Vec<u8>>,
+    /// The model the request asked for, reported in `info` when the answer has none.
+    pub model: Option<String>,
+    /// A streamed answer: no whole-call timeout, `stream_idle_timeout_ms`
+    /// between reads instead.
+    pub stream: bool,
+}
+
+/// Reads a 2xx answer's body: the whole of it, or event by event for a
+/// stream. On failure it returns what it read so far with the error.
+pub type BodyReader<'a> = dyn FnMut(&mut ureq::Body) -> Result<Vec<u8>, (Vec<u8>, Error)> + 'a;
+
+impl Client {
+    /// Builds a client from an options JSON object (see `Options`); `None`
+    /// means defaults plus the environment.
+    pub fn from_json(options_json: Option<&str>) -> Result<Client, Error> {
+        Client::new(Options::from_json(options_json, &process_env)?)
+    }
+
+    /// Builds a client from parsed options.
+    pub fn new(opts: Options) -> Result<Client, Error> {
+        let conn = Arc::new(ConnStats::default());
+        let metrics = Metrics::default();
+        if opts.insecure_skip_tls_verify {
+            metrics.warn("insecure_skip_tls_verify is on: TLS certificates are NOT verified");
+        }
+        let agent = build_agent(&opts, &conn)?;
+        let policy = RetryPolicy {
+            max_retries: opts.max_retries,
+            backoff_factor: opts.backoff_factor,
+            max_backoff: opts.max_backoff,
+            max_retry_after: opts.max_retry_after,
+            retry_statuses: opts.retry_statuses.clone(),
+        };
+        let limiter = (opts.max_concurrency > 0).then(|| Limiter::new(opts.max_concurrency));
+        let spend = Spend::from_options(&opts)?;
+        let endpoints = Endpoints::from_options(&opts);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                key: RwLock::new(opts.api_key.clone()),
+                opts,
+                policy,
+                agent: RwLock::new(agent),
+                metrics,
+                conn,
+                limiter,
+                spend,
+                endpoints,
+                key_provider: RwLock::new(None),
+                cancel_epoch: AtomicU64::new(0),
+                wake: (Mutex::new(()), Condvar::new()),
+            }),
+        })
+    }
+
+    /// The options this client was built with.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// Whether an API key is set (the key itself is never exposed).
+    pub fn has_api_key(&self) -> bool {
+        read(&self.inner.key).is_some()
+    }
+
+    /// Replaces the API key for every later request on every thread; the
+    /// pool is kept. `None` or `""` removes it.
+    pub fn set_api_key(&self, key: Option<&str>) {
+        let key = key.filter(|k| !k.is_empty()).map(ApiKey::new);
+        *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = key;
+    }
+
+    /// Sets (or with `None` removes) the key provider: on a 401 the client
+    /// asks it once for a new key, stores it as with [`Client::set_api_key`],
+    /// and retries the call once at once. A second 401 is returned.
+    /// Endpoints with their own `api_key` are not refreshed.
+    pub fn set_key_provider(&self, provider: Option<KeyProvider>) {
+        *self
+            .inner
+            .key_provider
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = provider;
+    }
+
+    /// Drops every idle pooled connection now; calls in flight finish on
+    /// their own connections, which are then closed rather than pooled.
+    pub fn reset_pool(&self) -> Result<(), Error> {
+        let fresh = build_agent(&self.inner.opts, &self.inner.conn)?;
+        *self.inner.agent.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// Cancels every call of this client that is in flight now: blocked
+    /// socket I/O and backoff sleeps return at once with `Code::Cancelled`.
+    /// Later calls are not affected (they use a fresh pool).
+    pub fn cancel_all(&self) -> Result<(), Error> {
+        let fresh = build_agent(&self.inner.opts, &self.inner.conn)?;
+        self.inner.cancel_epoch.fetch_add(1, Ordering::SeqCst);
+        let old = std::mem::replace(
+            &mut *self.inner.agent.write().unwrap_or_else(|p| p.into_inner()),
+            fresh,
+        );
+        old.shutdown();
+        let _guard = self.inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.wake.1.notify_all();
+        Ok(())
+    }
+
+    /// The metrics JSON object.
+    pub fn metrics(&self) -> Value {
+        let mut m = self.inner.metrics.to_json(&self.inner.conn);
+        m["cost"] = self.inner.spend.to_json();
+        m["endpoints"] = self.inner.endpoints.to_json(Instant::now());
+        m
+    }
+
+    /// `POST {base_url}/chat/completions`.
+    pub fn chat(&self, request_json: &str) -> Response {
+        self.json_call("/chat/completions", request_json)
+    }
+
+    /// `POST {base_url}/embeddings`.
+    pub fn embeddings(&self, request_json: &str) -> Response {
+        self.json_call("/embeddings", request_json)
+    }
+
+    /// Any method and path below `base_url`, with an optional JSON body.
+    pub fn request(&self, method: &str, path: &str, body_json: Option<&str>) -> Response {
+        let started = Instant::now();
+        let method = match parse_method(method) {
+            Ok(m) => m,
+            Err(e) => return Response::failed(e, started),
+        };
+        if !path.starts_with('/') {
+            return Response::failed(
+                Error::invalid(format!("path: must start with '/', got \"{path}\"")),
+                started,
+            );
+        }
+        let (body, model) = match body_json {
+            None => (None, None),
+            Some(text) => match parse_object(text, "body_json") {
+                Ok(v) => (Some(text.as_bytes().to_vec()), model_of(&v)),
+                Err(e) => return Response::failed(e, started),
+            },
+        };
+        self.execute(Call {
+            method,
+            path: path.to_string(),
+            body,
+            model,
+            stream: false,
+        })
+    }
+
+    fn json_call(&self, path: &str, request_json: &str) -> Response {
+        self.spent_call(
+            path,
+            request_json,
+            false,
+            &mut |b| read_whole(b, self.inner.opts.max_response_bytes),
+            &mut |_| {},
+        )
+    }
+
+    /// A JSON POST with cost control around it: routing, cache, budget.
+    /// `stream` calls read their body with `on_body`; `patch` completes the
+    /// response (e.g. a stream's text and usage) before its cost is settled.
+    pub(crate) fn spent_call(
+        &self,
+        path: &str,
+        request_json: &str,
+        stream: bool,
+        on_body: &mut BodyReader<'_>,
+        patch: &mut dyn FnMut(&mut Response),
+    ) -> Response {
+        let started = Instant::now();
+        let v = match parse_object(request_json, "request_json") {
+            Ok(v) => v,
+            Err(e) => return Response::failed(e, started),
+        };
+        let spend = &self.inner.spend;
+        let prepared = match spend.before("POST", path, request_json, v) {
+            Err(e) => {
+                let r = Response::failed(e, started);
+                self.inner.metrics.finish(r.code, started.elapsed());
+                return r;
+            }
+            Ok(Err((p, hit))) => return self.cache_hit(p, hit, started),
+            Ok(Ok(p)) => p,
+        };
+        let call = Call {
+            method: http::Method::POST,
+            path: path.to_string(),
+            body: Some(prepared.body.clone()),
+            model: prepared.model.clone(),
+            stream,
+        };
+        let mut r = self.execute_with(call, on_body);
+        patch(&mut r);
+        self.settle(prepared, &mut r);
+        r
+    }
+
+    /// Applies cost accounting to a finished response.
+    pub(crate) fn settle(&self, p: Prepared, r: &mut Response) {
+        // `finish` (or a stream's patch) already put the usage into info:
+        // no second parse of the body on the hot path.
+        let usage_src = r
+            .info
+            .get("usage")
+            .filter(|u| u.is_object())
+            .map(|u| json!({ "usage": u }));
+        if let Some(e) = self.inner.spend.after(
+            p,
+            r.is_ok(),
+            r.status,
+            &r.headers,
+            &r.body,
+            usage_src.as_ref(),
+            &mut r.info,
+        ) {
+            r.code = e.code;
+            r.error = e.message;
+        }
+    }
+
+    fn cache_hit(&self, p: Prepared, hit: crate::spend::Hit, started: Instant) -> Response {
+        let parsed = serde_json::from_slice::<Value>(&hit.entry.body).ok();
+        let sum = Summary::of(parsed.as_ref());
+        let r = Response {
+            code: Code::Ok,
+            status: hit.entry.status,
+            text: sum.text,
+            error: String::new(),
+            info: json!({
+                "attempts": 0,
+                "retries": 0,
+                "connection_reused": false,
+                "connections_opened": 0,
+                "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
+                "status": hit.entry.status,
+                "request_id": header(&hit.entry.headers, "x-request-id"),
+                "model": sum.model.or(p.model.clone()),
+                "usage": sum.usage,
+                "cache_hit": true,
+                "cost_usd": 0.0,
+                "routed_from": p.routed_from,
+                "endpoint": self.inner.opts.base_url,
+            }),
+            headers: hit.entry.headers,
+            body: hit.entry.body,
+        };
+        self.inner.metrics.finish(Code::Ok, started.elapsed());
+        r
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Parses a request body that must be a JSON object.
+pub fn parse_object(text: &str, what: &str) -> Result<Value, Error> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(Error::invalid(format!("{what}: expected a JSON object"))),
+        Err(e) => Err(Error::invalid(format!("{what}: invalid JSON: {e}"))),
+    }
+}
+
+fn model_of(v: &Value) -> Option<String> {
+    v["model"].as_str().map(str::to_string)
+}
+
+fn parse_method(m: &str) -> Result<http::Method, Error> {
+    match m.to_ascii_uppercase().as_str() {
+        "GET" => Ok(http::Method::GET),
+        "POST" => Ok(http::Method::POST),
+        "PUT" => Ok(http::Method::PUT),
+        "PATCH" => Ok(http::Method::PATCH),
+        "DELETE" => Ok(http::Method::DELETE),
+        "HEAD" => Ok(http::Method::HEAD),
+        "OPTIONS" => Ok(http::Method::OPTIONS),
+        _ => Err(Error::invalid(format!(
+            "method: expected GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS, got \"{m}\""
+        ))),
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
