@@ -147,6 +147,7 @@ impl<In: Transport> Connector<In> for PoolConnector {
             retire_at: self.max_age.map(|a| std::time::Instant::now() + a),
             read_timeout: None,
             write_timeout: None,
+            pending: Vec::new(),
         })))
     }
 }
@@ -162,7 +163,13 @@ pub struct CountedTcp {
     retire_at: Option<std::time::Instant>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// Output not yet written: see `transmit_output`.
+    pending: Vec<u8>,
 }
+
+/// Pending output is written once it reaches this size, even before the
+/// next read.
+const COALESCE_MAX: usize = 64 * 1024;
 
 impl std::fmt::Debug for CountedTcp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,6 +187,30 @@ impl Drop for CountedTcp {
 }
 
 impl CountedTcp {
+    /// Writes all pending output within `timeout`.
+    fn flush(&mut self, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let timeout = timeout.for_write();
+        let deadline = Deadline::new(remaining(timeout)?);
+        let mut output = &self.pending[..];
+        while !output.is_empty() {
+            arm(
+                &self.stream,
+                deadline.left(),
+                &mut self.write_timeout,
+                TcpStream::set_write_timeout,
+            )?;
+            match (&*self.stream).write(output) {
+                Ok(0) => return Err(ureq::Error::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => output = &output[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) && !deadline.passed() => {}
+                Err(e) => return Err(map_io(e, timeout.reason)),
+            }
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
     fn note_use(&self) {
         if self.opened_in != current_seq() {
             note(|a| a.pooled = true);
@@ -259,31 +290,26 @@ impl Transport for CountedTcp {
         &mut self.buffers
     }
 
+    /// ureq hands over the request head and the body in separate calls;
+    /// written as they come, with `TCP_NODELAY`, they leave as two packets
+    /// and the server reads twice. The output is kept until the next read
+    /// (a request is always followed by waiting for its answer) or until it
+    /// grows large, so a small request goes out in one write, as curl's do.
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         self.note_use();
-        let timeout = timeout.for_write();
-        let deadline = Deadline::new(remaining(timeout)?);
-        let mut output = &self.buffers.output()[..amount];
-        while !output.is_empty() {
-            arm(
-                &self.stream,
-                deadline.left(),
-                &mut self.write_timeout,
-                TcpStream::set_write_timeout,
-            )?;
-            match (&*self.stream).write(output) {
-                Ok(0) => return Err(ureq::Error::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => output = &output[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) && !deadline.passed() => {}
-                Err(e) => return Err(map_io(e, timeout.reason)),
-            }
+        self.pending
+            .extend_from_slice(&self.buffers.output()[..amount]);
+        if self.pending.len() >= COALESCE_MAX {
+            self.flush(timeout)?;
         }
         Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         self.note_use();
+        if !self.pending.is_empty() {
+            self.flush(timeout)?;
+        }
         let timeout = timeout.for_read();
         let deadline = Deadline::new(remaining(timeout)?);
         let n = loop {
