@@ -57,7 +57,9 @@ unsafe fn json_call(
 }
 
 /// `POST {base_url}/chat/completions` with `request_json` (a JSON object,
-/// sent as is) and retries per the client options.
+/// sent as is unless the `routing` option picks its model or an
+/// `llmpool_cache` field is stripped), with retries, failover, cache and
+/// budget per the client options.
 ///
 /// Returns the call's code. When `out` is non-NULL, `*out` always receives a
 /// response (success or failure, so the error text is always available);
