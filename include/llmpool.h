@@ -211,7 +211,7 @@ void llmpool_client_free(struct llmpool_client *client);
 // Replaces the API key for every later request, on every thread; pooled
 // connections are kept. NULL or "" removes the key (no `Authorization`
 // header is sent). Returns `LLMPOOL_INVALID_ARGUMENT` for a NULL client or
-// a key that is not UTF-8 or contains control characters.
+// a key that is not printable ASCII (the old key is then kept).
 //
 // # Safety
 // `client` is NULL or a live client; `api_key` is NULL or NUL-terminated.

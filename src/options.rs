@@ -181,7 +181,7 @@ impl Options {
             match k {
                 "preset" => {}
                 "base_url" => o.base_url = string(k, v)?,
-                "api_key" => o.api_key = Some(ApiKey::new(string(k, v)?)),
+                "api_key" => o.api_key = Some(api_key(k, v)?),
                 "pool_max_idle" => o.pool_max_idle = uint(k, v)? as usize,
                 "pool_max_idle_per_host" => o.pool_max_idle_per_host = uint(k, v)? as usize,
                 "pool_idle_timeout_ms" => o.pool_idle_timeout = ms(k, v)?,
@@ -270,6 +270,22 @@ fn string(key: &str, v: &Value) -> Result<String, Error> {
     v.as_str()
         .map(str::to_string)
         .ok_or_else(|| type_err(key, "a string"))
+}
+
+/// An API key must fit in an HTTP header: printable ASCII. The error never
+/// quotes the key.
+pub fn valid_api_key(key: &str) -> bool {
+    key.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+fn api_key(key: &str, v: &Value) -> Result<ApiKey, Error> {
+    let s = string(key, v)?;
+    if !valid_api_key(&s) {
+        return Err(Error::invalid(format!(
+            "option \"{key}\": must be printable ASCII (a control or non-ASCII character was found)"
+        )));
+    }
+    Ok(ApiKey::new(s))
 }
 
 fn boolean(key: &str, v: &Value) -> Result<bool, Error> {
@@ -371,7 +387,7 @@ fn endpoints(key: &str, v: &Value) -> Result<Vec<Endpoint>, Error> {
             let path = format!("{key}[{i}].{k}");
             match k.as_str() {
                 "base_url" => ep.base_url = string(&path, v)?,
-                "api_key" => ep.api_key = Some(ApiKey::new(string(&path, v)?)),
+                "api_key" => ep.api_key = Some(api_key(&path, v)?),
                 "weight" => ep.weight = uint(&path, v)?.min(u32::MAX as u64) as u32,
                 _ => return Err(Error::invalid(format!("unknown option \"{path}\""))),
             }
@@ -464,6 +480,17 @@ mod tests {
         let dbg = format!("{o:?}");
         assert!(!dbg.contains("sk-very-secret"), "{dbg}");
         assert!(!dbg.contains("sk-other-secret"), "{dbg}");
+    }
+
+    #[test]
+    fn api_keys_must_fit_in_a_header_and_errors_do_not_quote_them() {
+        let e = parse(r#"{"api_key": "sk-secret\nX-Evil: 1"}"#).unwrap_err();
+        assert!(e.message.contains("api_key"), "{}", e.message);
+        assert!(!e.message.contains("sk-secret"), "{}", e.message);
+        let e =
+            parse(r#"{"endpoints": [{"base_url": "http://a", "api_key": "sk-é"}]}"#).unwrap_err();
+        assert!(e.message.contains("endpoints[0].api_key"), "{}", e.message);
+        assert!(parse(r#"{"api_key": "sk-proj-AbC_123-xyz"}"#).is_ok());
     }
 
     #[test]

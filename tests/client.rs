@@ -231,11 +231,15 @@ fn api_key_is_sent_only_when_set_and_never_leaks() {
     assert!(!r.info.to_string().contains("sk-wrong-secret-123"));
     assert!(!c.metrics().to_string().contains("sk-wrong-secret-123"));
     assert!(!format!("{c:?}").contains("sk-wrong-secret-123"));
-    c.set_api_key(Some("sk-right"));
+    c.set_api_key(Some("sk-right")).unwrap();
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
     assert_eq!(s.connections_accepted(), 1, "key rotation keeps the pool");
-    c.set_api_key(None);
+    c.set_api_key(None).unwrap();
+    assert_eq!(
+        c.set_api_key(Some("sk-\u{e9}")).unwrap_err().code,
+        Code::InvalidArgument
+    );
     let _ = c.chat(CHAT);
     let rec = s.recorded();
     assert_eq!(rec[1].header("authorization"), Some("Bearer sk-right"));

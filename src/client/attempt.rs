@@ -205,8 +205,8 @@ impl Client {
             return false;
         };
         match provider() {
-            Some(k) if !k.is_empty() => {
-                self.set_api_key(Some(&k));
+            // A key that cannot be sent counts as no new key.
+            Some(k) if !k.is_empty() && self.set_api_key(Some(&k)).is_ok() => {
                 self.inner.metrics.key_refreshed();
                 true
             }

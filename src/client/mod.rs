@@ -17,7 +17,7 @@ use crate::error::{Code, Error};
 use crate::failover::Endpoints;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
-use crate::options::{process_env, ApiKey, Options};
+use crate::options::{process_env, valid_api_key, ApiKey, Options};
 use crate::response::{Response, Summary};
 use crate::retry::RetryPolicy;
 use crate::spend::{Prepared, Spend};
@@ -136,10 +136,17 @@ impl Client {
     }
 
     /// Replaces the API key for every later request on every thread; the
-    /// pool is kept. `None` or `""` removes it.
-    pub fn set_api_key(&self, key: Option<&str>) {
+    /// pool is kept. `None` or `""` removes it. A key that cannot be sent in
+    /// a header (not printable ASCII) is refused and the old one kept.
+    pub fn set_api_key(&self, key: Option<&str>) -> Result<(), Error> {
+        if key.is_some_and(|k| !valid_api_key(k)) {
+            return Err(Error::invalid(
+                "api_key: must be printable ASCII (a control or non-ASCII character was found)",
+            ));
+        }
         let key = key.filter(|k| !k.is_empty()).map(ApiKey::new);
         *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = key;
+        Ok(())
     }
 
     /// Sets (or with `None` removes) the key provider: on a 401 the client

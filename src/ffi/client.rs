@@ -119,7 +119,7 @@ pub unsafe extern "C" fn llmpool_client_free(client: *mut llmpool_client) {
 /// Replaces the API key for every later request, on every thread; pooled
 /// connections are kept. NULL or "" removes the key (no `Authorization`
 /// header is sent). Returns `LLMPOOL_INVALID_ARGUMENT` for a NULL client or
-/// a key that is not UTF-8 or contains control characters.
+/// a key that is not printable ASCII (the old key is then kept).
 ///
 /// # Safety
 /// `client` is NULL or a live client; `api_key` is NULL or NUL-terminated.
@@ -129,16 +129,7 @@ pub unsafe extern "C" fn llmpool_client_set_api_key(
     api_key: *const c_char,
 ) -> llmpool_code {
     // SAFETY: pointers per the documented contract.
-    unsafe {
-        client_op(client, |c| {
-            let key = opt_str_arg(api_key, "api_key")?;
-            if key.is_some_and(|k| k.bytes().any(|b| b < 0x20 || b == 0x7f)) {
-                return Err(Error::invalid("api_key: contains a control character"));
-            }
-            c.set_api_key(key);
-            Ok(())
-        })
-    }
+    unsafe { client_op(client, |c| c.set_api_key(opt_str_arg(api_key, "api_key")?)) }
 }
 
 /// Drops every idle pooled connection now (the next call opens a fresh

@@ -44,7 +44,7 @@ impl Provider {
         // SAFETY: NUL-terminated within the buffer (forced above).
         let key = unsafe { CStr::from_ptr(buf.as_ptr()) };
         let key = key.to_str().ok()?;
-        if key.is_empty() || key.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        if key.is_empty() || !crate::options::valid_api_key(key) {
             return None;
         }
         Some(key.to_string())
