@@ -144,6 +144,7 @@ impl Client {
         self.spent_call(
             "/chat/completions",
             &request,
+            v,
             true,
             &mut on_body,
             &mut patch,

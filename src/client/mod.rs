@@ -233,9 +233,14 @@ impl Client {
     }
 
     fn json_call(&self, path: &str, request_json: &str) -> Response {
+        let v = match parse_object(request_json, "request_json") {
+            Ok(v) => v,
+            Err(e) => return Response::failed(e, Instant::now()),
+        };
         self.spent_call(
             path,
             request_json,
+            v,
             false,
             &mut |b| read_whole(b, self.inner.opts.max_response_bytes),
             &mut |_| {},
@@ -243,23 +248,22 @@ impl Client {
     }
 
     /// A JSON POST with cost control around it: routing, cache, budget.
-    /// `stream` calls read their body with `on_body`; `patch` completes the
-    /// response (e.g. a stream's text and usage) before its cost is settled.
+    /// `request_json` is the body as text and `v` the same body parsed (the
+    /// caller has parsed it already). `stream` calls read their body with
+    /// `on_body`; `patch` completes the response (e.g. a stream's text and
+    /// usage) before its cost is settled.
     pub(crate) fn spent_call(
         &self,
         path: &str,
         request_json: &str,
+        v: Value,
         stream: bool,
         on_body: &mut BodyReader<'_>,
         patch: &mut dyn FnMut(&mut Response),
     ) -> Response {
         let started = Instant::now();
-        let v = match parse_object(request_json, "request_json") {
-            Ok(v) => v,
-            Err(e) => return Response::failed(e, started),
-        };
         let spend = &self.inner.spend;
-        let prepared = match spend.before("POST", path, request_json, v) {
+        let mut prepared = match spend.before("POST", path, request_json, v) {
             Err(e) => {
                 let r = Response::failed(e, started);
                 self.inner.metrics.finish(r.code, started.elapsed());
@@ -271,7 +275,8 @@ impl Client {
         let call = Call {
             method: http::Method::POST,
             path: path.to_string(),
-            body: Some(prepared.body.clone()),
+            // `settle` needs the rest of `prepared`, not the body.
+            body: Some(std::mem::take(&mut prepared.body)),
             model: prepared.model.clone(),
             stream,
         };
