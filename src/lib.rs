@@ -8,19 +8,13 @@ pub mod batch;
 pub mod client;
 pub mod cost;
 pub mod error;
-pub mod failover;
-pub mod limiter;
 pub mod metrics;
+pub mod net;
 pub mod options;
-pub mod resolver;
+pub mod policy;
 pub mod response;
-pub mod retry;
-pub mod spend;
 pub mod sse;
 pub mod stream;
-mod sys;
-pub mod tls;
-pub mod transport;
 
 pub mod ffi;
 

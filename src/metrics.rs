@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::error::Code;
-use crate::transport::ConnStats;
+use crate::net::transport::ConnStats;
 
 /// Latency percentiles are exact over this many most recent calls: a bounded
 /// window keeps memory flat in processes that run for weeks.

@@ -10,9 +10,9 @@ use ureq::Agent;
 
 use super::{read, read_whole, Client};
 use crate::error::{from_ureq, Error};
+use crate::net::resolver::CachingResolver;
+use crate::net::transport::{ConnStats, PoolConnector};
 use crate::options::Options;
-use crate::resolver::CachingResolver;
-use crate::transport::{ConnStats, PoolConnector};
 
 impl Client {
     /// Opens up to `n` connections to the first available endpoint ahead of
@@ -87,7 +87,7 @@ impl Client {
 
 /// Builds an agent whose pool, timeouts and TLS follow the options.
 pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, Error> {
-    let tls = crate::tls::tls_config(o)?;
+    let tls = crate::net::tls::tls_config(o)?;
     let mut cfg = Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)

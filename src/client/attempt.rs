@@ -11,10 +11,10 @@ use ureq::Agent;
 
 use super::{header, read, BodyReader, Call, Client};
 use crate::error::{from_ureq, Code, Error};
+use crate::net::transport;
 use crate::options::ApiKey;
+use crate::policy::retry::{jitter, Decision};
 use crate::response::{Response, Summary};
-use crate::retry::{jitter, Decision};
-use crate::transport;
 
 /// How many times a call silently reconnects after finding a pooled
 /// connection dead before any response byte arrived.

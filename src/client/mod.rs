@@ -13,15 +13,15 @@ use serde_json::{json, Value};
 use ureq::http;
 use ureq::Agent;
 
+use crate::cost::spend::{Prepared, Spend};
 use crate::error::{Code, Error};
-use crate::failover::Endpoints;
-use crate::limiter::Limiter;
 use crate::metrics::Metrics;
+use crate::net::transport::ConnStats;
 use crate::options::{process_env, valid_api_key, ApiKey, Options};
+use crate::policy::failover::Endpoints;
+use crate::policy::limiter::Limiter;
+use crate::policy::retry::RetryPolicy;
 use crate::response::{Response, Summary};
-use crate::retry::RetryPolicy;
-use crate::spend::{Prepared, Spend};
-use crate::transport::ConnStats;
 
 mod agent;
 mod attempt;
@@ -309,7 +309,7 @@ impl Client {
         }
     }
 
-    fn cache_hit(&self, p: Prepared, hit: crate::spend::Hit, started: Instant) -> Response {
+    fn cache_hit(&self, p: Prepared, hit: crate::cost::spend::Hit, started: Instant) -> Response {
         let parsed = serde_json::from_slice::<Value>(&hit.entry.body).ok();
         let sum = Summary::of(parsed.as_ref());
         let r = Response {

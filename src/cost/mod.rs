@@ -21,6 +21,7 @@ pub mod cache;
 pub mod estimate;
 pub mod prices;
 pub mod routing;
+pub mod spend;
 
 pub use budget::{Budget, BudgetError, Period, Reservation};
 pub use cache::{take_cache_directive, CacheKey, CachedEntry, ResponseCache};

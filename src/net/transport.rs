@@ -127,7 +127,7 @@ impl<In: Transport> Connector<In> for PoolConnector {
         };
         stream.set_nodelay(details.config.no_delay())?;
         if let Some(idle) = self.tcp_keepalive {
-            crate::sys::set_tcp_keepalive(&stream, idle)?;
+            super::sys::set_tcp_keepalive(&stream, idle)?;
         }
         let stream = Arc::new(stream);
         // Lets Agent::shutdown (llmpool_cancel) interrupt I/O blocked on this socket.
@@ -342,6 +342,6 @@ impl Transport for CountedTcp {
         {
             return false;
         }
-        crate::sys::is_reusable(&self.stream)
+        super::sys::is_reusable(&self.stream)
     }
 }

@@ -1,0 +1,7 @@
+//! Transport layer: the TCP connector and its pool bookkeeping, the caching
+//! DNS resolver, TLS configuration, and the few socket calls `std` lacks.
+
+pub mod resolver;
+mod sys;
+pub mod tls;
+pub mod transport;
