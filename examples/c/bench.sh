@@ -15,6 +15,11 @@
 #   examples/c/bench.sh --requests 500 --concurrency 100 --no-sequential
 #   examples/c/bench.sh --requests 200 --rtt-ms 20 --svg docs/latency.svg
 #   examples/c/bench.sh --url https://gateway.example/v1 --requests 50
+#   examples/c/bench.sh --memory [--idle 256] [--inflight 1000]
+#
+# --memory runs examples/c/membench.c instead: KiB per idle pooled
+# connection and per call in flight, llmpool vs libcurl multi, with glibc's
+# thread-stack cache off (GLIBC_TUNABLES) so that only connections count.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -22,7 +27,19 @@ cd "$ROOT"
 
 cargo build --release --lib --quiet
 BIN="$ROOT/target/release/bench-c"
-cc -O2 -Wall -Wextra -std=c11 -o "$BIN" examples/c/bench.c -I include \
+MEMORY=""
+for a in "$@"; do if [ "$a" = "--memory" ]; then MEMORY=1; fi; done
+if [ -n "$MEMORY" ]; then
+  BIN="$ROOT/target/release/membench-c"
+  SRC=examples/c/membench.c
+  args=()
+  for a in "$@"; do [ "$a" = "--memory" ] || args+=("$a"); done
+  set -- "${args[@]+"${args[@]}"}"
+  export GLIBC_TUNABLES=glibc.pthread.stack_cache_size=0
+else
+  SRC=examples/c/bench.c
+fi
+cc -O2 -Wall -Wextra -std=c11 -o "$BIN" "$SRC" -I include \
   -L target/release -Wl,-rpath,"$ROOT/target/release" -lllmpool -lcurl -lpthread -lm
 
 for a in "$@"; do
@@ -59,14 +76,15 @@ USER_LINE=""
 
 started=""
 for _ in 1 2 3 4 5; do
-  PORT=$((20000 + RANDOM % 20000)); TLS_PORT=$((PORT + 1))
+  PORT=$((20000 + RANDOM % 20000)); TLS_PORT=$((PORT + 1)); HOLD_PORT=$((PORT + 2))
   mkdir -p "$DIR/tmp"
   cat >"$DIR/nginx.conf" <<EOF
 $USER_LINE
 worker_processes 2;
 pid $DIR/nginx.pid;
 error_log $DIR/error.log warn;
-events { worker_connections 4096; }
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
 http {
   access_log off;
   client_body_temp_path $DIR/tmp/body;
@@ -86,6 +104,14 @@ http {
       default_type application/json;
       return 200 '$BODY';
     }
+    location = /v1/models {
+      default_type application/json;
+      return 200 '{"object":"list","data":[]}';
+    }
+    # membench's hold server: answers once all its requests have arrived.
+    location /hold/ {
+      proxy_pass http://127.0.0.1:$HOLD_PORT/;
+    }
   }
 }
 EOF
@@ -100,5 +126,7 @@ done
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///') on 127.0.0.1:$PORT (http) and :$TLS_PORT (TLS 1.3), pid $NGINX_PID" >&2
 
 status=0
-"$BIN" --url "http://127.0.0.1:$PORT/v1" --url "https://127.0.0.1:$TLS_PORT/v1" --ca "$DIR/ca.pem" "$@" || status=$?
+EXTRA=()
+if [ -n "$MEMORY" ]; then EXTRA=(--hold-port "$HOLD_PORT"); fi
+"$BIN" "${EXTRA[@]+"${EXTRA[@]}"}" --url "http://127.0.0.1:$PORT/v1" --url "https://127.0.0.1:$TLS_PORT/v1" --ca "$DIR/ca.pem" "$@" || status=$?
 exit $status
