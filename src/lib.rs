@@ -14,6 +14,7 @@ pub mod options;
 pub mod policy;
 pub mod response;
 pub mod sse;
+pub mod store;
 pub mod stream;
 
 pub mod ffi;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::store::redis::RedisConfig;
 
 /// The default gateway: the HolySheep relay.
 pub const DEFAULT_BASE_URL: &str = "https://api.holysheep.ai/v1";
@@ -82,6 +83,8 @@ pub struct Options {
     pub budget: Option<Value>,
     pub cache: Option<Value>,
     pub routing: Option<Value>,
+    /// The shared store (`"redis"`); `None` keeps every limit in-process.
+    pub redis: Option<RedisConfig>,
 }
 
 impl Default for Options {
@@ -122,6 +125,7 @@ impl Default for Options {
             budget: None,
             cache: None,
             routing: None,
+            redis: None,
         }
     }
 }
@@ -219,6 +223,7 @@ impl Options {
                 "budget" => o.budget = Some(object(k, v)?),
                 "cache" => o.cache = Some(object(k, v)?),
                 "routing" => o.routing = Some(object(k, v)?),
+                "redis" => o.redis = Some(RedisConfig::parse(k, v)?),
                 _ => return Err(Error::invalid(format!("unknown option \"{k}\""))),
             }
         }
@@ -447,6 +452,8 @@ mod tests {
         assert!(e.message.contains("invalid JSON"), "{}", e.message);
         let e = parse(r#"{"base_url": "ftp://x"}"#).unwrap_err();
         assert!(e.message.contains("base_url"), "{}", e.message);
+        let e = parse(r#"{"redis": {"url": "redis://127.0.0.1", "prefixx": "a"}}"#).unwrap_err();
+        assert!(e.message.contains("redis.prefixx"), "{}", e.message);
         let e = parse(r#"{"preset": "huge"}"#).unwrap_err();
         assert!(e.message.contains("huge"), "{}", e.message);
     }

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod loopback;
+pub mod redis;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;

@@ -1,0 +1,570 @@
+//! The `"redis"` option and the shared Redis handle.
+//!
+//! ```json
+//! "redis": {"url": "redis://:pw@10.0.0.5:6379/0", "prefix": "llmpool:",
+//!           "timeout_ms": 500, "on_error": "closed"}
+//! ```
+//!
+//! `url` is required (`redis://` or `rediss://`, TLS through rustls with the
+//! bundled Mozilla roots); `prefix` (default `"llmpool:"`) starts every key
+//! this library writes, so several deployments can share one Redis;
+//! `timeout_ms` (default 500, > 0) bounds connecting, each read and each
+//! write; `on_error` (`"closed"`, the default, or `"open"`) is what budgets do
+//! when Redis cannot be reached (rate limits and the cache always fall back
+//! to local state).
+//!
+//! # API for the stores built on it
+//!
+//! - [`RedisConfig::parse`]: the option, validated (`Options::redis`).
+//! - [`RedisStore::new`]`(&config)`: a cheap, `Clone`, `Send + Sync` handle
+//!   (an `Arc` inside); build one per client and clone it freely. It never
+//!   connects eagerly: the first use does.
+//! - [`RedisStore::key`]`("budget:day")` → `"llmpool:budget:day"`.
+//! - [`RedisStore::eval`]`::<T>(&SCRIPT, &["k1", "k2"], (arg1, arg2))` runs a
+//!   Lua [`::redis::Script`] (EVALSHA, loading it on NOSCRIPT) with every key
+//!   put under the prefix; args are anything `ToRedisArgs` (tuples flatten).
+//!   Keep scripts in `static`s (`LazyLock<Script>`) so the SHA is computed once.
+//! - [`RedisStore::with_conn`]`(|c| ...)` for plain commands (keys through
+//!   [`RedisStore::key`]).
+//! - Errors are [`StoreError`]: `unreachable()` tells "Redis is down/slow"
+//!   (fall back or refuse per [`RedisStore::on_error`]) from a server-side
+//!   error (a bug in a script). Messages never contain the password.
+//! - After a failure to reach Redis the handle answers `unreachable` at once
+//!   for [`RETRY_AFTER_DOWN`] instead of waiting `timeout_ms` on every call,
+//!   then tries again: calls reconnect by themselves when Redis is back.
+//!
+//! Connections are pooled (idle ones kept, up to [`MAX_IDLE`]); one that
+//! failed with an I/O error or a timeout is dropped, never reused (its reply
+//! could still be on the way).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// What budgets do when Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Refuse paid calls that cannot be accounted (the default).
+    Closed,
+    /// Go on with local accounting; reconcile when Redis is back.
+    Open,
+}
+
+/// The parsed `"redis"` option. `Debug` and [`RedisConfig::redacted_url`]
+/// never show the password.
+#[derive(Clone, PartialEq)]
+pub struct RedisConfig {
+    url: String,
+    pub prefix: String,
+    pub timeout: Duration,
+    pub on_error: OnError,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("on_error", &self.on_error)
+            .finish()
+    }
+}
+
+/// Default key prefix.
+pub const DEFAULT_PREFIX: &str = "llmpool:";
+/// Default `timeout_ms`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl RedisConfig {
+    /// Parses the value of the option `key` (normally `"redis"`). Unknown
+    /// members and wrong types are errors naming `key.member`. Built without
+    /// the `redis` feature, any value is refused with an error saying so.
+    pub fn parse(key: &str, v: &Value) -> Result<RedisConfig, Error> {
+        if !cfg!(feature = "redis") {
+            return Err(Error::invalid(format!(
+                "option \"{key}\": this build of llmpool lacks Redis support (it was built without the `redis` cargo feature)"
+            )));
+        }
+        let obj = v.as_object().ok_or_else(|| {
+            Error::invalid(format!(
+                "option \"{key}\": expected an object like {{\"url\": \"redis://127.0.0.1:6379/0\"}}"
+            ))
+        })?;
+        let mut url = None;
+        let mut cfg = RedisConfig {
+            url: String::new(),
+            prefix: DEFAULT_PREFIX.to_string(),
+            timeout: DEFAULT_TIMEOUT,
+            on_error: OnError::Closed,
+        };
+        for (k, v) in obj {
+            let path = format!("{key}.{k}");
+            let want = |what: &str| Error::invalid(format!("option \"{path}\": expected {what}"));
+            match k.as_str() {
+                "url" => url = Some(v.as_str().ok_or_else(|| want("a string"))?.to_string()),
+                "prefix" => {
+                    cfg.prefix = v.as_str().ok_or_else(|| want("a string"))?.to_string();
+                }
+                "timeout_ms" => {
+                    let ms = v
+                        .as_u64()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| want("a positive number of milliseconds"))?;
+                    cfg.timeout = Duration::from_millis(ms);
+                }
+                "on_error" => {
+                    cfg.on_error = match v.as_str() {
+                        Some("closed") => OnError::Closed,
+                        Some("open") => OnError::Open,
+                        _ => return Err(want("\"closed\" or \"open\"")),
+                    }
+                }
+                _ => return Err(Error::invalid(format!("unknown option \"{path}\""))),
+            }
+        }
+        let url = url.ok_or_else(|| Error::invalid(format!("option \"{key}.url\": missing")))?;
+        cfg.url = url.trim().to_string();
+        cfg.check_url(key)?;
+        Ok(cfg)
+    }
+
+    /// The URL with its password (if any) replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The URL itself, only for connecting.
+    #[cfg(feature = "redis")]
+    fn expose_url(&self) -> &str {
+        &self.url
+    }
+
+    fn check_url(&self, key: &str) -> Result<(), Error> {
+        let shown = self.redacted_url();
+        let bad = |why: &str| {
+            Error::invalid(format!(
+                "option \"{key}.url\": {why} (got \"{shown}\"; expected redis://[:password@]host:port[/db] or rediss://...)"
+            ))
+        };
+        let rest = self
+            .url
+            .strip_prefix("redis://")
+            .or_else(|| self.url.strip_prefix("rediss://"))
+            .ok_or_else(|| bad("unsupported scheme"))?;
+        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        if host.is_empty() || host.starts_with('/') {
+            return Err(bad("no host"));
+        }
+        #[cfg(feature = "redis")]
+        {
+            use ::redis::IntoConnectionInfo;
+            if let Err(e) = self.url.as_str().into_connection_info() {
+                let msg = scrub(&e.to_string(), &self.url);
+                return Err(bad(&format!("cannot be parsed: {msg}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `url` with the password in its user-info replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            // Without a `:` the user-info may still be a token: hide it all.
+            let hidden = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_string(),
+            };
+            format!("{scheme}://{hidden}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The secrets of `url`: its password, raw and percent-decoded.
+fn secrets(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some((userinfo, _)) = rest[..authority_end].rsplit_once('@') else {
+        return Vec::new();
+    };
+    let pw = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+    let mut out = vec![pw.to_string(), percent_decode(pw)];
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `msg` with every occurrence of `url`'s password (raw or percent-decoded)
+/// replaced by `***`: for any text that might quote the URL.
+pub fn scrub(msg: &str, url: &str) -> String {
+    let mut out = msg.to_string();
+    for s in secrets(url) {
+        out = out.replace(&s, "***");
+    }
+    out
+}
+
+/// A failure talking to Redis. The message never contains the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    unreachable: bool,
+    pub message: String,
+}
+
+impl StoreError {
+    /// Redis could not be reached or did not answer in time (as opposed to
+    /// answering with an error).
+    pub fn unreachable(&self) -> bool {
+        self.unreachable
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+#[cfg(feature = "redis")]
+pub use handle::{RedisStore, MAX_IDLE, RETRY_AFTER_DOWN};
+
+#[cfg(feature = "redis")]
+mod handle {
+    use std::fmt;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use ::redis::{Client, Connection, FromRedisValue, RedisError, Script, ToRedisArgs};
+
+    use super::{scrub, OnError, RedisConfig, StoreError};
+    use crate::error::Error;
+
+    /// Idle connections kept for reuse.
+    pub const MAX_IDLE: usize = 16;
+    /// How long after failing to reach Redis calls skip it without trying.
+    pub const RETRY_AFTER_DOWN: Duration = Duration::from_millis(500);
+
+    /// A shared, thread-safe handle to one Redis (see the module doc).
+    #[derive(Clone)]
+    pub struct RedisStore {
+        inner: Arc<Inner>,
+    }
+
+    struct Inner {
+        config: RedisConfig,
+        client: Client,
+        idle: Mutex<Vec<Connection>>,
+        /// Set after a failure to reach Redis: skip it until then.
+        down_until: Mutex<Option<(Instant, String)>>,
+    }
+
+    impl fmt::Debug for RedisStore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RedisStore")
+                .field("url", &self.inner.config.redacted_url())
+                .field("prefix", &self.inner.config.prefix)
+                .finish()
+        }
+    }
+
+    impl fmt::Display for RedisStore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(&self.inner.config.redacted_url())
+        }
+    }
+
+    impl RedisStore {
+        /// A handle for `config`; does not connect yet.
+        pub fn new(config: &RedisConfig) -> Result<RedisStore, Error> {
+            let client = Client::open(config.expose_url()).map_err(|e| {
+                Error::invalid(format!(
+                    "option \"redis.url\": {} (\"{}\")",
+                    scrub(&e.to_string(), config.expose_url()),
+                    config.redacted_url()
+                ))
+            })?;
+            Ok(RedisStore {
+                inner: Arc::new(Inner {
+                    config: config.clone(),
+                    client,
+                    idle: Mutex::new(Vec::new()),
+                    down_until: Mutex::new(None),
+                }),
+            })
+        }
+
+        /// The key prefix (`"llmpool:"` by default).
+        pub fn prefix(&self) -> &str {
+            &self.inner.config.prefix
+        }
+
+        /// What budgets do when Redis cannot be reached.
+        pub fn on_error(&self) -> OnError {
+            self.inner.config.on_error
+        }
+
+        /// The per-operation timeout.
+        pub fn timeout(&self) -> Duration {
+            self.inner.config.timeout
+        }
+
+        /// The URL with the password hidden, for messages.
+        pub fn redacted_url(&self) -> String {
+            self.inner.config.redacted_url()
+        }
+
+        /// `name` under the prefix.
+        pub fn key(&self, name: &str) -> String {
+            format!("{}{}", self.inner.config.prefix, name)
+        }
+
+        /// Runs `script` with `keys` (each put under the prefix) and `args`.
+        pub fn eval<T: FromRedisValue>(
+            &self,
+            script: &Script,
+            keys: &[&str],
+            args: impl ToRedisArgs,
+        ) -> Result<T, StoreError> {
+            self.with_conn(|c| {
+                let mut inv = script.prepare_invoke();
+                for k in keys {
+                    inv.key(self.key(k));
+                }
+                inv.arg(&args);
+                inv.invoke(c)
+            })
+        }
+
+        /// `PING`: whether Redis answers now.
+        pub fn ping(&self) -> Result<(), StoreError> {
+            self.with_conn(|c| ::redis::cmd("PING").query::<String>(c).map(|_| ()))
+        }
+
+        /// Runs `f` on a pooled connection (connecting when none is idle).
+        /// A connection that failed with an I/O error or a timeout is
+        /// dropped; one that got a server error goes back to the pool.
+        pub fn with_conn<T>(
+            &self,
+            f: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
+        ) -> Result<T, StoreError> {
+            let mut conn = self.checkout()?;
+            match f(&mut conn) {
+                Ok(v) => {
+                    self.checkin(conn);
+                    Ok(v)
+                }
+                Err(e) => {
+                    let lost = connection_lost(&e);
+                    if lost {
+                        self.mark_down(&e);
+                    } else {
+                        self.checkin(conn);
+                    }
+                    Err(self.error(&e, lost))
+                }
+            }
+        }
+
+        fn checkout(&self) -> Result<Connection, StoreError> {
+            if let Some(c) = lock(&self.inner.idle).pop() {
+                return Ok(c);
+            }
+            if let Some((until, why)) = lock(&self.inner.down_until).clone() {
+                if Instant::now() < until {
+                    return Err(StoreError {
+                        unreachable: true,
+                        message: format!(
+                            "Redis at {} is unreachable (retrying shortly): {why}",
+                            self.redacted_url()
+                        ),
+                    });
+                }
+            }
+            let t = self.inner.config.timeout;
+            let connected = self
+                .inner
+                .client
+                .get_connection_with_timeout(t)
+                .and_then(|c| {
+                    c.set_read_timeout(Some(t))?;
+                    c.set_write_timeout(Some(t))?;
+                    Ok(c)
+                });
+            match connected {
+                Ok(c) => {
+                    *lock(&self.inner.down_until) = None;
+                    Ok(c)
+                }
+                Err(e) => {
+                    self.mark_down(&e);
+                    Err(self.error(&e, true))
+                }
+            }
+        }
+
+        fn checkin(&self, conn: Connection) {
+            let mut idle = lock(&self.inner.idle);
+            if idle.len() < super::handle::MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+
+        fn mark_down(&self, e: &RedisError) {
+            let why = scrub(&e.to_string(), self.inner.config.expose_url());
+            *lock(&self.inner.down_until) = Some((Instant::now() + RETRY_AFTER_DOWN, why));
+            // Pooled connections to a Redis that went away are dead too.
+            lock(&self.inner.idle).clear();
+        }
+
+        fn error(&self, e: &RedisError, unreachable: bool) -> StoreError {
+            let what = if unreachable {
+                "is unreachable"
+            } else {
+                "answered with an error"
+            };
+            StoreError {
+                unreachable,
+                message: format!(
+                    "Redis at {} {what}: {}",
+                    self.redacted_url(),
+                    scrub(&e.to_string(), self.inner.config.expose_url())
+                ),
+            }
+        }
+    }
+
+    /// Whether the connection is unusable after `e` (as opposed to Redis
+    /// answering with an error reply).
+    fn connection_lost(e: &RedisError) -> bool {
+        e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_unrecoverable_error()
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        // The guarded data stays consistent even if a holder panicked.
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("redis://:s3cret@10.0.0.5:6379/0"),
+            "redis://:***@10.0.0.5:6379/0"
+        );
+        assert_eq!(
+            redact_url("rediss://user:p%40ss@h:1/2"),
+            "rediss://user:***@h:1/2"
+        );
+        assert_eq!(redact_url("redis://tok@h/0"), "redis://***@h/0");
+        assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(
+            scrub("bad p@ss and p%40ss", "redis://u:p%40ss@h"),
+            "bad *** and ***"
+        );
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn parses_with_defaults_and_hides_the_password() {
+        let c =
+            RedisConfig::parse("redis", &json!({"url": "redis://:hunter2@127.0.0.1:1/0"})).unwrap();
+        assert_eq!(c.prefix, "llmpool:");
+        assert_eq!(c.timeout, Duration::from_millis(500));
+        assert_eq!(c.on_error, OnError::Closed);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = RedisConfig::parse(
+            "redis",
+            &json!({"url": "rediss://h:6380", "prefix": "app1:", "timeout_ms": 50, "on_error": "open"}),
+        )
+        .unwrap();
+        assert_eq!((c.prefix.as_str(), c.on_error), ("app1:", OnError::Open));
+        let store = RedisStore::new(&c).unwrap();
+        assert_eq!(store.key("rl:x"), "app1:rl:x");
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn bad_values_name_the_key_and_never_the_password() {
+        let err = |v: Value| RedisConfig::parse("redis", &v).unwrap_err().message;
+        assert!(err(json!("redis://h")).contains("\"redis\""));
+        assert!(err(json!({})).contains("redis.url"));
+        assert!(err(json!({"url": 5})).contains("redis.url"));
+        assert!(err(json!({"url": "redis://h", "prefx": "a"})).contains("redis.prefx"));
+        assert!(err(json!({"url": "redis://h", "timeout_ms": 0})).contains("redis.timeout_ms"));
+        assert!(err(json!({"url": "redis://h", "on_error": "maybe"})).contains("redis.on_error"));
+        let m = err(json!({"url": "http://:topsecret@h"}));
+        assert!(m.contains("redis.url") && !m.contains("topsecret"), "{m}");
+        let m = err(json!({"url": "redis://:topsecret@"}));
+        assert!(m.contains("redis.url") && !m.contains("topsecret"), "{m}");
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn an_unreachable_redis_fails_fast_and_names_no_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("redis://:topsecret@127.0.0.1:{port}/0");
+        let c = RedisConfig::parse("redis", &json!({"url": url, "timeout_ms": 200})).unwrap();
+        let s = RedisStore::new(&c).unwrap();
+        let e = s.ping().unwrap_err();
+        assert!(e.unreachable());
+        assert!(!e.message.contains("topsecret"), "{e}");
+        assert!(e.message.contains(":***@127.0.0.1"), "{e}");
+        // Within RETRY_AFTER_DOWN the handle answers without connecting.
+        let e2 = s.ping().unwrap_err();
+        assert!(e2.message.contains("retrying shortly"), "{e2}");
+        assert!(!format!("{s:?} {s}").contains("topsecret"));
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn without_the_feature_the_option_says_so() {
+        let e = RedisConfig::parse("redis", &json!({"url": "redis://h"})).unwrap_err();
+        assert!(e.message.contains("lacks Redis support"), "{}", e.message);
+    }
+}
