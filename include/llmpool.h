@@ -47,11 +47,26 @@ typedef enum llmpool_code {
   LLMPOOL_PANIC = 99,
 } llmpool_code;
 
+// One async call in flight (or finished). Created by the `*_async`
+// functions when their `call` argument is non-NULL, owned by the caller,
+// freed with `llmpool_call_free`. The handle stays valid until freed, also
+// after the call completed; freeing it does not cancel the call.
+typedef struct llmpool_call llmpool_call;
+
 // A pooled client for one gateway. Thread-safe: create one per process (or
 // per gateway) and share it between threads; every function taking a
 // client may be called concurrently from any thread. Only
-// `llmpool_client_free` must not race with other calls on the same client.
+// `llmpool_client_free` must not race with other calls on the same client
+// (async calls in flight are fine: it cancels and waits for them).
 typedef struct llmpool_client llmpool_client;
+
+// A completion queue for single-threaded programs. Created with
+// `llmpool_queue_new`, owned by the caller, freed with `llmpool_queue_free`.
+// Submit async calls with `llmpool_queue_done` as `done` and the queue as
+// `userdata`; watch `llmpool_queue_fd` in your event loop and take
+// completions with `llmpool_queue_pop`. Thread-safe: library threads push
+// while any thread pops.
+typedef struct llmpool_queue llmpool_queue;
 
 // The result of one call, success or failure. Created by llmpool, owned by
 // the caller, freed with `llmpool_response_free`. Accessors never fail: the
@@ -59,18 +74,16 @@ typedef struct llmpool_client llmpool_client;
 // read from any thread, but not freed while another thread reads it.
 typedef struct llmpool_response llmpool_response;
 
-// Called by `llmpool_chat_batch` after each finished item with the number
-// of items finished so far and the batch size. It always runs on the thread
-// that called `llmpool_chat_batch` (never on a worker thread), `done`
-// counts up from 1, and the last call is `(total, total)`.
-typedef void (*llmpool_progress_cb)(void *userdata, size_t done, size_t total);
-
-// Writes a fresh API key into `buf` (at most `buf_len` bytes including the
-// terminating NUL) and returns 0; any other return value means "no new key".
-// Called on the thread whose call received the 401, possibly on several
-// threads at once: it must be thread-safe. `buf` is valid only during the
-// call.
-typedef int (*llmpool_key_provider_cb)(void *userdata, char *buf, size_t buf_len);
+// Receives the result of an async call: called exactly once per call
+// submitted with `LLMPOOL_OK`, on a library thread (never on the thread
+// that submitted it), with the `userdata` given at submit and a response
+// that the callee owns and frees with `llmpool_response_free` (it may keep
+// it, pass it to another thread, or free it at once; `response` is never
+// NULL). `llmpool_response_call_id(response)` names the call. The callback
+// may call any llmpool function, including submitting more async calls or
+// `llmpool_client_free` on its own client (see there). It should return
+// soon: while it runs, its library thread serves no other call.
+typedef void (*llmpool_done_cb)(void *userdata, struct llmpool_response *response);
 
 // Called by `llmpool_chat_stream` once per chunk event, in order, on the
 // thread that called `llmpool_chat_stream`.
@@ -94,9 +107,126 @@ typedef int (*llmpool_stream_cb)(void *userdata,
                                  const char *event_json,
                                  size_t event_len);
 
+// Called by `llmpool_chat_batch` after each finished item with the number
+// of items finished so far and the batch size. It always runs on the thread
+// that called `llmpool_chat_batch` (never on a worker thread), `done`
+// counts up from 1, and the last call is `(total, total)`.
+typedef void (*llmpool_progress_cb)(void *userdata, size_t done, size_t total);
+
+// Writes a fresh API key into `buf` (at most `buf_len` bytes including the
+// terminating NUL) and returns 0; any other return value means "no new key".
+// Called on the thread whose call received the 401, possibly on several
+// threads at once: it must be thread-safe. `buf` is valid only during the
+// call.
+typedef int (*llmpool_key_provider_cb)(void *userdata, char *buf, size_t buf_len);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// `llmpool_chat` without blocking: queues the call and returns at once
+// (no network I/O, no DNS, no wait for `max_concurrency` on this thread).
+//
+// On `LLMPOOL_OK` the call runs on a library thread, exactly like
+// `llmpool_chat` (retries, backoff, Retry-After, failover, budget, cache,
+// routing, key provider, metrics; waits for a `max_concurrency` slot hold
+// no thread), and `done(userdata, response)` runs exactly once when it
+// ends (see `llmpool_done_cb`); the response's info has `call_id`. When
+// `call` is non-NULL, `*call` receives a handle for `llmpool_call_cancel`
+// and `llmpool_call_id`, owned by the caller (`llmpool_call_free`).
+//
+// Any other return means nothing was queued, nothing is sent, `done` never
+// runs and `*call` is NULL: `LLMPOOL_INVALID_ARGUMENT` for a NULL client,
+// request or `done`, invalid UTF-8 or a request that is not a JSON object
+// (`llmpool_chat` with the same request says why); `LLMPOOL_CANCELLED`
+// when the client is being freed.
+//
+// Library threads are created on demand and exit after 10 s idle; at most
+// `async_max_threads` (option, default 1024) run calls at once, further
+// calls wait in a queue (they never fail for it). ureq does blocking I/O,
+// so each call in flight holds one thread (512 KiB stack reserved, a few
+// pages of it touched).
+//
+// # Safety
+// `client` is NULL or a live client; `request_json` is NULL or
+// NUL-terminated (copied before return); `done` is NULL or safe to call
+// from any thread with `userdata`; `call` is NULL or valid for one
+// pointer write.
+enum llmpool_code llmpool_chat_async(struct llmpool_client *client,
+                                     const char *request_json,
+                                     llmpool_done_cb done,
+                                     void *userdata,
+                                     struct llmpool_call **call);
+
+// `llmpool_embeddings` without blocking; otherwise exactly like
+// `llmpool_chat_async`.
+//
+// # Safety
+// As for `llmpool_chat_async`.
+enum llmpool_code llmpool_embeddings_async(struct llmpool_client *client,
+                                           const char *request_json,
+                                           llmpool_done_cb done,
+                                           void *userdata,
+                                           struct llmpool_call **call);
+
+// `llmpool_request` without blocking; otherwise exactly like
+// `llmpool_chat_async`. A bad `method` or a `path` not starting with "/"
+// is `LLMPOOL_INVALID_ARGUMENT` at submit.
+//
+// # Safety
+// `client` is NULL or a live client; `method`, `path` and `body_json` are
+// NULL or NUL-terminated (copied before return); `done`, `userdata` and
+// `call` as for `llmpool_chat_async`.
+enum llmpool_code llmpool_request_async(struct llmpool_client *client,
+                                        const char *method,
+                                        const char *path,
+                                        const char *body_json,
+                                        llmpool_done_cb done,
+                                        void *userdata,
+                                        struct llmpool_call **call);
+
+// `llmpool_chat_stream` without blocking: `on_event(userdata, ...)` runs on
+// a library thread for every chunk, in order (see `llmpool_stream_cb`;
+// non-zero aborts the stream with `LLMPOOL_CANCELLED`), then `done` once
+// with the response (text received so far, also when cancelled). Never
+// concurrently with each other for one call. Otherwise exactly like
+// `llmpool_chat_async`; a NULL `on_event` is `LLMPOOL_INVALID_ARGUMENT`.
+//
+// # Safety
+// As for `llmpool_chat_async`; `on_event` is NULL or safe to call from any
+// thread with `userdata`.
+enum llmpool_code llmpool_chat_stream_async(struct llmpool_client *client,
+                                            const char *request_json,
+                                            llmpool_stream_cb on_event,
+                                            llmpool_done_cb done,
+                                            void *userdata,
+                                            struct llmpool_call **call);
+
+// Cancels one async call from any thread: it ends within about 100 ms
+// with `LLMPOOL_CANCELLED` (its socket is shut down, its backoff or queue
+// wait ends; a stream keeps the text received so far) and its `done`
+// runs as usual. Other calls are untouched. Cancelling a call that already
+// completed is a no-op returning `LLMPOOL_OK`. `LLMPOOL_INVALID_ARGUMENT`
+// for a NULL call.
+//
+// # Safety
+// `call` is NULL or a live handle from a `*_async` function.
+enum llmpool_code llmpool_call_cancel(struct llmpool_call *call);
+
+// The call's id: never 0, unique within the process, equal to
+// `llmpool_response_call_id` of its response and to `call_id` in its
+// info. 0 for a NULL call.
+//
+// # Safety
+// `call` is NULL or a live handle from a `*_async` function.
+uint64_t llmpool_call_id(const struct llmpool_call *call);
+
+// Frees a call handle. NULL is a no-op. Does not cancel the call: its
+// `done` still runs. Freeing twice is undefined behaviour.
+//
+// # Safety
+// `call` is NULL or a handle from a `*_async` function, not yet freed.
+void llmpool_call_free(struct llmpool_call *call);
 
 // Sends `n` chat requests (`POST {base_url}/chat/completions`, each a JSON
 // object as for `llmpool_chat`) with at most `max_concurrency` calls in
@@ -204,6 +334,18 @@ enum llmpool_code llmpool_client_new(const char *options_json,
 // other call on this client may run concurrently or start afterwards;
 // responses it produced stay valid and are freed separately.
 //
+// Async calls still in flight are cancelled, and this function waits
+// until every one of their `done` callbacks has returned before it frees
+// anything (`done` gets `LLMPOOL_CANCELLED` unless the call had already
+// finished); new submits meanwhile return `LLMPOOL_CANCELLED`.
+//
+// Called from inside a `done` (or `on_event`) callback of an async call of
+// this same client, it cannot wait for that callback: it then cancels the
+// other calls and returns at once, without waiting; the client's memory is
+// released after the last callback returns, and the other calls' `done`
+// callbacks still run (with `LLMPOOL_CANCELLED`) after this returns. In
+// both cases the `llmpool_client *` must not be used after this call.
+//
 // # Safety
 // `client` is NULL or a client from `llmpool_client_new`, not yet freed.
 void llmpool_client_free(struct llmpool_client *client);
@@ -225,9 +367,9 @@ enum llmpool_code llmpool_client_set_api_key(struct llmpool_client *client, cons
 // `client` is NULL or a live client.
 enum llmpool_code llmpool_client_reset_pool(struct llmpool_client *client);
 
-// Cancels every call of this client that is in flight now, from any
-// thread: blocked reads and writes, backoff sleeps and streams return
-// promptly with `LLMPOOL_CANCELLED`. Calls started afterwards run normally.
+// Cancels every call of this client that is in flight now (blocking and
+// async), from any thread: blocked reads and writes, backoff sleeps,
+// queued async calls and streams return promptly with `LLMPOOL_CANCELLED`. Calls started afterwards run normally.
 // `LLMPOOL_INVALID_ARGUMENT` for a NULL client.
 //
 // # Safety
@@ -261,6 +403,47 @@ const char *llmpool_version(void);
 // Takes an `int` rather than `llmpool_code` so that any number a caller
 // passes is well defined.
 const char *llmpool_code_name(int code);
+
+// Creates a completion queue; `*out` receives it (owned by the caller).
+// `LLMPOOL_INVALID_ARGUMENT` for a NULL `out`, `LLMPOOL_IO` when the
+// system refuses an eventfd (then `*out` is NULL).
+//
+// # Safety
+// `out` is NULL or valid for one pointer write.
+enum llmpool_code llmpool_queue_new(struct llmpool_queue **out);
+
+// Frees a queue and every response still in it, and closes its fd. NULL
+// is a no-op. Free it only when no call can still complete into it (every
+// `done` has run, or the clients were freed first, which waits for them).
+//
+// # Safety
+// `queue` is NULL or a queue from `llmpool_queue_new`, not yet freed.
+void llmpool_queue_free(struct llmpool_queue *queue);
+
+// The queue's file descriptor: readable (level-triggered) exactly while
+// completions wait, for `poll`/`epoll`/libuv/libevent. Owned by the queue:
+// never read, write or close it. -1 for a NULL queue.
+//
+// # Safety
+// `queue` is NULL or a live queue.
+int llmpool_queue_fd(const struct llmpool_queue *queue);
+
+// An `llmpool_done_cb` that appends `response` to the queue `queue` (an
+// `llmpool_queue *` passed as `userdata`); the queue owns it until
+// popped. A NULL `queue` frees the response (nothing leaks).
+//
+// # Safety
+// `queue` is NULL or a live queue; `response` is NULL or a response from
+// llmpool whose ownership passes to the queue.
+void llmpool_queue_done(void *queue, struct llmpool_response *response);
+
+// The oldest waiting completion, or NULL at once when none waits (never
+// blocks). The caller owns the response (`llmpool_response_free`); match
+// it to its call with `llmpool_response_call_id`. NULL for a NULL queue.
+//
+// # Safety
+// `queue` is NULL or a live queue.
+struct llmpool_response *llmpool_queue_pop(struct llmpool_queue *queue);
 
 // Sets the key provider: when a call gets HTTP 401, the client calls
 // `cb(userdata, buf, buf_len)` once, uses the key written to `buf` for that
@@ -333,6 +516,13 @@ const char *llmpool_response_error(const struct llmpool_response *r);
 // # Safety
 // `r` is NULL or a response from llmpool that has not been freed.
 const char *llmpool_response_info(const struct llmpool_response *r);
+
+// The id of the async call this response answers (as `llmpool_call_id`
+// and `call_id` in the info); 0 for blocking calls and a NULL response.
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed.
+uint64_t llmpool_response_call_id(const struct llmpool_response *r);
 
 // Frees a response. NULL is a no-op. Freeing twice is undefined behaviour.
 //

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod client;
 pub mod cost;
 pub mod error;
+pub mod exec;
 pub mod metrics;
 pub mod net;
 pub mod options;

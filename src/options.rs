@@ -56,6 +56,8 @@ pub struct Options {
     pub pool_max_age: Option<Duration>,
     pub max_concurrency: usize,
     pub queue_timeout: Duration,
+    /// Most library threads running async calls at once (see `exec`).
+    pub async_max_threads: usize,
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub response_header_timeout: Option<Duration>,
@@ -99,6 +101,7 @@ impl Default for Options {
             pool_max_age: None,
             max_concurrency: 0,
             queue_timeout: Duration::from_millis(30_000),
+            async_max_threads: 1024,
             timeout: Duration::from_millis(60_000),
             connect_timeout: Duration::from_millis(10_000),
             response_header_timeout: None,
@@ -192,6 +195,12 @@ impl Options {
                 "pool_max_age_ms" => o.pool_max_age = Some(ms(k, v)?),
                 "max_concurrency" => o.max_concurrency = uint(k, v)? as usize,
                 "queue_timeout_ms" => o.queue_timeout = ms(k, v)?,
+                "async_max_threads" => {
+                    o.async_max_threads = uint(k, v)? as usize;
+                    if o.async_max_threads == 0 {
+                        return Err(Error::invalid("async_max_threads: must be at least 1"));
+                    }
+                }
                 "timeout_ms" => o.timeout = positive_ms(k, v)?,
                 "connect_timeout_ms" => o.connect_timeout = positive_ms(k, v)?,
                 "response_header_timeout_ms" => {

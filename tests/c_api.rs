@@ -35,6 +35,7 @@ const C_TESTS: &[&str] = &[
     "test_threads",
     "stream_test",
     "test_cost",
+    "test_async",
 ];
 
 /// Longest a single C test may run.
@@ -118,7 +119,28 @@ fn c_tests_pass_under_sanitizers() {
             env!("CARGO_PKG_VERSION").to_string(),
         ),
     ];
+    // The single-threaded event-loop example, run against the plain server.
+    let example = root().join("examples/c/event_loop.c");
+    let event_loop = out_dir.join("event_loop");
+    let include_dirs = [root().join("include")];
+    compile_sanitized(
+        "event_loop",
+        &cc,
+        "c11",
+        &example,
+        &include_dirs,
+        &lib_dir,
+        &event_loop,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut failures = Vec::new();
+    let mut cmd = sanitized(&event_loop);
+    cmd.arg("100").env("LLMPOOL_BASE_URL", &plain.base_url);
+    match run_with_timeout("event_loop", &mut cmd, C_TEST_TIMEOUT) {
+        Ok(out) if out.contains("100 calls completed on one thread, 0 failed") => print!("{out}"),
+        Ok(out) => failures.push(format!("event_loop: unexpected output:\n{out}")),
+        Err(e) => failures.push(e),
+    }
     for (name, exe) in &exes {
         match run(name, exe, &env) {
             Ok(out) => print!("{out}"),

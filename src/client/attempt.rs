@@ -11,6 +11,7 @@ use ureq::Agent;
 
 use super::{header, read, BodyReader, Call, Client};
 use crate::error::{from_ureq, Code, Error};
+use crate::exec::token;
 use crate::net::transport;
 use crate::options::ApiKey;
 use crate::policy::retry::{jitter, Decision};
@@ -32,7 +33,12 @@ impl Client {
         let started = Instant::now();
         let inner = &*self.inner;
         let _in_flight = inner.metrics.start();
-        let resp = match &inner.limiter {
+        // An async call's slot was taken by the executor before it started.
+        let limiter = inner
+            .limiter
+            .as_ref()
+            .filter(|_| !token::current_permitted());
+        let resp = match limiter {
             Some(l) => match l.acquire(inner.opts.queue_timeout) {
                 Some(_permit) => self.attempts(&call, started, on_body),
                 None => Response::failed(
@@ -90,22 +96,30 @@ impl Client {
     ) -> Done {
         let inner = &*self.inner;
         let epoch = inner.cancel_epoch.load(Ordering::SeqCst);
+        let tok = token::current();
         let endpoint = inner.endpoints.get(ep);
         let url = format!("{}{}", endpoint.base_url, call.path);
         let mut refreshed_key = false;
         let mut retries_here = 0u32;
         loop {
+            if tok.as_ref().is_some_and(|t| t.is_cancelled()) {
+                return Done::failed(cancelled_error());
+            }
             t.attempts += 1;
             transport::begin_attempt();
             let agent = read(&inner.agent).clone();
             let outcome = self.attempt(&agent, call, &url, endpoint.api_key.as_ref(), on_body);
+            if let Some(tok) = &tok {
+                tok.clear_sockets();
+            }
             let io = transport::attempt_io();
             t.opened += io.opened;
             t.reused = io.opened == 0 && io.pooled;
             if t.reused {
                 inner.metrics.reused();
             }
-            let cancelled = inner.cancel_epoch.load(Ordering::SeqCst) != epoch;
+            let cancelled = inner.cancel_epoch.load(Ordering::SeqCst) != epoch
+                || tok.as_ref().is_some_and(|t| t.is_cancelled());
             match outcome {
                 Attempt::Answer {
                     status,
@@ -306,8 +320,13 @@ impl Client {
     }
 
     /// Sleeps `wait` unless a cancel arrives first; false when cancelled.
+    /// An async call sleeps on its own token (`cancel_all` cancels every
+    /// token, so both kinds of cancel end it).
     fn sleep_unless_cancelled(&self, wait: Duration, epoch: u64) -> bool {
         let inner = &*self.inner;
+        if let Some(tok) = token::current() {
+            return tok.sleep(wait) && inner.cancel_epoch.load(Ordering::SeqCst) == epoch;
+        }
         let deadline = Instant::now() + wait;
         let mut guard = inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -456,7 +475,11 @@ pub fn read_whole(body: &mut ureq::Body, limit: u64) -> Result<Vec<u8>, (Vec<u8>
 }
 
 pub(crate) fn cancelled_error() -> Error {
-    Error::new(Code::Cancelled, "call cancelled by llmpool_client_cancel")
+    let by = match token::current() {
+        Some(_) => "llmpool_call_cancel or llmpool_client_cancel",
+        None => "llmpool_client_cancel",
+    };
+    Error::new(Code::Cancelled, format!("call cancelled by {by}"))
 }
 
 fn http_error(status: u16, path: &str, body: &[u8], why: &str) -> Error {

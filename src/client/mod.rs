@@ -15,6 +15,7 @@ use ureq::Agent;
 
 use crate::cost::spend::{Prepared, Spend};
 use crate::error::{Code, Error};
+use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::net::transport::ConnStats;
 use crate::options::{process_env, valid_api_key, ApiKey, Options};
@@ -25,9 +26,11 @@ use crate::response::{Response, Summary};
 
 mod agent;
 mod attempt;
+mod submit;
 
 pub(crate) use agent::build_agent;
 pub use attempt::read_whole;
+pub use submit::{DoneFn, EventFn};
 
 /// Gives a fresh API key when the gateway answers 401 (see
 /// [`Client::set_key_provider`]); `None` means no new key is available.
@@ -46,7 +49,7 @@ struct Inner {
     key: RwLock<Option<ApiKey>>,
     metrics: Metrics,
     conn: Arc<ConnStats>,
-    limiter: Option<Limiter>,
+    limiter: Option<Arc<Limiter>>,
     spend: Spend,
     endpoints: Endpoints,
     key_provider: RwLock<Option<KeyProvider>>,
@@ -54,6 +57,8 @@ struct Inner {
     cancel_epoch: AtomicU64,
     /// Wakes backoff sleeps when a cancel arrives.
     wake: (Mutex<()>, Condvar),
+    /// Runs async calls (see `submit`).
+    exec: Executor,
 }
 
 impl std::fmt::Debug for Client {
@@ -104,9 +109,11 @@ impl Client {
             max_retry_after: opts.max_retry_after,
             retry_statuses: opts.retry_statuses.clone(),
         };
-        let limiter = (opts.max_concurrency > 0).then(|| Limiter::new(opts.max_concurrency));
+        let limiter =
+            (opts.max_concurrency > 0).then(|| Arc::new(Limiter::new(opts.max_concurrency)));
         let spend = Spend::from_options(&opts)?;
         let endpoints = Endpoints::from_options(&opts);
+        let exec = submit::executor(&opts, limiter.as_ref());
         Ok(Client {
             inner: Arc::new(Inner {
                 key: RwLock::new(opts.api_key.clone()),
@@ -121,6 +128,7 @@ impl Client {
                 key_provider: RwLock::new(None),
                 cancel_epoch: AtomicU64::new(0),
                 wake: (Mutex::new(()), Condvar::new()),
+                exec,
             }),
         })
     }
@@ -169,10 +177,11 @@ impl Client {
         Ok(())
     }
 
-    /// Cancels every call of this client that is in flight now: blocked
-    /// socket I/O and backoff sleeps return at once with `Code::Cancelled`.
-    /// Later calls are not affected (they use a fresh pool).
+    /// Cancels every call of this client that is in flight now, blocking
+    /// or async: blocked socket I/O and backoff sleeps return at once with
+    /// `Code::Cancelled`. Later calls are not affected (they use a fresh pool).
     pub fn cancel_all(&self) -> Result<(), Error> {
+        self.inner.exec.cancel_all();
         let fresh = build_agent(&self.inner.opts, &self.inner.conn)?;
         self.inner.cancel_epoch.fetch_add(1, Ordering::SeqCst);
         let old = std::mem::replace(
@@ -190,6 +199,7 @@ impl Client {
         let mut m = self.inner.metrics.to_json(&self.inner.conn);
         m["cost"] = self.inner.spend.to_json();
         m["endpoints"] = self.inner.endpoints.to_json(Instant::now());
+        m["async"] = submit::stats_json(&self.inner.exec);
         m
     }
 
@@ -205,38 +215,21 @@ impl Client {
 
     /// Any method and path below `base_url`, with an optional JSON body.
     pub fn request(&self, method: &str, path: &str, body_json: Option<&str>) -> Response {
-        let started = Instant::now();
-        let method = match parse_method(method) {
-            Ok(m) => m,
-            Err(e) => return Response::failed(e, started),
-        };
-        if !path.starts_with('/') {
-            return Response::failed(
-                Error::invalid(format!("path: must start with '/', got \"{path}\"")),
-                started,
-            );
+        match request_call(method, path, body_json) {
+            Ok(call) => self.execute(call),
+            Err(e) => Response::failed(e, Instant::now()),
         }
-        let (body, model) = match body_json {
-            None => (None, None),
-            Some(text) => match parse_object(text, "body_json") {
-                Ok(v) => (Some(text.as_bytes().to_vec()), model_of(&v)),
-                Err(e) => return Response::failed(e, started),
-            },
-        };
-        self.execute(Call {
-            method,
-            path: path.to_string(),
-            body,
-            model,
-            stream: false,
-        })
     }
 
     fn json_call(&self, path: &str, request_json: &str) -> Response {
-        let v = match parse_object(request_json, "request_json") {
-            Ok(v) => v,
-            Err(e) => return Response::failed(e, Instant::now()),
-        };
+        match parse_object(request_json, "request_json") {
+            Ok(v) => self.json_call_parsed(path, request_json, v),
+            Err(e) => Response::failed(e, Instant::now()),
+        }
+    }
+
+    /// A JSON POST whose body the caller has parsed already.
+    fn json_call_parsed(&self, path: &str, request_json: &str, v: Value) -> Response {
         self.spent_call(
             path,
             request_json,
@@ -351,6 +344,30 @@ pub fn parse_object(text: &str, what: &str) -> Result<Value, Error> {
         Ok(_) => Err(Error::invalid(format!("{what}: expected a JSON object"))),
         Err(e) => Err(Error::invalid(format!("{what}: invalid JSON: {e}"))),
     }
+}
+
+/// Checks a `request` call's arguments and builds it.
+fn request_call(method: &str, path: &str, body_json: Option<&str>) -> Result<Call, Error> {
+    let method = parse_method(method)?;
+    if !path.starts_with('/') {
+        return Err(Error::invalid(format!(
+            "path: must start with '/', got \"{path}\""
+        )));
+    }
+    let (body, model) = match body_json {
+        None => (None, None),
+        Some(text) => {
+            let v = parse_object(text, "body_json")?;
+            (Some(text.as_bytes().to_vec()), model_of(&v))
+        }
+    };
+    Ok(Call {
+        method,
+        path: path.to_string(),
+        body,
+        model,
+        stream: false,
+    })
 }
 
 fn model_of(v: &Value) -> Option<String> {

@@ -10,7 +10,8 @@ use crate::error::Error;
 /// A pooled client for one gateway. Thread-safe: create one per process (or
 /// per gateway) and share it between threads; every function taking a
 /// client may be called concurrently from any thread. Only
-/// `llmpool_client_free` must not race with other calls on the same client.
+/// `llmpool_client_free` must not race with other calls on the same client
+/// (async calls in flight are fine: it cancels and waits for them).
 pub struct llmpool_client {
     pub(crate) client: Client,
 }
@@ -100,6 +101,18 @@ pub unsafe extern "C" fn llmpool_client_new(
 /// other call on this client may run concurrently or start afterwards;
 /// responses it produced stay valid and are freed separately.
 ///
+/// Async calls still in flight are cancelled, and this function waits
+/// until every one of their `done` callbacks has returned before it frees
+/// anything (`done` gets `LLMPOOL_CANCELLED` unless the call had already
+/// finished); new submits meanwhile return `LLMPOOL_CANCELLED`.
+///
+/// Called from inside a `done` (or `on_event`) callback of an async call of
+/// this same client, it cannot wait for that callback: it then cancels the
+/// other calls and returns at once, without waiting; the client's memory is
+/// released after the last callback returns, and the other calls' `done`
+/// callbacks still run (with `LLMPOOL_CANCELLED`) after this returns. In
+/// both cases the `llmpool_client *` must not be used after this call.
+///
 /// # Safety
 /// `client` is NULL or a client from `llmpool_client_new`, not yet freed.
 #[no_mangle]
@@ -111,7 +124,11 @@ pub unsafe extern "C" fn llmpool_client_free(client: *mut llmpool_client) {
         |_| (),
         || {
             // SAFETY: non-NULL and created by Box::into_raw in llmpool_client_new.
-            drop(unsafe { Box::from_raw(client) });
+            let c = unsafe { Box::from_raw(client) };
+            // Async calls hold their own reference to the client's core,
+            // so it lives until the last of them has completed.
+            c.client.close_async();
+            drop(c);
         },
     )
 }
@@ -144,9 +161,9 @@ pub unsafe extern "C" fn llmpool_client_reset_pool(client: *mut llmpool_client) 
     unsafe { client_op(client, Client::reset_pool) }
 }
 
-/// Cancels every call of this client that is in flight now, from any
-/// thread: blocked reads and writes, backoff sleeps and streams return
-/// promptly with `LLMPOOL_CANCELLED`. Calls started afterwards run normally.
+/// Cancels every call of this client that is in flight now (blocking and
+/// async), from any thread: blocked reads and writes, backoff sleeps,
+/// queued async calls and streams return promptly with `LLMPOOL_CANCELLED`. Calls started afterwards run normally.
 /// `LLMPOOL_INVALID_ARGUMENT` for a NULL client.
 ///
 /// # Safety

@@ -7,19 +7,23 @@
 
 #![allow(non_camel_case_types)]
 
+mod async_call;
 mod batch;
 mod call;
 mod client;
 mod code;
+mod queue;
 mod resilience;
 mod response;
 mod stream;
 mod util;
 
+pub use async_call::*;
 pub use batch::*;
 pub use call::*;
 pub use client::*;
 pub use code::*;
+pub use queue::*;
 pub use resilience::*;
 pub use response::*;
 pub use stream::*;

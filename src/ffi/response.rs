@@ -24,13 +24,17 @@ pub struct llmpool_response {
     /// `info_json` as text, made on first use: most callers never read it,
     /// and serialising it on every call showed up on loopback benchmarks.
     info: OnceLock<CString>,
+    /// The async call this answers (`info.call_id`), 0 for blocking calls.
+    call_id: u64,
 }
 
 impl llmpool_response {
     pub(crate) fn new(r: Response) -> llmpool_response {
         let mut body = r.body;
         body.push(0);
+        let call_id = r.info.get("call_id").and_then(|v| v.as_u64()).unwrap_or(0);
         llmpool_response {
+            call_id,
             code: r.code,
             status: r.status,
             text: c_string(&r.text),
@@ -139,6 +143,17 @@ pub unsafe extern "C" fn llmpool_response_info(r: *const llmpool_response) -> *c
             .get_or_init(|| c_string(&r.info_json.to_string()))
             .as_ptr()
     })
+}
+
+/// The id of the async call this response answers (as `llmpool_call_id`
+/// and `call_id` in the info); 0 for blocking calls and a NULL response.
+///
+/// # Safety
+/// `r` is NULL or a response from llmpool that has not been freed.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_response_call_id(r: *const llmpool_response) -> u64 {
+    // SAFETY: NULL or a live response from llmpool.
+    unsafe { r.as_ref() }.map_or(0, |r| r.call_id)
 }
 
 /// Frees a response. NULL is a no-op. Freeing twice is undefined behaviour.

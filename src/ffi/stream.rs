@@ -114,7 +114,7 @@ pub unsafe extern "C" fn llmpool_chat_stream(
 }
 
 /// Replaces `buf` with `s` followed by a NUL byte.
-fn nul_terminated(buf: &mut Vec<u8>, s: &str) {
+pub(crate) fn nul_terminated(buf: &mut Vec<u8>, s: &str) {
     buf.clear();
     buf.extend_from_slice(s.as_bytes());
     buf.push(0);

@@ -145,6 +145,7 @@ impl<In: Transport> Connector<In> for PoolConnector {
             stats: self.stats.clone(),
             opened_in: current_seq(),
             retire_at: self.max_age.map(|a| std::time::Instant::now() + a),
+            registered_in: 0,
             read_timeout: None,
             write_timeout: None,
             pending: Vec::new(),
@@ -161,6 +162,9 @@ pub struct CountedTcp {
     /// attempt using it is reusing a pooled connection.
     opened_in: u64,
     retire_at: Option<std::time::Instant>,
+    /// The attempt that last registered this socket with its async call's
+    /// cancel token (see `exec::token`), so it is registered once per attempt.
+    registered_in: u64,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     /// Output not yet written: see `transmit_output`.
@@ -211,9 +215,15 @@ impl CountedTcp {
         Ok(())
     }
 
-    fn note_use(&self) {
-        if self.opened_in != current_seq() {
+    fn note_use(&mut self) {
+        let seq = current_seq();
+        if self.opened_in != seq {
             note(|a| a.pooled = true);
+        }
+        if self.registered_in != seq {
+            // Lets llmpool_call_cancel interrupt I/O blocked on this socket.
+            self.registered_in = seq;
+            crate::exec::token::register_socket(&self.stream);
         }
     }
 }

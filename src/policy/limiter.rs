@@ -1,14 +1,22 @@
 //! `max_concurrency`: a counting semaphore with a bounded wait.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Lets at most `max` holders in; others wait up to a timeout.
-#[derive(Debug)]
 pub struct Limiter {
     max: usize,
     used: Mutex<usize>,
     freed: Condvar,
+    /// Told when a slot comes free, after the lock is released (the async
+    /// executor starts calls waiting for a slot without holding a thread).
+    on_release: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter").field("max", &self.max).finish()
+    }
 }
 
 /// Returned by [`Limiter::acquire`]; frees its slot on drop.
@@ -16,9 +24,7 @@ pub struct Permit<'a>(&'a Limiter);
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        let mut used = self.0.used.lock().unwrap_or_else(|p| p.into_inner());
-        *used -= 1;
-        self.0.freed.notify_one();
+        self.0.release();
     }
 }
 
@@ -28,6 +34,34 @@ impl Limiter {
             max: max.max(1),
             used: Mutex::new(0),
             freed: Condvar::new(),
+            on_release: OnceLock::new(),
+        }
+    }
+
+    /// Sets the hook told about every freed slot (once; later calls are ignored).
+    pub fn set_on_release(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_release.set(f);
+    }
+
+    /// A slot now, without waiting; pair with [`Limiter::release`].
+    pub fn try_acquire(&self) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if *used >= self.max {
+            return false;
+        }
+        *used += 1;
+        true
+    }
+
+    /// Frees a slot taken by `try_acquire` (a `Permit` does this on drop).
+    pub fn release(&self) {
+        {
+            let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+            *used -= 1;
+            self.freed.notify_one();
+        }
+        if let Some(f) = self.on_release.get() {
+            f();
         }
     }
 
@@ -78,6 +112,22 @@ mod tests {
             t.join().unwrap();
         }
         assert!(peak.load(Ordering::SeqCst) <= 3);
+    }
+
+    #[test]
+    fn try_acquire_and_release_tell_the_hook() {
+        let l = Limiter::new(1);
+        let told = Arc::new(AtomicUsize::new(0));
+        let t = told.clone();
+        l.set_on_release(Box::new(move || {
+            t.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert!(l.try_acquire());
+        assert!(!l.try_acquire());
+        l.release();
+        assert_eq!(told.load(Ordering::SeqCst), 1);
+        drop(l.acquire(Duration::ZERO).unwrap());
+        assert_eq!(told.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -300,6 +300,73 @@ static void test_more_calls(llmpool_client *c) {
     CHECK(opened == 0, "warm 0 opened %zu", opened);
 }
 
+static void never_called_done(void *userdata, llmpool_response *r) {
+    (void)userdata;
+    (void)r;
+    CHECK(0, "done called for a refused submit");
+}
+
+/* Every async submit refuses bad input at once: done never runs, *call is
+ * NULL, nothing is sent. */
+static void test_async_args(llmpool_client *c) {
+    const char *req = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    llmpool_call *call = (llmpool_call *)&call;
+#define REFUSED(expr)                                                                     \
+    do {                                                                                  \
+        call = (llmpool_call *)&call;                                                     \
+        CHECK((expr) == LLMPOOL_INVALID_ARGUMENT, "%s", #expr);                            \
+        CHECK(call == NULL, "*call not cleared by %s", #expr);                             \
+    } while (0)
+    REFUSED(llmpool_chat_async(NULL, req, never_called_done, NULL, &call));
+    REFUSED(llmpool_chat_async(c, NULL, never_called_done, NULL, &call));
+    REFUSED(llmpool_chat_async(c, req, NULL, NULL, &call));
+    REFUSED(llmpool_chat_async(c, BAD_UTF8, never_called_done, NULL, &call));
+    REFUSED(llmpool_chat_async(c, "{\"a\":", never_called_done, NULL, &call));
+    REFUSED(llmpool_chat_async(c, "[]", never_called_done, NULL, &call));
+    CHECK(llmpool_chat_async(NULL, NULL, NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "all NULL");
+    REFUSED(llmpool_embeddings_async(NULL, "{\"input\":\"x\"}", never_called_done, NULL, &call));
+    REFUSED(llmpool_embeddings_async(c, "nope", never_called_done, NULL, &call));
+    REFUSED(llmpool_request_async(NULL, "GET", "/models", NULL, never_called_done, NULL, &call));
+    REFUSED(llmpool_request_async(c, NULL, "/models", NULL, never_called_done, NULL, &call));
+    REFUSED(llmpool_request_async(c, "GET", NULL, NULL, never_called_done, NULL, &call));
+    REFUSED(llmpool_request_async(c, "FETCH", "/models", NULL, never_called_done, NULL, &call));
+    REFUSED(llmpool_request_async(c, "GET", "models", NULL, never_called_done, NULL, &call));
+    REFUSED(llmpool_request_async(c, "POST", "/x", "{bad", never_called_done, NULL, &call));
+    REFUSED(llmpool_request_async(c, "GET", "/models", NULL, NULL, NULL, &call));
+    REFUSED(llmpool_chat_stream_async(NULL, req, never_called_stream, never_called_done, NULL,
+                                      &call));
+    REFUSED(llmpool_chat_stream_async(c, req, NULL, never_called_done, NULL, &call));
+    REFUSED(llmpool_chat_stream_async(c, req, never_called_stream, NULL, NULL, &call));
+    REFUSED(llmpool_chat_stream_async(c, BAD_UTF8, never_called_stream, never_called_done, NULL,
+                                      &call));
+#undef REFUSED
+    CHECK(llmpool_call_cancel(NULL) == LLMPOOL_INVALID_ARGUMENT, "call_cancel NULL");
+    CHECK(llmpool_call_id(NULL) == 0, "call_id NULL");
+    llmpool_call_free(NULL);
+    CHECK(llmpool_response_call_id(NULL) == 0, "response_call_id NULL");
+
+    /* Queue functions with NULL. */
+    CHECK(llmpool_queue_new(NULL) == LLMPOOL_INVALID_ARGUMENT, "queue_new NULL");
+    CHECK(llmpool_queue_fd(NULL) == -1, "queue_fd NULL");
+    CHECK(llmpool_queue_pop(NULL) == NULL, "queue_pop NULL");
+    llmpool_queue_free(NULL);
+    llmpool_queue_done(NULL, NULL);
+    /* A response handed to a NULL queue is freed, not leaked (LeakSanitizer). */
+    llmpool_response *r = NULL;
+    llmpool_chat(c, "[]", &r);
+    CHECK(r != NULL, "no response");
+    CHECK(llmpool_response_call_id(r) == 0, "blocking call has call id %llu",
+          (unsigned long long)llmpool_response_call_id(r));
+    llmpool_queue_done(NULL, r);
+    llmpool_queue *q = NULL;
+    CHECK(llmpool_queue_new(&q) == LLMPOOL_OK && q != NULL, "queue_new");
+    CHECK(llmpool_queue_fd(q) >= 0, "queue fd");
+    CHECK(llmpool_queue_pop(q) == NULL, "empty queue pops NULL");
+    llmpool_queue_done(q, NULL);
+    CHECK(llmpool_queue_pop(q) == NULL, "NULL response not queued");
+    llmpool_queue_free(q);
+}
+
 static void test_calls(void) {
     const char *refused = need_env("LLMPOOL_TEST_REFUSED_URL");
     char opts[512];
@@ -387,6 +454,7 @@ static void test_calls(void) {
     CHECK(llmpool_client_cancel(c) == LLMPOOL_OK, "cancel with nothing in flight");
 
     test_more_calls(c);
+    test_async_args(c);
 
     /* None of the above touched the network, and the key is not in the metrics. */
     char *m = llmpool_client_metrics(c);

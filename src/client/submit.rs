@@ -1,0 +1,192 @@
+//! Async calls: the same calls as the blocking API, run on the client's
+//! executor (`crate::exec`), completed through a callback.
+//!
+//! A submit only checks its arguments and queues the call: no network I/O,
+//! no DNS and no wait for `max_concurrency` on the caller's thread. The
+//! call then runs the blocking code path on a library thread (so retries,
+//! failover, budgets, cache, routing, the key provider and metrics behave
+//! exactly as for blocking calls) with a cancel token of its own.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{parse_object, request_call, Client};
+use crate::error::{panic_message, Code, Error};
+use crate::exec::{pool, CallHandle, CallToken, Config, Executor, Gate, Start};
+use crate::options::Options;
+use crate::policy::limiter::Limiter;
+use crate::response::Response;
+
+/// Receives an async call's response, exactly once, on a library thread.
+pub type DoneFn = Box<dyn FnOnce(Response) + Send>;
+
+/// A stream's per-chunk callback (`delta`, `event_json`); `false` aborts.
+pub type EventFn = Box<dyn FnMut(&str, &str) -> bool + Send>;
+
+/// How long a library thread waits for more work before it exits.
+const IDLE_THREAD: Duration = Duration::from_secs(10);
+
+impl Gate for Limiter {
+    fn try_acquire(&self) -> bool {
+        Limiter::try_acquire(self)
+    }
+    fn release(&self) {
+        Limiter::release(self)
+    }
+}
+
+/// The executor of a new client; `max_concurrency` gates it.
+pub(super) fn executor(o: &Options, limiter: Option<&Arc<Limiter>>) -> Executor {
+    let cfg = Config {
+        max_threads: o.async_max_threads,
+        stack_size: pool::STACK_SIZE,
+        idle: IDLE_THREAD,
+        queue_timeout: o.queue_timeout,
+    };
+    let gate = limiter.map(|l| l.clone() as Arc<dyn Gate>);
+    let exec = Executor::new(cfg, gate);
+    if let Some(l) = limiter {
+        let weak = exec.weak();
+        l.set_on_release(Box::new(move || weak.gate_opened()));
+    }
+    exec
+}
+
+pub(super) fn stats_json(exec: &Executor) -> Value {
+    let s = exec.stats();
+    json!({
+        "threads": s.threads,
+        "peak_threads": s.peak_threads,
+        "in_flight": s.in_flight,
+        "waiting_for_thread": s.waiting_for_thread,
+        "waiting_for_slot": s.waiting_for_slot,
+    })
+}
+
+/// What an async call runs.
+enum Work {
+    Json {
+        path: &'static str,
+        text: String,
+        v: Value,
+    },
+    Request(super::Call),
+    Stream {
+        text: String,
+        on_event: EventFn,
+    },
+}
+
+impl Client {
+    /// `chat` without blocking: `done` gets the response. Errors (invalid
+    /// JSON, a closing client) mean nothing was queued and `done` never runs.
+    pub fn chat_async(&self, request_json: &str, done: DoneFn) -> Result<CallHandle, Error> {
+        self.json_async("/chat/completions", request_json, done)
+    }
+
+    /// `embeddings` without blocking; as [`Client::chat_async`].
+    pub fn embeddings_async(&self, request_json: &str, done: DoneFn) -> Result<CallHandle, Error> {
+        self.json_async("/embeddings", request_json, done)
+    }
+
+    /// `request` without blocking; as [`Client::chat_async`].
+    pub fn request_async(
+        &self,
+        method: &str,
+        path: &str,
+        body_json: Option<&str>,
+        done: DoneFn,
+    ) -> Result<CallHandle, Error> {
+        let call = request_call(method, path, body_json)?;
+        self.submit(Work::Request(call), done)
+    }
+
+    /// `chat_stream` without blocking: `on_event` runs on a library thread
+    /// per chunk, then `done` once with the response.
+    pub fn chat_stream_async(
+        &self,
+        request_json: &str,
+        on_event: EventFn,
+        done: DoneFn,
+    ) -> Result<CallHandle, Error> {
+        parse_object(request_json, "request_json")?;
+        let text = request_json.to_string();
+        self.submit(Work::Stream { text, on_event }, done)
+    }
+
+    /// Refuses new async calls, cancels those in flight and waits for their
+    /// `done` callbacks (not when called from inside one: see
+    /// [`Executor::close`]). Blocking calls are not affected.
+    pub fn close_async(&self) {
+        self.inner.exec.close();
+    }
+
+    fn json_async(
+        &self,
+        path: &'static str,
+        request_json: &str,
+        done: DoneFn,
+    ) -> Result<CallHandle, Error> {
+        let v = parse_object(request_json, "request_json")?;
+        let text = request_json.to_string();
+        self.submit(Work::Json { path, text, v }, done)
+    }
+
+    fn submit(&self, work: Work, done: DoneFn) -> Result<CallHandle, Error> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let token = Arc::new(CallToken::new(id));
+        let me = self.clone();
+        let submitted = Instant::now();
+        let task = Box::new(move |start: Start| {
+            let mut r = catch_unwind(AssertUnwindSafe(|| me.run_work(start, work, submitted)))
+                .unwrap_or_else(|p| {
+                    Response::failed(Error::new(Code::Panic, panic_message(&*p)), submitted)
+                });
+            if !r.info.is_object() {
+                r.info = json!({});
+            }
+            r.info["call_id"] = json!(id);
+            done(r);
+        });
+        self.inner.exec.submit(token, task).map_err(|_| {
+            Error::new(
+                Code::Cancelled,
+                "client: being freed, no new async calls are accepted",
+            )
+        })
+    }
+
+    fn run_work(&self, start: Start, work: Work, submitted: Instant) -> Response {
+        let inner = &*self.inner;
+        let refused = match start {
+            Start::Run => None,
+            Start::Cancelled => Some(Error::new(
+                Code::Cancelled,
+                "call cancelled before it started (llmpool_call_cancel or llmpool_client_cancel)",
+            )),
+            Start::Expired => Some(Error::new(
+                Code::PoolExhausted,
+                format!(
+                    "max_concurrency ({}) calls already in flight; waited queue_timeout_ms ({} ms)",
+                    inner.opts.max_concurrency,
+                    inner.opts.queue_timeout.as_millis()
+                ),
+            )),
+        };
+        if let Some(e) = refused {
+            let _in_flight = inner.metrics.start();
+            inner.metrics.finish(e.code, submitted.elapsed());
+            return Response::failed(e, submitted);
+        }
+        match work {
+            Work::Json { path, text, v } => self.json_call_parsed(path, &text, v),
+            Work::Request(call) => self.execute(call),
+            Work::Stream { text, mut on_event } => self.chat_stream(&text, &mut *on_event),
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The worker pool behind async calls.
+//!
+//! ureq is blocking, so a call in flight holds one library thread while it
+//! does network I/O. Threads are created on demand (never on the submitting
+//! thread when one is already being started: each new thread starts the
+//! next while work is queued), retire after `idle` without work, run on
+//! small stacks and never exceed `max_threads`; work beyond the cap waits in
+//! a FIFO. Calls waiting for a `max_concurrency` slot hold no thread: they
+//! sit in a separate queue until the gate opens (a slot is released) or
+//! their queue timeout passes (checked by one timer thread).
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use super::token::{with_call, CallToken};
+
+/// How a task starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Run the call.
+    Run,
+    /// Cancelled before it started: complete it as cancelled.
+    Cancelled,
+    /// Waited longer than the queue timeout for a `max_concurrency` slot.
+    Expired,
+}
+
+/// One submitted call; runs exactly once, on a pool thread.
+pub type Task = Box<dyn FnOnce(Start) + Send>;
+
+/// A limit on calls running at once (`max_concurrency`), shared with
+/// blocking calls. `release` must call [`Executor::gate_opened`] (through a
+/// weak handle) so waiting calls move on.
+pub trait Gate: Send + Sync {
+    fn try_acquire(&self) -> bool;
+    fn release(&self);
+}
+
+/// Sizing of the pool.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub max_threads: usize,
+    pub stack_size: usize,
+    /// A thread without work for this long exits.
+    pub idle: Duration,
+    /// How long a call may wait for the gate.
+    pub queue_timeout: Duration,
+}
+
+/// Stack of a pool thread: ureq, rustls and serde_json need far less; the
+/// user's callbacks (Python, Go, JS trampolines) also run here.
+pub const STACK_SIZE: usize = 512 * 1024;
+
+/// A pool of library threads running submitted calls.
+pub struct Executor {
+    sh: Arc<Shared>,
+}
+
+/// A submitted call, for cancelling it.
+#[derive(Clone)]
+pub struct CallHandle {
+    token: Arc<CallToken>,
+    exec: Weak<Shared>,
+}
+
+struct Shared {
+    cfg: Config,
+    gate: Option<Arc<dyn Gate>>,
+    st: Mutex<State>,
+    /// Work for an idle thread.
+    work: Condvar,
+    /// `in_flight` reached 0.
+    drained: Condvar,
+    /// Wakes the timer thread.
+    timer: Condvar,
+}
+
+struct Entry {
+    token: Arc<CallToken>,
+    task: Task,
+    start: Start,
+    /// Holds a gate slot to release after the task.
+    permitted: bool,
+}
+
+struct Waiting {
+    token: Arc<CallToken>,
+    task: Task,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    ready: VecDeque<Entry>,
+    waiting: VecDeque<Waiting>,
+    live: HashMap<u64, Arc<CallToken>>,
+    threads: usize,
+    peak_threads: usize,
+    idle: usize,
+    /// Notifications sent to idle threads and not yet taken.
+    wakes: usize,
+    /// Threads spawned that have not yet taken their first task.
+    starting: usize,
+    /// Threads releasing a gate slot: each takes the next ready call itself.
+    returning: usize,
+    in_flight: usize,
+    timer_running: bool,
+    closed: bool,
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub threads: usize,
+    pub peak_threads: usize,
+    pub in_flight: usize,
+    pub waiting_for_thread: usize,
+    pub waiting_for_slot: usize,
+}
+
+thread_local! {
+    /// The pool this thread belongs to (its `Shared` address), or 0.
+    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
+}
+
+fn lock(sh: &Shared) -> MutexGuard<'_, State> {
+    sh.st.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Refused: the executor is closing (its client is being freed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+impl Executor {
+    pub fn new(cfg: Config, gate: Option<Arc<dyn Gate>>) -> Executor {
+        Executor {
+            sh: Arc::new(Shared {
+                cfg,
+                gate,
+                st: Mutex::new(State::default()),
+                work: Condvar::new(),
+                drained: Condvar::new(),
+                timer: Condvar::new(),
+            }),
+        }
+    }
+
+    /// A weak handle for the gate's release hook.
+    pub fn weak(&self) -> WeakExecutor {
+        WeakExecutor(Arc::downgrade(&self.sh))
+    }
+
+    /// Queues `task` for `token`. Never blocks on I/O or on the gate; the
+    /// only error is a closing executor, and then `task` is dropped unrun.
+    pub fn submit(&self, token: Arc<CallToken>, task: Task) -> Result<CallHandle, Closed> {
+        let sh = &self.sh;
+        let mut st = lock(sh);
+        if st.closed {
+            return Err(Closed);
+        }
+        st.live.insert(token.id(), token.clone());
+        st.in_flight += 1;
+        let handle = CallHandle {
+            token: token.clone(),
+            exec: Arc::downgrade(sh),
+        };
+        match &sh.gate {
+            Some(g) if !(st.waiting.is_empty() && g.try_acquire()) => {
+                st.waiting.push_back(Waiting {
+                    token,
+                    task,
+                    deadline: Instant::now() + sh.cfg.queue_timeout,
+                });
+                ensure_timer(sh, &mut st);
+            }
+            g => {
+                st.ready.push_back(Entry {
+                    token,
+                    task,
+                    start: Start::Run,
+                    permitted: g.is_some(),
+                });
+                dispatch(sh, &mut st, true);
+            }
+        }
+        Ok(handle)
+    }
+
+    /// Cancels every call submitted and not yet completed.
+    pub fn cancel_all(&self) {
+        cancel_all(&self.sh, &mut lock(&self.sh));
+    }
+
+    /// Refuses new calls, cancels those in flight and, unless called from
+    /// one of this pool's own threads (a `done` callback), waits until
+    /// every task has returned. From a pool thread it returns at once: the
+    /// other tasks still complete (cancelled) afterwards.
+    pub fn close(&self) {
+        let sh = &self.sh;
+        let mut st = lock(sh);
+        st.closed = true;
+        cancel_all(sh, &mut st);
+        sh.work.notify_all();
+        sh.timer.notify_all();
+        if WORKER_OF.with(Cell::get) == Arc::as_ptr(sh) as usize {
+            return;
+        }
+        while st.in_flight > 0 {
+            st = sh.drained.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        let st = lock(&self.sh);
+        Stats {
+            threads: st.threads,
+            peak_threads: st.peak_threads,
+            in_flight: st.in_flight,
+            waiting_for_thread: st.ready.len(),
+            waiting_for_slot: st.waiting.len(),
+        }
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        // Idle threads and the timer exit; running tasks finish normally.
+        let mut st = lock(&self.sh);
+        st.closed = true;
+        self.sh.work.notify_all();
+        self.sh.timer.notify_all();
+    }
+}
+
+/// A weak reference for the gate's release hook.
+#[derive(Clone)]
+pub struct WeakExecutor(Weak<Shared>);
+
+impl WeakExecutor {
+    /// A gate slot came free: start waiting calls while slots remain.
+    pub fn gate_opened(&self) {
+        if let Some(sh) = self.0.upgrade() {
+            let mut st = lock(&sh);
+            pump(&sh, &mut st);
+        }
+    }
+}
+
+impl CallHandle {
+    pub fn id(&self) -> u64 {
+        self.token.id()
+    }
+
+    /// Cancels this call alone: a waiting call completes at once as
+    /// cancelled, a running one has its sockets shut down and its waits
+    /// woken. A no-op after completion.
+    pub fn cancel(&self) {
+        self.token.cancel();
+        if let Some(sh) = self.exec.upgrade() {
+            let mut st = lock(&sh);
+            if let Some(i) = st.waiting.iter().position(|w| w.token.id() == self.id()) {
+                let w = st.waiting.remove(i).expect("index from position");
+                st.ready.push_back(Entry {
+                    token: w.token,
+                    task: w.task,
+                    start: Start::Cancelled,
+                    permitted: false,
+                });
+                dispatch(&sh, &mut st, true);
+            }
+        }
+    }
+}
+
+fn cancel_all(sh: &Arc<Shared>, st: &mut State) {
+    for t in st.live.values() {
+        t.cancel();
+    }
+    while let Some(w) = st.waiting.pop_front() {
+        st.ready.push_back(Entry {
+            token: w.token,
+            task: w.task,
+            start: Start::Cancelled,
+            permitted: false,
+        });
+    }
+    dispatch(sh, st, true);
+}
+
+/// Moves waiting calls to the ready queue while the gate lets them in.
+fn pump(sh: &Arc<Shared>, st: &mut State) {
+    let Some(g) = &sh.gate else { return };
+    let mut moved = false;
+    while let Some(w) = st.waiting.front() {
+        let (start, permitted) = if w.token.is_cancelled() {
+            (Start::Cancelled, false)
+        } else if g.try_acquire() {
+            (Start::Run, true)
+        } else {
+            break;
+        };
+        let w = st.waiting.pop_front().expect("front exists");
+        st.ready.push_back(Entry {
+            token: w.token,
+            task: w.task,
+            start,
+            permitted,
+        });
+        moved = true;
+    }
+    if moved {
+        dispatch(sh, st, true);
+    }
+}
+
+/// Finds a thread for the ready queue: wakes an idle one, or starts one
+/// unless another is already starting (`from_submit`) — that one starts
+/// the next when it takes its task, which keeps thread creation off the
+/// submitting thread during a burst.
+fn dispatch(sh: &Arc<Shared>, st: &mut State, from_submit: bool) {
+    let mut want = st
+        .ready
+        .len()
+        .saturating_sub(st.wakes + st.starting + st.returning);
+    while want > 0 && st.idle > 0 {
+        st.idle -= 1;
+        st.wakes += 1;
+        sh.work.notify_one();
+        want -= 1;
+    }
+    if want > 0
+        && st.threads < sh.cfg.max_threads
+        && (st.starting == 0 || !from_submit)
+        && spawn(sh, st)
+    {
+        st.starting += 1;
+    }
+}
+
+fn spawn(sh: &Arc<Shared>, st: &mut State) -> bool {
+    let weak = Arc::downgrade(sh);
+    let ok = std::thread::Builder::new()
+        .name("llmpool-call".into())
+        .stack_size(sh.cfg.stack_size)
+        .spawn(move || worker(weak))
+        .is_ok();
+    if ok {
+        st.threads += 1;
+        st.peak_threads = st.peak_threads.max(st.threads);
+    }
+    ok
+}
+
+fn worker(weak: Weak<Shared>) {
+    let Some(sh) = weak.upgrade() else { return };
+    WORKER_OF.with(|w| w.set(Arc::as_ptr(&sh) as usize));
+    let mut first = true;
+    let mut st = lock(&sh);
+    loop {
+        if let Some(e) = st.ready.pop_front() {
+            if first {
+                first = false;
+                st.starting -= 1;
+            }
+            if !st.ready.is_empty() {
+                dispatch(&sh, &mut st, false);
+            }
+            drop(st);
+            let (id, permitted) = run(e);
+            if let (true, Some(g)) = (permitted, &sh.gate) {
+                // The freed slot may start a waiting call: this thread is
+                // about to be free, so no other thread is woken for it.
+                lock(&sh).returning += 1;
+                g.release();
+                st = lock(&sh);
+                st.returning -= 1;
+            } else {
+                st = lock(&sh);
+            }
+            st.live.remove(&id);
+            st.in_flight -= 1;
+            if st.in_flight == 0 {
+                sh.drained.notify_all();
+            }
+            continue;
+        }
+        if first {
+            // Started for work another thread took first.
+            first = false;
+            st.starting -= 1;
+        }
+        if st.closed {
+            break;
+        }
+        st.idle += 1;
+        let (g, _) = sh
+            .work
+            .wait_timeout(st, sh.cfg.idle)
+            .unwrap_or_else(|p| p.into_inner());
+        st = g;
+        if st.wakes > 0 {
+            st.wakes -= 1;
+        } else {
+            // Timed out (or woke spuriously) without being claimed.
+            st.idle -= 1;
+            if st.ready.is_empty() {
+                break;
+            }
+        }
+    }
+    st.threads -= 1;
+}
+
+/// Runs one task; returns its id and whether it held a gate slot.
+fn run(e: Entry) -> (u64, bool) {
+    let Entry {
+        token,
+        task,
+        start,
+        permitted,
+    } = e;
+    let start = if start == Start::Run && token.is_cancelled() {
+        Start::Cancelled
+    } else {
+        start
+    };
+    let id = token.id();
+    // A panic in a task must not take the thread's bookkeeping with it;
+    // tasks turn their own panics into responses before this.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        with_call(token, permitted && start == Start::Run, || task(start))
+    }));
+    (id, permitted)
+}
+
+/// Starts the timer thread for queue timeouts if it is not running.
+fn ensure_timer(sh: &Arc<Shared>, st: &mut State) {
+    if st.timer_running {
+        sh.timer.notify_one();
+        return;
+    }
+    let weak = Arc::downgrade(sh);
+    let ok = std::thread::Builder::new()
+        .name("llmpool-timer".into())
+        .stack_size(64 * 1024)
+        .spawn(move || timer(weak))
+        .is_ok();
+    st.timer_running = ok;
+}
+
+/// Expires calls that waited too long for a gate slot. Exits when nothing
+/// waits (the next waiting call starts it again).
+fn timer(weak: Weak<Shared>) {
+    let Some(sh) = weak.upgrade() else { return };
+    let mut st = lock(&sh);
+    loop {
+        let now = Instant::now();
+        let mut expired = false;
+        let mut i = 0;
+        while i < st.waiting.len() {
+            if st.waiting[i].deadline <= now {
+                let w = st.waiting.remove(i).expect("index in range");
+                st.ready.push_back(Entry {
+                    token: w.token,
+                    task: w.task,
+                    start: Start::Expired,
+                    permitted: false,
+                });
+                expired = true;
+            } else {
+                i += 1;
+            }
+        }
+        if expired {
+            dispatch(&sh, &mut st, false);
+        }
+        // Deadlines are submit time + one timeout, so the front is the earliest.
+        let Some(next) = st.waiting.front().map(|w| w.deadline) else {
+            st.timer_running = false;
+            return;
+        };
+        st = sh
+            .timer
+            .wait_timeout(st, next.saturating_duration_since(now))
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! Async calls: submit without blocking, complete through a callback, and
+//! cancel one call alone.
+
+use std::ffi::{c_char, c_void};
+
+use super::call::client_ref;
+use super::client::llmpool_client;
+use super::code::llmpool_code;
+use super::response::llmpool_response;
+use super::stream::{llmpool_stream_cb, nul_terminated};
+use super::util::{guard, opt_str_arg, str_arg};
+use crate::client::{Client, DoneFn};
+use crate::error::Error;
+use crate::exec::CallHandle;
+use crate::response::Response;
+
+/// One async call in flight (or finished). Created by the `*_async`
+/// functions when their `call` argument is non-NULL, owned by the caller,
+/// freed with `llmpool_call_free`. The handle stays valid until freed, also
+/// after the call completed; freeing it does not cancel the call.
+pub struct llmpool_call {
+    handle: CallHandle,
+}
+
+/// Receives the result of an async call: called exactly once per call
+/// submitted with `LLMPOOL_OK`, on a library thread (never on the thread
+/// that submitted it), with the `userdata` given at submit and a response
+/// that the callee owns and frees with `llmpool_response_free` (it may keep
+/// it, pass it to another thread, or free it at once; `response` is never
+/// NULL). `llmpool_response_call_id(response)` names the call. The callback
+/// may call any llmpool function, including submitting more async calls or
+/// `llmpool_client_free` on its own client (see there). It should return
+/// soon: while it runs, its library thread serves no other call.
+pub type llmpool_done_cb =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, response: *mut llmpool_response)>;
+
+/// The caller's `userdata`, carried to a library thread.
+#[derive(Clone, Copy)]
+struct UserData(*mut c_void);
+
+// SAFETY: the C contract of every `*_async` function says `done` (and
+// `on_event`) are called on library threads with `userdata`; the caller
+// vouches that this is safe for its data.
+unsafe impl Send for UserData {}
+
+/// The `done` closure: boxes the response and hands it to C.
+fn done_fn(done: unsafe extern "C" fn(*mut c_void, *mut llmpool_response), ud: UserData) -> DoneFn {
+    Box::new(move |r: Response| {
+        let resp = Box::into_raw(Box::new(llmpool_response::new(r)));
+        let ud = ud;
+        // SAFETY: `done` and `userdata` come from the caller, who promised
+        // they may be called from a library thread; `resp` is a fresh
+        // response whose ownership passes to the callee.
+        unsafe { done(ud.0, resp) }
+    })
+}
+
+/// Shared shape of every submit: clears `*call`, checks the client and
+/// `done`, runs `f` under a panic guard and stores the call handle.
+///
+/// # Safety
+/// `client` is NULL or a live client; `call` is NULL or valid for one
+/// pointer write.
+unsafe fn submit(
+    client: *mut llmpool_client,
+    done: llmpool_done_cb,
+    userdata: *mut c_void,
+    call: *mut *mut llmpool_call,
+    f: impl FnOnce(&Client, DoneFn) -> Result<CallHandle, Error>,
+) -> llmpool_code {
+    if !call.is_null() {
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { *call = std::ptr::null_mut() };
+    }
+    guard(
+        |_| llmpool_code::LLMPOOL_PANIC,
+        || {
+            let run = || -> Result<CallHandle, Error> {
+                // SAFETY: forwarded contract.
+                let c = unsafe { client_ref(client) }?;
+                let done = done.ok_or_else(|| Error::invalid("done: is NULL"))?;
+                f(&c.client, done_fn(done, UserData(userdata)))
+            };
+            match run() {
+                Ok(handle) => {
+                    if !call.is_null() {
+                        let h = Box::into_raw(Box::new(llmpool_call { handle }));
+                        // SAFETY: non-NULL and writable per the contract.
+                        unsafe { *call = h };
+                    }
+                    llmpool_code::LLMPOOL_OK
+                }
+                Err(e) => e.code.into(),
+            }
+        },
+    )
+}
+
+/// `llmpool_chat` without blocking: queues the call and returns at once
+/// (no network I/O, no DNS, no wait for `max_concurrency` on this thread).
+///
+/// On `LLMPOOL_OK` the call runs on a library thread, exactly like
+/// `llmpool_chat` (retries, backoff, Retry-After, failover, budget, cache,
+/// routing, key provider, metrics; waits for a `max_concurrency` slot hold
+/// no thread), and `done(userdata, response)` runs exactly once when it
+/// ends (see `llmpool_done_cb`); the response's info has `call_id`. When
+/// `call` is non-NULL, `*call` receives a handle for `llmpool_call_cancel`
+/// and `llmpool_call_id`, owned by the caller (`llmpool_call_free`).
+///
+/// Any other return means nothing was queued, nothing is sent, `done` never
+/// runs and `*call` is NULL: `LLMPOOL_INVALID_ARGUMENT` for a NULL client,
+/// request or `done`, invalid UTF-8 or a request that is not a JSON object
+/// (`llmpool_chat` with the same request says why); `LLMPOOL_CANCELLED`
+/// when the client is being freed.
+///
+/// Library threads are created on demand and exit after 10 s idle; at most
+/// `async_max_threads` (option, default 1024) run calls at once, further
+/// calls wait in a queue (they never fail for it). ureq does blocking I/O,
+/// so each call in flight holds one thread (512 KiB stack reserved, a few
+/// pages of it touched).
+///
+/// # Safety
+/// `client` is NULL or a live client; `request_json` is NULL or
+/// NUL-terminated (copied before return); `done` is NULL or safe to call
+/// from any thread with `userdata`; `call` is NULL or valid for one
+/// pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_chat_async(
+    client: *mut llmpool_client,
+    request_json: *const c_char,
+    done: llmpool_done_cb,
+    userdata: *mut c_void,
+    call: *mut *mut llmpool_call,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe {
+        submit(client, done, userdata, call, |c, d| {
+            c.chat_async(str_arg(request_json, "request_json")?, d)
+        })
+    }
+}
+
+/// `llmpool_embeddings` without blocking; otherwise exactly like
+/// `llmpool_chat_async`.
+///
+/// # Safety
+/// As for `llmpool_chat_async`.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_embeddings_async(
+    client: *mut llmpool_client,
+    request_json: *const c_char,
+    done: llmpool_done_cb,
+    userdata: *mut c_void,
+    call: *mut *mut llmpool_call,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe {
+        submit(client, done, userdata, call, |c, d| {
+            c.embeddings_async(str_arg(request_json, "request_json")?, d)
+        })
+    }
+}
+
+/// `llmpool_request` without blocking; otherwise exactly like
+/// `llmpool_chat_async`. A bad `method` or a `path` not starting with "/"
+/// is `LLMPOOL_INVALID_ARGUMENT` at submit.
+///
+/// # Safety
+/// `client` is NULL or a live client; `method`, `path` and `body_json` are
+/// NULL or NUL-terminated (copied before return); `done`, `userdata` and
+/// `call` as for `llmpool_chat_async`.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_request_async(
+    client: *mut llmpool_client,
+    method: *const c_char,
+    path: *const c_char,
+    body_json: *const c_char,
+    done: llmpool_done_cb,
+    userdata: *mut c_void,
+    call: *mut *mut llmpool_call,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe {
+        submit(client, done, userdata, call, |c, d| {
+            let method = str_arg(method, "method")?;
+            let path = str_arg(path, "path")?;
+            let body = opt_str_arg(body_json, "body_json")?;
+            c.request_async(method, path, body, d)
+        })
+    }
+}
+
+/// `llmpool_chat_stream` without blocking: `on_event(userdata, ...)` runs on
+/// a library thread for every chunk, in order (see `llmpool_stream_cb`;
+/// non-zero aborts the stream with `LLMPOOL_CANCELLED`), then `done` once
+/// with the response (text received so far, also when cancelled). Never
+/// concurrently with each other for one call. Otherwise exactly like
+/// `llmpool_chat_async`; a NULL `on_event` is `LLMPOOL_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// As for `llmpool_chat_async`; `on_event` is NULL or safe to call from any
+/// thread with `userdata`.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_chat_stream_async(
+    client: *mut llmpool_client,
+    request_json: *const c_char,
+    on_event: llmpool_stream_cb,
+    done: llmpool_done_cb,
+    userdata: *mut c_void,
+    call: *mut *mut llmpool_call,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe {
+        submit(client, done, userdata, call, |c, d| {
+            let req = str_arg(request_json, "request_json")?;
+            let cb = on_event.ok_or_else(|| Error::invalid("on_event: is NULL"))?;
+            let ud = UserData(userdata);
+            let mut delta_buf: Vec<u8> = Vec::new();
+            let mut event_buf: Vec<u8> = Vec::new();
+            let on_event = Box::new(move |delta: &str, event: &str| {
+                let ud = ud;
+                nul_terminated(&mut delta_buf, delta);
+                nul_terminated(&mut event_buf, event);
+                // SAFETY: the caller vouches for `on_event` and `userdata`
+                // on library threads; both buffers are live and
+                // NUL-terminated for the whole callback.
+                #[allow(unused_unsafe)]
+                let rc = unsafe {
+                    cb(
+                        ud.0,
+                        delta_buf.as_ptr() as *const c_char,
+                        delta.len(),
+                        event_buf.as_ptr() as *const c_char,
+                        event.len(),
+                    )
+                };
+                rc == 0
+            });
+            c.chat_stream_async(req, on_event, d)
+        })
+    }
+}
+
+/// Cancels one async call from any thread: it ends within about 100 ms
+/// with `LLMPOOL_CANCELLED` (its socket is shut down, its backoff or queue
+/// wait ends; a stream keeps the text received so far) and its `done`
+/// runs as usual. Other calls are untouched. Cancelling a call that already
+/// completed is a no-op returning `LLMPOOL_OK`. `LLMPOOL_INVALID_ARGUMENT`
+/// for a NULL call.
+///
+/// # Safety
+/// `call` is NULL or a live handle from a `*_async` function.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_call_cancel(call: *mut llmpool_call) -> llmpool_code {
+    guard(
+        |_| llmpool_code::LLMPOOL_PANIC,
+        // SAFETY: NULL or a live handle per the contract.
+        || match unsafe { call.as_ref() } {
+            None => llmpool_code::LLMPOOL_INVALID_ARGUMENT,
+            Some(c) => {
+                c.handle.cancel();
+                llmpool_code::LLMPOOL_OK
+            }
+        },
+    )
+}
+
+/// The call's id: never 0, unique within the process, equal to
+/// `llmpool_response_call_id` of its response and to `call_id` in its
+/// info. 0 for a NULL call.
+///
+/// # Safety
+/// `call` is NULL or a live handle from a `*_async` function.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_call_id(call: *const llmpool_call) -> u64 {
+    // SAFETY: NULL or a live handle per the contract.
+    unsafe { call.as_ref() }.map_or(0, |c| c.handle.id())
+}
+
+/// Frees a call handle. NULL is a no-op. Does not cancel the call: its
+/// `done` still runs. Freeing twice is undefined behaviour.
+///
+/// # Safety
+/// `call` is NULL or a handle from a `*_async` function, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_call_free(call: *mut llmpool_call) {
+    if call.is_null() {
+        return;
+    }
+    guard(
+        |_| (),
+        || {
+            // SAFETY: non-NULL and created by Box::into_raw in `submit`.
+            drop(unsafe { Box::from_raw(call) });
+        },
+    );
+}
