@@ -28,6 +28,9 @@ pub struct Metrics {
     detail: Mutex<Detail>,
 }
 
+/// How many distinct warnings the metrics keep.
+pub const MAX_WARNINGS: usize = 32;
+
 #[derive(Debug, Default)]
 struct Detail {
     statuses: BTreeMap<u16, u64>,
@@ -99,10 +102,18 @@ impl Metrics {
         d.next = (d.next + 1) % LATENCY_WINDOW;
     }
 
-    /// Adds a warning shown in the metrics (e.g. TLS verification is off).
+    /// Adds a warning shown in the metrics (e.g. TLS verification is off,
+    /// a ledger write failed). A repeated warning is kept once, and only the
+    /// newest [`MAX_WARNINGS`] are kept, so a failing disk cannot grow them
+    /// call by call.
     pub fn warn(&self, w: impl Into<String>) {
+        let w = w.into();
         let mut d = self.detail.lock().unwrap_or_else(|p| p.into_inner());
-        d.warnings.push(w.into());
+        d.warnings.retain(|old| *old != w);
+        d.warnings.push(w);
+        if d.warnings.len() > MAX_WARNINGS {
+            d.warnings.remove(0);
+        }
     }
 
     /// Calls finished so far.

@@ -101,7 +101,7 @@ fn go_binding_vet_and_race_tests_pass() {
         without_gateway_settings(&mut cmd);
         // Go needs a build cache; without HOME (some CI sandboxes) keep it
         // under target/.
-        let unset = |k: &str| std::env::var_os(k).map_or(true, |v| v.is_empty());
+        let unset = |k: &str| std::env::var_os(k).is_none_or(|v| v.is_empty());
         if unset("GOCACHE") && unset("XDG_CACHE_HOME") && unset("HOME") {
             cmd.env("GOCACHE", dir.join("go-cache"));
         }

@@ -451,7 +451,7 @@ fn soak() {
     let c = client(&s, json!({"max_retries": 0}));
     let mut seed = 42u64;
     for i in 0..100_000 {
-        if next(&mut seed) % 50 == 0 {
+        if next(&mut seed).is_multiple_of(50) {
             s.close_idle_connections();
         }
         let r = c.chat(CHAT);

@@ -288,7 +288,7 @@ impl Client {
             .get("usage")
             .filter(|u| u.is_object())
             .map(|u| json!({ "usage": u }));
-        if let Some(e) = self.inner.spend.after(
+        if let Some(w) = self.inner.spend.after(
             p,
             r.is_ok(),
             r.status,
@@ -297,8 +297,8 @@ impl Client {
             usage_src.as_ref(),
             &mut r.info,
         ) {
-            r.code = e.code;
-            r.error = e.message;
+            self.inner.metrics.warn(w.clone());
+            r.info["warnings"] = json!([w]);
         }
     }
 

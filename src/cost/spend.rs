@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
@@ -18,6 +18,15 @@ use crate::options::Options;
 /// Output tokens assumed for the budget check when a request sets no
 /// `max_tokens`: a worst case for most chat answers.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
+
+/// How long a budget hold counts when its process may have died unseen: a
+/// call can wait in the queue, then try `max_retries + 1` times, each up to
+/// `timeout` plus the longest wait before it; a minute of margin on top.
+fn hold_ttl(o: &Options) -> Duration {
+    let attempts = o.max_retries.saturating_add(1);
+    let per_try = o.timeout + o.max_backoff.max(o.max_retry_after);
+    o.queue_timeout + per_try.saturating_mul(attempts) + Duration::from_secs(60)
+}
 
 /// Cost-control state of one client.
 #[derive(Debug)]
@@ -69,7 +78,7 @@ impl Spend {
         let budget = o
             .budget
             .as_ref()
-            .map(Budget::from_json)
+            .map(|b| Budget::new(b, hold_ttl(o)))
             .transpose()
             .map_err(|e| Error::invalid(format!("option \"budget\": {e}")))?;
         let cache = o
@@ -162,7 +171,10 @@ impl Spend {
     /// Records usage and cost, settles the budget, fills the cache, and adds
     /// `cost_usd` (a number, or "unknown") and routing facts to `info`.
     ///
-    /// Returns an error only when the budget ledger could not be written.
+    /// Returns a warning when the budget ledger could not be written: the
+    /// call itself stands (the gateway answered and bills it; the spend is
+    /// kept and written later), so bookkeeping never turns it into a failure
+    /// that a caller might retry and pay twice.
     #[allow(clippy::too_many_arguments)]
     pub fn after(
         &self,
@@ -173,7 +185,7 @@ impl Spend {
         body: &[u8],
         parsed: Option<&Value>,
         info: &mut Value,
-    ) -> Option<Error> {
+    ) -> Option<String> {
         let model = info["model"]
             .as_str()
             .map(str::to_string)
@@ -200,11 +212,8 @@ impl Spend {
                 // No usage reported: keep the reserved worst case rather than 0.
                 let actual = cost.unwrap_or(r.amount_usd());
                 if let Err(e) = budget.commit(r, actual, SystemTime::now()) {
-                    ledger_error = Some(Error::new(
-                        Code::Io,
-                        format!(
-                            "the call succeeded but the budget ledger could not be written: {e}"
-                        ),
+                    ledger_error = Some(format!(
+                        "the call succeeded but its spend could not be written yet (kept, written at the next chance): {e}"
                     ));
                 }
             } else {

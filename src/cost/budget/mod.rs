@@ -1,119 +1,33 @@
-//! Spend limits with reservations and an optional on-disk ledger.
+//! Spend limits with reservations, kept in memory, in a ledger file shared
+//! by the processes of one machine, or (see `redis`) in Redis.
 //!
-//! A budget has to hold under concurrency: if eight threads each check
-//! "is there money left?" and then call, they can all pass the check and
-//! overspend eightfold. So callers *reserve* a worst-case estimate before the
-//! call and *commit* the real cost afterwards; reserved-but-uncommitted money
-//! counts as spent for every other caller's check.
+//! A budget has to hold under concurrency: if eight threads (or processes)
+//! each check "is there money left?" and then call, they can all pass the
+//! check and overspend eightfold. So callers *reserve* a worst-case estimate
+//! before the call and *commit* the real cost afterwards; reserved but
+//! uncommitted money (a hold) counts as spent for every other caller's
+//! check, in every process that shares the store.
+
+mod book;
+mod ledger;
+mod period;
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How often spend resets. Calendar periods use UTC so every process
-/// sharing a ledger agrees on when a period starts, whatever its time zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Period {
-    /// Calendar month (UTC).
-    Month,
-    /// Calendar day (UTC).
-    Day,
-    /// Never resets.
-    Total,
-}
+use book::{Book, Hold};
+use ledger::Ledger;
+pub use period::{civil_from_days, days_from_civil, Period};
 
-impl Period {
-    /// The option / ledger spelling: `"month"`, `"day"` or `"total"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Period::Month => "month",
-            Period::Day => "day",
-            Period::Total => "total",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Period> {
-        match s {
-            "month" => Some(Period::Month),
-            "day" => Some(Period::Day),
-            "total" => Some(Period::Total),
-            _ => None,
-        }
-    }
-
-    fn budget_name(self) -> &'static str {
-        match self {
-            Period::Month => "monthly budget",
-            Period::Day => "daily budget",
-            Period::Total => "total budget",
-        }
-    }
-
-    /// Identifies the period containing `now`: `"2026-11"`, `"2026-11-05"`
-    /// or `"total"`. Spend is reset whenever this key changes.
-    fn key(self, now: SystemTime) -> String {
-        let (y, m, d) = civil_from_days(unix_days(now));
-        match self {
-            Period::Month => format!("{y:04}-{m:02}"),
-            Period::Day => format!("{y:04}-{m:02}-{d:02}"),
-            Period::Total => "total".to_string(),
-        }
-    }
-
-    /// ISO date of the first day of the period containing `now`.
-    fn start(self, now: SystemTime) -> Option<String> {
-        let (y, m, d) = civil_from_days(unix_days(now));
-        match self {
-            Period::Month => Some(format!("{y:04}-{m:02}-01")),
-            Period::Day => Some(format!("{y:04}-{m:02}-{d:02}")),
-            Period::Total => None,
-        }
-    }
-}
-
-/// Whole days since 1970-01-01 (UTC), flooring for instants before the epoch.
-fn unix_days(t: SystemTime) -> i64 {
-    let secs = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => {
-            let d = e.duration();
-            -(d.as_secs() as i64) - i64::from(d.subsec_nanos() > 0)
-        }
-    };
-    secs.div_euclid(86_400)
-}
-
-/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`); hand-written to avoid a date-library dependency.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Inverse of [`days_from_civil`]: `(year, month 1..=12, day 1..=31)`.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
+/// How long a hold counts when its process cannot be seen to end: the
+/// client sets it from its timeouts and retries (see
+/// `Spend::from_options`).
+pub const DEFAULT_HOLD_TTL: Duration = Duration::from_secs(600);
 
 /// Why [`Budget::reserve`] refused a call.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +35,8 @@ pub struct BudgetError {
     /// Human-readable reason naming the budget and what is left, e.g.
     /// `monthly budget exceeded: estimated $0.0123 but $0.0040 of $5.0000 remains`.
     pub message: String,
-    /// Which budget refused: `"monthly budget"`, `"per-model budget for gpt-4.1"`, ...
+    /// Which budget refused: `"monthly budget"`, `"per-model budget for gpt-4.1"`,
+    /// or `"budget ledger"` when the shared store could not be used.
     pub budget: String,
     /// USD still available in that budget (limit − spent − in flight), ≥ 0.
     pub remaining_usd: f64,
@@ -145,7 +60,8 @@ impl std::error::Error for BudgetError {}
 /// budget too generous for one call but never leaks reserved money forever.
 #[derive(Debug)]
 pub struct Reservation {
-    state: Weak<Mutex<State>>,
+    budget: Weak<Inner>,
+    id: String,
     model_key: String,
     amount: f64,
     settled: bool,
@@ -162,8 +78,8 @@ impl Reservation {
             return;
         }
         self.settled = true;
-        if let Some(state) = self.state.upgrade() {
-            lock(&state).unreserve(&self.model_key, self.amount);
+        if let Some(inner) = self.budget.upgrade() {
+            inner.release(&self.id);
         }
     }
 }
@@ -174,100 +90,54 @@ impl Drop for Reservation {
     }
 }
 
-#[derive(Debug, Default)]
-struct InFlight {
-    usd: f64,
-    count: u64,
-}
-
-impl InFlight {
-    fn add(&mut self, usd: f64) {
-        self.usd += usd;
-        self.count += 1;
-    }
-
-    fn remove(&mut self, usd: f64) {
-        self.count = self.count.saturating_sub(1);
-        // Exact zero once nothing is in flight, so float drift from many
-        // add/subtract cycles cannot slowly eat (or grow) the budget.
-        self.usd = if self.count == 0 {
-            0.0
-        } else {
-            (self.usd - usd).max(0.0)
-        };
-    }
+#[derive(Debug)]
+enum Store {
+    Memory(Mutex<Book>),
+    File(Ledger),
 }
 
 #[derive(Debug)]
-struct State {
-    period_key: String,
-    spent: f64,
-    per_model_spent: BTreeMap<String, f64>,
-    in_flight: InFlight,
-    per_model_in_flight: BTreeMap<String, InFlight>,
-    last_ledger_error: Option<String>,
-}
-
-impl State {
-    fn roll(&mut self, key: String) {
-        if self.period_key != key {
-            self.period_key = key;
-            self.spent = 0.0;
-            self.per_model_spent.clear();
-        }
-    }
-
-    fn unreserve(&mut self, model_key: &str, amount: f64) {
-        self.in_flight.remove(amount);
-        if let Some(f) = self.per_model_in_flight.get_mut(model_key) {
-            f.remove(amount);
-            if f.count == 0 {
-                self.per_model_in_flight.remove(model_key);
-            }
-        }
-    }
-
-    fn model_in_flight(&self, model_key: &str) -> f64 {
-        self.per_model_in_flight
-            .get(model_key)
-            .map_or(0.0, |f| f.usd)
-    }
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // A panic while holding the lock cannot leave State inconsistent in a
-    // way that matters more than refusing all further accounting would.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A spend limit, shared between threads (wrap it in an `Arc`).
-#[derive(Debug)]
-pub struct Budget {
+struct Inner {
     limit_usd: Option<f64>,
     period: Period,
     per_model: BTreeMap<String, f64>,
-    ledger: Option<PathBuf>,
-    state: Arc<Mutex<State>>,
+    store: Store,
+    hold_ttl: Duration,
+    next_hold: AtomicU64,
+}
+
+/// A spend limit, shared between threads (and, with a ledger file, between
+/// processes).
+#[derive(Debug)]
+pub struct Budget {
+    inner: Arc<Inner>,
 }
 
 impl Budget {
+    /// [`Budget::new`] with [`DEFAULT_HOLD_TTL`].
+    pub fn from_json(v: &Value) -> Result<Budget, String> {
+        Budget::new(v, DEFAULT_HOLD_TTL)
+    }
+
     /// Builds a budget from the `budget` client option:
     /// `{"limit_usd": 5.0, "period": "month"|"day"|"total",
-    ///   "per_model": {"gpt-4.1": 5.0}, "ledger_file": "path"}`.
+    ///   "per_model": {"gpt-4.1": 5.0}, "ledger_file": "path", "ledger_create": bool}`.
     ///
     /// `period` defaults to `"month"`. At least one of `limit_usd` and
     /// `per_model` is required, since a budget without a limit is almost
     /// certainly a configuration mistake. Per-model names match like
     /// [`crate::cost::PriceTable::get`]: exact, else the part after the last `/`.
     ///
-    /// With `ledger_file`, spend survives restarts: an existing file is
-    /// loaded, and a corrupt one is an error naming the file rather than a
-    /// silent reset to zero (which would re-grant the whole budget). A missing
-    /// file is an error too (a deleted or mistyped ledger is the same silent
-    /// reset) unless `"ledger_create": true` says to start a new one, which is
-    /// then written at once; a missing parent directory is always an error
-    /// now rather than a write failure after the first paid call.
-    pub fn from_json(v: &Value) -> Result<Budget, String> {
+    /// With `ledger_file`, spend survives restarts and is shared by every
+    /// process that names the file (see `ledger`). A corrupt file is an
+    /// error naming it rather than a silent reset to zero (which would
+    /// re-grant the whole budget). A missing file is an error too unless
+    /// `"ledger_create": true` says to start a new one, which is then written
+    /// at once; a missing parent directory is always an error.
+    ///
+    /// `hold_ttl` is how long a hold counts when its process may have died
+    /// unseen (another machine or PID namespace): longer than any call.
+    pub fn new(v: &Value, hold_ttl: Duration) -> Result<Budget, String> {
         let obj = v
             .as_object()
             .ok_or_else(|| "budget: expected an object".to_string())?;
@@ -314,92 +184,78 @@ impl Budget {
         if limit_usd.is_none() && per_model.is_empty() {
             return Err("budget.limit_usd: required (or give budget.per_model limits)".into());
         }
-        let mut state = State {
-            // Empty key: the first operation rolls into the current period.
-            period_key: String::new(),
-            spent: 0.0,
-            per_model_spent: BTreeMap::new(),
-            in_flight: InFlight::default(),
-            per_model_in_flight: BTreeMap::new(),
-            last_ledger_error: None,
+        let store = match ledger {
+            Some(path) => Store::File(Ledger::open(path, period, create)?),
+            None => Store::Memory(Mutex::new(Book::default())),
         };
-        if let Some(path) = &ledger {
-            let found = load_ledger(path, period, &mut state)?;
-            if !found {
-                if !create {
-                    return Err(format!(
-                        "budget ledger {} does not exist: starting from zero would silently reset the spend; set budget.ledger_create: true to start a new ledger",
-                        path.display()
-                    ));
-                }
-                state.roll(period.key(SystemTime::now()));
-                write_ledger(path, period, &state)?;
-            }
-        }
         Ok(Budget {
-            limit_usd,
-            period,
-            per_model,
-            ledger,
-            state: Arc::new(Mutex::new(state)),
+            inner: Arc::new(Inner {
+                limit_usd,
+                period,
+                per_model,
+                store,
+                hold_ttl,
+                next_hold: AtomicU64::new(1),
+            }),
         })
     }
 
     /// The configured reset period.
     pub fn period(&self) -> Period {
-        self.period
-    }
-
-    /// Maps a request's model to the name spend is tracked under: the
-    /// per-model limit key when one matches, else the name as given.
-    fn model_key(&self, model: &str) -> String {
-        if self.per_model.contains_key(model) {
-            return model.to_string();
-        }
-        match model.rsplit_once('/') {
-            Some((_, base)) if self.per_model.contains_key(base) => base.to_string(),
-            _ => model.to_string(),
-        }
+        self.inner.period
     }
 
     /// Sets aside `estimated_max_cost_usd` for a call to `model`, or refuses.
     ///
-    /// Refuses when spent + in-flight reservations + this estimate would
-    /// exceed the period limit or the model's per-model limit, and also when
-    /// that budget is already used up, so a call whose cost is unknown
-    /// (estimate 0, e.g. an unpriced model) cannot slip through an exhausted
-    /// budget. Negative or NaN estimates count as 0.
+    /// Refuses when spent + holds of calls in flight (in every process
+    /// sharing the ledger) + this estimate would exceed the period limit or
+    /// the model's per-model limit, and also when that budget is already
+    /// used up, so a call whose cost is unknown (estimate 0, e.g. an
+    /// unpriced model) cannot slip through an exhausted budget. Negative or
+    /// NaN estimates count as 0. A ledger that cannot be read or written
+    /// refuses too (the budget cannot be known to hold), with a message
+    /// naming the file.
     pub fn reserve(
         &self,
         model: &str,
         estimated_max_cost_usd: f64,
         now: SystemTime,
     ) -> Result<Reservation, BudgetError> {
+        let inner = &self.inner;
         let amount = sanitize(estimated_max_cost_usd);
-        let model_key = self.model_key(model);
-        let mut st = lock(&self.state);
-        st.roll(self.period.key(now));
-        if let Some(limit) = self.limit_usd {
-            let used = st.spent + st.in_flight.usd;
-            check(self.period.budget_name(), limit, used, amount)?;
+        let model_key = inner.model_key(model);
+        let id = hold_id(inner.next_hold.fetch_add(1, Ordering::Relaxed));
+        let now_ms = unix_ms(now);
+        let hold = Hold {
+            usd: amount,
+            model: model_key.clone(),
+            expires_ms: now_ms.saturating_add(inner.hold_ttl.as_millis() as u64),
+            owner: ledger::this_owner(),
+        };
+        let key = inner.period.key(now);
+        let place = |book: &mut Book| -> Result<(), BudgetError> {
+            book.roll(&key);
+            inner.check(book, &model_key, amount)?;
+            book.holds.insert(id.clone(), hold);
+            Ok(())
+        };
+        match &inner.store {
+            Store::Memory(m) => place(&mut lock(m))?,
+            Store::File(l) => {
+                l.update(Some(&key), now_ms, false, place)
+                    .map_err(|e| BudgetError {
+                        message: format!(
+                            "{e}: the budget cannot be checked, so the call was not sent"
+                        ),
+                        budget: "budget ledger".into(),
+                        remaining_usd: 0.0,
+                        limit_usd: inner.limit_usd.unwrap_or(0.0),
+                    })??
+            }
         }
-        if let Some(&limit) = self.per_model.get(&model_key) {
-            let used = st.per_model_spent.get(&model_key).copied().unwrap_or(0.0)
-                + st.model_in_flight(&model_key);
-            check(
-                &format!("per-model budget for {model_key}"),
-                limit,
-                used,
-                amount,
-            )?;
-        }
-        st.in_flight.add(amount);
-        st.per_model_in_flight
-            .entry(model_key.clone())
-            .or_default()
-            .add(amount);
         Ok(Reservation {
-            state: Arc::downgrade(&self.state),
+            budget: Arc::downgrade(inner),
+            id,
             model_key,
             amount,
             settled: false,
@@ -413,10 +269,9 @@ impl Budget {
     /// reserved estimate ([`Reservation::amount_usd`]) rather than 0. A real
     /// cost above the estimate is recorded in full even if it pushes spend
     /// past the limit (the money is already gone); later reservations are
-    /// then refused. The
-    /// spend is always recorded in memory; the `Err` only reports that the
-    /// ledger file could not be written (the message names the file), so
-    /// the limit keeps holding for this process even when the disk fails.
+    /// then refused. The spend is never lost: when the ledger cannot be
+    /// written it is kept and added at the next write that succeeds; the
+    /// `Err` (naming the file) only reports that.
     pub fn commit(
         &self,
         r: Reservation,
@@ -424,33 +279,34 @@ impl Budget {
         now: SystemTime,
     ) -> Result<(), String> {
         let mut r = r;
+        let inner = &self.inner;
         let actual = sanitize(actual_cost_usd);
-        let model_key = r.model_key.clone();
-        let ours = Weak::ptr_eq(&r.state, &Arc::downgrade(&self.state));
-        if !ours {
-            // A reservation from another budget: free it there (taking
-            // that lock, never both at once), but still bill the spend here.
+        if !Weak::ptr_eq(&r.budget, &Arc::downgrade(inner)) {
+            // A reservation from another budget: free it there, but still
+            // bill the spend here.
             r.settle();
         }
-        let mut st = lock(&self.state);
-        if ours && !r.settled {
-            // Release and spend under one lock: releasing first and spending
-            // later would open a window where another caller could reserve
-            // the freed money and the two together overshoot the limit.
-            r.settled = true;
-            st.unreserve(&r.model_key, r.amount);
-        }
-        st.roll(self.period.key(now));
-        st.spent += actual;
-        *st.per_model_spent.entry(model_key).or_insert(0.0) += actual;
-        let Some(path) = &self.ledger else {
-            return Ok(());
+        // Release and spend in one step: releasing first and spending later
+        // would let another caller reserve the freed money in between.
+        let hold = if r.settled { None } else { Some(r.id.clone()) };
+        r.settled = true;
+        let key = inner.period.key(now);
+        let spend = |book: &mut Book| {
+            if let Some(id) = &hold {
+                book.holds.remove(id);
+            }
+            book.roll(&key);
+            book.spend(&r.model_key, actual);
         };
-        // Written under the lock so concurrent commits cannot interleave
-        // their temp files or land an older total after a newer one.
-        let result = write_ledger(path, self.period, &st);
-        st.last_ledger_error = result.as_ref().err().cloned();
-        result
+        match &inner.store {
+            Store::Memory(m) => {
+                spend(&mut lock(m));
+                Ok(())
+            }
+            Store::File(l) => l
+                .update(Some(&key), unix_ms(now), true, spend)
+                .inspect_err(|_| l.defer_spend(&r.model_key, actual, &r.id)),
+        }
     }
 
     /// Frees a reservation without spending (the call failed before the
@@ -461,40 +317,130 @@ impl Budget {
 
     /// Current state for the metrics JSON:
     /// `{"period", "period_key", "period_start", "limit_usd", "spent_usd",
-    ///   "in_flight_usd", "remaining_usd", "per_model": {name: {"spent_usd",
-    ///   "limit_usd", "remaining_usd"}}, "ledger_file", "ledger_error"}`.
-    /// Unlimited values are `null`.
+    ///   "in_flight_usd", "in_flight_calls", "remaining_usd", "per_model":
+    ///   {name: {"spent_usd", "limit_usd", "remaining_usd"}}, "ledger_file",
+    ///   "ledger_error"}`. With a ledger these are the figures of every
+    /// process sharing it. Unlimited values are `null`.
     pub fn snapshot(&self, now: SystemTime) -> Value {
-        let mut st = lock(&self.state);
-        st.roll(self.period.key(now));
+        let inner = &self.inner;
+        let key = inner.period.key(now);
+        let (book, error, file) = match &inner.store {
+            Store::Memory(m) => {
+                let mut b = lock(m);
+                b.roll(&key);
+                (b.clone(), None, None)
+            }
+            Store::File(l) => {
+                let (b, e) = l.snapshot(&key, unix_ms(now));
+                (b, e, Some(l.path().display().to_string()))
+            }
+        };
         let mut per_model = Map::new();
-        let names: std::collections::BTreeSet<&String> = st
-            .per_model_spent
+        let names: std::collections::BTreeSet<&String> = book
+            .per_model
             .keys()
-            .chain(self.per_model.keys())
+            .chain(inner.per_model.keys())
             .collect();
         for name in names {
-            let spent = st.per_model_spent.get(name).copied().unwrap_or(0.0);
-            let limit = self.per_model.get(name).copied();
-            let remaining = limit.map(|l| (l - spent - st.model_in_flight(name)).max(0.0));
+            let spent = book.spent_for(name);
+            let limit = inner.per_model.get(name).copied();
+            let remaining = limit.map(|l| (l - spent - book.held_for(name)).max(0.0));
             per_model.insert(
                 name.clone(),
                 json!({"spent_usd": spent, "limit_usd": limit, "remaining_usd": remaining}),
             );
         }
+        let held = book.held();
         json!({
-            "period": self.period.as_str(),
-            "period_key": st.period_key,
-            "period_start": self.period.start(now),
-            "limit_usd": self.limit_usd,
-            "spent_usd": st.spent,
-            "in_flight_usd": st.in_flight.usd,
-            "remaining_usd": self.limit_usd.map(|l| (l - st.spent - st.in_flight.usd).max(0.0)),
+            "period": inner.period.as_str(),
+            "period_key": book.period_key,
+            "period_start": inner.period.start(now),
+            "limit_usd": inner.limit_usd,
+            "spent_usd": book.spent,
+            "in_flight_usd": held,
+            "in_flight_calls": book.holds.len(),
+            "remaining_usd": inner.limit_usd.map(|l| (l - book.spent - held).max(0.0)),
             "per_model": per_model,
-            "ledger_file": self.ledger.as_ref().map(|p| p.display().to_string()),
-            "ledger_error": st.last_ledger_error,
+            "ledger_file": file,
+            "ledger_error": error,
         })
     }
+}
+
+impl Inner {
+    /// Maps a request's model to the name spend is tracked under: the
+    /// per-model limit key when one matches, else the name as given.
+    fn model_key(&self, model: &str) -> String {
+        if self.per_model.contains_key(model) {
+            return model.to_string();
+        }
+        match model.rsplit_once('/') {
+            Some((_, base)) if self.per_model.contains_key(base) => base.to_string(),
+            _ => model.to_string(),
+        }
+    }
+
+    fn check(&self, book: &Book, model_key: &str, amount: f64) -> Result<(), BudgetError> {
+        if let Some(limit) = self.limit_usd {
+            check(
+                self.period.budget_name(),
+                limit,
+                book.spent + book.held(),
+                amount,
+            )?;
+        }
+        if let Some(&limit) = self.per_model.get(model_key) {
+            let used = book.spent_for(model_key) + book.held_for(model_key);
+            check(
+                &format!("per-model budget for {model_key}"),
+                limit,
+                used,
+                amount,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn release(&self, id: &str) {
+        match &self.store {
+            Store::Memory(m) => {
+                lock(m).holds.remove(id);
+            }
+            Store::File(l) => {
+                // No roll: a release spends nothing, in whatever period.
+                let removed = l.update(None, unix_ms(SystemTime::now()), false, |b| {
+                    b.holds.remove(id);
+                });
+                if removed.is_err() {
+                    l.defer_release(id);
+                }
+            }
+        }
+    }
+}
+
+fn lock(m: &Mutex<Book>) -> MutexGuard<'_, Book> {
+    // A panic while holding the lock cannot leave the book inconsistent in
+    // a way that matters more than refusing all further accounting would.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A hold id unique across processes and machines sharing a store: this
+/// process's id and start instant, then a counter.
+fn hold_id(n: u64) -> String {
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let p = PROCESS.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{:x}-{:x}", std::process::id(), nanos)
+    });
+    format!("{p}-{n}")
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn sanitize(x: f64) -> f64 {
@@ -530,110 +476,11 @@ fn usd(v: &Value, at: &str) -> Result<f64, String> {
     }
 }
 
-/// Loads the ledger into `st`; `Ok(false)` when the file does not exist.
-fn load_ledger(path: &Path, period: Period, st: &mut State) -> Result<bool, String> {
-    let shown = path.display();
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-            if let Some(dir) = parent {
-                if !dir.is_dir() {
-                    return Err(format!(
-                        "budget.ledger_file: directory {} does not exist",
-                        dir.display()
-                    ));
-                }
-            }
-            return Ok(false);
-        }
-        Err(e) => return Err(format!("budget ledger {shown}: cannot read: {e}")),
-    };
-    let corrupt = |why: &str| format!("budget ledger {shown} is corrupt: {why}");
-    let v: Value = serde_json::from_str(&text).map_err(|e| corrupt(&e.to_string()))?;
-    if v.get("version").and_then(Value::as_u64) != Some(1) {
-        return Err(corrupt("expected \"version\": 1"));
-    }
-    let file_period = v
-        .get("period")
-        .and_then(Value::as_str)
-        .and_then(Period::parse)
-        .ok_or_else(|| corrupt("bad \"period\""))?;
-    if file_period != period {
-        // Refuse rather than reset: switching e.g. total -> month would
-        // otherwise quietly forget everything spent so far.
-        return Err(format!(
-            "budget ledger {shown} was written for period \"{}\" but budget.period is \"{}\"; move the file away to start over",
-            file_period.as_str(),
-            period.as_str()
-        ));
-    }
-    let key = v
-        .get("period_key")
-        .and_then(Value::as_str)
-        .ok_or_else(|| corrupt("missing \"period_key\""))?;
-    let amount = |x: &Value| x.as_f64().filter(|f| f.is_finite() && *f >= 0.0);
-    let spent = v
-        .get("spent_usd")
-        .and_then(amount)
-        .ok_or_else(|| corrupt("bad \"spent_usd\""))?;
-    let mut per_model = BTreeMap::new();
-    match v.get("per_model") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (name, x) in m {
-                let f = amount(x).ok_or_else(|| corrupt(&format!("bad per_model.{name}")))?;
-                per_model.insert(name.clone(), f);
-            }
-        }
-        Some(_) => return Err(corrupt("bad \"per_model\"")),
-    }
-    st.period_key = key.to_string();
-    st.spent = spent;
-    st.per_model_spent = per_model;
-    Ok(true)
-}
-
-/// Path of the temp file: same directory, so the rename stays on one
-/// filesystem and is atomic.
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-fn write_ledger(path: &Path, period: Period, st: &State) -> Result<(), String> {
-    let doc = json!({
-        "version": 1,
-        "period": period.as_str(),
-        "period_key": st.period_key,
-        "spent_usd": st.spent,
-        "per_model": st.per_model_spent,
-    });
-    let tmp = tmp_path(path);
-    let res = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(doc.to_string().as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable; directories cannot be opened for
-        // syncing on every platform, so this is Unix-only.
-        #[cfg(unix)]
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    res.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("budget ledger {}: write failed: {e}", path.display())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::path::Path;
     use std::time::Duration;
 
     fn at(y: i64, m: u32, d: u32) -> SystemTime {
@@ -650,41 +497,6 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
-    }
-
-    #[test]
-    fn civil_round_trip_and_known_dates() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
-        for z in (-800_000..800_000).step_by(97) {
-            let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
-        }
-        // Leap years: 2024 yes, 2100 no, 2000 yes.
-        assert_eq!(
-            days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28),
-            2
-        );
-        assert_eq!(
-            days_from_civil(2100, 3, 1) - days_from_civil(2100, 2, 28),
-            1
-        );
-        assert_eq!(
-            days_from_civil(2000, 3, 1) - days_from_civil(2000, 2, 28),
-            2
-        );
-        assert_eq!(unix_days(UNIX_EPOCH - Duration::from_secs(1)), -1);
-    }
-
-    #[test]
-    fn period_keys() {
-        assert_eq!(Period::Month.key(at(2026, 11, 5)), "2026-11");
-        assert_eq!(Period::Day.key(at(2026, 11, 5)), "2026-11-05");
-        assert_eq!(Period::Total.key(at(2026, 11, 5)), "total");
-        assert_eq!(Period::Month.start(at(2026, 11, 5)).unwrap(), "2026-11-01");
     }
 
     #[test]
@@ -837,9 +649,10 @@ mod tests {
             let r = b.reserve("gpt-4.1", 1.0, now).unwrap();
             b.commit(r, 0.75, now).unwrap();
         }
-        assert!(!tmp_path(&path).exists());
+        assert_eq!(leftover_tmp(&dir), 0);
         let doc: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(doc["version"], 1);
+        assert_eq!(doc["version"], 2);
+        assert_eq!(doc["holds"], json!({}));
         assert_eq!(doc["period"], "month");
         assert_eq!(doc["period_key"], "2026-11");
         assert_eq!(doc["spent_usd"], json!(0.75));
@@ -859,7 +672,7 @@ mod tests {
         let cfg = json!({"limit_usd": 2.0, "ledger_file": path.to_str().unwrap()});
         for bad in [
             "{not json",
-            "{\"version\":2,\"period\":\"month\",\"period_key\":\"x\",\"spent_usd\":0}",
+            "{\"version\":3,\"period\":\"month\",\"period_key\":\"x\",\"spent_usd\":0}",
             "{\"version\":1,\"period\":\"month\",\"period_key\":\"x\",\"spent_usd\":-1}",
             "{\"version\":1,\"period\":\"month\",\"spent_usd\":1}",
         ] {
@@ -901,22 +714,112 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    fn leftover_tmp(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count()
+    }
+
+    fn ledger_cfg(path: &Path, limit: f64, create: bool) -> Value {
+        json!({"limit_usd": limit, "period": "month",
+            "ledger_file": path.to_str().unwrap(), "ledger_create": create})
+    }
+
     #[test]
-    fn ledger_write_failure_is_reported_but_spend_kept() {
+    fn ledger_write_failure_keeps_the_spend_and_writes_it_later() {
         let dir = tmpdir("wfail");
-        let path = dir.join("sub").join("l.json");
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let b = Budget::from_json(&json!({"limit_usd": 1.0,
-            "ledger_file": path.to_str().unwrap(), "ledger_create": true}))
-        .unwrap();
-        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+        let sub = dir.join("sub");
+        let path = sub.join("l.json");
+        fs::create_dir_all(&sub).unwrap();
+        let b = Budget::from_json(&ledger_cfg(&path, 1.0, true)).unwrap();
         let now = at(2026, 1, 1);
         let r = b.reserve("m", 0.5, now).unwrap();
+        let saved = fs::read(&path).unwrap();
+        fs::remove_dir_all(&sub).unwrap();
         let err = b.commit(r, 0.5, now).unwrap_err();
         assert!(err.contains("l.json"), "{err}");
         let s = b.snapshot(now);
-        assert_eq!(s["spent_usd"], json!(0.5));
+        assert_eq!(s["spent_usd"], json!(0.5), "the spend is kept in memory");
+        assert_eq!(s["in_flight_calls"], json!(0));
         assert!(s["ledger_error"].is_string());
+        let err = b.reserve("m", 0.1, now).unwrap_err();
+        assert_eq!(err.budget, "budget ledger");
+        assert!(err.message.contains("not sent"), "{err}");
+        // The file comes back (still holding the committed call's hold):
+        // the kept spend lands and the hold goes.
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(&path, saved).unwrap();
+        let r = b.reserve("m", 0.25, now).unwrap();
+        let doc: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(doc["spent_usd"], json!(0.5));
+        assert_eq!(doc["holds"].as_object().unwrap().len(), 1);
+        b.commit(r, 0.25, now).unwrap();
+        assert_eq!(b.snapshot(now)["spent_usd"], json!(0.75));
+        assert_eq!(b.snapshot(now)["ledger_error"], Value::Null);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn budgets_sharing_a_ledger_add_up_spend_and_see_each_others_holds() {
+        let dir = tmpdir("shared");
+        let path = dir.join("l.json");
+        let a = Budget::from_json(&ledger_cfg(&path, 1.0, true)).unwrap();
+        // A second "process": creation must not reset what exists.
+        let b = Budget::from_json(&ledger_cfg(&path, 1.0, true)).unwrap();
+        let now = at(2026, 4, 2);
+        let ra = a.reserve("m", 0.6, now).unwrap();
+        let err = b.reserve("m", 0.6, now).unwrap_err();
+        assert!(err.message.contains("exceeded"), "{err}");
+        assert_eq!(b.snapshot(now)["in_flight_usd"], json!(0.6));
+        a.commit(ra, 0.25, now).unwrap();
+        let rb = b.reserve("m", 0.7, now).unwrap();
+        b.commit(rb, 0.5, now).unwrap();
+        let ra = a.reserve("other", 0.2, now).unwrap();
+        a.release(ra);
+        for budget in [&a, &b] {
+            let s = budget.snapshot(now);
+            assert_eq!(s["spent_usd"], json!(0.75));
+            assert_eq!(s["in_flight_usd"], json!(0.0));
+        }
+        assert!(a.reserve("m", 0.3, now).is_err());
+        assert_eq!(leftover_tmp(&dir), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn holds_expire_and_holds_of_dead_processes_are_dropped() {
+        let dir = tmpdir("expire");
+        let path = dir.join("l.json");
+        let cfg = ledger_cfg(&path, 1.0, true);
+        let a = Budget::new(&cfg, Duration::from_secs(30)).unwrap();
+        let now = at(2026, 6, 1);
+        let stuck = a.reserve("m", 0.9, now).unwrap();
+        std::mem::forget(stuck); // as if its process hung (or died elsewhere)
+        assert!(a.reserve("m", 0.5, now + Duration::from_secs(29)).is_err());
+        let r = a.reserve("m", 0.5, now + Duration::from_secs(31)).unwrap();
+        a.commit(r, 0.5, now + Duration::from_secs(31)).unwrap();
+        // A hold of a process that exited on this machine stops counting at
+        // once, long before it expires.
+        let me = ledger::this_owner().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let mut doc: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        doc["holds"]["dead"] = json!({"usd": 0.5, "model": "m", "expires_ms": u64::MAX / 2,
+            "pid": pid, "pidns": me.pidns, "start": 1});
+        doc["holds"]["alive"] = json!({"usd": 0.25, "model": "m", "expires_ms": u64::MAX / 2,
+            "pid": me.pid, "pidns": me.pidns, "start": me.start});
+        fs::write(&path, doc.to_string()).unwrap();
+        let s = a.snapshot(now);
+        assert_eq!(s["in_flight_usd"], json!(0.25), "{s}");
+        assert!(a.reserve("m", 0.25, now).is_ok());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,0 +1,290 @@
+//! The book of a budget: what was spent in the current period, per model,
+//! and the holds (reservations) of calls still in flight.
+//!
+//! Every store keeps one: the in-memory budget, the ledger file shared by
+//! the processes of one machine, and Redis. The limit check runs against
+//! the book as the store holds it, so holds of every process count.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::period::Period;
+
+/// The process that placed a hold, so that a hold of a process that died
+/// can be dropped before it expires (see `ledger::owner_is_dead`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub pid: u32,
+    /// The PID namespace (`/proc/self/ns/pid`): a PID means nothing outside it.
+    pub pidns: String,
+    /// Start time of the process in clock ticks since boot: a reused PID
+    /// has another one.
+    pub start: u64,
+}
+
+/// Money set aside for one call in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Hold {
+    pub usd: f64,
+    /// The key spend is tracked under (see `Budget::model_key`).
+    pub model: String,
+    /// Wall-clock expiry (ms since the Unix epoch): a hold whose process
+    /// died, on any machine, stops counting then.
+    pub expires_ms: u64,
+    pub owner: Option<Owner>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Book {
+    /// Empty until the first operation rolls into the current period.
+    pub period_key: String,
+    pub spent: f64,
+    pub per_model: BTreeMap<String, f64>,
+    pub holds: BTreeMap<String, Hold>,
+}
+
+impl Book {
+    /// Starts a new period when `key` differs: spend resets, holds stay
+    /// (their calls are still in flight and will bill the new period).
+    pub fn roll(&mut self, key: &str) {
+        if self.period_key != key {
+            self.period_key = key.to_string();
+            self.spent = 0.0;
+            self.per_model.clear();
+        }
+    }
+
+    /// USD held by calls in flight (summed afresh, so no float drift).
+    pub fn held(&self) -> f64 {
+        self.holds.values().map(|h| h.usd).sum()
+    }
+
+    pub fn held_for(&self, model: &str) -> f64 {
+        self.holds
+            .values()
+            .filter(|h| h.model == model)
+            .map(|h| h.usd)
+            .sum()
+    }
+
+    pub fn spent_for(&self, model: &str) -> f64 {
+        self.per_model.get(model).copied().unwrap_or(0.0)
+    }
+
+    pub fn spend(&mut self, model: &str, usd: f64) {
+        self.spent += usd;
+        *self.per_model.entry(model.to_string()).or_insert(0.0) += usd;
+    }
+
+    /// Drops holds that expired at `now_ms` or whose owner `dead` says is
+    /// gone; returns how many.
+    pub fn prune(&mut self, now_ms: u64, dead: impl Fn(&Owner) -> bool) -> usize {
+        let before = self.holds.len();
+        self.holds
+            .retain(|_, h| h.expires_ms > now_ms && !h.owner.as_ref().is_some_and(&dead));
+        before - self.holds.len()
+    }
+
+    /// Adds `other`'s spend (not its holds) to this book's current period.
+    pub fn absorb_spend(&mut self, other: &Book) {
+        for (model, usd) in &other.per_model {
+            self.spend(model, *usd);
+        }
+    }
+
+    /// The ledger file's document (version 2).
+    pub fn to_json(&self, period: Period) -> Value {
+        let holds: Map<String, Value> = self
+            .holds
+            .iter()
+            .map(|(id, h)| {
+                let mut v = json!({"usd": h.usd, "model": h.model, "expires_ms": h.expires_ms});
+                if let Some(o) = &h.owner {
+                    v["pid"] = json!(o.pid);
+                    v["pidns"] = json!(o.pidns);
+                    v["start"] = json!(o.start);
+                }
+                (id.clone(), v)
+            })
+            .collect();
+        json!({
+            "version": 2,
+            "period": period.as_str(),
+            "period_key": self.period_key,
+            "spent_usd": self.spent,
+            "per_model": self.per_model,
+            "holds": holds,
+        })
+    }
+
+    /// Reads a ledger document (version 1, without holds, or 2). `shown`
+    /// names the file in errors. A wrong `period` is refused rather than
+    /// reset: switching e.g. total -> month would quietly forget the spend.
+    pub fn from_json(text: &str, period: Period, shown: &str) -> Result<Book, String> {
+        let corrupt = |why: &str| format!("budget ledger {shown} is corrupt: {why}");
+        let v: Value = serde_json::from_str(text).map_err(|e| corrupt(&e.to_string()))?;
+        let version = v.get("version").and_then(Value::as_u64);
+        if version != Some(1) && version != Some(2) {
+            return Err(corrupt("expected \"version\": 1 or 2"));
+        }
+        let file_period = v
+            .get("period")
+            .and_then(Value::as_str)
+            .and_then(Period::parse)
+            .ok_or_else(|| corrupt("bad \"period\""))?;
+        if file_period != period {
+            return Err(format!(
+                "budget ledger {shown} was written for period \"{}\" but budget.period is \"{}\"; move the file away to start over",
+                file_period.as_str(),
+                period.as_str()
+            ));
+        }
+        let period_key = v
+            .get("period_key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| corrupt("missing \"period_key\""))?
+            .to_string();
+        let amount = |x: &Value| x.as_f64().filter(|f| f.is_finite() && *f >= 0.0);
+        let spent = v
+            .get("spent_usd")
+            .and_then(amount)
+            .ok_or_else(|| corrupt("bad \"spent_usd\""))?;
+        let mut per_model = BTreeMap::new();
+        match v.get("per_model") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (name, x) in m {
+                    let f = amount(x).ok_or_else(|| corrupt(&format!("bad per_model.{name}")))?;
+                    per_model.insert(name.clone(), f);
+                }
+            }
+            Some(_) => return Err(corrupt("bad \"per_model\"")),
+        }
+        let mut holds = BTreeMap::new();
+        match v.get("holds") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (id, h) in m {
+                    let bad = || corrupt(&format!("bad holds.{id}"));
+                    let usd = h.get("usd").and_then(amount).ok_or_else(bad)?;
+                    let model = h.get("model").and_then(Value::as_str).ok_or_else(bad)?;
+                    let expires_ms = h
+                        .get("expires_ms")
+                        .and_then(Value::as_u64)
+                        .ok_or_else(bad)?;
+                    let owner = match (
+                        h.get("pid").and_then(Value::as_u64),
+                        h.get("pidns").and_then(Value::as_str),
+                        h.get("start").and_then(Value::as_u64),
+                    ) {
+                        (Some(pid), Some(ns), Some(start)) => Some(Owner {
+                            pid: u32::try_from(pid).map_err(|_| bad())?,
+                            pidns: ns.to_string(),
+                            start,
+                        }),
+                        _ => None,
+                    };
+                    holds.insert(
+                        id.clone(),
+                        Hold {
+                            usd,
+                            model: model.to_string(),
+                            expires_ms,
+                            owner,
+                        },
+                    );
+                }
+            }
+            Some(_) => return Err(corrupt("bad \"holds\"")),
+        }
+        Ok(Book {
+            period_key,
+            spent,
+            per_model,
+            holds,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold(usd: f64, model: &str, expires_ms: u64, owner: Option<Owner>) -> Hold {
+        Hold {
+            usd,
+            model: model.into(),
+            expires_ms,
+            owner,
+        }
+    }
+
+    #[test]
+    fn roll_resets_spend_but_keeps_holds() {
+        let mut b = Book::default();
+        b.roll("2026-11");
+        b.spend("a", 1.5);
+        b.holds.insert("h".into(), hold(0.5, "a", 10, None));
+        b.roll("2026-11");
+        assert_eq!(b.spent, 1.5);
+        b.roll("2026-12");
+        assert_eq!((b.spent, b.spent_for("a")), (0.0, 0.0));
+        assert_eq!(b.held(), 0.5);
+    }
+
+    #[test]
+    fn held_sums_by_model_and_prune_drops_expired_and_dead() {
+        let mut b = Book::default();
+        let alive = Owner {
+            pid: 1,
+            pidns: "ns".into(),
+            start: 5,
+        };
+        let dead = Owner {
+            pid: 2,
+            ..alive.clone()
+        };
+        b.holds.insert("1".into(), hold(0.25, "a", 100, None));
+        b.holds
+            .insert("2".into(), hold(0.5, "b", 50, Some(alive.clone())));
+        b.holds.insert("3".into(), hold(1.0, "a", 1000, Some(dead)));
+        assert_eq!(b.held(), 1.75);
+        assert_eq!(b.held_for("a"), 1.25);
+        assert_eq!(b.prune(60, |o| o.pid == 2), 2);
+        assert_eq!(b.holds.keys().collect::<Vec<_>>(), ["1"]);
+        assert_eq!(b.prune(100, |_| false), 1);
+        assert!(b.holds.is_empty());
+    }
+
+    #[test]
+    fn json_round_trip_and_version_1() {
+        let mut b = Book::default();
+        b.roll("2026-11");
+        b.spend("gpt-4.1", 0.75);
+        let owner = Owner {
+            pid: 42,
+            pidns: "pid:[4026531836]".into(),
+            start: 99,
+        };
+        b.holds.insert(
+            "x".into(),
+            hold(0.125, "gpt-4.1", 1_800_000_000_000, Some(owner)),
+        );
+        b.holds.insert("y".into(), hold(0.5, "m", 7, None));
+        let text = b.to_json(Period::Month).to_string();
+        assert_eq!(Book::from_json(&text, Period::Month, "f").unwrap(), b);
+        let v1 = r#"{"version":1,"period":"day","period_key":"2026-01-02","spent_usd":2.5,"per_model":{"m":2.5}}"#;
+        let old = Book::from_json(v1, Period::Day, "f").unwrap();
+        assert_eq!((old.spent, old.spent_for("m")), (2.5, 2.5));
+        assert!(old.holds.is_empty());
+        let err = Book::from_json(v1, Period::Month, "f").unwrap_err();
+        assert!(err.contains("period"), "{err}");
+        let bad = r#"{"version":2,"period":"day","period_key":"k","spent_usd":0,"holds":{"h":{"usd":-1}}}"#;
+        let err = Book::from_json(bad, Period::Day, "/x/l.json").unwrap_err();
+        assert!(
+            err.contains("/x/l.json") && err.contains("holds.h"),
+            "{err}"
+        );
+    }
+}

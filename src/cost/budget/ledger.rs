@@ -1,0 +1,305 @@
+//! The ledger file: a budget's book on disk, shared by every process on the
+//! machine that names the same file.
+//!
+//! Every change is a read-modify-write under an exclusive advisory lock
+//! (`flock` on `<ledger>.lock`, a file that is never replaced, since the
+//! ledger itself is replaced by rename on every write). So spend from all
+//! processes adds up instead of the last writer's total winning, and holds
+//! of calls in flight in any process count against the limit in all of
+//! them. Each write goes to a temporary file of its own
+//! (`<ledger>.<pid>.<n>.tmp`) and is renamed over the ledger, so a reader
+//! never sees half a document.
+//!
+//! A hold placed by a process that died (SIGKILL, OOM, a crash) would block
+//! its money forever; it stops counting when it expires, and earlier when
+//! its owner is provably gone (same PID namespace, and no process with that
+//! PID and start time).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use super::book::{Book, Owner};
+use super::period::Period;
+
+/// Spend that could not be written yet; added at the next successful write.
+#[derive(Debug, Default)]
+struct Local {
+    unwritten: Book,
+    /// Holds to drop at the next successful write (their release failed).
+    unreleased: Vec<String>,
+    /// The book as last read or written, for metrics when the file fails.
+    last_seen: Book,
+    last_error: Option<String>,
+    tmp_seq: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    path: PathBuf,
+    lock_path: PathBuf,
+    period: Period,
+    /// Serialises this process's threads; the file lock serialises processes.
+    local: Mutex<Local>,
+}
+
+impl Ledger {
+    /// Opens the ledger at `path`. A missing file is an error unless
+    /// `create`, since a deleted or mistyped ledger would silently reset the
+    /// spend; with `create` a new one is written at once (under the lock,
+    /// so processes starting together create it once). A corrupt file or one
+    /// written for another period is an error naming the file.
+    pub fn open(path: PathBuf, period: Period, create: bool) -> Result<Ledger, String> {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(format!(
+                    "budget.ledger_file: directory {} does not exist",
+                    dir.display()
+                ));
+            }
+        }
+        let mut lock_path = path.as_os_str().to_os_string();
+        lock_path.push(".lock");
+        let ledger = Ledger {
+            lock_path: PathBuf::from(lock_path),
+            path,
+            period,
+            local: Mutex::new(Local::default()),
+        };
+        let shown = ledger.path.display().to_string();
+        let _guard = ledger.lock_file()?;
+        match ledger.read()? {
+            Some(book) => lock(&ledger.local).last_seen = book,
+            None if create => {
+                let mut local = lock(&ledger.local);
+                ledger.write(&Book::default(), true, &mut local)?;
+            }
+            None => {
+                return Err(format!(
+                    "budget ledger {shown} does not exist: starting from zero would silently reset the spend; set budget.ledger_create: true to start a new ledger"
+                ))
+            }
+        }
+        Ok(ledger)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies `f` to the book under the file lock and writes the result,
+    /// first rolling into `period_key` when given.
+    /// Spend and releases left over from failed writes are merged first;
+    /// `durable` writes are fsynced (spend), others are not (holds, which
+    /// expire anyway). On any error nothing of `f`'s change is kept.
+    pub fn update<R>(
+        &self,
+        period_key: Option<&str>,
+        now_ms: u64,
+        durable: bool,
+        f: impl FnOnce(&mut Book) -> R,
+    ) -> Result<R, String> {
+        let mut local = lock(&self.local);
+        let result = (|| {
+            let _guard = self.lock_file()?;
+            let mut book = self.read()?.ok_or_else(|| {
+                format!(
+                    "budget ledger {} was deleted; restore it, or set budget.ledger_create: true and restart to start from zero",
+                    self.path.display()
+                )
+            })?;
+            if let Some(key) = period_key {
+                book.roll(key);
+            }
+            book.absorb_spend(&local.unwritten);
+            for id in &local.unreleased {
+                book.holds.remove(id);
+            }
+            book.prune(now_ms, owner_is_dead);
+            let r = f(&mut book);
+            let durable = durable || !local.unwritten.per_model.is_empty();
+            self.write(&book, durable, &mut local)?;
+            local.unwritten = Book::default();
+            local.unreleased.clear();
+            local.last_seen = book;
+            Ok(r)
+        })();
+        local.last_error = result.as_ref().err().cloned();
+        result
+    }
+
+    /// Keeps spend whose write failed, to add at the next successful write:
+    /// money already spent is never forgotten.
+    pub fn defer_spend(&self, model: &str, usd: f64, hold_id: &str) {
+        let mut local = lock(&self.local);
+        local.unwritten.spend(model, usd);
+        local.last_seen.spend(model, usd);
+        local.last_seen.holds.remove(hold_id);
+        local.unreleased.push(hold_id.to_string());
+    }
+
+    /// Keeps a release whose write failed, for the next successful write
+    /// (the hold would otherwise count until it expires).
+    pub fn defer_release(&self, hold_id: &str) {
+        let mut local = lock(&self.local);
+        local.last_seen.holds.remove(hold_id);
+        local.unreleased.push(hold_id.to_string());
+    }
+
+    /// The current book (read under the lock, not written) and the last
+    /// write error; the last book seen when the file cannot be read.
+    pub fn snapshot(&self, period_key: &str, now_ms: u64) -> (Book, Option<String>) {
+        let mut local = lock(&self.local);
+        let read = self
+            .lock_file()
+            .and_then(|_guard| self.read())
+            .and_then(|b| {
+                b.ok_or_else(|| format!("budget ledger {} was deleted", self.path.display()))
+            });
+        let mut book = match read {
+            Ok(mut b) => {
+                b.roll(period_key);
+                b.absorb_spend(&local.unwritten);
+                for id in &local.unreleased {
+                    b.holds.remove(id);
+                }
+                local.last_seen = b.clone();
+                b
+            }
+            Err(e) => {
+                local.last_error = Some(e);
+                let mut b = local.last_seen.clone();
+                b.roll(period_key);
+                b
+            }
+        };
+        book.prune(now_ms, owner_is_dead);
+        (book, local.last_error.clone())
+    }
+
+    fn lock_file(&self) -> Result<File, String> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.lock_path)
+            .map_err(|e| format!("budget ledger lock {}: {e}", self.lock_path.display()))?;
+        // Blocking: the holder only reads and writes a small file. The lock
+        // goes with the descriptor, so a process that dies releases it.
+        f.lock()
+            .map_err(|e| format!("budget ledger lock {}: {e}", self.lock_path.display()))?;
+        Ok(f)
+    }
+
+    fn read(&self) -> Result<Option<Book>, String> {
+        let shown = self.path.display().to_string();
+        match fs::read_to_string(&self.path) {
+            Ok(text) => Book::from_json(&text, self.period, &shown).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("budget ledger {shown}: cannot read: {e}")),
+        }
+    }
+
+    fn write(&self, book: &Book, durable: bool, local: &mut Local) -> Result<(), String> {
+        local.tmp_seq += 1;
+        let mut tmp = self.path.as_os_str().to_os_string();
+        tmp.push(format!(".{}.{}.tmp", std::process::id(), local.tmp_seq));
+        let tmp = PathBuf::from(tmp);
+        let res = (|| -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(book.to_json(self.period).to_string().as_bytes())?;
+            if durable {
+                f.sync_all()?;
+            }
+            drop(f);
+            fs::rename(&tmp, &self.path)?;
+            // Make the rename itself durable (Unix: directories can be synced).
+            #[cfg(unix)]
+            if durable {
+                if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    File::open(dir)?.sync_all()?;
+                }
+            }
+            Ok(())
+        })();
+        res.map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            format!("budget ledger {}: write failed: {e}", self.path.display())
+        })
+    }
+}
+
+fn lock(m: &Mutex<Local>) -> MutexGuard<'_, Local> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// This process as the owner of its holds, where `/proc` can tell.
+pub(crate) fn this_owner() -> Option<Owner> {
+    static OWNER: OnceLock<Option<Owner>> = OnceLock::new();
+    OWNER
+        .get_or_init(|| {
+            let pid = std::process::id();
+            Some(Owner {
+                pid,
+                pidns: pid_namespace()?,
+                start: start_ticks(pid)?,
+            })
+        })
+        .clone()
+}
+
+/// True only when the owner certainly is gone: it lived in our PID
+/// namespace and no process has its PID with its start time. Anything
+/// uncertain (another namespace or machine, no `/proc`) waits for expiry.
+pub(crate) fn owner_is_dead(o: &Owner) -> bool {
+    match this_owner() {
+        Some(me) if me.pidns == o.pidns => start_ticks(o.pid) != Some(o.start),
+        _ => false,
+    }
+}
+
+fn pid_namespace() -> Option<String> {
+    fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Field 22 of `/proc/PID/stat`: the process start time since boot.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; fields
+    // after its closing parenthesis start with field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_an_exited_child_is_dead() {
+        let me = this_owner().expect("/proc is available on Linux");
+        assert!(!owner_is_dead(&me));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let start = start_ticks(pid);
+        child.wait().unwrap();
+        let gone = Owner {
+            pid,
+            pidns: me.pidns.clone(),
+            start: start.unwrap_or(1),
+        };
+        assert!(owner_is_dead(&gone));
+        let elsewhere = Owner {
+            pidns: "pid:[1]".into(),
+            ..gone
+        };
+        assert!(
+            !owner_is_dead(&elsewhere),
+            "other namespaces wait for expiry"
+        );
+    }
+}
