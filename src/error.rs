@@ -129,6 +129,8 @@ pub fn from_ureq(e: &ureq::Error) -> Error {
         }
         U::HostNotFound => (Code::Connect, "host not found".to_string()),
         U::ConnectionFailed => (Code::Connect, "connection failed".to_string()),
+        // Already names the proxy (host:port only) and its answer.
+        U::ConnectProxyFailed(m) => (Code::Connect, m.clone()),
         // rustls reports handshake failures through the transport's io::Error.
         U::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
             (Code::Tls, format!("TLS error: {io}"))

@@ -4,11 +4,13 @@
 //! silently falls back to a default.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::net::proxy::Proxies;
 use crate::store::redis::RedisConfig;
 
 /// The default gateway: the HolySheep relay.
@@ -78,6 +80,8 @@ pub struct Options {
     pub headers: Vec<(String, String)>,
     pub max_response_bytes: u64,
     pub endpoints: Vec<Endpoint>,
+    /// Forward proxies from `proxy`/`no_proxy` or the environment.
+    pub proxies: Arc<Proxies>,
     pub circuit_failures: u32,
     pub cooldown: Duration,
     /// Cost-control sections, validated by `crate::cost` when the client is built.
@@ -122,6 +126,7 @@ impl Default for Options {
             headers: Vec::new(),
             max_response_bytes: 64 * 1024 * 1024,
             endpoints: Vec::new(),
+            proxies: Arc::new(Proxies::none()),
             circuit_failures: 3,
             cooldown: Duration::from_millis(30_000),
             prices: None,
@@ -233,6 +238,10 @@ impl Options {
                 "cache" => o.cache = Some(object(k, v)?),
                 "routing" => o.routing = Some(object(k, v)?),
                 "redis" => o.redis = Some(RedisConfig::parse(k, v)?),
+                // Read below, together with the environment.
+                "proxy" | "no_proxy" => {
+                    string(k, v)?;
+                }
                 _ => return Err(Error::invalid(format!("unknown option \"{k}\""))),
             }
         }
@@ -249,6 +258,11 @@ impl Options {
         if o.api_key.as_ref().is_some_and(|k| k.expose().is_empty()) {
             o.api_key = None;
         }
+        let no_proxy = map.get("no_proxy").and_then(Value::as_str);
+        o.proxies = Arc::new(match map.get("proxy").and_then(Value::as_str) {
+            Some(p) => Proxies::from_option(p, no_proxy, env)?,
+            None => Proxies::from_env(no_proxy, env)?,
+        });
         o.base_url = normalize_base_url(&o.base_url, "base_url")?;
         for (i, ep) in o.endpoints.iter_mut().enumerate() {
             ep.base_url = normalize_base_url(&ep.base_url, &format!("endpoints[{i}].base_url"))?;

@@ -12,6 +12,7 @@ use super::{read, read_whole, Client};
 use crate::error::{from_ureq, Error};
 use crate::net::resolver::CachingResolver;
 use crate::net::transport::{ConnStats, PoolConnector};
+use crate::net::tunnel::ProxyConnector;
 use crate::options::Options;
 
 impl Client {
@@ -99,6 +100,9 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
         .max_idle_age(o.pool_idle_timeout)
         .timeout_global(Some(o.timeout))
         .timeout_connect(Some(o.connect_timeout))
+        // ureq's own proxy handling (on by default, from the environment)
+        // stays off: `ProxyConnector` follows curl's rules instead.
+        .proxy(None)
         .tls_config(tls);
     if let Some(t) = o.response_header_timeout {
         cfg = cfg.timeout_recv_response(Some(t));
@@ -107,6 +111,10 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
         cfg = cfg.timeout_recv_body(Some(t));
     }
     let connector = ()
+        .chain(ProxyConnector {
+            proxies: o.proxies.clone(),
+            resolver: CachingResolver::new(o.dns_cache_ttl),
+        })
         .chain(PoolConnector {
             stats: conn.clone(),
             tcp_keepalive: o.tcp_keepalive,
@@ -116,6 +124,6 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
     Ok(Agent::with_parts(
         cfg.build(),
         connector,
-        CachingResolver::new(o.dns_cache_ttl),
+        CachingResolver::with_proxies(o.dns_cache_ttl, o.proxies.clone()),
     ))
 }

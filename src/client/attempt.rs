@@ -81,6 +81,17 @@ impl Client {
             let mut r = self.finish(call, started, &t, done);
             r.info["endpoint"] = json!(eps.get(i).base_url);
             r.info["failovers"] = json!(failovers);
+            let base = &eps.get(i).base_url;
+            let proxy = inner.opts.proxies.for_url(base);
+            r.info["proxy"] = json!(proxy.map(|p| p.label()));
+            if let Some(p) = proxy.filter(|_| r.status != 0 && r.code != Code::Ok) {
+                // A plain-http answer may come from the proxy itself.
+                if r.status == 407 {
+                    r.error = format!("proxy {} answered HTTP 407: {}", p.label(), r.error);
+                } else if base.starts_with("http://") {
+                    r.error = format!("{} (through proxy {})", r.error, p.label());
+                }
+            }
             return r;
         }
         unreachable!("an endpoint list is never empty")
@@ -194,7 +205,10 @@ impl Client {
                     }
                     // Nothing reached the server when the connection could not be
                     // made, so a connect failure is safe to retry for any method.
-                    let retryable = matches!(e.code, Code::Connect)
+                    // A proxy refusing CONNECT (bad credentials, forbidden
+                    // port) will refuse again: not retried.
+                    let retryable = (matches!(e.code, Code::Connect)
+                        && !matches!(raw, Some(ureq::Error::ConnectProxyFailed(_))))
                         || matches!(raw, Some(ureq::Error::Timeout(ureq::Timeout::Connect)));
                     if retryable && retries_here < inner.policy.max_retries {
                         let wait = inner.policy.backoff(retries_here, jitter());

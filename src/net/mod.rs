@@ -1,7 +1,9 @@
 //! Transport layer: the TCP connector and its pool bookkeeping, the caching
 //! DNS resolver, TLS configuration, and the few socket calls `std` lacks.
 
+pub mod proxy;
 pub mod resolver;
 mod sys;
 pub mod tls;
 pub mod transport;
+pub mod tunnel;

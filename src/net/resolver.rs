@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ureq::config::Config;
@@ -17,12 +17,17 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
 
+use super::proxy::Proxies;
+
 /// Resolves IP literals directly and caches looked-up names.
 #[derive(Debug)]
 pub struct CachingResolver {
     fallback: DefaultResolver,
     ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+    /// Targets reached through a proxy are not resolved here: the proxy
+    /// resolves them (a corporate client often cannot).
+    proxies: Arc<Proxies>,
 }
 
 impl CachingResolver {
@@ -32,6 +37,16 @@ impl CachingResolver {
             fallback: DefaultResolver::default(),
             ttl,
             cache: Mutex::new(HashMap::new()),
+            proxies: Arc::new(Proxies::none()),
+        }
+    }
+
+    /// Like [`CachingResolver::new`], answering no address for targets
+    /// that `proxies` sends through a proxy.
+    pub fn with_proxies(ttl: Duration, proxies: Arc<Proxies>) -> CachingResolver {
+        CachingResolver {
+            proxies,
+            ..CachingResolver::new(ttl)
         }
     }
 }
@@ -57,6 +72,13 @@ impl Resolver for CachingResolver {
         let Some((host, port)) = host_port(uri) else {
             return self.fallback.resolve(uri, config, timeout);
         };
+        if self.proxies.any()
+            && uri
+                .scheme_str()
+                .is_some_and(|s| self.proxies.for_target(s, host, port).is_some())
+        {
+            return Ok(self.empty());
+        }
         if let Ok(ip) = host
             .trim_start_matches('[')
             .trim_end_matches(']')

@@ -10,6 +10,7 @@
 
 pub mod loopback;
 pub mod redis;
+pub mod tinyproxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
