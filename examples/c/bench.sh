@@ -20,6 +20,12 @@
 # --memory runs examples/c/membench.c instead: KiB per idle pooled
 # connection and per call in flight, llmpool vs libcurl multi, with glibc's
 # thread-stack cache off (GLIBC_TUNABLES) so that only connections count.
+#
+# With --embeddings it runs examples/c/bench_embeddings.c instead: nginx
+# serves a 4 MB embeddings answer (256 x 1536 floats as JSON numbers) and the
+# same vectors as base64, and llmpool, libcurl and (with --openai-python
+# PYTHON, a Python with the openai package) openai-python fetch them:
+#   examples/c/bench.sh --embeddings --requests 50 --openai-python .venv/bin/python
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -42,11 +48,20 @@ fi
 cc -O2 -Wall -Wextra -std=c11 -o "$BIN" "$SRC" -I include \
   -L target/release -Wl,-rpath,"$ROOT/target/release" -lllmpool -lcurl -lpthread -lm
 
+EMB=""
 for a in "$@"; do
   if [ "$a" = "--url" ]; then
     exec "$BIN" "$@"
   fi
+  [ "$a" = "--embeddings" ] && EMB=1
 done
+if [ -n "$EMB" ]; then
+  EBIN="$ROOT/target/release/bench-embeddings"
+  FLOATS=""
+  grep -q 'llmpool_response_embeddings' include/llmpool.h && FLOATS="-DLLMPOOL_BENCH_FLOATS"
+  cc -O2 -Wall -Wextra -std=c11 $FLOATS -o "$EBIN" examples/c/bench_embeddings.c -I include \
+    -L target/release -Wl,-rpath,"$ROOT/target/release" -lllmpool -lcurl -lm
+fi
 
 command -v nginx >/dev/null || { echo "bench.sh: nginx not found (apt-get install -y nginx)" >&2; exit 2; }
 DIR="$(mktemp -d "${TMPDIR:-/tmp}/llmpool-bench.XXXXXX")"
@@ -73,6 +88,8 @@ openssl x509 -req -in "$DIR/leaf.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" -CA
 BODY='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"pong"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
 USER_LINE=""
 [ "$(id -u)" = 0 ] && USER_LINE="user root;"
+
+[ -n "$EMB" ] && "$EBIN" --write "$DIR"
 
 started=""
 for _ in 1 2 3 4 5; do
@@ -104,6 +121,18 @@ http {
       default_type application/json;
       return 200 '$BODY';
     }
+    # Static files answer POST with 405; the error page redirects to the
+    # same URI as a GET, which serves the file with status 200.
+    location = /f32/v1/embeddings {
+      default_type application/json;
+      alias $DIR/emb-float.json;
+      error_page 405 =200 \$uri;
+    }
+    location = /b64/v1/embeddings {
+      default_type application/json;
+      alias $DIR/emb-b64.json;
+      error_page 405 =200 \$uri;
+    }
     location = /v1/models {
       default_type application/json;
       return 200 '{"object":"list","data":[]}';
@@ -126,6 +155,13 @@ done
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///') on 127.0.0.1:$PORT (http) and :$TLS_PORT (TLS 1.3), pid $NGINX_PID" >&2
 
 status=0
+if [ -n "$EMB" ]; then
+  args=()
+  for a in "$@"; do [ "$a" = "--embeddings" ] || args+=("$a"); done
+  LLMPOOL_ROOT="$ROOT" "$EBIN" --float-url "http://127.0.0.1:$PORT/f32/v1" \
+    --b64-url "http://127.0.0.1:$PORT/b64/v1" "${args[@]+"${args[@]}"}" || status=$?
+  exit $status
+fi
 EXTRA=()
 if [ -n "$MEMORY" ]; then EXTRA=(--hold-port "$HOLD_PORT"); fi
 "$BIN" "${EXTRA[@]+"${EXTRA[@]}"}" --url "http://127.0.0.1:$PORT/v1" --url "https://127.0.0.1:$TLS_PORT/v1" --ca "$DIR/ca.pem" "$@" || status=$?
