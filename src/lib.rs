@@ -5,6 +5,7 @@
 //! boundary that checks pointers and catches panics.
 
 pub mod batch;
+pub mod body;
 pub mod client;
 pub mod cost;
 pub mod error;

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use crate::body::Matrix;
 use crate::error::{Code, Error};
 
 /// Everything a caller may want to know about one call.
@@ -22,40 +23,6 @@ pub struct Response {
     pub info: Value,
     /// Response headers (lowercase names).
     pub headers: Vec<(String, String)>,
-}
-
-/// What a caller reads first out of an OpenAI-style answer body.
-#[derive(Debug, Default)]
-pub struct Summary {
-    /// `choices[0].message.content`, or "".
-    pub text: String,
-    /// The answering model, when the body names it.
-    pub model: Option<String>,
-    /// The `usage` object, or null.
-    pub usage: Value,
-}
-
-impl Summary {
-    /// Reads text, model and usage from a parsed body (any may be absent).
-    pub fn of(parsed: Option<&Value>) -> Summary {
-        let Some(v) = parsed else {
-            return Summary {
-                usage: Value::Null,
-                ..Summary::default()
-            };
-        };
-        Summary {
-            text: v["choices"][0]["message"]["content"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-            model: v["model"].as_str().map(str::to_string),
-            usage: Some(&v["usage"])
-                .filter(|u| u.is_object())
-                .cloned()
-                .unwrap_or(Value::Null),
-        }
-    }
 }
 
 impl Response {
@@ -90,5 +57,19 @@ impl Response {
     /// The body parsed as JSON, if it is JSON.
     pub fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The vectors of an embeddings answer as one row-major float32 matrix
+    /// in `index` order (see [`crate::body::embeddings::decode`]);
+    /// `InvalidArgument` for a failed call or an answer that is not
+    /// embeddings, `Protocol` for malformed vectors.
+    pub fn embeddings(&self) -> Result<Matrix, Error> {
+        if !self.is_ok() {
+            return Err(Error::invalid(format!(
+                "not an embeddings answer: the call failed ({})",
+                self.error
+            )));
+        }
+        crate::body::embeddings::decode(&self.body)
     }
 }

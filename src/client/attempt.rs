@@ -5,17 +5,18 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use ureq::http;
 use ureq::Agent;
 
 use super::{header, read, BodyReader, Call, Client};
+use crate::body;
 use crate::error::{from_ureq, Code, Error};
 use crate::exec::token;
 use crate::net::transport;
 use crate::options::ApiKey;
 use crate::policy::retry::{jitter, Decision};
-use crate::response::{Response, Summary};
+use crate::response::Response;
 
 /// How many times a call silently reconnects after finding a pooled
 /// connection dead before any response byte arrived.
@@ -367,24 +368,27 @@ impl Client {
             headers,
             body,
         } = done;
-        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        // The few fields llmpool needs, without a tree of the whole body
+        // (an embeddings answer is megabytes of floats).
+        let read = body::fields(&body);
         let mut err = err;
         // A 2xx JSON call whose body is not JSON is a broken answer, not a success.
-        if err.is_none()
-            && !call.stream
-            && call.path_is_json_api()
-            && !body.is_empty()
-            && parsed.is_none()
-        {
+        if let (None, false, true, false, Err(e)) = (
+            &err,
+            call.stream,
+            call.path_is_json_api(),
+            body.is_empty(),
+            &read,
+        ) {
             err = Some(Error::new(
                 Code::Protocol,
                 format!(
-                    "HTTP {status} from {} but the body is not valid JSON",
+                    "HTTP {status} from {} but the body is not valid JSON ({e})",
                     call.path
                 ),
             ));
         }
-        let sum = Summary::of(parsed.as_ref());
+        let sum = read.unwrap_or_default();
         let model = sum.model.or_else(|| call.model.clone());
         let info = json!({
             "attempts": t.attempts,
@@ -397,6 +401,7 @@ impl Client {
             "request_id": header(&headers, "x-request-id"),
             "model": model,
             "usage": sum.usage,
+            "finish_reason": sum.finish_reason,
         });
         let (code, error) = match err {
             None => (Code::Ok, String::new()),
@@ -481,11 +486,34 @@ enum Attempt {
 }
 
 /// Reads a whole body up to `limit` bytes.
+///
+/// The buffer is sized from `Content-Length` up front, with one spare byte
+/// for the NUL the C API appends, so a large body is read straight into
+/// its final place: no regrowth copies, no second allocation for the NUL,
+/// and a peak memory of one body rather than two.
 pub fn read_whole(body: &mut ureq::Body, limit: u64) -> Result<Vec<u8>, (Vec<u8>, Error)> {
-    body.with_config()
-        .limit(limit)
-        .read_to_vec()
-        .map_err(|e| (Vec::new(), from_ureq(&e)))
+    use std::io::Read;
+    let size = match body.content_length() {
+        Some(n) => usize::try_from(n.min(limit)).unwrap_or(0).saturating_add(1),
+        None => 8192,
+    };
+    let mut buf = vec![0u8; size];
+    let mut filled = 0;
+    let mut reader = body.with_config().limit(limit).reader();
+    loop {
+        if filled == buf.len() {
+            // Longer than announced (or no length): grow by doubling.
+            buf.resize(buf.len() * 2, 0);
+        }
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((Vec::new(), from_ureq(&ureq::Error::from(e)))),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 pub(crate) fn cancelled_error() -> Error {
@@ -497,15 +525,8 @@ pub(crate) fn cancelled_error() -> Error {
 }
 
 fn http_error(status: u16, path: &str, body: &[u8], why: &str) -> Error {
-    let detail = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v["error"]["message"]
-                .as_str()
-                .or(v["error"].as_str())
-                .or(v["message"].as_str())
-                .map(str::to_string)
-        })
+    let detail = body::error_fields(body)
+        .and_then(|e| e.message)
         .unwrap_or_else(|| {
             let s = String::from_utf8_lossy(body);
             s.chars().take(300).collect()

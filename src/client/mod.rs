@@ -22,7 +22,7 @@ use crate::options::{process_env, valid_api_key, ApiKey, Options};
 use crate::policy::failover::Endpoints;
 use crate::policy::limiter::Limiter;
 use crate::policy::retry::RetryPolicy;
-use crate::response::{Response, Summary};
+use crate::response::Response;
 
 mod agent;
 mod attempt;
@@ -303,8 +303,7 @@ impl Client {
     }
 
     fn cache_hit(&self, p: Prepared, hit: crate::cost::spend::Hit, started: Instant) -> Response {
-        let parsed = serde_json::from_slice::<Value>(&hit.entry.body).ok();
-        let sum = Summary::of(parsed.as_ref());
+        let sum = crate::body::fields(&hit.entry.body).unwrap_or_default();
         let r = Response {
             code: Code::Ok,
             status: hit.entry.status,
@@ -320,6 +319,7 @@ impl Client {
                 "request_id": header(&hit.entry.headers, "x-request-id"),
                 "model": sum.model.or(p.model.clone()),
                 "usage": sum.usage,
+                "finish_reason": sum.finish_reason,
                 "cache_hit": true,
                 "cost_usd": 0.0,
                 "routed_from": p.routed_from,

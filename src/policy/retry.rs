@@ -84,11 +84,10 @@ impl RetryPolicy {
 /// OpenAI answers 429 both for rate limits and for an exhausted account; only
 /// the first is worth retrying.
 pub fn is_insufficient_quota(body: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
-    };
-    let err = &v["error"];
-    err["code"] == "insufficient_quota" || err["type"] == "insufficient_quota"
+    crate::body::error_fields(body).is_some_and(|e| {
+        e.code.as_deref() == Some("insufficient_quota")
+            || e.kind.as_deref() == Some("insufficient_quota")
+    })
 }
 
 /// The server's requested wait: `retry-after-ms` (OpenAI), else `Retry-After`

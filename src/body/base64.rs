@@ -1,0 +1,179 @@
+//! Standard base64 (RFC 4648 §4, `+/`, `=` padding optional), decode only.
+//!
+//! Written here rather than taken from a crate: llmpool needs one strict
+//! decoder for embedding answers, about sixty lines, and a new runtime
+//! dependency is a cost every C, Go, Node and Python user ships.
+
+/// 0..=63 for alphabet bytes, `BAD` for everything else.
+const BAD: u8 = 0xFF;
+const TABLE: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut t = [BAD; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Why a text is not base64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotBase64 {
+    /// Offset of the offending character, or the text's length when it
+    /// ends too early.
+    pub at: usize,
+}
+
+impl std::fmt::Display for NotBase64 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid base64 at character {}", self.at)
+    }
+}
+
+/// The number of bytes `text` decodes to (assuming it is valid).
+pub fn decoded_len(text: &[u8]) -> usize {
+    let pad = text
+        .iter()
+        .rev()
+        .take(2)
+        .take_while(|&&c| c == b'=')
+        .count();
+    let n = text.len() - pad;
+    n / 4 * 3 + (n % 4).saturating_sub(1)
+}
+
+/// Appends the bytes `text` stands for to `out`.
+pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), NotBase64> {
+    let pad = text
+        .iter()
+        .rev()
+        .take(2)
+        .take_while(|&&c| c == b'=')
+        .count();
+    if pad > 0 && !text.len().is_multiple_of(4) {
+        return Err(NotBase64 { at: text.len() });
+    }
+    let body = &text[..text.len() - pad];
+    if body.len() % 4 == 1 {
+        return Err(NotBase64 { at: body.len() });
+    }
+    out.reserve(decoded_len(text));
+    let mut chunks = body.chunks_exact(8);
+    for (k, c) in chunks.by_ref().enumerate() {
+        // Eight characters, 48 bits, six bytes. An invalid character sets
+        // the high bits of its lookup, checked once per chunk.
+        let mut acc = 0u64;
+        let mut bad = 0u8;
+        for &ch in c {
+            let v = TABLE[ch as usize];
+            bad |= v;
+            acc = acc << 6 | u64::from(v & 63);
+        }
+        if bad & 0xC0 != 0 {
+            return Err(NotBase64 {
+                at: k * 8 + first_bad(c),
+            });
+        }
+        out.extend_from_slice(&acc.to_be_bytes()[2..]);
+    }
+    let rest = chunks.remainder();
+    let base = body.len() - rest.len();
+    let mut acc = 0u64;
+    for (j, &ch) in rest.iter().enumerate() {
+        let v = TABLE[ch as usize];
+        if v == BAD {
+            return Err(NotBase64 { at: base + j });
+        }
+        acc = acc << 6 | u64::from(v);
+    }
+    // 0..=7 leftover characters carry 6 bits each; whole bytes only.
+    let bits = rest.len() * 6;
+    let bytes = bits / 8;
+    let spare = bits % 8;
+    if acc & ((1 << spare) - 1) != 0 {
+        // Non-zero padding bits: the text was not made by an encoder.
+        return Err(NotBase64 { at: body.len() - 1 });
+    }
+    let acc = acc >> spare;
+    for j in (0..bytes).rev() {
+        out.push((acc >> (8 * j)) as u8);
+    }
+    Ok(())
+}
+
+fn first_bad(chunk: &[u8]) -> usize {
+    chunk
+        .iter()
+        .position(|&c| TABLE[c as usize] == BAD)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(s: &str) -> Result<Vec<u8>, NotBase64> {
+        let mut v = Vec::new();
+        decode_into(s.as_bytes(), &mut v).map(|_| v)
+    }
+
+    #[test]
+    fn rfc4648_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(decode(enc).unwrap(), plain.as_bytes(), "{enc}");
+            assert_eq!(decoded_len(enc.as_bytes()), plain.len(), "{enc}");
+            // Padding is optional.
+            let bare = enc.trim_end_matches('=');
+            assert_eq!(decode(bare).unwrap(), plain.as_bytes(), "{bare}");
+        }
+    }
+
+    #[test]
+    fn every_byte_value_and_long_inputs_round_trip() {
+        // Encoder written independently of the decoder's chunking.
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 131 + 7) as u8).collect();
+        for n in [0, 1, 2, 3, 5, 6, 7, 8, 9, 17, 256, 1000] {
+            let d = &data[..n];
+            let mut enc = String::new();
+            for c in d.chunks(3) {
+                let v = (c[0] as u32) << 16
+                    | (*c.get(1).unwrap_or(&0) as u32) << 8
+                    | *c.get(2).unwrap_or(&0) as u32;
+                for k in 0..4 {
+                    if k <= c.len() {
+                        enc.push(A[(v >> (18 - 6 * k) & 63) as usize] as char);
+                    } else {
+                        enc.push('=');
+                    }
+                }
+            }
+            assert_eq!(decode(&enc).unwrap(), d, "n={n}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_base64() {
+        assert_eq!(decode("Zm9v!mFy").unwrap_err().at, 4);
+        assert_eq!(decode("Zm9vYmF-").unwrap_err().at, 7);
+        assert_eq!(decode("Zm9 ").unwrap_err().at, 3);
+        assert!(decode("Z").is_err(), "one leftover character");
+        assert!(decode("Zm9vY").is_err(), "five characters");
+        assert!(decode("Zg=").is_err(), "padding that does not fill a quad");
+        assert!(decode("Zh==").is_err(), "non-zero padding bits");
+        assert!(decode("Zm=v").is_err(), "padding in the middle");
+        assert!(
+            decode("Zm9vYmFyZm9vYmF=Zm9v").is_err(),
+            "'=' inside a chunk"
+        );
+    }
+}
