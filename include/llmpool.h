@@ -47,6 +47,26 @@ typedef enum llmpool_code {
   LLMPOOL_PANIC = 99,
 } llmpool_code;
 
+// Log levels, from the most to the least severe. The numbers are stable.
+// A callback set with `min_level` receives every line whose level number is
+// at most `min_level`.
+typedef enum llmpool_log_level {
+  // A call failed (transport error, protocol error).
+  LLMPOOL_LOG_ERROR = 1,
+  // Retries, failovers, circuit breakers opening, budget refusals,
+  // calls that ended with an HTTP error status.
+  LLMPOOL_LOG_WARN = 2,
+  // One line per answer, new connections (address, TLS version,
+  // handshake time), reconnects, key refreshes, rate-limit waits, cache
+  // hits, stream ends.
+  LLMPOOL_LOG_INFO = 3,
+  // Requests sent (method, URL), pooled connections reused and closed
+  // (and why), stream start and first token.
+  LLMPOOL_LOG_DEBUG = 4,
+  // Request and response bodies, only with the option `"log_bodies": true`.
+  LLMPOOL_LOG_TRACE = 5,
+} llmpool_log_level;
+
 // One async call in flight (or finished). Created by the `*_async`
 // functions when their `call` argument is non-NULL, owned by the caller,
 // freed with `llmpool_call_free`. The handle stays valid until freed, also
@@ -112,6 +132,19 @@ typedef int (*llmpool_stream_cb)(void *userdata,
 // that called `llmpool_chat_batch` (never on a worker thread), `done`
 // counts up from 1, and the last call is `(total, total)`.
 typedef void (*llmpool_progress_cb)(void *userdata, size_t done, size_t total);
+
+// Receives one log line. `level` is an `llmpool_log_level`; `message` is
+// `len` bytes of UTF-8 without a trailing newline, also NUL-terminated,
+// owned by llmpool and valid only until the callback returns. Lines start
+// with `call=N` (a process-wide call id) when they belong to a call, and
+// carry `request_id=...` on answers that had one.
+//
+// THE CALLBACK MAY RUN ON ANY THREAD, several at once: on every thread that
+// makes a call on the client, and on whichever thread drops a pooled
+// connection. It must be thread-safe, return quickly, and must not free
+// the client; it may call other llmpool functions. The API key, proxy
+// credentials and passwords in URLs never appear in a line.
+typedef void (*llmpool_log_cb)(void *userdata, int level, const char *message, size_t len);
 
 // Writes a fresh API key into `buf` (at most `buf_len` bytes including the
 // terminating NUL) and returns 0; any other return value means "no new key".
@@ -444,6 +477,28 @@ void llmpool_queue_done(void *queue, struct llmpool_response *response);
 // # Safety
 // `queue` is NULL or a live queue.
 struct llmpool_response *llmpool_queue_pop(struct llmpool_queue *queue);
+
+// Sends the client's log lines to `cb(userdata, level, message, len)`:
+// every line whose level is at most `min_level` (an `llmpool_log_level`,
+// 1..5). Replaces an earlier callback and the `LLMPOOL_LOG` stderr
+// fallback. NULL `cb` turns logging off (then `min_level` is ignored).
+//
+// Without a callback, the environment variable
+// `LLMPOOL_LOG=error|warn|info|debug|trace`, read when the client is
+// created, writes the lines to stderr.
+//
+// Returns `LLMPOOL_INVALID_ARGUMENT` for a NULL client or, with a non-NULL
+// `cb`, a `min_level` outside 1..5 (the old setting is then kept).
+//
+// # Safety
+// `client` is NULL or a live client. `cb` is NULL or a function that may be
+// called with `userdata` from any thread, concurrently, until the client
+// is freed; after a call that replaces it, lines being delivered at that
+// moment on other threads may still reach the old callback.
+enum llmpool_code llmpool_client_set_log_callback(struct llmpool_client *client,
+                                                  int min_level,
+                                                  llmpool_log_cb cb,
+                                                  void *userdata);
 
 // Sets the key provider: when a call gets HTTP 401, the client calls
 // `cb(userdata, buf, buf_len)` once, uses the key written to `buf` for that

@@ -91,6 +91,8 @@ pub struct Options {
     pub routing: Option<Value>,
     /// The shared store (`"redis"`); `None` keeps every limit in-process.
     pub redis: Option<RedisConfig>,
+    /// `log_bodies`: request and response bodies in the log at TRACE.
+    pub log_bodies: bool,
 }
 
 impl Default for Options {
@@ -134,6 +136,7 @@ impl Default for Options {
             cache: None,
             routing: None,
             redis: None,
+            log_bodies: false,
         }
     }
 }
@@ -242,6 +245,7 @@ impl Options {
                 "proxy" | "no_proxy" => {
                     string(k, v)?;
                 }
+                "log_bodies" => o.log_bodies = boolean(k, v)?,
                 _ => return Err(Error::invalid(format!("unknown option \"{k}\""))),
             }
         }

@@ -51,6 +51,7 @@ use serde_json::{json, Value};
 
 use crate::client::{parse_object, Client};
 use crate::error::{from_ureq, Code, Error};
+use crate::log::{in_scope, Level};
 use crate::response::Response;
 use crate::sse::{interpret, SseEvent, SseParser, StreamItem};
 
@@ -131,6 +132,9 @@ impl Client {
         let state = RefCell::new(State::default());
 
         let mut on_body = |body: &mut ureq::Body| {
+            in_scope(Level::Debug, || {
+                "stream started: reading events".to_string()
+            });
             let mut st = state.borrow_mut();
             read_stream(body, limit, idle, started, &mut st, on_delta).map_err(|(bytes, e)| {
                 st.own_error = Some(e.clone());
@@ -139,6 +143,16 @@ impl Client {
         };
         let mut patch = |r: &mut Response| {
             let st = std::mem::take(&mut *state.borrow_mut());
+            if r.status / 100 == 2 {
+                in_scope(Level::Info, || {
+                    format!(
+                        "stream ended: {}, {} chunks, finish_reason={}",
+                        r.code.name(),
+                        st.chunks,
+                        st.finish_reason.as_deref().unwrap_or("none")
+                    )
+                });
+            }
             apply(r, st);
         };
         self.spent_call(
@@ -264,7 +278,11 @@ fn handle(
         Ok(StreamItem::Chunk(c)) => {
             st.chunks += 1;
             if st.ttft_ms.is_none() && !c.content.is_empty() {
-                st.ttft_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                st.ttft_ms = Some(ms);
+                in_scope(Level::Debug, || {
+                    format!("stream first token after {ms:.1} ms")
+                });
             }
             st.text.push_str(&c.content);
             if let Some(f) = c.finish_reason {

@@ -36,6 +36,7 @@ const C_TESTS: &[&str] = &[
     "stream_test",
     "test_cost",
     "test_async",
+    "test_log",
 ];
 
 /// Longest a single C test may run.

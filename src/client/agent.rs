@@ -11,7 +11,7 @@ use ureq::Agent;
 use super::{read, read_whole, Client};
 use crate::error::{from_ureq, Error};
 use crate::net::resolver::CachingResolver;
-use crate::net::transport::{ConnStats, PoolConnector};
+use crate::net::transport::{ConnReady, ConnStats, PoolConnector};
 use crate::net::tunnel::ProxyConnector;
 use crate::options::Options;
 
@@ -37,6 +37,7 @@ impl Client {
                 .map(|_| {
                     let (agent, url, gate) = (agent.clone(), url.clone(), &gate);
                     scope.spawn(move || {
+                        let _log = crate::log::Scope::enter(&inner.log, crate::log::next_call_id());
                         let mut b = http::Request::get(&url).header("accept", "application/json");
                         let key = ep.api_key.clone().or_else(|| read(&inner.key).clone());
                         if let Some(k) = key {
@@ -120,7 +121,8 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
             tcp_keepalive: o.tcp_keepalive,
             max_age: o.pool_max_age,
         })
-        .chain(RustlsConnector::default());
+        .chain(RustlsConnector::default())
+        .chain(ConnReady);
     Ok(Agent::with_parts(
         cfg.build(),
         connector,

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use ureq::http;
 use ureq::Agent;
 
@@ -13,8 +13,10 @@ use super::{header, read, BodyReader, Call, Client};
 use crate::body;
 use crate::error::{from_ureq, Code, Error};
 use crate::exec::token;
-use crate::net::transport;
+use crate::log::{log, Level};
+use crate::net::transport::{self, AttemptIo};
 use crate::options::ApiKey;
+use crate::policy::failover::Circuit;
 use crate::policy::retry::{jitter, Decision};
 use crate::response::Response;
 
@@ -33,15 +35,28 @@ impl Client {
     pub fn execute_with(&self, call: Call, on_body: &mut BodyReader<'_>) -> Response {
         let started = Instant::now();
         let inner = &*self.inner;
+        let (call_id, _scope) = self.log_scope(false);
         let _in_flight = inner.metrics.start();
         // An async call's slot was taken by the executor before it started.
         let limiter = inner
             .limiter
             .as_ref()
             .filter(|_| !token::current_permitted());
+        if let Some(l) = limiter {
+            if inner.log.enabled(Level::Info) && l.is_full() {
+                log!(
+                    inner.log,
+                    Level::Info,
+                    Some(call_id),
+                    "rate limit: max_concurrency ({}) calls in flight, waiting up to {} ms for a slot",
+                    inner.opts.max_concurrency,
+                    inner.opts.queue_timeout.as_millis()
+                );
+            }
+        }
         let resp = match limiter {
             Some(l) => match l.acquire(inner.opts.queue_timeout) {
-                Some(_permit) => self.attempts(&call, started, on_body),
+                Some(_permit) => self.attempts(&call, started, on_body, call_id),
                 None => Response::failed(
                     Error::new(
                         Code::PoolExhausted,
@@ -54,29 +69,84 @@ impl Client {
                     started,
                 ),
             },
-            None => self.attempts(&call, started, on_body),
+            None => self.attempts(&call, started, on_body, call_id),
         };
         inner.metrics.finish(resp.code, started.elapsed());
+        self.log_outcome(call_id, &resp);
         resp
+    }
+
+    /// The closing line of a failed call (a success was logged as its answer).
+    pub(crate) fn log_outcome(&self, call_id: u64, r: &Response) {
+        let level = match r.code {
+            Code::Ok => return,
+            Code::Cancelled => Level::Info,
+            Code::HttpStatus | Code::BudgetExceeded => Level::Warn,
+            _ => Level::Error,
+        };
+        log!(
+            self.inner.log,
+            level,
+            Some(call_id),
+            "call failed: {}: {}",
+            r.code.name(),
+            r.error
+        );
     }
 
     /// Tries the endpoints in failover order until one gives an answer
     /// worth returning.
-    fn attempts(&self, call: &Call, started: Instant, on_body: &mut BodyReader<'_>) -> Response {
+    fn attempts(
+        &self,
+        call: &Call,
+        started: Instant,
+        on_body: &mut BodyReader<'_>,
+        call_id: u64,
+    ) -> Response {
         let inner = &*self.inner;
         let eps = &inner.endpoints;
         let order = eps.order(Instant::now());
         let mut failovers = 0u32;
-        let mut t = Tally::default();
+        let mut t = Tally {
+            call: call_id,
+            ..Tally::default()
+        };
         for (n, &i) in order.iter().enumerate() {
             let done = self.attempts_on(i, call, on_body, &mut t);
             let worth_failover = done.worth_failover();
-            eps.record(i, !worth_failover, Instant::now());
+            let url = &eps.get(i).base_url;
+            match eps.record(i, !worth_failover, Instant::now()) {
+                Some(Circuit::Open) => {
+                    let (n, cooldown) = eps.breaker();
+                    log!(
+                        inner.log,
+                        Level::Warn,
+                        Some(call_id),
+                        "circuit breaker opened for {url} after {n} consecutive failures: skipped for {} ms",
+                        cooldown.as_millis()
+                    );
+                }
+                Some(_) => log!(
+                    inner.log,
+                    Level::Info,
+                    Some(call_id),
+                    "circuit breaker closed for {url}: it answered again"
+                ),
+                None => {}
+            }
             if worth_failover
                 && n + 1 < order.len()
                 && done.err.as_ref().is_some_and(|e| e.code != Code::Cancelled)
             {
                 failovers += 1;
+                log!(
+                    inner.log,
+                    Level::Warn,
+                    Some(call_id),
+                    "failover: {url} failed ({}); trying {}",
+                    done.err.as_ref().map_or("", |e| e.message.as_str()),
+                    eps.get(order[n + 1]).base_url
+                );
                 continue;
             }
             let mut r = self.finish(call, started, &t, done);
@@ -113,6 +183,9 @@ impl Client {
         let url = format!("{}{}", endpoint.base_url, call.path);
         let mut refreshed_key = false;
         let mut retries_here = 0u32;
+        let log = &*inner.log;
+        let id = Some(t.call);
+        let max_retries = inner.policy.max_retries;
         loop {
             if tok.as_ref().is_some_and(|t| t.is_cancelled()) {
                 return Done::failed(cancelled_error());
@@ -120,15 +193,30 @@ impl Client {
             t.attempts += 1;
             transport::begin_attempt();
             let agent = read(&inner.agent).clone();
+            log!(
+                log,
+                Level::Debug,
+                id,
+                "sending {} {url} (attempt {})",
+                call.method,
+                t.attempts
+            );
+            if log.log_bodies && log.enabled(Level::Trace) {
+                if let Some(b) = &call.body {
+                    log!(log, Level::Trace, id, "request body: {}", clip(b));
+                }
+            }
             let outcome = self.attempt(&agent, call, &url, endpoint.api_key.as_ref(), on_body);
             if let Some(tok) = &tok {
                 tok.clear_sockets();
             }
             let io = transport::attempt_io();
+            t.io = io;
             t.opened += io.opened;
             t.reused = io.opened == 0 && io.pooled;
             if t.reused {
                 inner.metrics.reused();
+                log!(log, Level::Debug, id, "reused a pooled connection");
             }
             let cancelled = inner.cancel_epoch.load(Ordering::SeqCst) != epoch
                 || tok.as_ref().is_some_and(|t| t.is_cancelled());
@@ -140,6 +228,24 @@ impl Client {
                     body_err,
                 } => {
                     inner.metrics.status(status);
+                    if log.enabled(Level::Info) {
+                        let took = io
+                            .started
+                            .map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0);
+                        let rid = header(&headers, "x-request-id")
+                            .map(|r| format!(" request_id={r}"))
+                            .unwrap_or_default();
+                        log!(
+                            log,
+                            Level::Info,
+                            id,
+                            "answer HTTP {status} in {took:.1} ms (attempt {}){rid}",
+                            t.attempts
+                        );
+                    }
+                    if log.log_bodies && log.enabled(Level::Trace) {
+                        log!(log, Level::Trace, id, "response body: {}", clip(&body));
+                    }
                     if let Some(e) = body_err {
                         let e = if cancelled { cancelled_error() } else { e };
                         return Done::answer(Some(e), status, headers, body);
@@ -151,6 +257,13 @@ impl Client {
                         refreshed_key = true;
                         if self.refresh_key() {
                             // The seed's "refresh and retry once": at once, no backoff.
+                            log!(
+                                log,
+                                Level::Warn,
+                                id,
+                                "retry: HTTP 401 with a refreshed key, at once (attempt {})",
+                                t.attempts + 1
+                            );
                             t.retries += 1;
                             inner.metrics.retried();
                             continue;
@@ -167,6 +280,14 @@ impl Client {
                     );
                     match decision {
                         Decision::Retry(wait) => {
+                            log!(
+                                log,
+                                Level::Warn,
+                                id,
+                                "retry {}/{max_retries}: HTTP {status}, waiting {} ms",
+                                retries_here + 1,
+                                wait.as_millis()
+                            );
                             if !self.sleep_unless_cancelled(wait, epoch) {
                                 return Done::answer(
                                     Some(cancelled_error()),
@@ -202,6 +323,13 @@ impl Client {
                         // Nothing was answered, so repeating is safe and free.
                         t.free_reconnects += 1;
                         inner.metrics.free_reconnect();
+                        log!(
+                            log,
+                            Level::Info,
+                            id,
+                            "reconnect: the pooled connection had been closed by the server while idle ({}); sending again on a new one",
+                            e.message
+                        );
                         continue;
                     }
                     // Nothing reached the server when the connection could not be
@@ -213,6 +341,15 @@ impl Client {
                         || matches!(raw, Some(ureq::Error::Timeout(ureq::Timeout::Connect)));
                     if retryable && retries_here < inner.policy.max_retries {
                         let wait = inner.policy.backoff(retries_here, jitter());
+                        log!(
+                            log,
+                            Level::Warn,
+                            id,
+                            "retry {}/{max_retries}: {}, waiting {} ms",
+                            retries_here + 1,
+                            e.message,
+                            wait.as_millis()
+                        );
                         if !self.sleep_unless_cancelled(wait, epoch) {
                             return Done::failed(cancelled_error());
                         }
@@ -237,6 +374,9 @@ impl Client {
             // A key that cannot be sent counts as no new key.
             Some(k) if !k.is_empty() && self.set_api_key(Some(&k)).is_ok() => {
                 self.inner.metrics.key_refreshed();
+                crate::log::in_scope(Level::Info, || {
+                    "key refresh: HTTP 401, the key provider gave a new key".to_string()
+                });
                 true
             }
             _ => false,
@@ -402,6 +542,7 @@ impl Client {
             "model": model,
             "usage": sum.usage,
             "finish_reason": sum.finish_reason,
+            "timings_ms": timings(&t.io, started.elapsed()),
         });
         let (code, error) = match err {
             None => (Code::Ok, String::new()),
@@ -425,8 +566,38 @@ impl Call {
     }
 }
 
+/// `info.timings_ms`: the phases of the last attempt (dns, connect and tls
+/// are 0 when it used a pooled connection), each a duration, so their sum
+/// is at most `total`, the whole call (retries and backoff included).
+pub(crate) fn timings(io: &AttemptIo, total: Duration) -> Value {
+    // Microsecond precision: finer digits are noise.
+    let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
+    let fresh = io.opened > 0;
+    let pick = |d: Duration| if fresh { ms(d) } else { 0.0 };
+    json!({
+        "dns": pick(io.dns),
+        "connect": pick(io.connect),
+        "tls": pick(io.tls),
+        "ttfb": io.ttfb().map_or(0.0, ms),
+        "total": ms(total),
+    })
+}
+
+/// A body for a TRACE line: lossy UTF-8, at most 16 KiB.
+fn clip(b: &[u8]) -> String {
+    const MAX: usize = 16 * 1024;
+    let mut s = String::from_utf8_lossy(&b[..b.len().min(MAX)]).into_owned();
+    if b.len() > MAX {
+        s.push_str(&format!("... ({} bytes in all)", b.len()));
+    }
+    s
+}
+
 #[derive(Debug, Default)]
 struct Tally {
+    call: u64,
+    /// The last attempt's I/O and phase timings.
+    io: AttemptIo,
     attempts: u32,
     retries: u32,
     free_reconnects: u32,

@@ -16,6 +16,7 @@ use ureq::Agent;
 use crate::cost::spend::{Prepared, Spend};
 use crate::error::{Code, Error};
 use crate::exec::Executor;
+use crate::log::{log, next_call_id, Level, Logger, Scope};
 use crate::metrics::Metrics;
 use crate::net::transport::ConnStats;
 use crate::options::{process_env, valid_api_key, ApiKey, Options};
@@ -48,6 +49,7 @@ struct Inner {
     agent: RwLock<Agent>,
     key: RwLock<Option<ApiKey>>,
     metrics: Metrics,
+    log: Arc<Logger>,
     conn: Arc<ConnStats>,
     limiter: Option<Arc<Limiter>>,
     spend: Spend,
@@ -98,6 +100,22 @@ impl Client {
     pub fn new(opts: Options) -> Result<Client, Error> {
         let conn = Arc::new(ConnStats::default());
         let metrics = Metrics::default();
+        let log = Arc::new(Logger::from_env(&process_env, opts.log_bodies));
+        for key in opts
+            .api_key
+            .iter()
+            .chain(opts.endpoints.iter().filter_map(|e| e.api_key.as_ref()))
+        {
+            log.add_secret(key.expose());
+        }
+        for secret in opts
+            .redis
+            .iter()
+            .flat_map(|r| r.secrets())
+            .chain(opts.proxies.secrets())
+        {
+            log.add_secret(&secret);
+        }
         if opts.insecure_skip_tls_verify {
             metrics.warn("insecure_skip_tls_verify is on: TLS certificates are NOT verified");
         }
@@ -121,6 +139,7 @@ impl Client {
                 policy,
                 agent: RwLock::new(agent),
                 metrics,
+                log,
                 conn,
                 limiter,
                 spend,
@@ -153,6 +172,9 @@ impl Client {
             ));
         }
         let key = key.filter(|k| !k.is_empty()).map(ApiKey::new);
+        if let Some(k) = &key {
+            self.inner.log.add_secret(k.expose());
+        }
         *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = key;
         Ok(())
     }
@@ -192,6 +214,30 @@ impl Client {
         let _guard = self.inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
         self.inner.wake.1.notify_all();
         Ok(())
+    }
+
+    /// Sends this client's log lines at `min_level` (1 = errors .. 5 =
+    /// trace) and above to `sink`, which may be called on any thread that
+    /// runs a call (and, for connection-closed lines, on whichever thread
+    /// drops a pooled connection). `None` turns logging off, also the
+    /// `LLMPOOL_LOG` stderr fallback.
+    pub fn set_log_sink(&self, min_level: i32, sink: Option<crate::log::Sink>) {
+        self.inner.log.set_sink(min_level, sink);
+    }
+
+    /// The call id for log lines and this thread's logging scope: a fresh
+    /// id for a new call (`fresh`), else the one of the call of this client
+    /// already running on this thread, if any.
+    pub(crate) fn log_scope(&self, fresh: bool) -> (u64, Option<Scope>) {
+        if !fresh {
+            if let Some((l, id)) = crate::log::current() {
+                if Arc::ptr_eq(&l, &self.inner.log) {
+                    return (id, None);
+                }
+            }
+        }
+        let id = next_call_id();
+        (id, Some(Scope::enter(&self.inner.log, id)))
     }
 
     /// The metrics JSON object.
@@ -255,14 +301,32 @@ impl Client {
         patch: &mut dyn FnMut(&mut Response),
     ) -> Response {
         let started = Instant::now();
+        let (call_id, _scope) = self.log_scope(true);
         let spend = &self.inner.spend;
         let mut prepared = match spend.before("POST", path, request_json, v) {
             Err(e) => {
                 let r = Response::failed(e, started);
                 self.inner.metrics.finish(r.code, started.elapsed());
+                log!(
+                    self.inner.log,
+                    Level::Warn,
+                    Some(call_id),
+                    "refused before sending POST {path}: {}: {}",
+                    r.code.name(),
+                    r.error
+                );
                 return r;
             }
-            Ok(Err((p, hit))) => return self.cache_hit(p, hit, started),
+            Ok(Err((p, hit))) => {
+                log!(
+                    self.inner.log,
+                    Level::Info,
+                    Some(call_id),
+                    "cache hit for POST {path} (model {}): answered without a request",
+                    p.model.as_deref().unwrap_or("?")
+                );
+                return self.cache_hit(p, hit, started);
+            }
             Ok(Ok(p)) => p,
         };
         let call = Call {
@@ -275,7 +339,11 @@ impl Client {
         };
         let mut r = self.execute_with(call, on_body);
         patch(&mut r);
+        let ok_before = r.is_ok();
         self.settle(prepared, &mut r);
+        if ok_before && !r.is_ok() {
+            self.log_outcome(call_id, &r);
+        }
         r
     }
 
@@ -324,6 +392,8 @@ impl Client {
                 "cost_usd": 0.0,
                 "routed_from": p.routed_from,
                 "endpoint": self.inner.opts.base_url,
+                "timings_ms": {"dns": 0.0, "connect": 0.0, "tls": 0.0, "ttfb": 0.0,
+                    "total": started.elapsed().as_secs_f64() * 1000.0},
             }),
             headers: hit.entry.headers,
             body: hit.entry.body,

@@ -127,6 +127,16 @@ pub struct Proxies {
 }
 
 impl Proxies {
+    /// The `Proxy-Authorization` values of these proxies, for the log's
+    /// redaction list (the password itself is never kept).
+    pub fn secrets(&self) -> Vec<String> {
+        [&self.https, &self.http]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.authorization().map(str::to_string))
+            .collect()
+    }
+
     /// No proxy at all (`"proxy": ""`).
     pub fn none() -> Proxies {
         Proxies::default()
@@ -293,7 +303,7 @@ impl NoProxy {
             .to_ascii_lowercase();
         let ip = host.parse::<IpAddr>().ok();
         self.entries.iter().any(|e| {
-            e.port.map_or(true, |p| p == port)
+            e.port.is_none_or(|p| p == port)
                 && match (&e.pattern, ip) {
                     (Pattern::Net(net, bits), Some(ip)) => in_net(ip, *net, *bits),
                     (Pattern::Domain(d), None) => {

@@ -69,6 +69,20 @@ impl Resolver for CachingResolver {
         config: &Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let t0 = Instant::now();
+        let r = self.lookup(uri, config, timeout);
+        super::transport::note_dns(t0.elapsed());
+        r
+    }
+}
+
+impl CachingResolver {
+    fn lookup(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let Some((host, port)) = host_port(uri) else {
             return self.fallback.resolve(uri, config, timeout);
         };

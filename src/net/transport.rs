@@ -7,10 +7,12 @@
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::log::{self, Level, Logger};
 
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
@@ -33,6 +35,23 @@ pub struct ConnStats {
 /// internal bookkeeping only; no error state is ever kept here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AttemptIo {
+    /// When the attempt began.
+    pub started: Option<Instant>,
+    /// Name resolution (a cache hit or an IP literal costs ~0).
+    pub dns: Duration,
+    /// TCP connect of the connection this attempt opened.
+    pub connect: Duration,
+    /// TLS handshake of the connection this attempt opened.
+    pub tls: Duration,
+    /// When the connection was ready to carry the request (after TLS);
+    /// `None` for a pooled one (ready at once).
+    pub ready: Option<Instant>,
+    /// The first byte of the answer arrived (handshake bytes excluded).
+    pub first_byte: Option<Instant>,
+    /// Between TCP connect and the end of the connector chain: reads are
+    /// handshake, not answer.
+    in_setup: bool,
+    tcp_done: Option<Instant>,
     /// Connections opened by this attempt (0 means the pool served it).
     pub opened: u32,
     /// Bytes received from the network by this attempt.
@@ -43,7 +62,19 @@ pub struct AttemptIo {
 }
 
 thread_local! {
-    static ATTEMPT: Cell<AttemptIo> = const { Cell::new(AttemptIo { opened: 0, bytes_in: 0, pooled: false }) };
+    static ATTEMPT: Cell<AttemptIo> = const { Cell::new(AttemptIo {
+        started: None,
+        dns: Duration::ZERO,
+        connect: Duration::ZERO,
+        tls: Duration::ZERO,
+        ready: None,
+        first_byte: None,
+        in_setup: false,
+        tcp_done: None,
+        opened: 0,
+        bytes_in: 0,
+        pooled: false,
+    }) };
     /// The id of this thread's current attempt, so a connection knows
     /// whether the current attempt opened it.
     static SEQ: Cell<u64> = const { Cell::new(0) };
@@ -51,7 +82,12 @@ thread_local! {
 
 /// Starts a new attempt on this thread and forgets the previous one.
 pub fn begin_attempt() {
-    ATTEMPT.with(|a| a.set(AttemptIo::default()));
+    ATTEMPT.with(|a| {
+        a.set(AttemptIo {
+            started: Some(Instant::now()),
+            ..AttemptIo::default()
+        })
+    });
     // Ids are unique across threads: a pooled connection opened by one
     // thread's attempt and reused by another's must never look fresh.
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -65,6 +101,20 @@ fn current_seq() -> u64 {
 /// What the current attempt on this thread has done so far.
 pub fn attempt_io() -> AttemptIo {
     ATTEMPT.with(|a| a.get())
+}
+
+/// Adds name-resolution time to the current attempt.
+pub fn note_dns(d: Duration) {
+    note(|a| a.dns += d);
+}
+
+impl AttemptIo {
+    /// Time from a ready connection (or the attempt's start on a pooled
+    /// one) to the first byte of the answer.
+    pub fn ttfb(&self) -> Option<Duration> {
+        let from = self.ready.or(self.started)?;
+        Some(self.first_byte?.saturating_duration_since(from))
+    }
 }
 
 fn note(f: impl FnOnce(&mut AttemptIo)) {
@@ -98,6 +148,7 @@ impl<In: Transport> Connector<In> for PoolConnector {
         let per_addr = details.timeout.not_zero().map(|d| *d);
         let mut last_err: Option<ureq::Error> = None;
         let mut stream = None;
+        let t0 = Instant::now();
         for addr in details.addrs.iter() {
             let attempt = match per_addr {
                 Some(t) => TcpStream::connect_timeout(addr, t),
@@ -105,7 +156,7 @@ impl<In: Transport> Connector<In> for PoolConnector {
             };
             match attempt {
                 Ok(s) => {
-                    stream = Some(s);
+                    stream = Some((s, *addr));
                     break;
                 }
                 Err(e)
@@ -119,12 +170,17 @@ impl<In: Transport> Connector<In> for PoolConnector {
                 Err(e) => last_err = Some(ureq::Error::Io(e)),
             }
         }
-        let stream = match stream {
+        let (stream, peer) = match stream {
             Some(s) => s,
             None => {
-                return Err(last_err.unwrap_or(ureq::Error::ConnectionFailed));
+                let e = last_err.unwrap_or(ureq::Error::ConnectionFailed);
+                log::in_scope(Level::Warn, || {
+                    format!("could not connect to {}: {e}", details.uri)
+                });
+                return Err(e);
             }
         };
+        let tcp_done = Instant::now();
         stream.set_nodelay(details.config.no_delay())?;
         if let Some(idle) = self.tcp_keepalive {
             super::sys::set_tcp_keepalive(&stream, idle)?;
@@ -134,7 +190,14 @@ impl<In: Transport> Connector<In> for PoolConnector {
         (details.register_shutdown)(Arc::downgrade(&stream) as Weak<_>)?;
         self.stats.opened.fetch_add(1, Ordering::Relaxed);
         self.stats.open_now.fetch_add(1, Ordering::Relaxed);
-        note(|a| a.opened += 1);
+        let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        CONN_INFO.with(|c| c.set((id, peer, None)));
+        note(|a| {
+            a.opened += 1;
+            a.connect += tcp_done - t0;
+            a.tcp_done = Some(tcp_done);
+            a.in_setup = true;
+        });
         let buffers = LazyBuffers::new(
             details.config.input_buffer_size(),
             details.config.output_buffer_size(),
@@ -149,7 +212,100 @@ impl<In: Transport> Connector<In> for PoolConnector {
             read_timeout: None,
             write_timeout: None,
             pending: Vec::new(),
+            id,
+            peer,
+            log: log::current().map(|(l, _)| l),
+            opened_at: tcp_done,
+            first_read: true,
+            close_reason: "closed by llmpool (pool idle timeout or size limit, answer not reusable, pool reset, cancel or client freed)",
         })))
+    }
+}
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// The last link of the connector chain: the connection is ready (TCP and,
+/// for https, TLS done). Measures the handshake and logs the new connection.
+#[derive(Debug)]
+pub struct ConnReady;
+
+impl<In: Transport> Connector<In> for ConnReady {
+    type Out = In;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let a = attempt_io();
+        if chained.is_some() && a.in_setup {
+            let now = Instant::now();
+            let tls = details.needs_tls();
+            note(|a| {
+                a.in_setup = false;
+                a.ready = Some(now);
+                if tls {
+                    a.tls = a.tcp_done.map_or(Duration::ZERO, |t| now - t);
+                }
+            });
+            log::in_scope(Level::Info, || {
+                let a = attempt_io();
+                let (id, peer, version) = CONN_INFO.with(|c| c.get());
+                let mut line = format!(
+                    "conn#{id} opened to {} ({peer}): tcp connect {:.1} ms",
+                    authority(details),
+                    ms(a.connect)
+                );
+                if tls {
+                    line.push_str(&format!(
+                        ", {} handshake {:.1} ms",
+                        version.unwrap_or("TLS"),
+                        ms(a.tls)
+                    ));
+                }
+                line
+            });
+        }
+        Ok(chained)
+    }
+}
+
+fn authority(details: &ConnectionDetails) -> String {
+    details
+        .uri
+        .authority()
+        .map_or_else(String::new, |a| a.host().to_string())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+thread_local! {
+    /// The connection opened last on this thread (id, peer, TLS version
+    /// seen in its ServerHello), for the "opened" log line.
+    static CONN_INFO: Cell<(u64, SocketAddr, Option<&'static str>)> =
+        const { Cell::new((0, SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)), None)) };
+}
+
+/// The TLS version a ServerHello announces: TLS 1.3 suites are 0x13xx
+/// (its legacy version field says 1.2); otherwise the version field.
+fn tls_version_of(b: &[u8]) -> Option<&'static str> {
+    // Record header (5 bytes, type 22 = handshake), handshake type 2 =
+    // ServerHello, length (3), version (2), random (32), session id.
+    if b.len() < 44 || b[0] != 0x16 || b[5] != 0x02 {
+        return None;
+    }
+    let sid = b[43] as usize;
+    let suite = b.get(44 + sid..46 + sid)?;
+    if suite[0] == 0x13 {
+        return Some("TLSv1.3");
+    }
+    match (b[9], b[10]) {
+        (3, 3) => Some("TLSv1.2"),
+        (3, 2) => Some("TLSv1.1"),
+        (3, 1) => Some("TLSv1.0"),
+        _ => None,
     }
 }
 
@@ -169,6 +325,14 @@ pub struct CountedTcp {
     write_timeout: Option<Duration>,
     /// Output not yet written: see `transmit_output`.
     pending: Vec<u8>,
+    /// For the log: a process-wide connection number, the peer, the
+    /// opening call's logger (drop may run on any thread), and why it closed.
+    id: u64,
+    peer: SocketAddr,
+    log: Option<Arc<Logger>>,
+    opened_at: Instant,
+    first_read: bool,
+    close_reason: &'static str,
 }
 
 /// Pending output is written once it reaches this size, even before the
@@ -187,6 +351,18 @@ impl Drop for CountedTcp {
     fn drop(&mut self) {
         self.stats.open_now.fetch_sub(1, Ordering::Relaxed);
         let _ = self.stream.shutdown(Shutdown::Both);
+        if let Some(l) = &self.log {
+            log::log!(
+                l,
+                Level::Debug,
+                None,
+                "conn#{} to {} closed after {:.0} ms: {}",
+                self.id,
+                self.peer,
+                ms(self.opened_at.elapsed()),
+                self.close_reason
+            );
+        }
     }
 }
 
@@ -335,11 +511,37 @@ impl Transport for CountedTcp {
                 // The armed timeout may be shorter than what is left (see
                 // `arm`): re-arm and go on until the real deadline.
                 Err(e) if is_timeout(&e) && !deadline.passed() => {}
-                Err(e) => return Err(map_io(e, timeout.reason)),
+                Err(e) => {
+                    self.close_reason = if is_timeout(&e) {
+                        "timed out"
+                    } else {
+                        "i/o error"
+                    };
+                    return Err(map_io(e, timeout.reason));
+                }
             }
         };
+        if n == 0 {
+            self.close_reason = "closed by the server";
+        }
+        if self.first_read && n > 0 {
+            self.first_read = false;
+            if let Some(v) = tls_version_of(&self.buffers.input_append_buf()[..n]) {
+                CONN_INFO.with(|c| {
+                    if c.get().0 == self.id {
+                        c.set((self.id, self.peer, Some(v)));
+                    }
+                });
+            }
+        }
         self.buffers.input_appended(n);
-        note(|a| a.bytes_in += n as u64);
+        let now = Instant::now();
+        note(|a| {
+            a.bytes_in += n as u64;
+            if n > 0 && !a.in_setup && a.first_byte.is_none() {
+                a.first_byte = Some(now);
+            }
+        });
         Ok(n > 0)
     }
 
@@ -350,8 +552,13 @@ impl Transport for CountedTcp {
             .retire_at
             .is_some_and(|t| std::time::Instant::now() >= t)
         {
+            self.close_reason = "older than pool_max_age_ms";
             return false;
         }
-        super::sys::is_reusable(&self.stream)
+        let ok = super::sys::is_reusable(&self.stream);
+        if !ok {
+            self.close_reason = "closed by the server while idle in the pool";
+        }
+        ok
     }
 }

@@ -89,14 +89,17 @@ impl Endpoints {
         idx
     }
 
-    /// Records the outcome of a call on endpoint `i`.
-    pub fn record(&self, i: usize, ok: bool, now: Instant) {
+    /// Records the outcome of a call on endpoint `i`; returns the breaker's
+    /// new state when this outcome changed it (for the log).
+    pub fn record(&self, i: usize, ok: bool, now: Instant) -> Option<Circuit> {
         let e = &self.list[i];
         let mut s = e.lock();
+        let was_open = s.open_until.is_some();
         s.requests += 1;
         if ok {
             s.consecutive_failures = 0;
             s.open_until = None;
+            was_open.then_some(Circuit::Closed)
         } else {
             s.failures += 1;
             s.consecutive_failures += 1;
@@ -104,8 +107,15 @@ impl Endpoints {
             // opens after N consecutive failures.
             if s.consecutive_failures >= self.failures_to_open {
                 s.open_until = Some(now + self.cooldown);
+                return Some(Circuit::Open);
             }
+            None
         }
+    }
+
+    /// Consecutive failures that open a circuit, and how long it stays open.
+    pub fn breaker(&self) -> (u32, Duration) {
+        (self.failures_to_open, self.cooldown)
     }
 
     /// Per-endpoint metrics.
@@ -190,9 +200,9 @@ mod tests {
     fn breaker_opens_after_n_failures_then_half_opens_then_closes() {
         let e = eps(&[1, 1]);
         let t0 = Instant::now();
-        e.record(0, false, t0);
+        assert_eq!(e.record(0, false, t0), None);
         assert_eq!(e.get(0).circuit(t0), Circuit::Closed);
-        e.record(0, false, t0);
+        assert_eq!(e.record(0, false, t0), Some(Circuit::Open));
         assert_eq!(e.get(0).circuit(t0), Circuit::Open);
         assert_eq!(e.order(t0), vec![1, 0], "open circuits go last");
         let later = t0 + Duration::from_millis(150);
@@ -205,11 +215,12 @@ mod tests {
             "failed trial re-opens"
         );
         let later2 = later + Duration::from_millis(150);
-        e.record(0, true, later2);
+        assert_eq!(e.record(0, true, later2), Some(Circuit::Closed));
+        assert_eq!(e.record(0, true, later2), None);
         assert_eq!(e.get(0).circuit(later2), Circuit::Closed);
         let j = e.to_json(later2);
         assert_eq!(j[0]["failures"], 3);
-        assert_eq!(j[0]["requests"], 4);
+        assert_eq!(j[0]["requests"], 5);
     }
 
     #[test]

@@ -65,6 +65,11 @@ impl Limiter {
         }
     }
 
+    /// Whether every slot is taken right now (a caller would wait).
+    pub fn is_full(&self) -> bool {
+        *self.used.lock().unwrap_or_else(|p| p.into_inner()) >= self.max
+    }
+
     /// A slot, or `None` when none came free within `timeout`.
     pub fn acquire(&self, timeout: Duration) -> Option<Permit<'_>> {
         let deadline = Instant::now() + timeout;

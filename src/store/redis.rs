@@ -132,6 +132,12 @@ impl RedisConfig {
         Ok(cfg)
     }
 
+    /// The password of the URL (raw and percent-decoded), for the log's
+    /// redaction list.
+    pub fn secrets(&self) -> Vec<String> {
+        secrets(&self.url)
+    }
+
     /// The URL with its password (if any) replaced by `***`.
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
