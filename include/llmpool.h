@@ -437,6 +437,28 @@ const char *llmpool_version(void);
 // passes is well defined.
 const char *llmpool_code_name(int code);
 
+// Sends the client's log lines to `cb(userdata, level, message, len)`:
+// every line whose level is at most `min_level` (an `llmpool_log_level`,
+// 1..5). Replaces an earlier callback and the `LLMPOOL_LOG` stderr
+// fallback. NULL `cb` turns logging off (then `min_level` is ignored).
+//
+// Without a callback, the environment variable
+// `LLMPOOL_LOG=error|warn|info|debug|trace`, read when the client is
+// created, writes the lines to stderr.
+//
+// Returns `LLMPOOL_INVALID_ARGUMENT` for a NULL client or, with a non-NULL
+// `cb`, a `min_level` outside 1..5 (the old setting is then kept).
+//
+// # Safety
+// `client` is NULL or a live client. `cb` is NULL or a function that may be
+// called with `userdata` from any thread, concurrently, until the client
+// is freed; after a call that replaces it, lines being delivered at that
+// moment on other threads may still reach the old callback.
+enum llmpool_code llmpool_client_set_log_callback(struct llmpool_client *client,
+                                                  int min_level,
+                                                  llmpool_log_cb cb,
+                                                  void *userdata);
+
 // Creates a completion queue; `*out` receives it (owned by the caller).
 // `LLMPOOL_INVALID_ARGUMENT` for a NULL `out`, `LLMPOOL_IO` when the
 // system refuses an eventfd (then `*out` is NULL).
@@ -477,28 +499,6 @@ void llmpool_queue_done(void *queue, struct llmpool_response *response);
 // # Safety
 // `queue` is NULL or a live queue.
 struct llmpool_response *llmpool_queue_pop(struct llmpool_queue *queue);
-
-// Sends the client's log lines to `cb(userdata, level, message, len)`:
-// every line whose level is at most `min_level` (an `llmpool_log_level`,
-// 1..5). Replaces an earlier callback and the `LLMPOOL_LOG` stderr
-// fallback. NULL `cb` turns logging off (then `min_level` is ignored).
-//
-// Without a callback, the environment variable
-// `LLMPOOL_LOG=error|warn|info|debug|trace`, read when the client is
-// created, writes the lines to stderr.
-//
-// Returns `LLMPOOL_INVALID_ARGUMENT` for a NULL client or, with a non-NULL
-// `cb`, a `min_level` outside 1..5 (the old setting is then kept).
-//
-// # Safety
-// `client` is NULL or a live client. `cb` is NULL or a function that may be
-// called with `userdata` from any thread, concurrently, until the client
-// is freed; after a call that replaces it, lines being delivered at that
-// moment on other threads may still reach the old callback.
-enum llmpool_code llmpool_client_set_log_callback(struct llmpool_client *client,
-                                                  int min_level,
-                                                  llmpool_log_cb cb,
-                                                  void *userdata);
 
 // Sets the key provider: when a call gets HTTP 401, the client calls
 // `cb(userdata, buf, buf_len)` once, uses the key written to `buf` for that
