@@ -437,6 +437,45 @@ const char *llmpool_version(void);
 // passes is well defined.
 const char *llmpool_code_name(int code);
 
+// The vectors of an embeddings answer (`llmpool_embeddings`) as one
+// contiguous row-major `count x dim` float32 matrix: row `i` is the vector
+// whose `index` is `i`, whatever order the answer listed them in.
+//
+// Understands both encodings: JSON number arrays (`encoding_format`
+// "float", the default) and base64 strings of little-endian float32
+// (`encoding_format: "base64"`, half the bytes on the wire and no number
+// parsing). Decoded on the first call and kept in `r`: `*data` is owned by
+// `r`, valid until `llmpool_response_free(r)`, and later calls (from any
+// thread) return the same pointer at no cost.
+//
+// `data`, `count` and `dim` may each be NULL (not written). On success
+// `*count` is the number of vectors and `*dim` their length; `*data` is
+// NULL when the matrix is empty. On error `*data` is NULL, `*count` and
+// `*dim` are 0, and `llmpool_response_embeddings_error(r)` says why:
+// - `LLMPOOL_INVALID_ARGUMENT`: `r` is NULL, the call failed, or the answer
+//   is not an embeddings answer (no `data` array of objects with an
+//   `embedding`, e.g. a chat answer);
+// - `LLMPOOL_PROTOCOL`: an embeddings answer with malformed vectors: rows
+//   of different lengths (ragged), a number that is not a JSON number or
+//   does not fit a float32, invalid base64 or a byte count that is not a
+//   multiple of 4, an `index` missing from some rows, repeated or out of
+//   range.
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed; `data`,
+// `count` and `dim` are NULL or valid for one write each.
+enum llmpool_code llmpool_response_embeddings(const struct llmpool_response *r,
+                                              const float **data,
+                                              size_t *count,
+                                              size_t *dim);
+
+// Why `llmpool_response_embeddings(r, ...)` fails, or "" when it succeeds
+// (decoding first if it has not run yet). Never NULL. Owned by `r`.
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed.
+const char *llmpool_response_embeddings_error(const struct llmpool_response *r);
+
 // Sends the client's log lines to `cb(userdata, level, message, len)`:
 // every line whose level is at most `min_level` (an `llmpool_log_level`,
 // 1..5). Replaces an earlier callback and the `LLMPOOL_LOG` stderr

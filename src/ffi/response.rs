@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::code::llmpool_code;
 use super::util::{c_string, guard};
+use crate::body::Matrix;
 use crate::error::{Code, Error};
 use crate::response::Response;
 
@@ -26,9 +27,24 @@ pub struct llmpool_response {
     info: OnceLock<CString>,
     /// The async call this answers (`info.call_id`), 0 for blocking calls.
     call_id: u64,
+    /// The embedding vectors, decoded on first use (see `ffi/embeddings.rs`).
+    pub(crate) embeddings: OnceLock<Embeddings>,
 }
 
+/// A decoded float matrix, or why there is none (code and message).
+pub(crate) type Embeddings = Result<Matrix, (Code, CString)>;
+
 impl llmpool_response {
+    /// The body without the NUL the C API appended.
+    pub(crate) fn body_bytes(&self) -> &[u8] {
+        &self.body[..self.body.len() - 1]
+    }
+
+    /// The call's code and error message.
+    pub(crate) fn outcome(&self) -> (Code, &CString) {
+        (self.code, &self.error)
+    }
+
     pub(crate) fn new(r: Response) -> llmpool_response {
         let mut body = r.body;
         body.push(0);
@@ -41,6 +57,7 @@ impl llmpool_response {
             error: c_string(&r.error),
             info_json: r.info,
             info: OnceLock::new(),
+            embeddings: OnceLock::new(),
             body,
         }
     }

@@ -97,6 +97,14 @@ static void test_null_response_accessors(void) {
     const char *info = llmpool_response_info(NULL);
     CHECK(info != NULL, "info(NULL) is NULL");
     CHECK_STREQ(info, "{}");
+    const float *data = (const float *)&len;
+    size_t count = 9, dim = 9;
+    CHECK(llmpool_response_embeddings(NULL, &data, &count, &dim) == LLMPOOL_INVALID_ARGUMENT,
+          "embeddings(NULL)");
+    CHECK(data == NULL && count == 0 && dim == 0, "embeddings(NULL) left outputs set");
+    CHECK(llmpool_response_embeddings(NULL, NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "embeddings(NULL, NULL...)");
+    CHECK_CONTAINS(llmpool_response_embeddings_error(NULL), "NULL");
 }
 
 static void test_client_new(void) {
