@@ -9,19 +9,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use super::owner::{fate, Fate, Owner};
 use super::period::Period;
-
-/// The process that placed a hold, so that a hold of a process that died
-/// can be dropped before it expires (see `ledger::owner_is_dead`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Owner {
-    pub pid: u32,
-    /// The PID namespace (`/proc/self/ns/pid`): a PID means nothing outside it.
-    pub pidns: String,
-    /// Start time of the process in clock ticks since boot: a reused PID
-    /// has another one.
-    pub start: u64,
-}
 
 /// Money set aside for one call in flight.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,8 +18,8 @@ pub(crate) struct Hold {
     pub usd: f64,
     /// The key spend is tracked under (see `Budget::model_key`).
     pub model: String,
-    /// Wall-clock expiry (ms since the Unix epoch): a hold whose process
-    /// died, on any machine, stops counting then.
+    /// Wall-clock expiry (ms since the Unix epoch) for holds whose process
+    /// cannot be seen from here (see `owner`).
     pub expires_ms: u64,
     pub owner: Option<Owner>,
 }
@@ -77,12 +66,20 @@ impl Book {
         *self.per_model.entry(model.to_string()).or_insert(0.0) += usd;
     }
 
-    /// Drops holds that expired at `now_ms` or whose owner `dead` says is
-    /// gone; returns how many.
-    pub fn prune(&mut self, now_ms: u64, dead: impl Fn(&Owner) -> bool) -> usize {
+    /// Drops the holds whose process is gone, and those that expired at
+    /// `now_ms` unless their process is seen running; returns how many.
+    pub fn prune(&mut self, now_ms: u64) -> usize {
+        self.prune_with(now_ms, fate)
+    }
+
+    pub(crate) fn prune_with(&mut self, now_ms: u64, fate: impl Fn(&Owner) -> Fate) -> usize {
         let before = self.holds.len();
         self.holds
-            .retain(|_, h| h.expires_ms > now_ms && !h.owner.as_ref().is_some_and(&dead));
+            .retain(|_, h| match h.owner.as_ref().map_or(Fate::Unknown, &fate) {
+                Fate::Running => true,
+                Fate::Gone => false,
+                Fate::Unknown => h.expires_ms > now_ms,
+            });
         before - self.holds.len()
     }
 
@@ -103,6 +100,7 @@ impl Book {
                 if let Some(o) = &h.owner {
                     v["pid"] = json!(o.pid);
                     v["pidns"] = json!(o.pidns);
+                    v["boot"] = json!(o.boot);
                     v["start"] = json!(o.start);
                 }
                 (id.clone(), v)
@@ -176,11 +174,13 @@ impl Book {
                     let owner = match (
                         h.get("pid").and_then(Value::as_u64),
                         h.get("pidns").and_then(Value::as_str),
+                        h.get("boot").and_then(Value::as_str),
                         h.get("start").and_then(Value::as_u64),
                     ) {
-                        (Some(pid), Some(ns), Some(start)) => Some(Owner {
+                        (Some(pid), Some(ns), Some(boot), Some(start)) => Some(Owner {
                             pid: u32::try_from(pid).map_err(|_| bad())?,
                             pidns: ns.to_string(),
+                            boot: boot.to_string(),
                             start,
                         }),
                         _ => None,
@@ -234,27 +234,33 @@ mod tests {
     }
 
     #[test]
-    fn held_sums_by_model_and_prune_drops_expired_and_dead() {
+    fn held_sums_by_model_and_prune_follows_the_owners_fate() {
         let mut b = Book::default();
-        let alive = Owner {
-            pid: 1,
+        let owner = |pid| Owner {
+            pid,
             pidns: "ns".into(),
+            boot: "b".into(),
             start: 5,
         };
-        let dead = Owner {
-            pid: 2,
-            ..alive.clone()
+        let fate = |o: &Owner| match o.pid {
+            1 => Fate::Running,
+            2 => Fate::Gone,
+            _ => Fate::Unknown,
         };
-        b.holds.insert("1".into(), hold(0.25, "a", 100, None));
+        b.holds.insert("none".into(), hold(0.25, "a", 100, None));
         b.holds
-            .insert("2".into(), hold(0.5, "b", 50, Some(alive.clone())));
-        b.holds.insert("3".into(), hold(1.0, "a", 1000, Some(dead)));
-        assert_eq!(b.held(), 1.75);
-        assert_eq!(b.held_for("a"), 1.25);
-        assert_eq!(b.prune(60, |o| o.pid == 2), 2);
-        assert_eq!(b.holds.keys().collect::<Vec<_>>(), ["1"]);
-        assert_eq!(b.prune(100, |_| false), 1);
-        assert!(b.holds.is_empty());
+            .insert("running".into(), hold(0.5, "b", 50, Some(owner(1))));
+        b.holds
+            .insert("gone".into(), hold(1.0, "a", 1000, Some(owner(2))));
+        b.holds
+            .insert("far".into(), hold(2.0, "a", 80, Some(owner(3))));
+        assert_eq!(b.held(), 3.75);
+        assert_eq!(b.held_for("a"), 3.25);
+        assert_eq!(b.prune_with(60, fate), 1, "gone at once");
+        assert_eq!(b.prune_with(90, fate), 1, "far expired");
+        assert_eq!(b.prune_with(100, fate), 1, "no owner expired");
+        assert_eq!(b.prune_with(u64::MAX, fate), 0, "running never expires");
+        assert_eq!(b.holds.keys().collect::<Vec<_>>(), ["running"]);
     }
 
     #[test]
@@ -265,6 +271,7 @@ mod tests {
         let owner = Owner {
             pid: 42,
             pidns: "pid:[4026531836]".into(),
+            boot: "3f1c".into(),
             start: 99,
         };
         b.holds.insert(

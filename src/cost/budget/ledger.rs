@@ -10,17 +10,14 @@
 //! (`<ledger>.<pid>.<n>.tmp`) and is renamed over the ledger, so a reader
 //! never sees half a document.
 //!
-//! A hold placed by a process that died (SIGKILL, OOM, a crash) would block
-//! its money forever; it stops counting when it expires, and earlier when
-//! its owner is provably gone (same PID namespace, and no process with that
-//! PID and start time).
+//! Holds of processes that died stop counting (see `owner`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 
-use super::book::{Book, Owner};
+use super::book::Book;
 use super::period::Period;
 
 /// Spend that could not be written yet; added at the next successful write.
@@ -116,7 +113,7 @@ impl Ledger {
             for id in &local.unreleased {
                 book.holds.remove(id);
             }
-            book.prune(now_ms, owner_is_dead);
+            book.prune(now_ms);
             let r = f(&mut book);
             let durable = durable || !local.unwritten.per_model.is_empty();
             self.write(&book, durable, &mut local)?;
@@ -174,7 +171,7 @@ impl Ledger {
                 b
             }
         };
-        book.prune(now_ms, owner_is_dead);
+        book.prune(now_ms);
         (book, local.last_error.clone())
     }
 
@@ -233,73 +230,4 @@ impl Ledger {
 
 fn lock(m: &Mutex<Local>) -> MutexGuard<'_, Local> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// This process as the owner of its holds, where `/proc` can tell.
-pub(crate) fn this_owner() -> Option<Owner> {
-    static OWNER: OnceLock<Option<Owner>> = OnceLock::new();
-    OWNER
-        .get_or_init(|| {
-            let pid = std::process::id();
-            Some(Owner {
-                pid,
-                pidns: pid_namespace()?,
-                start: start_ticks(pid)?,
-            })
-        })
-        .clone()
-}
-
-/// True only when the owner certainly is gone: it lived in our PID
-/// namespace and no process has its PID with its start time. Anything
-/// uncertain (another namespace or machine, no `/proc`) waits for expiry.
-pub(crate) fn owner_is_dead(o: &Owner) -> bool {
-    match this_owner() {
-        Some(me) if me.pidns == o.pidns => start_ticks(o.pid) != Some(o.start),
-        _ => false,
-    }
-}
-
-fn pid_namespace() -> Option<String> {
-    fs::read_link("/proc/self/ns/pid")
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
-}
-
-/// Field 22 of `/proc/PID/stat`: the process start time since boot.
-fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses; fields
-    // after its closing parenthesis start with field 3.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(22 - 3)?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn this_process_is_alive_and_an_exited_child_is_dead() {
-        let me = this_owner().expect("/proc is available on Linux");
-        assert!(!owner_is_dead(&me));
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        let start = start_ticks(pid);
-        child.wait().unwrap();
-        let gone = Owner {
-            pid,
-            pidns: me.pidns.clone(),
-            start: start.unwrap_or(1),
-        };
-        assert!(owner_is_dead(&gone));
-        let elsewhere = Owner {
-            pidns: "pid:[1]".into(),
-            ..gone
-        };
-        assert!(
-            !owner_is_dead(&elsewhere),
-            "other namespaces wait for expiry"
-        );
-    }
 }

@@ -10,6 +10,7 @@
 
 mod book;
 mod ledger;
+mod owner;
 mod period;
 
 use serde_json::{json, Map, Value};
@@ -230,7 +231,7 @@ impl Budget {
             usd: amount,
             model: model_key.clone(),
             expires_ms: now_ms.saturating_add(inner.hold_ttl.as_millis() as u64),
-            owner: ledger::this_owner(),
+            owner: owner::this_owner(),
         };
         let key = inner.period.key(now);
         let place = |book: &mut Book| -> Result<(), BudgetError> {
@@ -794,32 +795,38 @@ mod tests {
     }
 
     #[test]
-    fn holds_expire_and_holds_of_dead_processes_are_dropped() {
+    fn foreign_holds_expire_and_holds_of_dead_processes_are_dropped() {
         let dir = tmpdir("expire");
         let path = dir.join("l.json");
-        let cfg = ledger_cfg(&path, 1.0, true);
-        let a = Budget::new(&cfg, Duration::from_secs(30)).unwrap();
+        let a = Budget::from_json(&ledger_cfg(&path, 1.0, true)).unwrap();
         let now = at(2026, 6, 1);
-        let stuck = a.reserve("m", 0.9, now).unwrap();
-        std::mem::forget(stuck); // as if its process hung (or died elsewhere)
-        assert!(a.reserve("m", 0.5, now + Duration::from_secs(29)).is_err());
-        let r = a.reserve("m", 0.5, now + Duration::from_secs(31)).unwrap();
-        a.commit(r, 0.5, now + Duration::from_secs(31)).unwrap();
-        // A hold of a process that exited on this machine stops counting at
-        // once, long before it expires.
-        let me = ledger::this_owner().unwrap();
+        let now_ms = unix_ms(now);
+        let me = owner::this_owner().unwrap();
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
         let mut doc: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-        doc["holds"]["dead"] = json!({"usd": 0.5, "model": "m", "expires_ms": u64::MAX / 2,
-            "pid": pid, "pidns": me.pidns, "start": 1});
-        doc["holds"]["alive"] = json!({"usd": 0.25, "model": "m", "expires_ms": u64::MAX / 2,
-            "pid": me.pid, "pidns": me.pidns, "start": me.start});
+        let hold = |usd: f64, expires: u64, pid: u32, boot: &str, start: u64| {
+            json!({"usd": usd, "model": "m", "expires_ms": expires,
+                "pid": pid, "pidns": me.pidns, "boot": boot, "start": start})
+        };
+        // Another machine's hold: only its expiry can end it.
+        doc["holds"]["far"] = hold(0.5, now_ms + 30_000, 7, "other-machine", 1);
+        // A process of this machine that exited: gone at once.
+        doc["holds"]["dead"] = hold(0.5, u64::MAX / 2, pid, &me.boot, 1);
+        // This very process, long expired: it runs, so its hold stands.
+        doc["holds"]["alive"] = hold(0.25, 1, me.pid, &me.boot, me.start);
         fs::write(&path, doc.to_string()).unwrap();
-        let s = a.snapshot(now);
-        assert_eq!(s["in_flight_usd"], json!(0.25), "{s}");
-        assert!(a.reserve("m", 0.25, now).is_ok());
+        assert_eq!(a.snapshot(now)["in_flight_usd"], json!(0.75));
+        assert!(a.reserve("m", 0.5, now + Duration::from_secs(29)).is_err());
+        let later = now + Duration::from_secs(31);
+        let r = a.reserve("m", 0.5, later).unwrap();
+        a.commit(r, 0.5, later).unwrap();
+        let s = a.snapshot(later);
+        assert_eq!(
+            (s["in_flight_usd"].clone(), s["spent_usd"].clone()),
+            (json!(0.25), json!(0.5))
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
