@@ -2,10 +2,9 @@
 //! across processes, and a killed process's hold does not block the budget.
 //!
 //! The "processes" are this test binary run again as children (the ignored
-//! test `ledger_child`), each with its own `Client` on the same ledger.
+//! test `spend_child`), each with its own `Client` on the same ledger.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use llmpool::{Client, Code};
@@ -14,93 +13,13 @@ use serde_json::{json, Value};
 
 mod support;
 use support::loopback::options;
+use support::spend_child::{self, chat};
 
-const CHILD_OPTS: &str = "LLMPOOL_LEDGER_CHILD_OPTS";
-const CHILD_CALLS: &str = "LLMPOOL_LEDGER_CHILD_CALLS";
-
-fn chat(max_tokens: u64) -> String {
-    json!({"model": "gpt-4.1", "max_tokens": max_tokens,
-        "messages": [{"role": "user", "content": "how much is this call?"}]})
-    .to_string()
-}
-
-/// One worker process: makes the calls and prints what they cost.
+/// One worker process (see `support::spend_child`).
 #[test]
-#[ignore = "the child process of the multi-process ledger tests"]
-fn ledger_child() {
-    let (Ok(opts), Ok(calls)) = (std::env::var(CHILD_OPTS), std::env::var(CHILD_CALLS)) else {
-        eprintln!("ledger_child only runs as a child of the ledger tests");
-        return;
-    };
-    let (calls, max_tokens) = calls.split_once(':').unwrap();
-    let c = Client::from_json(Some(&opts)).expect("child options");
-    let (mut ok, mut refused, mut cost, mut warnings) = (0u64, 0u64, 0.0f64, 0u64);
-    for _ in 0..calls.parse::<u64>().unwrap() {
-        let r = c.chat(&chat(max_tokens.parse().unwrap()));
-        match r.code {
-            Code::Ok => {
-                ok += 1;
-                cost += r.info["cost_usd"]
-                    .as_f64()
-                    .expect("a priced call has a cost");
-            }
-            Code::BudgetExceeded => refused += 1,
-            other => panic!("unexpected {other:?}: {}", r.error),
-        }
-        warnings += r.info["warnings"].as_array().map_or(0, |w| w.len() as u64);
-    }
-    println!("RESULT {ok} {refused} {cost:e} {warnings}");
-}
-
-struct Tally {
-    ok: u64,
-    refused: u64,
-    cost: f64,
-    warnings: u64,
-}
-
-fn spawn_child(opts: &str, calls: u64, max_tokens: u64) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "ledger_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_OPTS, opts)
-        .env(CHILD_CALLS, format!("{calls}:{max_tokens}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the child test process")
-}
-
-fn run_children(n: usize, opts: &str, calls: u64, max_tokens: u64) -> Tally {
-    let children: Vec<_> = (0..n)
-        .map(|_| spawn_child(opts, calls, max_tokens))
-        .collect();
-    let mut t = Tally {
-        ok: 0,
-        refused: 0,
-        cost: 0.0,
-        warnings: 0,
-    };
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child failed: {text}");
-        let line = text
-            .lines()
-            .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
-            .unwrap_or_else(|| panic!("no RESULT line in {text}"));
-        let f: Vec<&str> = line.split_whitespace().collect();
-        t.ok += f[0].parse::<u64>().unwrap();
-        t.refused += f[1].parse::<u64>().unwrap();
-        t.cost += f[2].parse::<f64>().unwrap();
-        t.warnings += f[3].parse::<u64>().unwrap();
-    }
-    t
+#[ignore = "the child process of the multi-process budget tests"]
+fn spend_child() {
+    spend_child::child_main();
 }
 
 fn ledger_dir(name: &str) -> PathBuf {
@@ -128,7 +47,7 @@ fn eight_processes_add_up_on_one_ledger() {
     let dir = ledger_dir("sum");
     let ledger = dir.join("spend.json");
     let opts = budget_opts(&s, &ledger, 100.0);
-    let t = run_children(8, &opts, 100, 50);
+    let t = spend_child::run(8, &opts, 100, 50);
     assert_eq!((t.ok, t.refused, t.warnings), (800, 0, 0));
     let doc = read_ledger(&ledger);
     let recorded = doc["spent_usd"].as_f64().unwrap();
@@ -159,7 +78,7 @@ fn eight_processes_never_spend_more_than_a_shared_limit() {
     // Each call reserves at most ~0.0008 USD (100 output tokens) and costs
     // far less; 0.01 USD runs out well before 8 x 40 calls.
     let limit = 0.01;
-    let t = run_children(8, &budget_opts(&s, &ledger, limit), 40, 100);
+    let t = spend_child::run(8, &budget_opts(&s, &ledger, limit), 40, 100);
     let recorded = read_ledger(&ledger)["spent_usd"].as_f64().unwrap();
     eprintln!(
         "8 x 40 calls under {limit} USD: {} ok, {} refused, spent {:.6} USD (ledger {recorded:.6})",
@@ -196,7 +115,7 @@ fn a_killed_process_does_not_hold_the_budget() {
     let opts = budget_opts(&s, &ledger, 1.0);
     let c = Client::from_json(Some(&opts)).unwrap();
     s.push_fault(Fault::DelayBeforeHeaders(Duration::from_secs(8)));
-    let mut child = spawn_child(&opts, 1, 100_000);
+    let mut child = spend_child::spawn(&opts, 1, 100_000);
     let deadline = Instant::now() + Duration::from_secs(30);
     while read_ledger(&ledger)["holds"]
         .as_object()

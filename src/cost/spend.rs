@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
+use crate::cost::budget::SharedStore;
 use crate::cost::{
     take_cache_directive, Budget, CacheKey, CachedEntry, PriceTable, Reservation, ResponseCache,
     Router, Usage,
@@ -68,7 +69,8 @@ pub struct Hit {
 
 impl Spend {
     /// Validates the cost options; errors name the option.
-    pub fn from_options(o: &Options) -> Result<Spend, Error> {
+    /// `redis`, when set, holds the budget (see [`Budget::shared`]).
+    pub fn from_options(o: &Options, redis: Option<&SharedStore>) -> Result<Spend, Error> {
         let mut prices = PriceTable::with_defaults();
         if let Some(p) = &o.prices {
             prices
@@ -78,7 +80,7 @@ impl Spend {
         let budget = o
             .budget
             .as_ref()
-            .map(|b| Budget::new(b, hold_ttl(o)))
+            .map(|b| Budget::shared(b, hold_ttl(o), redis))
             .transpose()
             .map_err(|e| Error::invalid(format!("option \"budget\": {e}")))?;
         let cache = o

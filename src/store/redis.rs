@@ -384,10 +384,24 @@ mod handle {
         /// dropped; one that got a server error goes back to the pool.
         pub fn with_conn<T>(
             &self,
-            f: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
+            f: impl FnMut(&mut Connection) -> Result<T, RedisError>,
         ) -> Result<T, StoreError> {
-            let mut conn = self.checkout()?;
-            match f(&mut conn) {
+            let mut f = f;
+            let (mut conn, reused) = self.checkout()?;
+            let mut result = f(&mut conn);
+            if let (true, Err(e)) = (reused, &result) {
+                // An idle connection that died while pooled (Redis restarted
+                // or closed it): the command never reached a live server, so
+                // it is sent once more on a new connection, as HTTP pools
+                // do. A timeout is not retried: Redis may be running it.
+                if stale(e) {
+                    drop(conn);
+                    lock(&self.inner.idle).clear();
+                    conn = self.checkout()?.0;
+                    result = f(&mut conn);
+                }
+            }
+            match result {
                 Ok(v) => {
                     self.checkin(conn);
                     Ok(v)
@@ -404,9 +418,10 @@ mod handle {
             }
         }
 
-        fn checkout(&self) -> Result<Connection, StoreError> {
+        /// A pooled connection (`true`) or a new one.
+        fn checkout(&self) -> Result<(Connection, bool), StoreError> {
             if let Some(c) = lock(&self.inner.idle).pop() {
-                return Ok(c);
+                return Ok((c, true));
             }
             if let Some((until, why)) = lock(&self.inner.down_until).clone() {
                 if Instant::now() < until {
@@ -432,7 +447,7 @@ mod handle {
             match connected {
                 Ok(c) => {
                     *lock(&self.inner.down_until) = None;
-                    Ok(c)
+                    Ok((c, false))
                 }
                 Err(e) => {
                     self.mark_down(&e);
@@ -470,6 +485,12 @@ mod handle {
                 ),
             }
         }
+    }
+
+    /// Whether `e` on a pooled connection means it had died while idle:
+    /// closed or reset, not slow.
+    fn stale(e: &RedisError) -> bool {
+        !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error())
     }
 
     /// Whether the connection is unusable after `e` (as opposed to Redis

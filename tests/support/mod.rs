@@ -10,6 +10,7 @@
 
 pub mod loopback;
 pub mod redis;
+pub mod spend_child;
 pub mod tinyproxy;
 
 use std::io::{BufRead, BufReader, Read};

@@ -12,6 +12,8 @@ mod book;
 mod ledger;
 mod owner;
 mod period;
+#[cfg(feature = "redis")]
+mod redis;
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -95,7 +97,16 @@ impl Drop for Reservation {
 enum Store {
     Memory(Mutex<Book>),
     File(Ledger),
+    #[cfg(feature = "redis")]
+    Redis(redis::RedisBook),
 }
+
+/// The shared store a budget can live in (none in a build without Redis).
+#[cfg(feature = "redis")]
+pub type SharedStore = crate::store::redis::RedisStore;
+/// The shared store a budget can live in (none in a build without Redis).
+#[cfg(not(feature = "redis"))]
+pub type SharedStore = std::convert::Infallible;
 
 #[derive(Debug)]
 struct Inner {
@@ -139,6 +150,18 @@ impl Budget {
     /// `hold_ttl` is how long a hold counts when its process may have died
     /// unseen (another machine or PID namespace): longer than any call.
     pub fn new(v: &Value, hold_ttl: Duration) -> Result<Budget, String> {
+        Budget::shared(v, hold_ttl, None)
+    }
+
+    /// Like [`Budget::new`], kept in `redis` when given (the `"redis"`
+    /// option): spend, per-model spend and holds are then shared by every
+    /// process and machine using that Redis and prefix (see `redis`), and
+    /// `ledger_file` is refused as a second home for the same money.
+    pub fn shared(
+        v: &Value,
+        hold_ttl: Duration,
+        redis: Option<&SharedStore>,
+    ) -> Result<Budget, String> {
         let obj = v
             .as_object()
             .ok_or_else(|| "budget: expected an object".to_string())?;
@@ -185,9 +208,17 @@ impl Budget {
         if limit_usd.is_none() && per_model.is_empty() {
             return Err("budget.limit_usd: required (or give budget.per_model limits)".into());
         }
-        let store = match ledger {
-            Some(path) => Store::File(Ledger::open(path, period, create)?),
-            None => Store::Memory(Mutex::new(Book::default())),
+        let store = match (ledger, redis) {
+            #[cfg(feature = "redis")]
+            (None, Some(r)) => Store::Redis(redis::RedisBook::new(r.clone(), period)),
+            #[cfg(feature = "redis")]
+            (Some(_), Some(_)) => {
+                return Err(
+                    "budget.ledger_file: not used with the \"redis\" option, which then holds the budget for every process and machine; remove one of them".into(),
+                )
+            }
+            (Some(path), _) => Store::File(Ledger::open(path, period, create)?),
+            (None, _) => Store::Memory(Mutex::new(Book::default())),
         };
         Ok(Budget {
             inner: Arc::new(Inner {
@@ -234,24 +265,41 @@ impl Budget {
             owner: owner::this_owner(),
         };
         let key = inner.period.key(now);
-        let place = |book: &mut Book| -> Result<(), BudgetError> {
+        let place = |book: &mut Book, hold: Hold| -> Result<(), BudgetError> {
             book.roll(&key);
             inner.check(book, &model_key, amount)?;
             book.holds.insert(id.clone(), hold);
             Ok(())
         };
+        let unusable = |message: String, budget: &str| BudgetError {
+            message,
+            budget: budget.into(),
+            remaining_usd: 0.0,
+            limit_usd: inner.limit_usd.unwrap_or(0.0),
+        };
         match &inner.store {
-            Store::Memory(m) => place(&mut lock(m))?,
-            Store::File(l) => {
-                l.update(Some(&key), now_ms, false, place)
-                    .map_err(|e| BudgetError {
-                        message: format!(
-                            "{e}: the budget cannot be checked, so the call was not sent"
-                        ),
-                        budget: "budget ledger".into(),
-                        remaining_usd: 0.0,
-                        limit_usd: inner.limit_usd.unwrap_or(0.0),
-                    })??
+            Store::Memory(m) => place(&mut lock(m), hold)?,
+            Store::File(l) => l
+                .update(Some(&key), now_ms, false, |b| place(b, hold))
+                .map_err(|e| {
+                    unusable(
+                        format!("{e}: the budget cannot be checked, so the call was not sent"),
+                        "budget ledger",
+                    )
+                })??,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => {
+                let limits = redis::Limits {
+                    total: inner.limit_usd,
+                    model: inner.per_model.get(&model_key).copied(),
+                    model_key: &model_key,
+                };
+                let refused = r
+                    .reserve(&key, now_ms, &id, hold, &limits)
+                    .map_err(|e| unusable(e, "budget store"))?;
+                if let Err(why) = refused {
+                    return Err(inner.refusal(&model_key, amount, why));
+                }
             }
         }
         Ok(Reservation {
@@ -307,6 +355,11 @@ impl Budget {
             Store::File(l) => l
                 .update(Some(&key), unix_ms(now), true, spend)
                 .inspect_err(|_| l.defer_spend(&r.model_key, actual, &r.id)),
+            #[cfg(feature = "redis")]
+            Store::Redis(store) => {
+                let id = hold.as_deref().unwrap_or("");
+                store.settle(&key, id, Some((&r.model_key, actual)))
+            }
         }
     }
 
@@ -335,6 +388,17 @@ impl Budget {
                 let (b, e) = l.snapshot(&key, unix_ms(now));
                 (b, e, Some(l.path().display().to_string()))
             }
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => {
+                let (b, e) = r.snapshot(&key, unix_ms(now));
+                (b, e, None)
+            }
+        };
+        let store = match &inner.store {
+            Store::Memory(_) => "memory".to_string(),
+            Store::File(_) => "ledger_file".to_string(),
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.describe(),
         };
         let mut per_model = Map::new();
         let names: std::collections::BTreeSet<&String> = book
@@ -362,6 +426,7 @@ impl Budget {
             "in_flight_calls": book.holds.len(),
             "remaining_usd": inner.limit_usd.map(|l| (l - book.spent - held).max(0.0)),
             "per_model": per_model,
+            "store": store,
             "ledger_file": file,
             "ledger_error": error,
         })
@@ -402,6 +467,34 @@ impl Inner {
         Ok(())
     }
 
+    /// The error for a reservation Redis refused: the same words as a
+    /// local refusal.
+    #[cfg(feature = "redis")]
+    fn refusal(&self, model_key: &str, amount: f64, why: redis::Refusal) -> BudgetError {
+        let (name, limit, used) = match why {
+            redis::Refusal::Total(used) => (
+                self.period.budget_name().to_string(),
+                self.limit_usd.unwrap_or(0.0),
+                used,
+            ),
+            redis::Refusal::Model(used) => (
+                format!("per-model budget for {model_key}"),
+                self.per_model.get(model_key).copied().unwrap_or(0.0),
+                used,
+            ),
+        };
+        // Redis compared in its own arithmetic; on a knife edge where ours
+        // disagrees, the refusal still stands.
+        check(&name, limit, used, amount)
+            .err()
+            .unwrap_or(BudgetError {
+                message: format!("{name} exhausted: $0.0000 of ${limit:.4} remains"),
+                budget: name,
+                remaining_usd: 0.0,
+                limit_usd: limit,
+            })
+    }
+
     fn release(&self, id: &str) {
         match &self.store {
             Store::Memory(m) => {
@@ -415,6 +508,11 @@ impl Inner {
                 if removed.is_err() {
                     l.defer_release(id);
                 }
+            }
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => {
+                // Kept for later when Redis is down; the hold expires anyway.
+                let _ = r.settle(&self.period.key(SystemTime::now()), id, None);
             }
         }
     }

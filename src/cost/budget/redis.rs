@@ -1,0 +1,531 @@
+//! A budget's book in Redis, shared by every process and machine that uses
+//! the same Redis and key prefix.
+//!
+//! Keys (under the prefix; `{budget}` is a cluster hash tag, so every key of
+//! one script lives in one slot):
+//! - `{budget}:spend:<period>:<period key>`: a hash, `total` and `m:<model>`
+//!   spent in USD (`HINCRBYFLOAT`); a new period is a new key, so periods
+//!   roll over by the UTC calendar; old ones expire (40 days for a month,
+//!   3 for a day, never for `total`).
+//! - `{budget}:holds` (sorted set: hold id by expiry in ms),
+//!   `{budget}:hold_usd`, `{budget}:hold_model`, `{budget}:hold_owner`
+//!   (hashes by hold id): the holds of calls in flight.
+//!
+//! A reservation is one Lua script (drop expired holds, sum holds, check the
+//! limits, add the hold), a commit or release another, so the limit holds
+//! across machines without a lock. A hold expires after the longest time a
+//! call can take (streams, which have no whole-call timeout, can outlive
+//! it: their spend still lands at commit). When a reservation is refused
+//! while holds exist, holds of processes of this machine that are gone
+//! (SIGKILL) are dropped at once and the reservation is tried again.
+//!
+//! Redis unreachable: spend of finished calls is never lost: it is kept and
+//! added at the next operation that reaches Redis (a commit whose reply was
+//! lost may then count twice: the safe direction for a budget). New calls
+//! are refused unsent with `on_error: "closed"`; with `"open"` they are
+//! checked locally against the last figures seen plus this process's own
+//! spend and holds since, and reconciled when Redis is back.
+
+use std::collections::BTreeMap;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use ::redis::Script;
+
+use super::book::{Book, Hold};
+use super::owner::{fate, Fate, Owner};
+use super::period::Period;
+use crate::store::redis::{OnError, RedisStore, StoreError};
+
+const HOLDS: &str = "{budget}:holds";
+const HOLD_USD: &str = "{budget}:hold_usd";
+const HOLD_MODEL: &str = "{budget}:hold_model";
+const HOLD_OWNER: &str = "{budget}:hold_owner";
+
+/// KEYS: spend, holds, hold_usd, hold_model, hold_owner.
+/// ARGV: now_ms, id, amount, model, expires_ms, total limit or "",
+/// model limit or "", owner or "".
+/// Returns {1|0, "" | "total" | "model", used, spent total, held total}.
+static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, id in ipairs(expired) do
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('HDEL', KEYS[4], id)
+  redis.call('HDEL', KEYS[5], id)
+end
+if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1]) end
+local amount = tonumber(ARGV[3])
+local by_model = ARGV[7] ~= ''
+local held, held_m = 0, 0
+local all = redis.call('HGETALL', KEYS[3])
+for i = 1, #all, 2 do
+  local v = tonumber(all[i + 1])
+  held = held + v
+  if by_model and redis.call('HGET', KEYS[4], all[i]) == ARGV[4] then held_m = held_m + v end
+end
+local spent = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
+if ARGV[6] ~= '' then
+  local limit = tonumber(ARGV[6])
+  local used = spent + held
+  if limit - used <= 0 or used + amount > limit then
+    return {0, 'total', tostring(used), tostring(spent), tostring(held)}
+  end
+end
+if by_model then
+  local limit = tonumber(ARGV[7])
+  local used = tonumber(redis.call('HGET', KEYS[1], 'm:' .. ARGV[4]) or '0') + held_m
+  if limit - used <= 0 or used + amount > limit then
+    return {0, 'model', tostring(used), tostring(spent), tostring(held)}
+  end
+end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[4])
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[5], ARGV[2], ARGV[8]) end
+return {1, '', '0', tostring(spent), tostring(held + amount)}
+",
+    )
+});
+
+/// Spends and drops holds in one step (commit, release, and the spend kept
+/// while Redis was down).
+/// KEYS: spend, holds, hold_usd, hold_model, hold_owner.
+/// ARGV: expiry of the spend key in s (0: none), n, then n (model, usd)
+/// pairs, then hold ids to drop.
+static SETTLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = tonumber(ARGV[2])
+for i = 0, n - 1 do
+  redis.call('HINCRBYFLOAT', KEYS[1], 'm:' .. ARGV[3 + 2 * i], ARGV[4 + 2 * i])
+  redis.call('HINCRBYFLOAT', KEYS[1], 'total', ARGV[4 + 2 * i])
+end
+for i = 3 + 2 * n, #ARGV do
+  redis.call('ZREM', KEYS[2], ARGV[i])
+  redis.call('HDEL', KEYS[3], ARGV[i])
+  redis.call('HDEL', KEYS[4], ARGV[i])
+  redis.call('HDEL', KEYS[5], ARGV[i])
+end
+if n > 0 and tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return 1
+",
+    )
+});
+
+/// The limits a reservation is checked against.
+pub(crate) struct Limits<'a> {
+    pub total: Option<f64>,
+    pub model: Option<f64>,
+    pub model_key: &'a str,
+}
+
+/// Why Redis refused: which limit and how much of it was used.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Refusal {
+    Total(f64),
+    Model(f64),
+}
+
+#[derive(Debug, Default)]
+struct Local {
+    /// Spend not yet in Redis (only its per-model amounts are used).
+    unwritten: Book,
+    /// Holds to drop from Redis at the next chance.
+    unreleased: Vec<String>,
+    /// Holds placed locally while Redis was down (`on_error: "open"`).
+    local_holds: BTreeMap<String, Hold>,
+    /// The figures last read from Redis, for `"open"` and the metrics.
+    last_seen: Book,
+    last_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RedisBook {
+    store: RedisStore,
+    period: Period,
+    local: Mutex<Local>,
+}
+
+impl RedisBook {
+    pub fn new(store: RedisStore, period: Period) -> RedisBook {
+        RedisBook {
+            store,
+            period,
+            local: Mutex::new(Local::default()),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "redis {} (prefix {})",
+            self.store.redacted_url(),
+            self.store.prefix()
+        )
+    }
+
+    fn spend_key(&self, period_key: &str) -> String {
+        format!("{{budget}}:spend:{}:{period_key}", self.period.as_str())
+    }
+
+    fn spend_ttl_s(&self) -> u64 {
+        match self.period {
+            Period::Month => 40 * 86_400,
+            Period::Day => 3 * 86_400,
+            Period::Total => 0,
+        }
+    }
+
+    /// Places hold `id`, or says which limit refused. `Err` only when
+    /// Redis cannot be used and `on_error` is `"closed"` (the message says
+    /// so and names Redis without its password).
+    pub fn reserve(
+        &self,
+        period_key: &str,
+        now_ms: u64,
+        id: &str,
+        hold: Hold,
+        limits: &Limits<'_>,
+    ) -> Result<Result<(), Refusal>, String> {
+        let mut local = lock(&self.local);
+        let remote = self
+            .flush(period_key, &mut local)
+            .and_then(|()| self.try_reserve(period_key, now_ms, id, &hold, limits, &mut local));
+        let remote = match remote {
+            Ok(Err(_)) => {
+                // Holds of this machine's dead processes must not refuse us.
+                match self.drop_gone_holds(period_key) {
+                    Ok(0) | Err(_) => remote,
+                    Ok(_) => self.try_reserve(period_key, now_ms, id, &hold, limits, &mut local),
+                }
+            }
+            other => other,
+        };
+        match remote {
+            Ok(r) => {
+                local.last_error = None;
+                Ok(r)
+            }
+            Err(e) => {
+                local.last_error = Some(e.message.clone());
+                if !e.unreachable() || self.store.on_error() == OnError::Closed {
+                    return Err(format!(
+                        "the budget store ({}) is unreachable: {e}; the call was not sent",
+                        self.describe()
+                    ));
+                }
+                Ok(Self::reserve_locally(
+                    &mut local, period_key, id, hold, limits,
+                ))
+            }
+        }
+    }
+
+    fn try_reserve(
+        &self,
+        period_key: &str,
+        now_ms: u64,
+        id: &str,
+        hold: &Hold,
+        limits: &Limits<'_>,
+        local: &mut Local,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        let num = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
+        let owner = hold.owner.as_ref().map_or(String::new(), owner_string);
+        let (ok, which, used, spent, held): (i64, String, String, String, String) =
+            self.store.eval(
+                &RESERVE,
+                &[
+                    &self.spend_key(period_key),
+                    HOLDS,
+                    HOLD_USD,
+                    HOLD_MODEL,
+                    HOLD_OWNER,
+                ],
+                (
+                    now_ms,
+                    id,
+                    hold.usd.to_string(),
+                    limits.model_key,
+                    hold.expires_ms,
+                    num(limits.total),
+                    num(limits.model),
+                    owner,
+                ),
+            )?;
+        let f = |s: &str| s.parse::<f64>().unwrap_or(0.0);
+        local.last_seen.roll(period_key);
+        local.last_seen.spent = f(&spent);
+        local.last_seen.holds.clear();
+        local.last_seen.holds.insert(
+            "(all)".into(),
+            Hold {
+                usd: f(&held),
+                model: String::new(),
+                expires_ms: u64::MAX,
+                owner: None,
+            },
+        );
+        Ok(match (ok, which.as_str()) {
+            (1, _) => Ok(()),
+            (_, "model") => Err(Refusal::Model(f(&used))),
+            _ => Err(Refusal::Total(f(&used))),
+        })
+    }
+
+    /// `"open"` while Redis is down: the last figures seen, plus what this
+    /// process spent and holds since.
+    fn reserve_locally(
+        local: &mut Local,
+        period_key: &str,
+        id: &str,
+        hold: Hold,
+        limits: &Limits<'_>,
+    ) -> Result<(), Refusal> {
+        let mut book = local.last_seen.clone();
+        book.roll(period_key);
+        book.absorb_spend(&local.unwritten);
+        for (k, h) in &local.local_holds {
+            book.holds.insert(k.clone(), h.clone());
+        }
+        let used = book.spent + book.held();
+        if let Some(limit) = limits.total {
+            if limit - used <= 0.0 || used + hold.usd > limit {
+                return Err(Refusal::Total(used));
+            }
+        }
+        if let Some(limit) = limits.model {
+            let used = book.spent_for(limits.model_key) + book.held_for(limits.model_key);
+            if limit - used <= 0.0 || used + hold.usd > limit {
+                return Err(Refusal::Model(used));
+            }
+        }
+        local.local_holds.insert(id.to_string(), hold);
+        Ok(())
+    }
+
+    /// Drops hold `id` and records `spend` (model, usd); kept for later when
+    /// Redis cannot be reached, so nothing spent is lost.
+    pub fn settle(
+        &self,
+        period_key: &str,
+        id: &str,
+        spend: Option<(&str, f64)>,
+    ) -> Result<(), String> {
+        let mut local = lock(&self.local);
+        let was_local = local.local_holds.remove(id).is_some();
+        if let Some((model, usd)) = spend {
+            local.unwritten.roll(period_key);
+            local.unwritten.spend(model, usd);
+        }
+        if !was_local {
+            local.unreleased.push(id.to_string());
+        }
+        let result = self.flush(period_key, &mut local);
+        local.last_error = result.as_ref().err().map(|e| e.message.clone());
+        result.map_err(|e| {
+            format!(
+                "the budget store ({}) is unreachable: {e}; the spend is kept and added when it is back",
+                self.describe()
+            )
+        })
+    }
+
+    /// Writes the kept spend and drops the kept holds.
+    fn flush(&self, period_key: &str, local: &mut Local) -> Result<(), StoreError> {
+        if local.unwritten.per_model.is_empty() && local.unreleased.is_empty() {
+            return Ok(());
+        }
+        let mut args: Vec<String> = vec![
+            self.spend_ttl_s().to_string(),
+            local.unwritten.per_model.len().to_string(),
+        ];
+        for (model, usd) in &local.unwritten.per_model {
+            args.push(model.clone());
+            args.push(usd.to_string());
+        }
+        args.extend(local.unreleased.iter().cloned());
+        let _: i64 = self.store.eval(
+            &SETTLE,
+            &[
+                &self.spend_key(period_key),
+                HOLDS,
+                HOLD_USD,
+                HOLD_MODEL,
+                HOLD_OWNER,
+            ],
+            args,
+        )?;
+        local.last_seen.absorb_spend(&local.unwritten);
+        local.unwritten = Book::default();
+        local.unreleased.clear();
+        Ok(())
+    }
+
+    /// Drops the holds whose process is gone (on this machine); how many.
+    fn drop_gone_holds(&self, period_key: &str) -> Result<usize, StoreError> {
+        let owners: BTreeMap<String, String> = self.store.with_conn(|c| {
+            ::redis::cmd("HGETALL")
+                .arg(self.store.key(HOLD_OWNER))
+                .query(c)
+        })?;
+        let gone: Vec<String> = owners
+            .into_iter()
+            .filter(|(_, o)| parse_owner(o).is_some_and(|o| fate(&o) == Fate::Gone))
+            .map(|(id, _)| id)
+            .collect();
+        if !gone.is_empty() {
+            let mut args = vec!["0".to_string(), "0".to_string()];
+            args.extend(gone.iter().cloned());
+            let _: i64 = self.store.eval(
+                &SETTLE,
+                &[
+                    &self.spend_key(period_key),
+                    HOLDS,
+                    HOLD_USD,
+                    HOLD_MODEL,
+                    HOLD_OWNER,
+                ],
+                args,
+            )?;
+        }
+        Ok(gone.len())
+    }
+
+    /// The book as Redis holds it now (with what this process keeps), or
+    /// the last one seen and why Redis could not be read.
+    pub fn snapshot(&self, period_key: &str, now_ms: u64) -> (Book, Option<String>) {
+        let mut local = lock(&self.local);
+        let read = self.store.with_conn(|c| {
+            ::redis::pipe()
+                .cmd("HGETALL")
+                .arg(self.store.key(&self.spend_key(period_key)))
+                .cmd("ZRANGE")
+                .arg(self.store.key(HOLDS))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .cmd("HGETALL")
+                .arg(self.store.key(HOLD_USD))
+                .cmd("HGETALL")
+                .arg(self.store.key(HOLD_MODEL))
+                .query::<(
+                    BTreeMap<String, f64>,
+                    Vec<(String, u64)>,
+                    BTreeMap<String, f64>,
+                    BTreeMap<String, String>,
+                )>(c)
+        });
+        let mut book = match read {
+            Ok((spend, holds, usd, model)) => {
+                let mut b = Book {
+                    period_key: period_key.to_string(),
+                    ..Book::default()
+                };
+                b.spent = spend.get("total").copied().unwrap_or(0.0);
+                for (k, v) in &spend {
+                    if let Some(m) = k.strip_prefix("m:") {
+                        b.per_model.insert(m.to_string(), *v);
+                    }
+                }
+                for (id, expires_ms) in holds {
+                    if expires_ms <= now_ms {
+                        continue;
+                    }
+                    b.holds.insert(
+                        id.clone(),
+                        Hold {
+                            usd: usd.get(&id).copied().unwrap_or(0.0),
+                            model: model.get(&id).cloned().unwrap_or_default(),
+                            expires_ms,
+                            owner: None,
+                        },
+                    );
+                }
+                local.last_seen = b.clone();
+                b
+            }
+            Err(e) => {
+                local.last_error = Some(e.message);
+                let mut b = local.last_seen.clone();
+                b.roll(period_key);
+                b
+            }
+        };
+        book.absorb_spend(&local.unwritten);
+        for id in &local.unreleased {
+            book.holds.remove(id);
+        }
+        for (id, h) in &local.local_holds {
+            book.holds.insert(id.clone(), h.clone());
+        }
+        (book, local.last_error.clone())
+    }
+}
+
+fn owner_string(o: &Owner) -> String {
+    format!("{} {} {} {}", o.pid, o.start, o.boot, o.pidns)
+}
+
+fn parse_owner(s: &str) -> Option<Owner> {
+    let mut it = s.splitn(4, ' ');
+    Some(Owner {
+        pid: it.next()?.parse().ok()?,
+        start: it.next()?.parse().ok()?,
+        boot: it.next()?.to_string(),
+        pidns: it.next()?.to_string(),
+    })
+}
+
+fn lock(m: &Mutex<Local>) -> MutexGuard<'_, Local> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_round_trips_through_its_string() {
+        let o = Owner {
+            pid: 12,
+            start: 34,
+            boot: "b-1".into(),
+            pidns: "pid:[4026531836]".into(),
+        };
+        assert_eq!(parse_owner(&owner_string(&o)), Some(o));
+        assert_eq!(parse_owner("x"), None);
+    }
+
+    #[test]
+    fn open_mode_checks_the_last_figures_plus_local_spend_and_holds() {
+        let mut local = Local::default();
+        local.last_seen.roll("k");
+        local.last_seen.spend("m", 0.5);
+        let limits = Limits {
+            total: Some(1.0),
+            model: None,
+            model_key: "m",
+        };
+        let hold = |usd| Hold {
+            usd,
+            model: "m".into(),
+            expires_ms: u64::MAX,
+            owner: None,
+        };
+        assert_eq!(
+            RedisBook::reserve_locally(&mut local, "k", "a", hold(0.25), &limits),
+            Ok(())
+        );
+        local.unwritten.spend("m", 0.2);
+        assert_eq!(
+            RedisBook::reserve_locally(&mut local, "k", "b", hold(0.1), &limits),
+            Err(Refusal::Total(0.95))
+        );
+        local.local_holds.clear();
+        assert_eq!(
+            RedisBook::reserve_locally(&mut local, "k", "b", hold(0.1), &limits),
+            Ok(())
+        );
+    }
+}
