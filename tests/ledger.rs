@@ -5,6 +5,7 @@
 //! test `spend_child`), each with its own `Client` on the same ledger.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use llmpool::{Client, Code};
@@ -136,6 +137,71 @@ fn a_killed_process_does_not_hold_the_budget() {
     let r = c.chat(&chat(100_000));
     assert_eq!(r.code, Code::Ok, "{}", r.error);
     let doc = read_ledger(&ledger);
+    assert_eq!(doc["holds"], json!({}));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_answered_call_keeps_its_code_when_its_spend_cannot_be_written() {
+    let s = TestServer::plain();
+    let dir = ledger_dir("unwritable");
+    let sub = dir.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let ledger = sub.join("spend.json");
+    let c = Client::from_json(Some(&budget_opts(&s, &ledger, 1.0))).unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    c.set_log_sink(
+        2,
+        Some(Arc::new(move |_, l: &str| {
+            sink.lock().unwrap().push(l.to_string())
+        })),
+    );
+    s.push_fault(Fault::DelayBeforeHeaders(Duration::from_millis(500)));
+    let (r, saved) = std::thread::scope(|scope| {
+        let call = scope.spawn(|| c.chat(&chat(50)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read_ledger(&ledger)["holds"]
+            .as_object()
+            .is_none_or(|h| h.is_empty())
+        {
+            assert!(Instant::now() < deadline, "the call never reserved");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let saved = std::fs::read(&ledger).unwrap();
+        std::fs::remove_dir_all(&sub).unwrap();
+        (call.join().unwrap(), saved)
+    });
+    assert_eq!(
+        r.code,
+        Code::Ok,
+        "bookkeeping never fails a paid call: {}",
+        r.error
+    );
+    let warning = r.info["warnings"][0].as_str().unwrap().to_string();
+    assert!(
+        warning.contains("spend.json") && warning.contains("kept"),
+        "{warning}"
+    );
+    let m = c.metrics();
+    assert!(
+        m["warnings"].as_array().unwrap().contains(&json!(warning)),
+        "{m}"
+    );
+    assert!(m["cost"]["budget"]["ledger_error"].is_string());
+    let logged = lines.lock().unwrap().join("\n");
+    assert!(logged.contains(&warning), "{logged}");
+    // The file comes back: the kept spend lands with the next call's.
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(&ledger, saved).unwrap();
+    let next = c.chat(&chat(50));
+    assert_eq!(next.code, Code::Ok, "{}", next.error);
+    let want = r.info["cost_usd"].as_f64().unwrap() + next.info["cost_usd"].as_f64().unwrap();
+    let doc = read_ledger(&ledger);
+    assert!(
+        (doc["spent_usd"].as_f64().unwrap() - want).abs() < 1e-12,
+        "{doc}"
+    );
     assert_eq!(doc["holds"], json!({}));
     std::fs::remove_dir_all(&dir).unwrap();
 }

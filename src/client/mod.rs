@@ -347,11 +347,8 @@ impl Client {
         };
         let mut r = self.execute_with(call, on_body);
         patch(&mut r);
-        let ok_before = r.is_ok();
+        // Settling never changes the outcome: bookkeeping errors are warnings.
         self.settle(prepared, &mut r);
-        if ok_before && !r.is_ok() {
-            self.log_outcome(call_id, &r);
-        }
         r
     }
 
@@ -373,6 +370,7 @@ impl Client {
             usage_src.as_ref(),
             &mut r.info,
         ) {
+            crate::log::in_scope(Level::Warn, || w.clone());
             self.inner.metrics.warn(w.clone());
             r.info["warnings"] = json!([w]);
         }
