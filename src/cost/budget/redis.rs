@@ -235,13 +235,7 @@ impl RedisBook {
         let (ok, which, used, spent, held): (i64, String, String, String, String) =
             self.store.eval(
                 &RESERVE,
-                &[
-                    &self.spend_key(period_key),
-                    HOLDS,
-                    HOLD_USD,
-                    HOLD_MODEL,
-                    HOLD_OWNER,
-                ],
+                &self.keys(&self.spend_key(period_key)),
                 (
                     now_ms,
                     id,
@@ -345,17 +339,7 @@ impl RedisBook {
             args.push(usd.to_string());
         }
         args.extend(local.unreleased.iter().cloned());
-        let _: i64 = self.store.eval(
-            &SETTLE,
-            &[
-                &self.spend_key(period_key),
-                HOLDS,
-                HOLD_USD,
-                HOLD_MODEL,
-                HOLD_OWNER,
-            ],
-            args,
-        )?;
+        self.run_settle(period_key, args)?;
         local.last_seen.absorb_spend(&local.unwritten);
         local.unwritten = Book::default();
         local.unreleased.clear();
@@ -377,19 +361,20 @@ impl RedisBook {
         if !gone.is_empty() {
             let mut args = vec!["0".to_string(), "0".to_string()];
             args.extend(gone.iter().cloned());
-            let _: i64 = self.store.eval(
-                &SETTLE,
-                &[
-                    &self.spend_key(period_key),
-                    HOLDS,
-                    HOLD_USD,
-                    HOLD_MODEL,
-                    HOLD_OWNER,
-                ],
-                args,
-            )?;
+            self.run_settle(period_key, args)?;
         }
         Ok(gone.len())
+    }
+
+    fn run_settle(&self, period_key: &str, args: Vec<String>) -> Result<(), StoreError> {
+        let spend = self.spend_key(period_key);
+        let _: i64 = self.store.eval(&SETTLE, &self.keys(&spend), args)?;
+        Ok(())
+    }
+
+    /// The keys both scripts take, in their order.
+    fn keys<'a>(&self, spend_key: &'a str) -> [&'a str; 5] {
+        [spend_key, HOLDS, HOLD_USD, HOLD_MODEL, HOLD_OWNER]
     }
 
     /// The book as Redis holds it now (with what this process keeps), or
