@@ -2,17 +2,21 @@
 // llmpool for Node.js: a thin binding of the llmpool C library through
 // koffi (https://koffi.dev). CommonJS; Node >= 18.
 //
-// Every call that may touch the network runs on a koffi worker thread
-// (koffi's `.async()` calls), so the event loop never blocks: each returns
-// a Promise. Quick calls that never do I/O (metrics, setApiKey, cancel,
-// resetPool) are synchronous.
+// Calls (chat, embeddings, request, streams, batches) use llmpool's async C
+// API (`llmpool_*_async`): a submit returns at once, the call runs on one of
+// llmpool's own threads, and its completion comes back through a koffi
+// *registered* callback, which koffi queues onto the main thread. Nothing
+// runs on libuv's thread pool (which fs, dns.lookup, zlib and crypto
+// share), so thousands of calls may be in flight without slowing them.
+// Each call takes an optional AbortSignal (`{ signal }`) that cancels that
+// call alone (`llmpool_call_cancel`). Quick calls that never do I/O
+// (metrics, setApiKey, cancel, resetPool) are synchronous; only warm() uses
+// a koffi worker thread.
 //
-// Streaming: the C library calls a koffi *registered* callback on the
-// worker thread running `llmpool_chat_stream`; koffi hands each call to
-// the main thread's event loop and the worker waits for its return value
-// (0 = go on, 1 = stop). So stream events reach JS in order, on the main
-// thread, between other event-loop work. `chatStream()` takes a callback;
-// `stream()` wraps it as an async iterator.
+// Streaming: stream events reach JS in order, on the main thread, between
+// other event-loop work (llmpool's thread waits for each callback's return
+// value: 0 = go on, 1 = stop). `chatStream()` takes a callback; `stream()`
+// wraps it as an async iterator.
 //
 // The library is found at $LLMPOOL_LIB, else the newer of
 // ../../target/release and ../../target/debug (libllmpool.so / .dylib /
@@ -64,6 +68,12 @@ const lib = koffi.load(LIB_PATH);
 
 koffi.opaque('llmpool_client');
 koffi.opaque('llmpool_response');
+koffi.opaque('llmpool_call');
+// userdata is declared as intptr_t: a call's number in `pending`, never a pointer.
+const DoneCb = koffi.proto('void llmpool_done_cb(intptr_t userdata, llmpool_response *response)');
+const EventCb = koffi.proto(
+  'int llmpool_event_cb(intptr_t userdata, void *delta, size_t delta_len, void *event_json, size_t event_len)',
+);
 const StreamCb = koffi.proto(
   'int llmpool_stream_cb(void *userdata, void *delta, size_t delta_len, void *event_json, size_t event_len)',
 );
@@ -85,6 +95,20 @@ const C = {
   chat_stream: lib.func(
     'int llmpool_chat_stream(llmpool_client *client, const char *req, llmpool_stream_cb *cb, void *userdata, _Out_ llmpool_response **out)',
   ),
+  chat_async: lib.func(
+    'int llmpool_chat_async(llmpool_client *client, const char *req, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
+  ),
+  embeddings_async: lib.func(
+    'int llmpool_embeddings_async(llmpool_client *client, const char *req, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
+  ),
+  request_async: lib.func(
+    'int llmpool_request_async(llmpool_client *client, const char *method, const char *path, const char *body, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
+  ),
+  chat_stream_async: lib.func(
+    'int llmpool_chat_stream_async(llmpool_client *client, const char *req, llmpool_event_cb *on_event, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
+  ),
+  call_cancel: lib.func('int llmpool_call_cancel(llmpool_call *call)'),
+  call_free: lib.func('void llmpool_call_free(llmpool_call *call)'),
   chat_batch: lib.func(
     'int llmpool_chat_batch(llmpool_client *client, const char **reqs, size_t n, size_t max_concurrency, llmpool_progress_cb *progress, void *userdata, void *out)',
   ),
@@ -198,6 +222,87 @@ function takeResponse(ptr) {
   }
 }
 
+// Async calls in flight, by number (the C userdata). One registered `done`
+// and one `on_event` callback serve them all.
+const pending = new Map();
+let nextCall = 1;
+// koffi's queue of foreign-thread callbacks does not keep Node alive: a
+// timer does, while any call is in flight.
+let keepAlive = null;
+
+const doneCb = koffi.register((ud, resp) => {
+  const id = Number(ud);
+  const p = pending.get(id);
+  if (!p) {
+    takeResponse(resp);
+    return;
+  }
+  pending.delete(id);
+  if (pending.size === 0 && keepAlive) {
+    clearInterval(keepAlive);
+    keepAlive = null;
+  }
+  p.finish(resp);
+}, koffi.pointer(DoneCb));
+
+const eventCb = koffi.register((ud, deltaPtr, deltaLen, eventPtr, eventLen) => {
+  const p = pending.get(Number(ud));
+  if (!p || !p.onEvent) return 1;
+  return p.onEvent(deltaPtr, deltaLen, eventPtr, eventLen);
+}, koffi.pointer(EventCb));
+
+/**
+ * Submits one async call: `submit(id, callOut)` calls the C `*_async`
+ * function. Resolves with `finish(responsePtr)`'s value. `signal` (an
+ * AbortSignal) cancels this call alone.
+ */
+function submitCall(submit, { signal, onEvent = null, finish = settle } = {}) {
+  if (signal && signal.aborted) {
+    return Promise.reject(new LLMPoolError(Code.CANCELLED, 'aborted before start'));
+  }
+  return new Promise((resolve, reject) => {
+    const id = nextCall++;
+    const callOut = [null];
+    let abort = null;
+    const entry = {
+      onEvent,
+      finish: (resp) => {
+        if (abort) signal.removeEventListener('abort', abort);
+        C.call_free(callOut[0]);
+        try {
+          resolve(finish(Code.OK, resp));
+        } catch (e) {
+          reject(e);
+        }
+      },
+    };
+    pending.set(id, entry);
+    if (!keepAlive) keepAlive = setInterval(() => {}, 1 << 30);
+    let code;
+    try {
+      code = submit(id, callOut);
+    } catch (e) {
+      code = null;
+      pending.delete(id);
+      reject(e);
+      return;
+    }
+    if (code !== Code.OK) {
+      pending.delete(id);
+      if (pending.size === 0 && keepAlive) {
+        clearInterval(keepAlive);
+        keepAlive = null;
+      }
+      reject(new LLMPoolError(code, 'the request was refused before sending (invalid JSON or a closed client)'));
+      return;
+    }
+    if (signal) {
+      abort = () => C.call_cancel(callOut[0]);
+      signal.addEventListener('abort', abort, { once: true });
+    }
+  });
+}
+
 /** Runs a koffi function on a worker thread; resolves with its result. */
 function callAsync(fn, ...args) {
   return new Promise((resolve, reject) => {
@@ -246,6 +351,7 @@ class Client {
       throw new LLMPoolError(code, errbuf.toString('utf8', 0, end < 0 ? errbuf.length : end));
     }
     this._ptr = out[0];
+    this._maxConcurrency = (options && typeof options === 'object' && options.max_concurrency) || 0;
     this._inflight = 0;
     this._closing = null;
     this._drained = null;
@@ -273,28 +379,28 @@ class Client {
     }
   }
 
-  /** POST {base_url}/chat/completions; resolves with a Response (`.text`). */
-  chat(request) {
-    return this._call(C.chat, toJSON(request, 'request'));
+  /**
+   * POST {base_url}/chat/completions; resolves with a Response (`.text`).
+   * `options.signal` (an AbortSignal) cancels this call alone: it rejects
+   * with Code.CANCELLED within about 100 ms.
+   */
+  chat(request, options = {}) {
+    const json = toJSON(request, 'request');
+    return this._run((ptr) => submitCall((id, out) => C.chat_async(ptr, json, doneCb, id, out), options));
   }
 
-  /** POST {base_url}/embeddings; resolves with a Response (`.json().data`). */
-  embeddings(request) {
-    return this._call(C.embeddings, toJSON(request, 'request'));
+  /** POST {base_url}/embeddings; resolves with a Response (`.json().data`). Options as for chat(). */
+  embeddings(request, options = {}) {
+    const json = toJSON(request, 'request');
+    return this._run((ptr) => submitCall((id, out) => C.embeddings_async(ptr, json, doneCb, id, out), options));
   }
 
-  /** Any method on a path below base_url, e.g. request('GET', '/models'). */
-  request(method, path, body) {
+  /** Any method on a path below base_url, e.g. request('GET', '/models'). Options as for chat(). */
+  request(method, path, body, options = {}) {
     const json = body === undefined || body === null ? null : toJSON(body, 'body');
-    return this._call(C.request, method, path, json);
-  }
-
-  async _call(fn, ...args) {
-    return this._run(async (ptr) => {
-      const out = [null];
-      const code = await callAsync(fn, ptr, ...args, out);
-      return settle(code, out[0]);
-    });
+    return this._run((ptr) =>
+      submitCall((id, out) => C.request_async(ptr, method, path, json, doneCb, id, out), options),
+    );
   }
 
   /**
@@ -314,7 +420,7 @@ class Client {
     if (signal && signal.aborted) throw new LLMPoolError(Code.CANCELLED, 'aborted before start');
     let thrown = null;
     let failed = false;
-    const cb = koffi.register((_ud, deltaPtr, deltaLen, eventPtr, eventLen) => {
+    const handle = (deltaPtr, deltaLen, eventPtr, eventLen) => {
       if (failed || (signal && signal.aborted)) return 1;
       try {
         const dl = Number(deltaLen);
@@ -326,20 +432,21 @@ class Client {
         thrown = e;
         return 1;
       }
-    }, koffi.pointer(StreamCb));
-    try {
-      return await this._run(async (ptr) => {
-        const out = [null];
-        const code = await callAsync(C.chat_stream, ptr, json, cb, null, out);
-        if (thrown) {
-          takeResponse(out[0]);
-          throw thrown;
-        }
-        return settle(code, out[0]);
-      });
-    } finally {
-      koffi.unregister(cb);
-    }
+    };
+    const finish = (code, resp) => {
+      if (thrown) {
+        takeResponse(resp);
+        throw thrown;
+      }
+      return settle(code, resp);
+    };
+    return this._run((ptr) =>
+      submitCall((id, out) => C.chat_stream_async(ptr, json, eventCb, doneCb, id, out), {
+        signal,
+        onEvent: handle,
+        finish,
+      }),
+    );
   }
 
   /**
@@ -411,7 +518,7 @@ class Client {
    * `response.toError()`): one failing item never fails the others.
    * `onProgress(done, total)` runs on the main thread after each item.
    */
-  async batch(requests, { maxConcurrency = 0, onProgress = null } = {}) {
+  async batch(requests, { maxConcurrency = 0, onProgress = null, signal } = {}) {
     if (!Array.isArray(requests)) throw new TypeError('llmpool: requests must be an array');
     const jsons = requests.map((r) => toJSON(r, 'request'));
     const n = jsons.length;
@@ -420,41 +527,41 @@ class Client {
       this._release();
       return [];
     }
-    let progress = null;
+    let limit = maxConcurrency;
+    if (!limit) limit = this._maxConcurrency || 16;
+    const results = new Array(n);
+    let next = 0;
+    let done = 0;
     let thrown = null;
-    if (onProgress) {
-      progress = koffi.register((_ud, done, total) => {
+    const asResponse = (_code, ptr) =>
+      takeResponse(ptr) ||
+      new Response({ code: Code.PANIC, status: 0, text: '', body: '', info: {}, error: 'no response' });
+    const worker = async () => {
+      while (next < n) {
+        const i = next++;
         try {
-          if (!thrown) onProgress(Number(done), Number(total));
+          results[i] = await this._run((ptr) =>
+            submitCall((id, out) => C.chat_async(ptr, jsons[i], doneCb, id, out), { signal, finish: asResponse }),
+          );
         } catch (e) {
-          thrown = e;
+          results[i] =
+            e instanceof LLMPoolError
+              ? new Response({ code: e.code, status: 0, text: '', body: '', info: {}, error: e.message })
+              : new Response({ code: Code.PANIC, status: 0, text: '', body: '', info: {}, error: String(e) });
         }
-      }, koffi.pointer(ProgressCb));
-    }
-    try {
-      return await this._run(async (ptr) => {
-        const out = Buffer.alloc(n * 8);
-        await callAsync(C.chat_batch, ptr, jsons, n, maxConcurrency, progress, null, out);
-        try {
-          const res = [];
-          for (let i = 0; i < n; i++) {
-            const p = out.readBigUInt64LE(i * 8);
-            const r = p === 0n ? null : takeResponse(p);
-            out.writeBigUInt64LE(0n, i * 8); // freed by takeResponse
-            res.push(
-              r ||
-                new Response({ code: Code.PANIC, status: 0, text: '', body: '', info: {}, error: 'no response' }),
-            );
+        done++;
+        if (onProgress && !thrown) {
+          try {
+            onProgress(done, n);
+          } catch (e) {
+            thrown = e;
           }
-          if (thrown) throw thrown;
-          return res;
-        } finally {
-          C.responses_free(out, n);
         }
-      });
-    } finally {
-      if (progress) koffi.unregister(progress);
-    }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
+    if (thrown) throw thrown;
+    return results;
   }
 
   /** The client's metrics object (requests, errors, connections_opened, latency_ms, ...). */
@@ -524,7 +631,7 @@ class Client {
     }
   }
 
-  /** Makes every call of this client in flight now reject promptly with Code.CANCELLED. */
+  /** Makes every call of this client in flight now reject promptly with Code.CANCELLED (per call: pass an AbortSignal). */
   cancel() {
     const ptr = this._acquire();
     try {

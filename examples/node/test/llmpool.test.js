@@ -416,3 +416,43 @@ test('close waits for calls in flight, then rejects new ones', async () => {
   assert.throws(() => c.metrics(), LLMPoolError);
   await c.close(); // twice is fine
 });
+
+test('256 concurrent chats to a 1 s server: under 3.5 s, and fs stays fast', async () => {
+  assert.equal(process.env.UV_THREADPOOL_SIZE, undefined, 'UV_THREADPOOL_SIZE must be unset');
+  const c = client({ max_retries: 0 });
+  await c.chat(chatReq('warm-up'));
+  await pushFaults({ type: 'delay', ms: 1000, times: 256 });
+  const t0 = Date.now();
+  const calls = Array.from({ length: 256 }, (_, i) => c.chat(chatReq(`p${i}`)));
+  // An unrelated fs read started while all 256 are in flight.
+  await new Promise((r) => setTimeout(r, 100));
+  const f0 = Date.now();
+  await require('node:fs').promises.readFile(__filename);
+  const fsMs = Date.now() - f0;
+  const res = await Promise.all(calls);
+  const wall = Date.now() - t0;
+  res.forEach((r, i) => assert.equal(r.text, `Echo: p${i}`));
+  console.log(`256 chats: ${wall} ms; fs.readFile during them: ${fsMs} ms`);
+  assert.ok(wall < 3500, `256 calls took ${wall} ms`);
+  assert.ok(fsMs < 200, `fs.readFile took ${fsMs} ms`);
+  await c.close();
+});
+
+test('an AbortSignal cancels one call within 100 ms; its sibling completes', async () => {
+  const c = client({ max_retries: 0 });
+  await c.chat(chatReq('warm-up'));
+  await pushFaults({ type: 'delay', ms: 1500 });
+  const ac = new AbortController();
+  const slow = c.chat(chatReq('slow'), { signal: ac.signal });
+  await new Promise((r) => setTimeout(r, 200));
+  const fast = c.chat(chatReq('fast'));
+  assert.equal((await fast).text, 'Echo: fast');
+  const t0 = Date.now();
+  ac.abort();
+  await assert.rejects(slow, (e) => e instanceof LLMPoolError && e.code === Code.CANCELLED);
+  const took = Date.now() - t0;
+  assert.ok(took < 100, `abort took ${took} ms`);
+  // An already-aborted signal rejects at once, nothing is sent.
+  await assert.rejects(c.chat(chatReq('x'), { signal: ac.signal }), (e) => e.code === Code.CANCELLED);
+  await c.close();
+});
