@@ -9,6 +9,7 @@ LLMPOOL_TEST_REFUSED_URL. By hand, with a server from
         python3 -m unittest -v test_llmpool
 """
 
+import asyncio
 import gc
 import os
 import subprocess
@@ -340,6 +341,89 @@ class ExampleTest(unittest.TestCase):
         self.assertIn("stream: Echo: Count to five.", out.stdout)
         self.assertIn("batch: Echo: Three.", out.stdout)
         self.assertIn("HTTPStatusError 400", out.stdout)
+
+
+@unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set")
+class AsyncClientTest(unittest.TestCase):
+    def run_async(self, coro):
+        return asyncio.run(asyncio.wait_for(coro, 60))
+
+    def test_chat_embeddings_request_and_errors(self):
+        async def go():
+            async with llmpool.AsyncClient({"base_url": PLAIN, "max_retries": 0}) as c:
+                r = await c.chat(req("hi"))
+                self.assertEqual(r.text, "Echo: hi")
+                self.assertGreater(r.info["call_id"], 0)
+                e = await c.embeddings({"model": "m", "input": ["a"]})
+                self.assertEqual(len(e.json()["data"]), 1)
+                m = await c.request("GET", "/models")
+                self.assertEqual(m.json()["data"][0]["id"], "test-model")
+                c.client.request("POST", "/_test/faults", {"type": "status", "code": 400})
+                with self.assertRaises(llmpool.HTTPStatusError) as cm:
+                    await c.chat(req("x"))
+                self.assertEqual(cm.exception.status, 400)
+                with self.assertRaises(llmpool.InvalidArgumentError):
+                    await c.chat("{not json")
+        self.run_async(go())
+
+    def test_256_concurrent_calls_to_a_1s_server(self):
+        async def go():
+            async with llmpool.AsyncClient({"base_url": PLAIN, "max_retries": 0}) as c:
+                await c.chat(req("warm-up"))
+                c.client.request("POST", "/_test/faults",
+                                 {"type": "delay", "ms": 1000, "times": 256})
+                t0 = time.monotonic()
+                rs = await asyncio.gather(*(c.chat(req("p%d" % i)) for i in range(256)))
+                wall = time.monotonic() - t0
+                for i, r in enumerate(rs):
+                    self.assertEqual(r.text, "Echo: p%d" % i)
+                print("\n  AsyncClient: 256 calls to a 1 s server in %.2f s" % wall)
+                self.assertLess(wall, 3.5)
+        self.run_async(go())
+
+    def test_task_cancel_cancels_that_call_alone(self):
+        async def go():
+            async with llmpool.AsyncClient({"base_url": PLAIN, "max_retries": 0}) as c:
+                await c.chat(req("warm-up"))
+                c.client.request("POST", "/_test/faults", {"type": "delay", "ms": 1500})
+                slow = asyncio.ensure_future(c.chat(req("slow")))
+                await asyncio.sleep(0.2)
+                fast = await c.chat(req("fast"))
+                self.assertEqual(fast.text, "Echo: fast")
+                t0 = time.monotonic()
+                slow.cancel()
+                with self.assertRaises(asyncio.CancelledError):
+                    await slow
+                self.assertLess(time.monotonic() - t0, 0.1)
+                # The cancelled call's llmpool side ended too: nothing in flight.
+                for _ in range(50):
+                    if c.metrics()["async"]["in_flight"] == 0:
+                        break
+                    await asyncio.sleep(0.01)
+                self.assertEqual(c.metrics()["async"]["in_flight"], 0)
+        self.run_async(go())
+
+    def test_async_for_stream_and_early_exit(self):
+        async def go():
+            async with llmpool.AsyncClient({"base_url": PLAIN, "max_retries": 0}) as c:
+                parts = [d async for d in c.stream(req("one two three"))]
+                self.assertEqual("".join(parts), "Echo: one two three")
+                chunks = []
+                r = await c.chat_stream(req("a b"), lambda d, ev: chunks.append(d))
+                self.assertEqual(r.text, "Echo: a b")
+                self.assertEqual("".join(chunks), "Echo: a b")
+                slow = req("w x y z", x_test_stream_delay_ms=200)
+                t0 = time.monotonic()
+                async for d in c.stream(slow):
+                    if d:
+                        break
+                self.assertLess(time.monotonic() - t0, 1.5)
+                for _ in range(50):
+                    if c.metrics()["async"]["in_flight"] == 0:
+                        break
+                    await asyncio.sleep(0.01)
+                self.assertEqual(c.metrics()["async"]["in_flight"], 0)
+        self.run_async(go())
 
 
 if __name__ == "__main__":

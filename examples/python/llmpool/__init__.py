@@ -19,6 +19,11 @@ Every failing call raises :class:`LLMPoolError` (a subclass per result code,
 e.g. :class:`HTTPStatusError`), carrying ``code``, ``code_name``, ``status``,
 ``body`` and ``message``. Calls release the GIL, so one ``Client`` can be
 shared by many Python threads.
+
+For asyncio, :class:`AsyncClient` (``await client.chat(...)``, ``async for``
+over a stream) runs every call on llmpool's own threads through its async C
+API: no executor thread per call, hundreds of calls in flight from one
+event loop, and ``task.cancel()`` cancels that call alone.
 """
 
 import ctypes
@@ -30,6 +35,7 @@ import threading
 
 __all__ = [
     "Client",
+    "AsyncClient",
     "Response",
     "LLMPoolError",
     "InvalidArgumentError",
@@ -159,6 +165,8 @@ STREAM_CB = ctypes.CFUNCTYPE(
 PROGRESS_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t)
 KEY_PROVIDER_CB = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
+# Async calls: userdata is an integer key (see llmpool/_async.py), never a pointer.
+DONE_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 
 _lib = None
 _lib_lock = threading.Lock()
@@ -202,6 +210,7 @@ def _declare(lib):
     c_client = ctypes.c_void_p
     c_resp = ctypes.c_void_p
     p_resp = ctypes.POINTER(ctypes.c_void_p)
+    p_call = ctypes.POINTER(ctypes.c_void_p)
     sigs = {
         "llmpool_version": (ctypes.c_char_p, []),
         "llmpool_code_name": (ctypes.c_char_p, [ctypes.c_int]),
@@ -228,6 +237,18 @@ def _declare(lib):
                                               ctypes.c_size_t, ctypes.c_size_t, PROGRESS_CB,
                                               ctypes.c_void_p, p_resp]),
         "llmpool_responses_free": (None, [p_resp, ctypes.c_size_t]),
+        "llmpool_chat_async": (ctypes.c_int, [c_client, ctypes.c_char_p, DONE_CB,
+                                              ctypes.c_void_p, p_call]),
+        "llmpool_embeddings_async": (ctypes.c_int, [c_client, ctypes.c_char_p, DONE_CB,
+                                                    ctypes.c_void_p, p_call]),
+        "llmpool_request_async": (ctypes.c_int, [c_client, ctypes.c_char_p, ctypes.c_char_p,
+                                                 ctypes.c_char_p, DONE_CB, ctypes.c_void_p,
+                                                 p_call]),
+        "llmpool_chat_stream_async": (ctypes.c_int, [c_client, ctypes.c_char_p, STREAM_CB,
+                                                     DONE_CB, ctypes.c_void_p, p_call]),
+        "llmpool_call_cancel": (ctypes.c_int, [ctypes.c_void_p]),
+        "llmpool_call_free": (None, [ctypes.c_void_p]),
+        "llmpool_response_call_id": (ctypes.c_uint64, [c_resp]),
         "llmpool_response_code": (ctypes.c_int, [c_resp]),
         "llmpool_response_status": (ctypes.c_uint16, [c_resp]),
         "llmpool_response_body": (ctypes.POINTER(ctypes.c_char),
@@ -657,3 +678,6 @@ class Client:
     def _check(self, rc, what):
         if rc != OK:
             raise _error(rc, message="%s: %s" % (what, code_name(rc)))
+
+
+from ._async import AsyncClient  # noqa: E402  (needs the names above)

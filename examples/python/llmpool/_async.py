@@ -1,0 +1,214 @@
+"""asyncio client on llmpool's async C API (``llmpool_*_async``).
+
+A call is submitted without blocking; llmpool runs it on one of its own
+threads and calls back (``done``) on that thread, which hands the result to
+the event loop with ``loop.call_soon_threadsafe``. No thread of the program
+(and no executor) waits per call.
+"""
+
+import asyncio
+import ctypes
+import itertools
+import json as _json
+import threading
+
+from . import (DONE_CB, OK, STREAM_CB, Client, Response,
+               _cstr, _error, _to_json_bytes)
+
+# Calls in flight, by the integer passed as userdata: (loop, on_done, on_event).
+_pending = {}
+_pending_lock = threading.Lock()
+_keys = itertools.count(1)
+_lib_for_cb = []  # the CDLL the callbacks read responses with
+
+
+def _on_done(key, resp):
+    with _pending_lock:
+        entry = _pending.pop(key or 0, None)
+    lib = _lib_for_cb[0]
+    try:
+        r = Response._from_c(lib, resp)
+    finally:
+        lib.llmpool_response_free(resp)
+    if entry is None:
+        return
+    loop, on_done, _ = entry
+    try:
+        loop.call_soon_threadsafe(on_done, r)
+    except RuntimeError:
+        pass  # the loop was closed: nobody waits any more
+
+
+def _on_event(key, delta, delta_len, event, event_len):
+    with _pending_lock:
+        entry = _pending.get(key or 0)
+    if entry is None or entry[2] is None:
+        return 1
+    loop, _, on_event = entry
+    d = ctypes.string_at(delta, delta_len).decode("utf-8", "replace")
+    ev = ctypes.string_at(event, event_len)
+    try:
+        loop.call_soon_threadsafe(on_event, d, ev)
+    except RuntimeError:
+        return 1
+    return 0
+
+
+# Module-level, so they live as long as any call may use them.
+_DONE = DONE_CB(_on_done)
+_EVENT = STREAM_CB(_on_event)
+
+
+def _resolve(fut, r):
+    if not fut.done():
+        fut.set_result(r)
+
+
+class AsyncClient:
+    """An asyncio client: the same options, calls and errors as :class:`Client`,
+    but every call is a coroutine and none blocks the event loop::
+
+        async with AsyncClient({"base_url": url}) as c:
+            r = await c.chat(req)
+            rs = await asyncio.gather(*(c.chat(q) for q in reqs))
+            async for delta in c.stream(req):
+                print(delta, end="")
+
+    Cancelling the task awaiting a call (``task.cancel()``,
+    ``asyncio.wait_for`` timeouts) cancels that call alone in llmpool.
+    """
+
+    def __init__(self, options=None, lib=None):
+        self._client = Client(options, lib)
+        self._lib = self._client._lib
+        if not _lib_for_cb:
+            _lib_for_cb.append(self._lib)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        """Frees the client: calls in flight are cancelled (their awaiters
+        get CancelledError from llmpool) and waited for. Idempotent."""
+        self._client.close()
+
+    async def aclose(self):
+        self.close()
+
+    @property
+    def client(self):
+        """The blocking :class:`Client` sharing this pool (metrics, set_api_key, ...)."""
+        return self._client
+
+    def metrics(self):
+        return self._client.metrics()
+
+    def cancel(self):
+        """Cancels every call of this client in flight now."""
+        self._client.cancel()
+
+    async def _submit(self, submit, on_event=None, on_done=None):
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        key = next(_keys)
+        done = on_done or (lambda r: _resolve(fut, r))
+        with _pending_lock:
+            _pending[key] = (loop, done, on_event)
+        call = ctypes.c_void_p()
+        rc = submit(self._client._handle(), ctypes.c_void_p(key), ctypes.byref(call))
+        if rc != OK:
+            with _pending_lock:
+                _pending.pop(key, None)
+            raise _error(rc, message="the request was refused before sending "
+                                     "(invalid JSON, or a closed client)")
+        return fut, call
+
+    async def _await(self, fut, call):
+        try:
+            r = await fut
+        except asyncio.CancelledError:
+            # This task was cancelled: cancel the llmpool call too; its
+            # done still runs and is dropped.
+            self._lib.llmpool_call_cancel(call)
+            raise
+        finally:
+            self._lib.llmpool_call_free(call)
+        if not r.ok:
+            raise r.to_error()
+        return r
+
+    async def chat(self, request):
+        """POST /chat/completions; resolves with a :class:`Response`."""
+        data = _to_json_bytes(request, "request")
+        fut, call = await self._submit(
+            lambda c, k, out: self._lib.llmpool_chat_async(c, data, _DONE, k, out))
+        return await self._await(fut, call)
+
+    async def embeddings(self, request):
+        """POST /embeddings; resolves with a :class:`Response`."""
+        data = _to_json_bytes(request, "request")
+        fut, call = await self._submit(
+            lambda c, k, out: self._lib.llmpool_embeddings_async(c, data, _DONE, k, out))
+        return await self._await(fut, call)
+
+    async def request(self, method, path, body=None):
+        """Any method on ``path`` below base_url, e.g. ``("GET", "/models")``."""
+        data = None if body is None else _to_json_bytes(body, "body")
+        m, p = _cstr(method, "method"), _cstr(path, "path")
+        fut, call = await self._submit(
+            lambda c, k, out: self._lib.llmpool_request_async(c, m, p, data, _DONE, k, out))
+        return await self._await(fut, call)
+
+    async def stream(self, request):
+        """Streams a chat completion as an async iterator of non-empty text
+        deltas. Leaving the loop early (``break``, an exception, task
+        cancel) cancels the call. A failure is raised from the loop."""
+        data = _to_json_bytes(request, "request")
+        q = asyncio.Queue()
+        fut, call = await self._submit(
+            lambda c, k, out: self._lib.llmpool_chat_stream_async(c, data, _EVENT, _DONE, k,
+                                                                   out),
+            on_event=lambda d, _ev: q.put_nowait(("delta", d)),
+            on_done=lambda r: q.put_nowait(("done", r)))
+        finished = False
+        try:
+            while True:
+                kind, val = await q.get()
+                if kind == "delta":
+                    if val:
+                        yield val
+                    continue
+                finished = True
+                if not val.ok:
+                    raise val.to_error()
+                return
+        finally:
+            if not finished:
+                self._lib.llmpool_call_cancel(call)
+            self._lib.llmpool_call_free(call)
+            fut.cancel()
+
+    async def chat_stream(self, request, on_chunk):
+        """Streams a chat completion, calling ``on_chunk(delta, event: dict)``
+        on the event loop for every chunk; returns the final Response."""
+        data = _to_json_bytes(request, "request")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def on_event(d, ev):
+            if not fut.done():
+                on_chunk(d, _json.loads(ev))
+
+        fut2, call = await self._submit(
+            lambda c, k, out: self._lib.llmpool_chat_stream_async(c, data, _EVENT, _DONE, k,
+                                                                   out),
+            on_event=on_event,
+            on_done=lambda r: _resolve(fut, r))
+        fut2.cancel()
+        return await self._await(fut, call)
+
+
