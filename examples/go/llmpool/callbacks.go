@@ -9,6 +9,7 @@ package llmpool
 /*
 #include <stddef.h>
 #include <stdint.h>
+#include "llmpool.h"
 */
 import "C"
 
@@ -23,6 +24,13 @@ type streamState struct {
 	panicked any
 }
 
+// asyncState is the Go value behind an async call's handle: done sends
+// the copied response on ch (buffered, so llmpool's thread never waits).
+type asyncState struct {
+	ch     chan *Response
+	stream *streamState
+}
+
 // progressState is the Go value behind a batch's progress handle.
 type progressState struct {
 	fn       func(done, total int)
@@ -34,9 +42,21 @@ type keyState struct {
 	fn func() (string, bool)
 }
 
+//export llmpoolGoDone
+func llmpoolGoDone(h C.uintptr_t, r *C.llmpool_response) {
+	st := cgo.Handle(h).Value().(*asyncState)
+	st.ch <- takeResponse(r)
+}
+
 //export llmpoolGoStream
 func llmpoolGoStream(h C.uintptr_t, delta *C.char, deltaLen C.size_t, event *C.char, eventLen C.size_t) (ret C.int) {
-	st := cgo.Handle(h).Value().(*streamState)
+	var st *streamState
+	switch v := cgo.Handle(h).Value().(type) {
+	case *streamState:
+		st = v
+	case *asyncState:
+		st = v.stream
+	}
 	if st.panicked != nil {
 		return 1
 	}

@@ -24,6 +24,7 @@ package llmpool
 extern int llmpoolGoStream(uintptr_t h, char *delta, size_t delta_len, char *event, size_t event_len);
 extern void llmpoolGoProgress(uintptr_t h, size_t done, size_t total);
 extern int llmpoolGoKeyProvider(uintptr_t h, char *buf, size_t buf_len);
+extern void llmpoolGoDone(uintptr_t h, llmpool_response *r);
 
 static int llmpool_stream_shim(void *ud, const char *d, size_t dl, const char *e, size_t el) {
 	return llmpoolGoStream((uintptr_t)ud, (char *)d, dl, (char *)e, el);
@@ -44,6 +45,29 @@ enum llmpool_code go_chat_stream(llmpool_client *c, const char *req, uintptr_t h
 enum llmpool_code go_chat_batch(llmpool_client *c, const char *const *reqs, size_t n, size_t max_conc,
                                   uintptr_t h, llmpool_response **out) {
 	return llmpool_chat_batch(c, reqs, n, max_conc, h ? llmpool_progress_shim : NULL, (void *)h, out);
+}
+
+static void llmpool_done_shim(void *ud, llmpool_response *r) {
+	llmpoolGoDone((uintptr_t)ud, r);
+}
+
+// Async submits: h names the Go call state; done (and a stream's events)
+// run on llmpool's threads and reach Go through the shims above.
+enum llmpool_code go_chat_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call) {
+	return llmpool_chat_async(c, req, llmpool_done_shim, (void *)h, call);
+}
+
+enum llmpool_code go_embeddings_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call) {
+	return llmpool_embeddings_async(c, req, llmpool_done_shim, (void *)h, call);
+}
+
+enum llmpool_code go_request_async(llmpool_client *c, const char *m, const char *p, const char *b, uintptr_t h,
+                                   llmpool_call **call) {
+	return llmpool_request_async(c, m, p, b, llmpool_done_shim, (void *)h, call);
+}
+
+enum llmpool_code go_chat_stream_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call) {
+	return llmpool_chat_stream_async(c, req, llmpool_stream_shim, llmpool_done_shim, (void *)h, call);
 }
 
 enum llmpool_code go_set_key_provider(llmpool_client *c, uintptr_t h) {

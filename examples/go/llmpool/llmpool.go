@@ -3,9 +3,10 @@
 //
 // One *Client is safe for use by many goroutines at once; share it (the
 // C client keeps one connection pool). Requests and responses are JSON
-// strings as the gateway speaks them. Every call blocks its goroutine (not
-// the Go scheduler: the Go runtime moves other goroutines to other
-// threads while a cgo call runs).
+// strings as the gateway speaks them. Chat, Embeddings, Request and
+// ChatStream run on llmpool's own threads (its async C API): the calling
+// goroutine waits in a select, pinning no OS thread, and its ctx cancels
+// that call alone. Batch and Warm are blocking cgo calls.
 //
 // Failures are returned as *Error values (use errors.As) carrying the
 // llmpool code, its name, the HTTP status and the body.
@@ -24,6 +25,11 @@ enum llmpool_code go_chat_stream(llmpool_client *c, const char *req, uintptr_t h
 enum llmpool_code go_chat_batch(llmpool_client *c, const char *const *reqs, size_t n, size_t max_conc,
                            uintptr_t h, llmpool_response **out);
 enum llmpool_code go_set_key_provider(llmpool_client *c, uintptr_t h);
+enum llmpool_code go_chat_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call);
+enum llmpool_code go_embeddings_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call);
+enum llmpool_code go_request_async(llmpool_client *c, const char *m, const char *p, const char *b, uintptr_t h,
+                                   llmpool_call **call);
+enum llmpool_code go_chat_stream_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call);
 */
 import "C"
 
@@ -246,30 +252,31 @@ func ctxErr(ctx context.Context) error {
 // Chat sends POST {base_url}/chat/completions with req (a JSON object)
 // and returns the answer; Text holds the first choice's content.
 //
-// ctx (may be nil) is checked before the call starts; a call in flight
-// runs to its own timeout (the client's timeout_ms): the C library can
-// only cancel all of a client's calls at once (see Cancel).
+// The call runs on llmpool's own threads (its async C API): the calling
+// goroutine waits in a select, not in cgo, so it pins no OS thread. When
+// ctx (may be nil) is done, this call alone is cancelled (within about
+// 100 ms) and fails with CodeCancelled.
 func (c *Client) Chat(ctx context.Context, req string) (*Response, error) {
-	return c.call(ctx, func(p *C.llmpool_client, out **C.llmpool_response) C.enum_llmpool_code {
+	return c.async(ctx, nil, func(p *C.llmpool_client, h C.uintptr_t, call **C.llmpool_call) C.enum_llmpool_code {
 		creq := C.CString(req)
 		defer C.free(unsafe.Pointer(creq))
-		return C.llmpool_chat(p, creq, out)
+		return C.go_chat_async(p, creq, h, call)
 	})
 }
 
 // Embeddings sends POST {base_url}/embeddings; otherwise like Chat.
 func (c *Client) Embeddings(ctx context.Context, req string) (*Response, error) {
-	return c.call(ctx, func(p *C.llmpool_client, out **C.llmpool_response) C.enum_llmpool_code {
+	return c.async(ctx, nil, func(p *C.llmpool_client, h C.uintptr_t, call **C.llmpool_call) C.enum_llmpool_code {
 		creq := C.CString(req)
 		defer C.free(unsafe.Pointer(creq))
-		return C.llmpool_embeddings(p, creq, out)
+		return C.go_embeddings_async(p, creq, h, call)
 	})
 }
 
 // Request sends any method to path below base_url (e.g. "GET",
-// "/models"), with body a JSON object or "" for none.
+// "/models"), with body a JSON object or "" for none; otherwise like Chat.
 func (c *Client) Request(ctx context.Context, method, path, body string) (*Response, error) {
-	return c.call(ctx, func(p *C.llmpool_client, out **C.llmpool_response) C.enum_llmpool_code {
+	return c.async(ctx, nil, func(p *C.llmpool_client, h C.uintptr_t, call **C.llmpool_call) C.enum_llmpool_code {
 		cm := C.CString(method)
 		defer C.free(unsafe.Pointer(cm))
 		cp := C.CString(path)
@@ -279,11 +286,13 @@ func (c *Client) Request(ctx context.Context, method, path, body string) (*Respo
 			cb = C.CString(body)
 			defer C.free(unsafe.Pointer(cb))
 		}
-		return C.llmpool_request(p, cm, cp, cb, out)
+		return C.go_request_async(p, cm, cp, cb, h, call)
 	})
 }
 
-func (c *Client) call(ctx context.Context, f func(*C.llmpool_client, **C.llmpool_response) C.enum_llmpool_code) (*Response, error) {
+// async submits one call and waits for its done, or for ctx, which then
+// cancels the call and still waits for its done (it comes promptly).
+func (c *Client) async(ctx context.Context, stream *streamState, submit func(*C.llmpool_client, C.uintptr_t, **C.llmpool_call) C.enum_llmpool_code) (*Response, error) {
 	if err := ctxErr(ctx); err != nil {
 		return nil, err
 	}
@@ -292,25 +301,44 @@ func (c *Client) call(ctx context.Context, f func(*C.llmpool_client, **C.llmpool
 		return nil, err
 	}
 	defer c.release()
-	var out *C.llmpool_response
-	code := f(p, &out)
-	return result(code, out)
+	st := &asyncState{ch: make(chan *Response, 1), stream: stream}
+	h := cgo.NewHandle(st)
+	defer h.Delete()
+	var call *C.llmpool_call
+	code := submit(p, C.uintptr_t(h), &call)
+	if code != C.LLMPOOL_OK {
+		return nil, newError(int(code), "the request was refused before sending (invalid JSON or a closed client)")
+	}
+	defer C.llmpool_call_free(call)
+	var done <-chan struct{}
+	if ctx != nil {
+		done = ctx.Done()
+	}
+	var r *Response
+	select {
+	case r = <-st.ch:
+	case <-done:
+		C.llmpool_call_cancel(call)
+		r = <-st.ch
+	}
+	if r == nil {
+		return nil, newError(CodePanic, "llmpool returned no response")
+	}
+	return r, r.Err()
 }
 
 // ChatStream streams a chat completion ("stream": true is added). fn is
-// called on this goroutine once per chunk event, in order, with the
-// chunk's content delta (often "" for the first and last events) and the
-// event's raw JSON; return false to stop the stream (the call then fails
-// with CodeCancelled). When ctx is done the stream stops at the next
-// event. The Response's Text is every delta received, and its Info has
+// called once per chunk event, in order (never concurrently, on a
+// goroutine of llmpool's callback thread), with the chunk's content delta
+// (often "" for the first and last events) and the event's raw JSON;
+// return false to stop the stream (the call then fails with
+// CodeCancelled). When ctx is done the stream is cancelled within about
+// 100 ms. The Response's Text is every delta received, and its Info has
 // ttft_ms, chunks, finish_reason and usage. A panic in fn stops the
-// stream and is raised again here once the C call has returned.
+// stream and is raised again on this goroutine once the call has ended.
 func (c *Client) ChatStream(ctx context.Context, req string, fn func(delta, event string) bool) (*Response, error) {
 	if fn == nil {
 		return nil, newError(CodeInvalidArgument, "ChatStream: fn is nil")
-	}
-	if err := ctxErr(ctx); err != nil {
-		return nil, err
 	}
 	st := &streamState{fn: fn}
 	if ctx != nil && ctx.Done() != nil {
@@ -321,22 +349,15 @@ func (c *Client) ChatStream(ctx context.Context, req string, fn func(delta, even
 			return fn(delta, event)
 		}
 	}
-	h := cgo.NewHandle(st)
-	defer h.Delete()
-	p, err := c.acquire()
-	if err != nil {
-		return nil, err
-	}
-	defer c.release()
-	creq := C.CString(req)
-	defer C.free(unsafe.Pointer(creq))
-	var out *C.llmpool_response
-	code := C.go_chat_stream(p, creq, C.uintptr_t(h), &out)
-	r, rerr := result(code, out)
+	r, err := c.async(ctx, st, func(p *C.llmpool_client, h C.uintptr_t, call **C.llmpool_call) C.enum_llmpool_code {
+		creq := C.CString(req)
+		defer C.free(unsafe.Pointer(creq))
+		return C.go_chat_stream_async(p, creq, h, call)
+	})
 	if st.panicked != nil {
 		panic(st.panicked)
 	}
-	return r, rerr
+	return r, err
 }
 
 // Batch sends the chat requests with at most maxConcurrency in flight (0:

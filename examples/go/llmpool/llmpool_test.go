@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -667,5 +668,99 @@ func TestDoneContextFailsBeforeSending(t *testing.T) {
 	m, _ := c.Metrics()
 	if m["requests"] != float64(0) {
 		t.Fatalf("requests %v", m["requests"])
+	}
+}
+
+func TestContextCancelsOneCallWithin100ms(t *testing.T) {
+	c := newClient(t, `"max_retries":0`)
+	if _, err := c.Chat(context.Background(), chatReq("warm-up")); err != nil {
+		t.Fatal(err)
+	}
+	pushFaults(t, `{"type":"delay","ms":3000}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var cancelledAt time.Time
+	go func() {
+		_, err := c.Chat(ctx, chatReq("slow"))
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	// A sibling is untouched.
+	if r, err := c.Chat(context.Background(), chatReq("sibling")); err != nil || r.Text != "Echo: sibling" {
+		t.Fatalf("sibling: %v %v", r, err)
+	}
+	cancelledAt = time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if e := asError(t, err); e.Code != llmpool.CodeCancelled {
+			t.Fatalf("got %+v", e)
+		}
+		if el := time.Since(cancelledAt); el > 100*time.Millisecond {
+			t.Fatalf("ctx cancel took %v", el)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ctx did not cancel the call")
+	}
+
+	// A stream too, keeping its partial text.
+	sctx, scancel := context.WithCancel(context.Background())
+	events := make(chan struct{}, 16)
+	sdone := make(chan *llmpool.Response, 1)
+	go func() {
+		r, _ := c.ChatStream(sctx, `{"model":"m","messages":[{"role":"user","content":"a b c d e f"}],"x_test_stream_delay_ms":200}`,
+			func(string, string) bool { events <- struct{}{}; return true })
+		sdone <- r
+	}()
+	<-events
+	<-events
+	cancelledAt = time.Now()
+	scancel()
+	select {
+	case r := <-sdone:
+		if el := time.Since(cancelledAt); el > 100*time.Millisecond {
+			t.Fatalf("stream ctx cancel took %v", el)
+		}
+		if r == nil || r.Code != llmpool.CodeCancelled || r.Text == "" {
+			t.Fatalf("stream after cancel: %+v", r)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ctx did not cancel the stream")
+	}
+}
+
+func TestWaitingGoroutinesPinNoThreads(t *testing.T) {
+	c := newClient(t, `"max_retries":0`)
+	if _, err := c.Chat(context.Background(), chatReq("warm-up")); err != nil {
+		t.Fatal(err)
+	}
+	pushFaults(t, `{"type":"delay","ms":1000,"times":200}`)
+	before := pprof.Lookup("threadcreate").Count()
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	start := time.Now()
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r, err := c.Chat(context.Background(), chatReq(fmt.Sprintf("g%d", i)))
+			if err == nil && r.Text != fmt.Sprintf("Echo: g%d", i) {
+				err = fmt.Errorf("call %d got %q", i, r.Text)
+			}
+			errs <- err
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := pprof.Lookup("threadcreate").Count() - before
+	t.Logf("200 calls to a 1 s server: %v, Go threads created: %d", time.Since(start), created)
+	// Blocking cgo calls would need one OS thread per waiting goroutine.
+	if created > 50 {
+		t.Fatalf("Go created %d threads for 200 waiting calls", created)
 	}
 }
