@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -176,6 +177,44 @@ struct KeyProvider {
     std::function<std::optional<std::string>()> fn;
 };
 
+/// An async call's callbacks, owned by the call until its done has run.
+struct AsyncBase {
+    virtual ~AsyncBase() = default;
+    virtual void done(Response r) noexcept = 0;
+    virtual bool event(std::string_view, std::string_view) noexcept { return true; }
+};
+
+template <class Done, class OnChunk = std::nullptr_t>
+struct AsyncFns final : AsyncBase {
+    AsyncFns(Done d, OnChunk c) : done_fn(std::move(d)), chunk_fn(std::move(c)) {}
+    Done done_fn;
+    OnChunk chunk_fn;
+    void done(Response r) noexcept override {
+        try {
+            done_fn(std::move(r));
+        } catch (...) {
+            // An exception cannot travel back to the submitter from a
+            // library thread; the future form reports failures instead.
+        }
+    }
+    bool event(std::string_view delta, std::string_view ev) noexcept override {
+        if constexpr (std::is_same_v<OnChunk, std::nullptr_t>) {
+            return true;
+        } else {
+            try {
+                if constexpr (std::is_void_v<std::invoke_result_t<OnChunk&, std::string_view, std::string_view>>) {
+                    chunk_fn(delta, ev);
+                    return true;
+                } else {
+                    return static_cast<bool>(chunk_fn(delta, ev));
+                }
+            } catch (...) {
+                return false;  // stops the stream
+            }
+        }
+    }
+};
+
 extern "C" {
 
 // C-linkage callbacks. None of them lets an exception escape.
@@ -218,9 +257,58 @@ static inline int key_provider_trampoline(void* userdata, char* buf, size_t buf_
     }
 }
 
+static inline void async_done_trampoline(void* userdata, llmpool_response* r) noexcept {
+    std::unique_ptr<AsyncBase> fns(static_cast<AsyncBase*>(userdata));
+    fns->done(Response(r));
+}
+
+static inline int async_event_trampoline(void* userdata, const char* delta, size_t delta_len,
+                                         const char* event_json, size_t event_len) noexcept {
+    auto* fns = static_cast<AsyncBase*>(userdata);
+    return fns->event(std::string_view(delta, delta_len), std::string_view(event_json, event_len)) ? 0 : 1;
+}
+
 }  // extern "C"
 
+/// Turns a response into a future's value (ok) or exception (Error).
+inline void fulfil(std::promise<Response>& p, Response r) {
+    if (r.ok()) {
+        p.set_value(std::move(r));
+    } else {
+        p.set_exception(std::make_exception_ptr(r.to_error()));
+    }
+}
+
 }  // namespace detail
+
+/// An async call in flight (or finished). Move-only; the destructor frees
+/// the handle but does not cancel the call.
+class Call {
+public:
+    Call() noexcept = default;
+    explicit Call(llmpool_call* c) noexcept : c_(c) {}
+    ~Call() { llmpool_call_free(c_); }
+    Call(const Call&) = delete;
+    Call& operator=(const Call&) = delete;
+    Call(Call&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+    Call& operator=(Call&& o) noexcept {
+        if (this != &o) {
+            llmpool_call_free(c_);
+            c_ = std::exchange(o.c_, nullptr);
+        }
+        return *this;
+    }
+    /// The id matching llmpool_response_call_id() of its response (0 when empty).
+    std::uint64_t id() const noexcept { return llmpool_call_id(c_); }
+    /// Cancels this call alone (within about 100 ms; a no-op once finished).
+    void cancel() noexcept {
+        if (c_) llmpool_call_cancel(c_);
+    }
+    llmpool_call* get() const noexcept { return c_; }
+
+private:
+    llmpool_call* c_ = nullptr;
+};
 
 /// A pooled, thread-safe client for one gateway. Move-only.
 class Client {
@@ -317,6 +405,77 @@ public:
         return detail::finish(rc, r.release());
     }
 
+    // -- async calls --------------------------------------------------------
+    //
+    // Callback form: returns at once; `done(llmpool::Response)` runs exactly
+    // once on one of llmpool's threads (success or failure: check ok()).
+    // Exceptions thrown by `done` are swallowed. Throws Error only when the
+    // submit itself is refused (invalid JSON, closed client): then `done`
+    // never runs. Future form (`*_future`): the future's get() returns the
+    // Response or throws Error, as the blocking method would; pass `call` to
+    // be able to cancel it. The Client must outlive its calls (its
+    // destructor cancels and waits for them).
+
+    template <class F>
+    Call chat_async(const std::string& request_json, F&& done) {
+        const std::string& req = detail::checked(request_json, "request_json");
+        return submit(std::forward<F>(done), [&](void* ud, llmpool_call** call) {
+            return llmpool_chat_async(c_, req.c_str(), &detail::async_done_trampoline, ud, call);
+        });
+    }
+
+    template <class F>
+    Call embeddings_async(const std::string& request_json, F&& done) {
+        const std::string& req = detail::checked(request_json, "request_json");
+        return submit(std::forward<F>(done), [&](void* ud, llmpool_call** call) {
+            return llmpool_embeddings_async(c_, req.c_str(), &detail::async_done_trampoline, ud, call);
+        });
+    }
+
+    template <class F>
+    Call request_async(const std::string& method, const std::string& path,
+                       const std::optional<std::string>& body_json, F&& done) {
+        detail::checked(method, "method");
+        detail::checked(path, "path");
+        if (body_json) detail::checked(*body_json, "body_json");
+        return submit(std::forward<F>(done), [&](void* ud, llmpool_call** call) {
+            return llmpool_request_async(c_, method.c_str(), path.c_str(),
+                                         body_json ? body_json->c_str() : nullptr,
+                                         &detail::async_done_trampoline, ud, call);
+        });
+    }
+
+    /// A stream: `on_chunk(delta, event_json)` runs on llmpool's thread per
+    /// chunk (bool false or an exception stops it), then `done` once.
+    template <class C, class F>
+    Call chat_stream_async(const std::string& request_json, C&& on_chunk, F&& done) {
+        const std::string& req = detail::checked(request_json, "request_json");
+        auto fns = std::make_unique<detail::AsyncFns<std::decay_t<F>, std::decay_t<C>>>(
+            std::forward<F>(done), std::forward<C>(on_chunk));
+        llmpool_call* call = nullptr;
+        llmpool_code rc = llmpool_chat_stream_async(c_, req.c_str(), &detail::async_event_trampoline,
+                                                    &detail::async_done_trampoline,
+                                                    static_cast<detail::AsyncBase*>(fns.get()), &call);
+        if (rc != LLMPOOL_OK) throw Error(rc, 0, "", "chat_stream_async: refused before sending");
+        fns.release();  // owned by the call now
+        return Call(call);
+    }
+
+    std::future<Response> chat_future(const std::string& request_json, Call* call = nullptr) {
+        return future_of([&](auto done) { return chat_async(request_json, std::move(done)); }, call);
+    }
+
+    std::future<Response> embeddings_future(const std::string& request_json, Call* call = nullptr) {
+        return future_of([&](auto done) { return embeddings_async(request_json, std::move(done)); }, call);
+    }
+
+    std::future<Response> request_future(const std::string& method, const std::string& path,
+                                         const std::optional<std::string>& body_json = std::nullopt,
+                                         Call* call = nullptr) {
+        return future_of([&](auto done) { return request_async(method, path, body_json, std::move(done)); },
+                         call);
+    }
+
     /// Sends every request (JSON objects as for chat()) with at most
     /// `max_concurrency` in flight (0: the client's max_concurrency, else 16)
     /// and returns one Response per request, in request order. Never throws
@@ -391,6 +550,25 @@ public:
     llmpool_client* get() const noexcept { return c_; }
 
 private:
+    template <class F, class Submit>
+    Call submit(F&& done, Submit&& s) {
+        auto fns = std::make_unique<detail::AsyncFns<std::decay_t<F>>>(std::forward<F>(done), nullptr);
+        llmpool_call* call = nullptr;
+        llmpool_code rc = s(static_cast<detail::AsyncBase*>(fns.get()), &call);
+        if (rc != LLMPOOL_OK) throw Error(rc, 0, "", "async submit refused before sending");
+        fns.release();  // owned by the call now: freed after its done
+        return Call(call);
+    }
+
+    template <class Start>
+    static std::future<Response> future_of(Start&& start, Call* call) {
+        auto p = std::make_shared<std::promise<Response>>();
+        std::future<Response> f = p->get_future();
+        Call c = start([p](Response r) { detail::fulfil(*p, std::move(r)); });
+        if (call) *call = std::move(c);
+        return f;
+    }
+
     static void check(llmpool_code rc, const char* what) {
         if (rc != LLMPOOL_OK) {
             throw Error(rc, 0, "", std::string(what) + ": " + llmpool_code_name(static_cast<int>(rc)));

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -349,6 +350,68 @@ void test_threads(const std::string& url) {
     CHECK(good.load() == 40, std::to_string(good.load()));
 }
 
+void test_async(const std::string& url) {
+    llmpool::Client c = make_client(url, R"(,"max_retries":0)");
+    // Future form: 32 calls in flight at once, each with its own answer.
+    std::vector<std::future<llmpool::Response>> fs;
+    for (int i = 0; i < 32; ++i) fs.push_back(c.chat_future(chat_json("f" + std::to_string(i))));
+    for (int i = 0; i < 32; ++i) {
+        llmpool::Response r = fs[i].get();
+        CHECK(r.text() == "Echo: f" + std::to_string(i), r.text());
+        CHECK_CONTAINS(r.info(), "\"call_id\":");
+    }
+    // A failure throws from get(), as from the blocking call.
+    c.request("POST", "/_test/faults", std::string(R"({"type":"status","code":400})"));
+    auto bad = c.chat_future(chat_json("bad"));
+    bool threw = false;
+    try {
+        bad.get();
+    } catch (const llmpool::Error& e) {
+        threw = true;
+        CHECK(e.status() == 400, std::to_string(e.status()));
+    }
+    CHECK(threw, "a 400 did not throw from the future");
+    // Callback form, and embeddings/request futures.
+    std::promise<std::string> got;
+    llmpool::Call call = c.chat_async(chat_json("cb"), [&got](llmpool::Response r) { got.set_value(r.text()); });
+    CHECK(call.id() != 0, "call id");
+    CHECK(got.get_future().get() == "Echo: cb", "callback form");
+    CHECK(c.embeddings_future(R"({"model":"m","input":"x"})").get().ok(), "embeddings_future");
+    CHECK(c.request_future("GET", "/models").get().ok(), "request_future");
+    // Cancel one slow call; it ends promptly with LLMPOOL_CANCELLED.
+    c.request("POST", "/_test/faults", std::string(R"({"type":"delay","ms":3000})"));
+    llmpool::Call slow;
+    auto fut = c.chat_future(chat_json("slow"), &slow);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto t0 = std::chrono::steady_clock::now();
+    slow.cancel();
+    threw = false;
+    try {
+        fut.get();
+    } catch (const llmpool::Error& e) {
+        threw = e.code() == LLMPOOL_CANCELLED;
+    }
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(threw, "cancelled future did not throw CANCELLED");
+    CHECK(ms < 100, std::to_string(ms) + " ms");
+    // A stream with chunk callbacks on llmpool's thread.
+    std::atomic<int> chunks{0};
+    std::promise<std::string> text;
+    llmpool::Call s = c.chat_stream_async(
+        chat_json("a b c"), [&chunks](std::string_view, std::string_view) { ++chunks; },
+        [&text](llmpool::Response r) { text.set_value(r.text()); });
+    CHECK(text.get_future().get() == "Echo: a b c", "stream text");
+    CHECK(chunks.load() > 2, std::to_string(chunks.load()));
+    // Refused submits throw and never call back.
+    threw = false;
+    try {
+        c.chat_async("[not json", [](llmpool::Response) { std::abort(); });
+    } catch (const llmpool::Error& e) {
+        threw = e.code() == LLMPOOL_INVALID_ARGUMENT;
+    }
+    CHECK(threw, "bad JSON did not throw at submit");
+}
+
 }  // namespace
 
 int main() {
@@ -361,6 +424,7 @@ int main() {
     test_batch(url);
     test_auth(env("LLMPOOL_TEST_KEY_URL"), env("LLMPOOL_TEST_KEY"));
     test_threads(url);
+    test_async(url);
     std::printf("C++ wrapper: %d checks passed\n", checks);
     return 0;
 }
