@@ -43,7 +43,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,12 +92,13 @@ static mem_t mem_now(void) {
 
 #define HOLD_MAX 4096
 
-static struct {
+/* In shared memory: each measurement runs in a child process of its own. */
+static struct hold_state {
   int listen_fd;
   atomic_int arrived;  /* complete requests held right now */
   atomic_int release;  /* set: answer everything held, then keep answering */
   atomic_int stop;
-} hold;
+} *hold;
 
 typedef struct {
   int fd;
@@ -131,8 +134,8 @@ static void *hold_server(void *arg) {
   static hold_conn_t conns[HOLD_MAX];
   static struct pollfd pfd[HOLD_MAX + 1];
   int n = 0;
-  while (!atomic_load(&hold.stop)) {
-    pfd[0].fd = hold.listen_fd;
+  while (!atomic_load(&hold->stop)) {
+    pfd[0].fd = hold->listen_fd;
     pfd[0].events = POLLIN;
     for (int i = 0; i < n; i++) {
       pfd[i + 1].fd = conns[i].fd;
@@ -142,14 +145,14 @@ static void *hold_server(void *arg) {
     if (poll(pfd, n + 1, 20) < 0 && errno != EINTR) die("hold: poll");
     if (pfd[0].revents & POLLIN) {
       int fd;
-      while (n < HOLD_MAX && (fd = accept4(hold.listen_fd, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+      while (n < HOLD_MAX && (fd = accept4(hold->listen_fd, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
         conns[n].fd = fd;
         conns[n].len = 0;
         conns[n].complete = 0;
         n++;
       }
     }
-    int release = atomic_load(&hold.release);
+    int release = atomic_load(&hold->release);
     for (int i = 0; i < n; i++) {
       hold_conn_t *c = &conns[i];
       int dead = 0;
@@ -159,7 +162,7 @@ static void *hold_server(void *arg) {
           c->len += r;
           if (!c->complete && request_complete(c)) {
             c->complete = 1;
-            atomic_fetch_add(&hold.arrived, 1);
+            atomic_fetch_add(&hold->arrived, 1);
           }
         } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
           dead = 1;
@@ -169,10 +172,10 @@ static void *hold_server(void *arg) {
       if (c->complete == 1 && release) {
         hold_answer(c);
         c->complete = 2; /* answered: wait for the peer to close */
-        atomic_fetch_sub(&hold.arrived, 1);
+        atomic_fetch_sub(&hold->arrived, 1);
       }
       if (dead) {
-        if (c->complete == 1) atomic_fetch_sub(&hold.arrived, 1);
+        if (c->complete == 1) atomic_fetch_sub(&hold->arrived, 1);
         close(c->fd);
         conns[i] = conns[--n];
         /* the moved entry's pollfd is stale this round: skip it */
@@ -186,12 +189,12 @@ static void *hold_server(void *arg) {
 }
 
 static void hold_start(int port) {
-  hold.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  hold->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   int one = 1;
-  setsockopt(hold.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(hold->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(hold.listen_fd, (struct sockaddr *)&a, sizeof a) || listen(hold.listen_fd, 4096)) die("hold: bind/listen");
+  if (bind(hold->listen_fd, (struct sockaddr *)&a, sizeof a) || listen(hold->listen_fd, 4096)) die("hold: bind/listen");
   pthread_t t;
   if (pthread_create(&t, NULL, hold_server, NULL)) die("hold: thread");
   pthread_detach(t);
@@ -200,8 +203,8 @@ static void hold_start(int port) {
 /* Waits until `n` requests are held (or 60 s); returns how many are. */
 static int hold_wait(int n) {
   double until = now_s() + 60;
-  while (atomic_load(&hold.arrived) < n && now_s() < until) usleep(2000);
-  return atomic_load(&hold.arrived);
+  while (atomic_load(&hold->arrived) < n && now_s() < until) usleep(2000);
+  return atomic_load(&hold->arrived);
 }
 
 /* ------------------------------------------------------------------ */
@@ -306,10 +309,10 @@ static figure_t llmpool_inflight(const char *hold_base, const char *ca, int n) {
   park_t p = {c, &lock, &cond, &parked, &go, &errors};
   pthread_t *ts = calloc(n, sizeof *ts);
   /* one call first, so one-time state is not counted */
-  atomic_store(&hold.release, 1);
+  atomic_store(&hold->release, 1);
   chat_once(c);
   usleep(50000);
-  atomic_store(&hold.release, 0);
+  atomic_store(&hold->release, 0);
   int started = 0;
   for (; started < n; started++)
     if (pthread_create(&ts[started], NULL, inflight_worker, &p)) break;
@@ -325,7 +328,7 @@ static figure_t llmpool_inflight(const char *hold_base, const char *ca, int n) {
   int held = hold_wait(started);
   usleep(100000);
   mem_t b = mem_now();
-  atomic_store(&hold.release, 1);
+  atomic_store(&hold->release, 1);
   for (int i = 0; i < started; i++) pthread_join(ts[i], NULL);
   free(ts);
   llmpool_client_free(c);
@@ -412,19 +415,19 @@ static figure_t curl_idle(const char *url, const char *ca, int n) {
   return per(a, b, conns);
 }
 
-static int all_held(void *arg) { return atomic_load(&hold.arrived) >= *(int *)arg; }
+static int all_held(void *arg) { return atomic_load(&hold->arrived) >= *(int *)arg; }
 
 static figure_t curl_inflight(const char *url, const char *ca, int n) {
   struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
   CURLM *m = curl_multi_init();
-  atomic_store(&hold.release, 1);
+  atomic_store(&hold->release, 1);
   CURL *first = easy(url, ca, hdr);
   curl_multi_add_handle(m, first);
   if (multi_run(m, NULL, NULL)) die("curl: first held transfer failed");
   curl_multi_remove_handle(m, first);
   curl_easy_cleanup(first);
   usleep(50000);
-  atomic_store(&hold.release, 0);
+  atomic_store(&hold->release, 0);
   mem_t a = mem_now();
   CURL **hs = calloc(n, sizeof *hs);
   for (int i = 0; i < n; i++) {
@@ -432,10 +435,10 @@ static figure_t curl_inflight(const char *url, const char *ca, int n) {
     curl_multi_add_handle(m, hs[i]);
   }
   multi_run(m, all_held, &n);
-  int held = atomic_load(&hold.arrived);
+  int held = atomic_load(&hold->arrived);
   usleep(100000);
   mem_t b = mem_now();
-  atomic_store(&hold.release, 1);
+  atomic_store(&hold->release, 1);
   int failed = multi_run(m, NULL, NULL);
   for (int i = 0; i < n; i++) {
     curl_multi_remove_handle(m, hs[i]);
@@ -454,6 +457,30 @@ static void usage(void) {
   fprintf(stderr,
           "usage: membench --url URL [--url URL] [--ca FILE] [--idle N] [--inflight N] [--hold-port PORT]\n");
   exit(2);
+}
+
+/* Runs one measurement in a child process, so that what earlier ones left
+ * in the allocator's free lists does not blur its RSS. */
+static figure_t isolated(figure_t (*fn)(const char *, const char *, int), const char *url, const char *ca, int n) {
+  int fds[2];
+  if (pipe(fds)) die("pipe");
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    close(fds[0]);
+    figure_t f = fn(url, ca, n);
+    ssize_t w = write(fds[1], &f, sizeof f);
+    _exit(w == (ssize_t)sizeof f ? 0 : 1);
+  }
+  close(fds[1]);
+  figure_t f = {0, 0, -1};
+  ssize_t r = read(fds[0], &f, sizeof f);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (r != (ssize_t)sizeof f || !WIFEXITED(status) || WEXITSTATUS(status)) die("a measurement failed");
+  return f;
 }
 
 static void row(const char *target, const char *what, const char *client, figure_t f) {
@@ -482,6 +509,8 @@ int main(int argc, char **argv) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
+  hold = mmap(NULL, sizeof *hold, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (hold == MAP_FAILED) die("mmap");
   curl_global_init(CURL_GLOBAL_DEFAULT);
   if (hold_port) hold_start(hold_port);
   const char *tunables = getenv("GLIBC_TUNABLES");
@@ -495,20 +524,20 @@ int main(int argc, char **argv) {
     const char *tca = strcmp(label, "https") ? NULL : ca;
     char chat[1200], hold_base[1200], hold_chat[1300];
     snprintf(chat, sizeof chat, "%s/chat/completions", urls[t]);
-    row(label, "idle", "llmpool", llmpool_idle(urls[t], tca, idle));
-    row(label, "idle", "libcurl", curl_idle(chat, tca, idle));
+    row(label, "idle", "llmpool", isolated(llmpool_idle, urls[t], tca, idle));
+    row(label, "idle", "libcurl", isolated(curl_idle, chat, tca, idle));
     if (hold_port && inflight > 0) {
       /* https://host:port/v1 -> https://host:port/hold/v1 */
       const char *path = strchr(strstr(urls[t], "://") + 3, '/');
       if (!path) path = "";
       snprintf(hold_base, sizeof hold_base, "%.*s/hold%s", (int)(path - urls[t]), urls[t], path);
       snprintf(hold_chat, sizeof hold_chat, "%s/chat/completions", hold_base);
-      row(label, "in-flight", "llmpool", llmpool_inflight(hold_base, tca, inflight));
-      row(label, "in-flight", "libcurl", curl_inflight(hold_chat, tca, inflight));
+      row(label, "in-flight", "llmpool", isolated(llmpool_inflight, hold_base, tca, inflight));
+      row(label, "in-flight", "libcurl", isolated(curl_inflight, hold_chat, tca, inflight));
     }
     fflush(stdout);
   }
-  atomic_store(&hold.stop, 1);
+  atomic_store(&hold->stop, 1);
   curl_global_cleanup();
   return 0;
 }
