@@ -411,7 +411,9 @@ enum llmpool_code llmpool_client_cancel(struct llmpool_client *client);
 
 // The client's metrics as a JSON object: `requests`, `errors`,
 // `error_rate`, `retries`, `connections_opened`, `connections_reused`,
-// `connections_open`, `in_flight`, `status_counts`, `code_counts`,
+// `connections_open`, `buffer_bytes_held` (bytes of I/O buffers the open
+// connections hold; an idle plain-HTTP connection holds none, an idle TLS
+// one 17 KiB), `in_flight`, `status_counts`, `code_counts`,
 // `latency_ms` {p50, p90, p99, max}, `warnings`, and feature sections.
 // The caller owns the string and frees it with `llmpool_string_free`.
 // Returns NULL only for a NULL client. Never contains the API key.

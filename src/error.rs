@@ -145,6 +145,15 @@ pub fn from_ureq(e: &ureq::Error) -> Error {
         U::Tls(m) => (Code::Tls, format!("TLS error: {m}")),
         U::Rustls(r) => (Code::Tls, format!("TLS error: {r}")),
         U::Pem(p) => (Code::Tls, format!("bad PEM certificate: {p}")),
+        // ureq writes a request head into the transport's output window line
+        // by line (ureq pins its version, so its message is stable).
+        U::Protocol(p) if p.to_string().starts_with("output too small") => (
+            Code::InvalidArgument,
+            format!(
+                "a request header line is longer than {} bytes",
+                crate::net::buffers::OUTPUT_WINDOW
+            ),
+        ),
         U::Protocol(p) => (Code::Protocol, format!("HTTP protocol error: {p}")),
         U::BadUri(u) => (Code::InvalidArgument, format!("bad URL: {u}")),
         U::Http(h) => (Code::InvalidArgument, format!("bad request: {h}")),

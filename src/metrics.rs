@@ -155,6 +155,7 @@ impl Metrics {
             "connections_opened": conn.opened.load(Ordering::Relaxed),
             "connections_reused": self.reused.load(Ordering::Relaxed),
             "connections_open": conn.open_now.load(Ordering::Relaxed),
+            "buffer_bytes_held": conn.buffer_bytes.load(Ordering::Relaxed),
             "in_flight": self.in_flight.load(Ordering::Relaxed),
             "status_counts": statuses,
             "code_counts": codes,

@@ -10,6 +10,7 @@ use ureq::Agent;
 
 use super::{read, read_whole, Client};
 use crate::error::{from_ureq, Error};
+use crate::net::buffers::{MAX_RESPONSE_HEAD, OUTPUT_WINDOW, TLS_INPUT};
 use crate::net::resolver::CachingResolver;
 use crate::net::transport::{ConnReady, ConnStats, PoolConnector};
 use crate::net::tunnel::ProxyConnector;
@@ -104,6 +105,13 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
         // ureq's own proxy handling (on by default, from the environment)
         // stays off: `ProxyConnector` follows curl's rules instead.
         .proxy(None)
+        // ureq's TLS layer keeps an input and an output buffer of these
+        // sizes for a TLS connection's life (128 KiB each by default). The
+        // TCP layer's own buffers (`ConnBuffers`) grow while a large body
+        // moves and are freed while the connection is idle.
+        .input_buffer_size(TLS_INPUT)
+        .output_buffer_size(OUTPUT_WINDOW)
+        .max_response_header_size(MAX_RESPONSE_HEAD)
         .tls_config(tls);
     if let Some(t) = o.response_header_timeout {
         cfg = cfg.timeout_recv_response(Some(t));

@@ -1,6 +1,8 @@
-//! Transport layer: the TCP connector and its pool bookkeeping, the caching
-//! DNS resolver, TLS configuration, and the few socket calls `std` lacks.
+//! Transport layer: the TCP connector and its pool bookkeeping,
+//! per-connection I/O buffers, the caching DNS resolver, TLS configuration,
+//! and the few socket calls `std` lacks.
 
+pub mod buffers;
 pub mod proxy;
 pub mod resolver;
 mod sys;

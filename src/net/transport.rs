@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use crate::log::{self, Level, Logger};
 
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
+    Buffers, ConnectionDetails, Connector, Either, NextTimeout, Transport,
 };
 use ureq::Timeout;
+
+use super::buffers::ConnBuffers;
 
 /// Process-wide counters for one client's sockets.
 #[derive(Debug, Default)]
@@ -26,6 +28,11 @@ pub struct ConnStats {
     pub opened: AtomicU64,
     /// Sockets open right now (pooled or in use).
     pub open_now: AtomicU64,
+    /// Bytes of I/O buffers the open connections hold right now: the TCP
+    /// layer's (`ConnBuffers`, none while a connection is idle) plus the
+    /// fixed input and output buffers ureq's TLS layer keeps per TLS
+    /// connection.
+    pub buffer_bytes: Arc<AtomicU64>,
 }
 
 /// What happened on the calling thread during one attempt.
@@ -198,20 +205,26 @@ impl<In: Transport> Connector<In> for PoolConnector {
             a.tcp_done = Some(tcp_done);
             a.in_setup = true;
         });
-        let buffers = LazyBuffers::new(
-            details.config.input_buffer_size(),
-            details.config.output_buffer_size(),
-        );
+        // ureq's RustlsConnector, next in the chain, keeps one input and one
+        // output buffer of these sizes for the connection's life.
+        let tls_buffers = if details.needs_tls() {
+            details.config.input_buffer_size() + details.config.output_buffer_size()
+        } else {
+            0
+        };
+        self.stats
+            .buffer_bytes
+            .fetch_add(tls_buffers as u64, Ordering::Relaxed);
         Ok(Some(Either::B(CountedTcp {
             stream,
-            buffers,
+            buffers: ConnBuffers::new(self.stats.buffer_bytes.clone()),
+            tls_buffers,
             stats: self.stats.clone(),
             opened_in: current_seq(),
             retire_at: self.max_age.map(|a| std::time::Instant::now() + a),
             registered_in: 0,
             read_timeout: None,
             write_timeout: None,
-            pending: Vec::new(),
             id,
             peer,
             log: log::current().map(|(l, _)| l),
@@ -312,7 +325,10 @@ fn tls_version_of(b: &[u8]) -> Option<&'static str> {
 /// A TCP socket that counts itself in [`ConnStats`] while it lives.
 pub struct CountedTcp {
     stream: Arc<TcpStream>,
-    buffers: LazyBuffers,
+    /// Input, and output not yet written (see `transmit_output`).
+    buffers: ConnBuffers,
+    /// Bytes of the TLS layer's buffers counted in `ConnStats::buffer_bytes`.
+    tls_buffers: usize,
     stats: Arc<ConnStats>,
     /// The attempt (see `SEQ`) that opened this connection; any other
     /// attempt using it is reusing a pooled connection.
@@ -323,8 +339,6 @@ pub struct CountedTcp {
     registered_in: u64,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
-    /// Output not yet written: see `transmit_output`.
-    pending: Vec<u8>,
     /// For the log: a process-wide connection number, the peer, the
     /// opening call's logger (drop may run on any thread), and why it closed.
     id: u64,
@@ -350,6 +364,9 @@ impl std::fmt::Debug for CountedTcp {
 impl Drop for CountedTcp {
     fn drop(&mut self) {
         self.stats.open_now.fetch_sub(1, Ordering::Relaxed);
+        self.stats
+            .buffer_bytes
+            .fetch_sub(self.tls_buffers as u64, Ordering::Relaxed);
         let _ = self.stream.shutdown(Shutdown::Both);
         if let Some(l) = &self.log {
             log::log!(
@@ -367,11 +384,16 @@ impl Drop for CountedTcp {
 }
 
 impl CountedTcp {
-    /// Writes all pending output within `timeout`.
-    fn flush(&mut self, timeout: NextTimeout) -> Result<(), ureq::Error> {
+    /// Writes all pending output within `timeout`; with `release`, the
+    /// output buffer is freed afterwards (the request is complete).
+    fn flush(&mut self, timeout: NextTimeout, release: bool) -> Result<(), ureq::Error> {
+        if self.buffers.pending().is_empty() {
+            self.buffers.output_written(release);
+            return Ok(());
+        }
         let timeout = timeout.for_write();
         let deadline = Deadline::new(remaining(timeout)?);
-        let mut output = &self.pending[..];
+        let mut output = self.buffers.pending();
         while !output.is_empty() {
             arm(
                 &self.stream,
@@ -387,7 +409,7 @@ impl CountedTcp {
                 Err(e) => return Err(map_io(e, timeout.reason)),
             }
         }
-        self.pending.clear();
+        self.buffers.output_written(release);
         Ok(())
     }
 
@@ -483,30 +505,30 @@ impl Transport for CountedTcp {
     /// grows large, so a small request goes out in one write, as curl's do.
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         self.note_use();
-        self.pending
-            .extend_from_slice(&self.buffers.output()[..amount]);
-        if self.pending.len() >= COALESCE_MAX {
-            self.flush(timeout)?;
+        // ureq wrote into the window after the pending bytes (`output()`).
+        self.buffers.push_output(amount);
+        if self.buffers.pending().len() >= COALESCE_MAX {
+            self.flush(timeout, false)?;
         }
         Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         self.note_use();
-        if !self.pending.is_empty() {
-            self.flush(timeout)?;
-        }
+        self.flush(timeout, true)?;
         let timeout = timeout.for_read();
         let deadline = Deadline::new(remaining(timeout)?);
-        let n = loop {
+        let (n, offered) = loop {
             arm(
                 &self.stream,
                 deadline.left(),
                 &mut self.read_timeout,
                 TcpStream::set_read_timeout,
             )?;
-            match (&*self.stream).read(self.buffers.input_append_buf()) {
-                Ok(n) => break n,
+            let buf = self.buffers.read_buf();
+            let offered = buf.len();
+            match (&*self.stream).read(buf) {
+                Ok(n) => break (n, offered),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The armed timeout may be shorter than what is left (see
                 // `arm`): re-arm and go on until the real deadline.
@@ -526,7 +548,7 @@ impl Transport for CountedTcp {
         }
         if self.first_read && n > 0 {
             self.first_read = false;
-            if let Some(v) = tls_version_of(&self.buffers.input_append_buf()[..n]) {
+            if let Some(v) = tls_version_of(&self.buffers.read_buf()[..n]) {
                 CONN_INFO.with(|c| {
                     if c.get().0 == self.id {
                         c.set((self.id, self.peer, Some(v)));
@@ -534,7 +556,7 @@ impl Transport for CountedTcp {
                 });
             }
         }
-        self.buffers.input_appended(n);
+        self.buffers.input_read(n, offered);
         let now = Instant::now();
         note(|a| {
             a.bytes_in += n as u64;
@@ -546,8 +568,12 @@ impl Transport for CountedTcp {
     }
 
     fn is_open(&mut self) -> bool {
-        // ureq asks before reusing a pooled connection: past its age, say
-        // no, and it is dropped (the seed rotates its pool hourly).
+        // ureq asks when it returns a connection to the pool (the response
+        // read to its end) and before reusing one: either way it is idle,
+        // so its buffers go back (see `ConnBuffers`).
+        self.buffers.release_idle();
+        // Past its age, say no, and it is dropped (the seed rotates its
+        // pool hourly).
         if self
             .retire_at
             .is_some_and(|t| std::time::Instant::now() >= t)
