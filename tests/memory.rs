@@ -9,7 +9,10 @@ use serde_json::json;
 
 mod support;
 use support::loopback::client;
+use support::tinyproxy::Tinyproxy;
+use support::Skip;
 
+const SKIP: Skip = Skip::new("the proxy memory test", "memory tests: ");
 const CHAT: &str = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
 
 /// What ureq's TLS layer keeps per TLS connection (input + output buffer).
@@ -119,4 +122,24 @@ fn request_header_lines_up_to_8_kib_are_sent_and_longer_ones_refused_clearly() {
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::InvalidArgument);
     assert_eq!(r.error, "a request header line is longer than 8192 bytes");
+}
+
+#[test]
+fn connections_through_a_proxy_release_their_buffers_too() {
+    let Some(p) = Tinyproxy::start(&SKIP, None) else {
+        return;
+    };
+    // Plain HTTP in absolute form (tinyproxy closes those connections after
+    // each answer), then HTTPS through a pooled CONNECT tunnel.
+    for (s, idle) in [(TestServer::plain(), 0), (TestServer::tls(), TLS_LAYER)] {
+        let c = client(&s, json!({"max_retries": 0, "proxy": p.url(None)}));
+        large_call(&c);
+        assert_eq!(c.chat(CHAT).code, Code::Ok);
+        let open = c.metrics()["connections_open"].as_u64().unwrap();
+        assert_eq!(open, u64::from(idle > 0), "{}", s.base_url());
+        assert_eq!(held(&c), idle, "{}", s.base_url());
+        let waiting = held_while_waiting(&c, &s);
+        assert!(waiting > idle, "held {waiting} bytes while waiting");
+        assert_eq!(held(&c), idle);
+    }
 }

@@ -12,7 +12,7 @@ use super::{read, read_whole, Client};
 use crate::error::{from_ureq, Error};
 use crate::net::buffers::{MAX_RESPONSE_HEAD, OUTPUT_WINDOW, TLS_INPUT};
 use crate::net::resolver::CachingResolver;
-use crate::net::transport::{ConnReady, ConnStats, PoolConnector};
+use crate::net::transport::{ConnReady, ConnStats, CountedTls, PoolConnector};
 use crate::net::tunnel::ProxyConnector;
 use crate::options::Options;
 
@@ -123,13 +123,17 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
         .chain(ProxyConnector {
             proxies: o.proxies.clone(),
             resolver: CachingResolver::new(o.dns_cache_ttl),
+            buffer_bytes: conn.buffer_bytes.clone(),
         })
         .chain(PoolConnector {
             stats: conn.clone(),
             tcp_keepalive: o.tcp_keepalive,
             max_age: o.pool_max_age,
         })
-        .chain(RustlsConnector::default())
+        .chain(CountedTls {
+            inner: RustlsConnector::default(),
+            stats: conn.clone(),
+        })
         .chain(ConnReady);
     Ok(Agent::with_parts(
         cfg.build(),

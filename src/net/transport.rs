@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::log::{self, Level, Logger};
 
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, Either, NextTimeout, Transport,
+    Buffers, ConnectionDetails, Connector, Either, NextTimeout, RustlsConnector, Transport,
 };
 use ureq::Timeout;
 
@@ -31,7 +31,7 @@ pub struct ConnStats {
     /// Bytes of I/O buffers the open connections hold right now: the TCP
     /// layer's (`ConnBuffers`, none while a connection is idle) plus the
     /// fixed input and output buffers ureq's TLS layer keeps per TLS
-    /// connection.
+    /// connection (see [`CountedTls`]).
     pub buffer_bytes: Arc<AtomicU64>,
 }
 
@@ -205,20 +205,9 @@ impl<In: Transport> Connector<In> for PoolConnector {
             a.tcp_done = Some(tcp_done);
             a.in_setup = true;
         });
-        // ureq's RustlsConnector, next in the chain, keeps one input and one
-        // output buffer of these sizes for the connection's life.
-        let tls_buffers = if details.needs_tls() {
-            details.config.input_buffer_size() + details.config.output_buffer_size()
-        } else {
-            0
-        };
-        self.stats
-            .buffer_bytes
-            .fetch_add(tls_buffers as u64, Ordering::Relaxed);
         Ok(Some(Either::B(CountedTcp {
             stream,
             buffers: ConnBuffers::new(self.stats.buffer_bytes.clone()),
-            tls_buffers,
             stats: self.stats.clone(),
             opened_in: current_seq(),
             retire_at: self.max_age.map(|a| std::time::Instant::now() + a),
@@ -327,8 +316,6 @@ pub struct CountedTcp {
     stream: Arc<TcpStream>,
     /// Input, and output not yet written (see `transmit_output`).
     buffers: ConnBuffers,
-    /// Bytes of the TLS layer's buffers counted in `ConnStats::buffer_bytes`.
-    tls_buffers: usize,
     stats: Arc<ConnStats>,
     /// The attempt (see `SEQ`) that opened this connection; any other
     /// attempt using it is reusing a pooled connection.
@@ -364,9 +351,6 @@ impl std::fmt::Debug for CountedTcp {
 impl Drop for CountedTcp {
     fn drop(&mut self) {
         self.stats.open_now.fetch_sub(1, Ordering::Relaxed);
-        self.stats
-            .buffer_bytes
-            .fetch_sub(self.tls_buffers as u64, Ordering::Relaxed);
         let _ = self.stream.shutdown(Shutdown::Both);
         if let Some(l) = &self.log {
             log::log!(
@@ -586,5 +570,77 @@ impl Transport for CountedTcp {
             self.close_reason = "closed by the server while idle in the pool";
         }
         ok
+    }
+}
+
+/// ureq's `RustlsConnector`, with the input and output buffers its TLS
+/// layer keeps for a connection's life (`input_buffer_size` +
+/// `output_buffer_size`, allocated at the first request) counted in
+/// [`ConnStats::buffer_bytes`] while the layer lives, through a proxy's
+/// tunnel too.
+#[derive(Debug)]
+pub struct CountedTls {
+    pub inner: RustlsConnector,
+    pub stats: Arc<ConnStats>,
+}
+
+impl<In: Transport> Connector<In> for CountedTls {
+    type Out = Either<In, TlsLayer>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        Ok(match self.inner.connect(details, chained)? {
+            None => None,
+            Some(Either::A(plain)) => Some(Either::A(plain)),
+            Some(Either::B(tls)) => {
+                let bytes = (details.config.input_buffer_size()
+                    + details.config.output_buffer_size()) as u64;
+                self.stats.buffer_bytes.fetch_add(bytes, Ordering::Relaxed);
+                Some(Either::B(TlsLayer {
+                    inner: tls.boxed(),
+                    bytes,
+                    held: self.stats.buffer_bytes.clone(),
+                }))
+            }
+        })
+    }
+}
+
+/// A TLS transport from [`CountedTls`].
+#[derive(Debug)]
+pub struct TlsLayer {
+    inner: Box<dyn Transport>,
+    bytes: u64,
+    held: Arc<AtomicU64>,
+}
+
+impl Drop for TlsLayer {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+impl Transport for TlsLayer {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.inner.await_input(timeout)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
     }
 }

@@ -10,14 +10,14 @@
 //! the chain, wraps the tunnel for an HTTPS target.
 
 use std::io;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use ureq::http::Uri;
 use ureq::unversioned::resolver::Resolver;
-use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport,
-};
+use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTimeout, Transport};
 
+use super::buffers::ConnBuffers;
 use super::proxy::{Proxies, ProxyUrl};
 use super::resolver::CachingResolver;
 
@@ -31,6 +31,8 @@ pub struct ProxyConnector {
     /// Resolves the proxy's own name (the agent's resolver answers nothing
     /// for proxied targets: the proxy resolves them).
     pub resolver: CachingResolver,
+    /// `ConnStats::buffer_bytes`: counts the absolute-form layer's buffers.
+    pub buffer_bytes: Arc<AtomicU64>,
 }
 
 fn target(uri: &Uri) -> Option<(&str, &str, u16)> {
@@ -91,10 +93,9 @@ impl Connector<()> for ProxyConnector {
                 Some(p) => format!("http://{host}:{p}"),
                 None => format!("http://{host}"),
             };
-            let cfg = details.config;
             Ok(Some(Box::new(AbsoluteForm {
                 inner: transport,
-                buffers: LazyBuffers::new(cfg.input_buffer_size(), cfg.output_buffer_size()),
+                buffers: ConnBuffers::new(self.buffer_bytes.clone()),
                 prefix,
                 auth: proxy.authorization().map(str::to_string),
                 head_next: true,
@@ -247,7 +248,8 @@ impl Transport for Tunnel {
 #[derive(Debug)]
 struct AbsoluteForm {
     inner: Box<dyn Transport>,
-    buffers: LazyBuffers,
+    /// Like the TCP layer's: nothing held while the connection is idle.
+    buffers: ConnBuffers,
     prefix: String,
     auth: Option<String>,
     head_next: bool,
@@ -296,6 +298,8 @@ impl Transport for AbsoluteForm {
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         self.head_next = true;
+        // The request was handed on in `transmit_output`.
+        self.buffers.output_written(true);
         if self.inner.buffers().input().is_empty() && !self.inner.await_input(timeout)? {
             return Ok(false);
         }
@@ -309,6 +313,8 @@ impl Transport for AbsoluteForm {
     }
 
     fn is_open(&mut self) -> bool {
+        // Idle (see `CountedTcp::is_open`).
+        self.buffers.release_idle();
         self.inner.is_open()
     }
 }
