@@ -422,6 +422,30 @@ enum llmpool_code llmpool_client_cancel(struct llmpool_client *client);
 // `client` is NULL or a live client.
 char *llmpool_client_metrics(const struct llmpool_client *client);
 
+// The client's metrics in the Prometheus text exposition format 0.0.4
+// (`Content-Type: text/plain; version=0.0.4`), with HELP and TYPE lines,
+// ready to serve on a `/metrics` endpoint. Counters:
+// `llmpool_requests_total` and `llmpool_errors_total` (labels
+// `gen_ai_request_model`, `endpoint`, `code`), `llmpool_http_responses_total`
+// (`endpoint`, `status`), `llmpool_retries_total`,
+// `llmpool_reconnects_after_idle_close_total`, `llmpool_key_refreshes_total`,
+// `llmpool_connections_opened_total`, `llmpool_connections_reused_total`,
+// `llmpool_tokens_total` (`gen_ai_request_model`, `gen_ai_token_type`),
+// `llmpool_cost_usd_total` (`gen_ai_request_model`). Histograms (seconds
+// or tokens): `gen_ai_client_operation_duration_seconds`,
+// `llmpool_time_to_first_token_seconds` (streams),
+// `gen_ai_client_token_usage`. Gauges: `llmpool_connections_open`,
+// `llmpool_calls_in_flight`. At most 64 distinct model names are kept as
+// labels; further ones are counted as `other`.
+//
+// The caller owns the string and frees it with `llmpool_string_free`.
+// Returns NULL only for a NULL client. Never contains the API key or a
+// password.
+//
+// # Safety
+// `client` is NULL or a live client.
+char *llmpool_client_metrics_prometheus(const struct llmpool_client *client);
+
 // Frees a string returned by llmpool (e.g. by `llmpool_client_metrics`).
 // NULL is a no-op. Never pass strings owned by a response.
 //

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod net;
 pub mod options;
 pub mod policy;
+pub mod prometheus;
 pub mod response;
 pub mod sse;
 pub mod store;

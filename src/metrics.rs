@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::error::Code;
 use crate::net::transport::ConnStats;
+use crate::prometheus::{self, CallRecord, Labelled, Totals};
 
 /// Latency percentiles are exact over this many most recent calls: a bounded
 /// window keeps memory flat in processes that run for weeks.
@@ -26,6 +27,7 @@ pub struct Metrics {
     free_reconnects: AtomicU64,
     key_refreshes: AtomicU64,
     detail: Mutex<Detail>,
+    labelled: Mutex<Labelled>,
 }
 
 /// How many distinct warnings the metrics keep.
@@ -78,9 +80,36 @@ impl Metrics {
     }
 
     /// Records one HTTP answer's status (every attempt, retried or not).
-    pub fn status(&self, status: u16) {
-        let mut d = self.detail.lock().unwrap_or_else(|p| p.into_inner());
-        *d.statuses.entry(status).or_default() += 1;
+    pub fn status(&self, endpoint: &str, status: u16) {
+        {
+            let mut d = self.detail.lock().unwrap_or_else(|p| p.into_inner());
+            *d.statuses.entry(status).or_default() += 1;
+        }
+        self.labelled().answer(endpoint, status);
+    }
+
+    /// Records a finished call's labelled series (Prometheus): duration,
+    /// tokens, cost and time to first token by model and endpoint.
+    pub fn record_call(&self, r: CallRecord<'_>) {
+        self.labelled().call(r);
+    }
+
+    fn labelled(&self) -> std::sync::MutexGuard<'_, Labelled> {
+        self.labelled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn prometheus(&self, conn: &ConnStats) -> String {
+        let t = Totals {
+            retries: self.retries.load(Ordering::Relaxed),
+            reconnects: self.free_reconnects.load(Ordering::Relaxed),
+            key_refreshes: self.key_refreshes.load(Ordering::Relaxed),
+            connections_opened: conn.opened.load(Ordering::Relaxed),
+            connections_reused: self.reused.load(Ordering::Relaxed),
+            connections_open: conn.open_now.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        };
+        prometheus::render(&self.labelled(), &t)
     }
 
     /// Records a finished call.
@@ -180,7 +209,7 @@ mod tests {
         let m = Metrics::default();
         for i in 1..=100u64 {
             let _g = m.start();
-            m.status(if i % 10 == 0 { 503 } else { 200 });
+            m.status("e", if i % 10 == 0 { 503 } else { 200 });
             let code = if i % 10 == 0 {
                 Code::HttpStatus
             } else {

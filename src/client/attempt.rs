@@ -27,8 +27,12 @@ const MAX_FREE_RECONNECTS: u32 = 2;
 impl Client {
     /// Runs one call with retries; always returns a response (success or not).
     pub fn execute(&self, call: Call) -> Response {
+        let started = Instant::now();
         let max = self.inner.opts.max_response_bytes;
-        self.execute_with(call, &mut |b| read_whole(b, max))
+        let model = call.model.clone();
+        let r = self.execute_with(call, &mut |b| read_whole(b, max));
+        self.record(model.as_deref(), &r, started);
+        r
     }
 
     /// Like [`Client::execute`], reading 2xx bodies with `on_body`.
@@ -227,7 +231,7 @@ impl Client {
                     body,
                     body_err,
                 } => {
-                    inner.metrics.status(status);
+                    inner.metrics.status(&endpoint.base_url, status);
                     if log.enabled(Level::Info) {
                         let took = io
                             .started

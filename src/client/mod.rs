@@ -23,6 +23,7 @@ use crate::options::{process_env, valid_api_key, ApiKey, Options};
 use crate::policy::failover::Endpoints;
 use crate::policy::limiter::Limiter;
 use crate::policy::retry::RetryPolicy;
+use crate::prometheus::CallRecord;
 use crate::response::Response;
 
 mod agent;
@@ -275,6 +276,28 @@ impl Client {
         }
     }
 
+    /// Records a finished call in the labelled (Prometheus) metrics.
+    pub(crate) fn record(&self, model: Option<&str>, r: &Response, started: Instant) {
+        let endpoint = r.info["endpoint"]
+            .as_str()
+            .unwrap_or(&self.inner.opts.base_url);
+        self.inner.metrics.record_call(CallRecord {
+            model,
+            endpoint,
+            code: r.code.name(),
+            seconds: started.elapsed().as_secs_f64(),
+            info: &r.info,
+        });
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of this client's
+    /// metrics; see [`crate::prometheus`]. Never contains a key or a URL
+    /// password.
+    pub fn metrics_prometheus(&self) -> String {
+        let text = self.inner.metrics.prometheus(&self.inner.conn);
+        self.inner.log.redact(&text)
+    }
+
     fn json_call(&self, path: &str, request_json: &str) -> Response {
         match parse_object(request_json, "request_json") {
             Ok(v) => self.json_call_parsed(path, request_json, v),
@@ -311,10 +334,12 @@ impl Client {
         let started = Instant::now();
         let (call_id, _scope) = self.log_scope(true);
         let spend = &self.inner.spend;
+        let asked = model_of(&v);
         let mut prepared = match spend.before("POST", path, request_json, v) {
             Err(e) => {
                 let r = Response::failed(e, started);
                 self.inner.metrics.finish(r.code, started.elapsed());
+                self.record(asked.as_deref(), &r, started);
                 log!(
                     self.inner.log,
                     Level::Warn,
@@ -347,8 +372,10 @@ impl Client {
         };
         let mut r = self.execute_with(call, on_body);
         patch(&mut r);
+        let model = prepared.model.clone();
         // Settling never changes the outcome: bookkeeping errors are warnings.
         self.settle(prepared, &mut r);
+        self.record(model.as_deref(), &r, started);
         r
     }
 
@@ -405,6 +432,7 @@ impl Client {
             body: hit.entry.body,
         };
         self.inner.metrics.finish(Code::Ok, started.elapsed());
+        self.record(r.info["model"].as_str(), &r, started);
         r
     }
 }

@@ -401,6 +401,7 @@ static void test_calls(void) {
     CHECK(llmpool_client_reset_pool(NULL) == LLMPOOL_INVALID_ARGUMENT, "reset_pool NULL");
     CHECK(llmpool_client_cancel(NULL) == LLMPOOL_INVALID_ARGUMENT, "cancel NULL");
     CHECK(llmpool_client_metrics(NULL) == NULL, "metrics NULL");
+    CHECK(llmpool_client_metrics_prometheus(NULL) == NULL, "metrics_prometheus NULL");
     CHECK(llmpool_client_set_log_callback(NULL, LLMPOOL_LOG_INFO, NULL, NULL) ==
               LLMPOOL_INVALID_ARGUMENT,
           "set_log_callback NULL");

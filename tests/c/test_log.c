@@ -54,6 +54,15 @@ int main(void) {
     CHECK(s.max_level == LLMPOOL_LOG_TRACE, "max level %d", s.max_level);
     CHECK_NOT_CONTAINS(s.text, key);
 
+    /* The Prometheus exposition counts the call and never shows the key. */
+    char *prom = llmpool_client_metrics_prometheus(c);
+    CHECK(prom != NULL, "metrics_prometheus");
+    CHECK_CONTAINS(prom, "# TYPE llmpool_requests_total counter\n");
+    CHECK_CONTAINS(prom, "code=\"LLMPOOL_OK\"} 1\n");
+    CHECK_CONTAINS(prom, "# TYPE gen_ai_client_operation_duration_seconds histogram\n");
+    CHECK_NOT_CONTAINS(prom, key);
+    llmpool_string_free(prom);
+
     /* WARN only: a successful call says nothing. */
     memset(&s, 0, sizeof s);
     CHECK(llmpool_client_set_log_callback(c, LLMPOOL_LOG_WARN, on_line, &s) == LLMPOOL_OK, "set");
