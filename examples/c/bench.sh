@@ -16,6 +16,12 @@
 #   examples/c/bench.sh --requests 200 --rtt-ms 20 --svg docs/latency.svg
 #   examples/c/bench.sh --url https://gateway.example/v1 --requests 50
 #   examples/c/bench.sh --memory [--idle 256] [--inflight 1000]
+#   examples/c/bench.sh --async [--calls 1000] [--delay-ms 1000]
+#
+# --async runs examples/c/asyncbench.c instead: N calls in flight submitted
+# from one thread, llmpool's async API vs libcurl multi, against the
+# loopback test server (llmpool-testserver, started and stopped by PID here)
+# answering every request after --delay-ms.
 #
 # --memory runs examples/c/membench.c instead: KiB per idle pooled
 # connection and per call in flight, llmpool vs libcurl multi, with glibc's
@@ -35,6 +41,26 @@ cargo build --release --lib --quiet
 BIN="$ROOT/target/release/bench-c"
 MEMORY=""
 for a in "$@"; do if [ "$a" = "--memory" ]; then MEMORY=1; fi; done
+for a in "$@"; do
+  if [ "$a" = "--async" ]; then
+    args=()
+    for b in "$@"; do [ "$b" = "--async" ] || args+=("$b"); done
+    cargo build --release --quiet -p llmpool-testserver
+    BIN="$ROOT/target/release/asyncbench-c"
+    cc -O2 -Wall -Wextra -std=c11 -o "$BIN" examples/c/asyncbench.c -I include \
+      -L target/release -Wl,-rpath,"$ROOT/target/release" -lllmpool -lcurl -lpthread -lm
+    OUT="$(mktemp "${TMPDIR:-/tmp}/llmpool-asyncbench.XXXXXX")"
+    "$ROOT/target/release/llmpool-testserver" --port 0 >"$OUT" &
+    SERVER_PID=$!
+    trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -f "$OUT"' EXIT
+    for _ in $(seq 50); do [ -s "$OUT" ] && break; sleep 0.1; done
+    URL="$(awk '/^LISTENING/ {print $2; exit}' "$OUT")"
+    [ -n "$URL" ] || { echo "bench.sh: the test server did not start" >&2; exit 2; }
+    status=0
+    "$BIN" --url "$URL" "${args[@]+"${args[@]}"}" || status=$?
+    exit $status
+  fi
+done
 if [ -n "$MEMORY" ]; then
   BIN="$ROOT/target/release/membench-c"
   SRC=examples/c/membench.c

@@ -316,9 +316,9 @@ fn pump(sh: &Arc<Shared>, st: &mut State) {
     }
 }
 
-/// Finds a thread for the ready queue: wakes an idle one, or starts one
+/// Finds threads for the ready queue: wakes idle ones, or starts one
 /// unless another is already starting (`from_submit`) — that one starts
-/// the next when it takes its task, which keeps thread creation off the
+/// more when it takes its task, which keeps thread creation off the
 /// submitting thread during a burst.
 fn dispatch(sh: &Arc<Shared>, st: &mut State, from_submit: bool) {
     let mut want = st
@@ -331,11 +331,18 @@ fn dispatch(sh: &Arc<Shared>, st: &mut State, from_submit: bool) {
         sh.work.notify_one();
         want -= 1;
     }
-    if want > 0
-        && st.threads < sh.cfg.max_threads
-        && (st.starting == 0 || !from_submit)
-        && spawn(sh, st)
-    {
+    // A thread taking its first task starts up to two more, so a burst of
+    // N calls has its threads after about log2(N) thread start-ups rather
+    // than N in a row.
+    let spawns = if from_submit {
+        usize::from(st.starting == 0)
+    } else {
+        2
+    };
+    for _ in 0..spawns.min(want) {
+        if st.threads >= sh.cfg.max_threads || !spawn(sh, st) {
+            break;
+        }
         st.starting += 1;
     }
 }
