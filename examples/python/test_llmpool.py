@@ -10,8 +10,11 @@ LLMPOOL_TEST_REFUSED_URL. By hand, with a server from
 """
 
 import asyncio
+import base64
 import gc
+import json
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -40,6 +43,99 @@ def client(url=None, **opts):
     o = {"base_url": url or PLAIN, "max_retries": 0}
     o.update(opts)
     return Client(o)
+
+
+def b64_floats(values):
+    return base64.b64encode(struct.pack("<%df" % len(values), *values)).decode()
+
+
+def embeddings_answer(rows, encode, order=None):
+    """An embeddings answer body with rows listed in ``order`` (default: reversed)."""
+    order = order if order is not None else list(reversed(range(len(rows))))
+    data = [{"object": "embedding", "index": i, "embedding": encode(rows[i])} for i in order]
+    return json.dumps({"object": "list", "data": data, "model": "emb",
+                       "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+
+
+ROWS = [[(r * 10 + d) / 8.0 - 3.0 for d in range(6)] for r in range(4)]
+
+
+def serve(c, body, code=200):
+    c.request("POST", "/_test/faults", {"type": "status", "code": code, "body": body})
+
+
+@unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set (run via cargo test --test python)")
+class EmbeddingsTest(unittest.TestCase):
+    def check(self, m):
+        self.assertEqual(m.shape, (4, 6))
+        self.assertEqual([list(map(float, row)) for row in m.tolist()], ROWS)
+
+    def test_float_and_base64_as_memoryview(self):
+        with client() as c:
+            for encode in (list, b64_floats):
+                serve(c, embeddings_answer(ROWS, encode))
+                r = c.embeddings({"model": "emb", "input": ["a", "b"]})
+                m = r.embeddings(numpy=False)
+                self.assertIsInstance(m, memoryview)
+                self.assertEqual(m.format, "f")
+                self.assertTrue(m.readonly)
+                self.check(m)
+                del r
+                gc.collect()
+                # The view keeps the decoded matrix (and its response) alive.
+                self.check(m)
+
+    def test_numpy_zero_copy_when_installed(self):
+        try:
+            import numpy as np
+        except ImportError:
+            print("numpy not installed: the numpy path of Response.embeddings is not run",
+                  file=sys.stderr)
+            return
+        with client() as c:
+            serve(c, embeddings_answer(ROWS, b64_floats, order=[2, 0, 3, 1]))
+            r = c.embeddings({"model": "emb", "input": ["a", "b"]})
+            a = r.embeddings()
+            self.assertIsInstance(a, np.ndarray)
+            self.assertEqual(a.dtype, np.float32)
+            self.assertFalse(a.flags.writeable)
+            self.check(a)
+            b = r.embeddings()
+            # Both view the one matrix llmpool decoded: no copy.
+            self.assertEqual(a.__array_interface__["data"][0], b.__array_interface__["data"][0])
+
+    def test_ragged_malformed_and_not_embeddings(self):
+        with client() as c:
+            ragged = [ROWS[0], ROWS[1][:5]]
+            for encode in (list, b64_floats):
+                serve(c, embeddings_answer(ragged, encode))
+                r = c.embeddings({"model": "emb", "input": ["a", "b"]})
+                with self.assertRaises(llmpool.ProtocolError) as cm:
+                    r.embeddings()
+                self.assertIn("ragged rows", cm.exception.message)
+            serve(c, json.dumps({"data": [{"embedding": "AA*A"}]}))
+            with self.assertRaises(llmpool.ProtocolError) as cm:
+                c.embeddings({"model": "emb", "input": "a"}).embeddings()
+            self.assertIn("invalid base64", cm.exception.message)
+            chat = c.chat(req("hi"))
+            with self.assertRaises(LLMPoolError) as cm:
+                chat.embeddings()
+            self.assertEqual(cm.exception.code, llmpool.INVALID_ARGUMENT)
+            serve(c, json.dumps({"choices": [{"message": {"content": "x"}}]}))
+            r = c.embeddings({"model": "emb", "input": "a"})
+            with self.assertRaises(LLMPoolError) as cm:
+                r.embeddings()
+            self.assertEqual(cm.exception.code, llmpool.INVALID_ARGUMENT)
+            self.assertIn("not an embeddings answer", cm.exception.message)
+
+    def test_the_servers_own_answer(self):
+        with client() as c:
+            r = c.embeddings({"model": "test-model", "input": ["a", "b", "c"]})
+            m = r.embeddings(numpy=False)
+            want = [d["embedding"] for d in r.json()["data"]]
+            self.assertEqual(m.shape, (3, len(want[0])))
+            for got, exp in zip(m.tolist(), want):
+                self.assertEqual(got, [struct.unpack("<f", struct.pack("<f", x))[0] for x in exp])
 
 
 @unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set (run via cargo test --test python)")

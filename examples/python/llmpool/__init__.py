@@ -257,6 +257,11 @@ def _declare(lib):
         "llmpool_response_error": (ctypes.c_char_p, [c_resp]),
         "llmpool_response_info": (ctypes.c_char_p, [c_resp]),
         "llmpool_response_free": (None, [c_resp]),
+        "llmpool_response_embeddings": (ctypes.c_int, [c_resp,
+                                                       ctypes.POINTER(ctypes.POINTER(ctypes.c_float)),
+                                                       ctypes.POINTER(ctypes.c_size_t),
+                                                       ctypes.POINTER(ctypes.c_size_t)]),
+        "llmpool_response_embeddings_error": (ctypes.c_char_p, [c_resp]),
     }
     for name, (restype, argtypes) in sigs.items():
         fn = getattr(lib, name)
@@ -302,26 +307,92 @@ def _cstr(value, what):
 # ---------------------------------------------------------------------------
 
 
+class _Owned:
+    """Owns a C response until no Python object refers to it any more."""
+
+    __slots__ = ("lib", "ptr")
+
+    def __init__(self, lib, ptr):
+        self.lib = lib
+        self.ptr = ptr
+
+    def __del__(self):
+        ptr, self.ptr = self.ptr, None
+        if ptr:
+            self.lib.llmpool_response_free(ptr)
+
+
 class Response:
-    """The result of one call, copied out of the C response (which is freed).
+    """The result of one call, copied out of the C response.
 
     Attributes: ``code``, ``code_name``, ``ok``, ``status``, ``text``,
     ``body`` (str), ``body_bytes``, ``error`` ("" on success) and ``info``
-    (dict: attempts, latency_ms, usage, ...). ``json()`` parses the body.
+    (dict: attempts, latency_ms, usage, ...). ``json()`` parses the body;
+    ``embeddings()`` gives the vectors of an embeddings answer as floats.
     """
 
-    __slots__ = ("code", "status", "text", "body_bytes", "error", "info")
+    __slots__ = ("code", "status", "text", "body_bytes", "error", "info", "_c")
 
-    def __init__(self, code, status, text, body_bytes, error, info):
+    def __init__(self, code, status, text, body_bytes, error, info, owned=None):
         self.code = code
         self.status = status
         self.text = text
         self.body_bytes = body_bytes
         self.error = error
         self.info = info
+        # The C response, kept only for Client.embeddings answers: its
+        # float matrix is decoded on first use and shared without a copy.
+        self._c = owned
+
+    def embeddings(self, numpy=None):
+        """The vectors of an embeddings answer as a read-only ``count x dim``
+        float32 matrix, row ``i`` being the vector whose ``index`` is ``i``;
+        float and base64 answers alike.
+
+        Returns a ``numpy.ndarray`` of shape ``(count, dim)`` when numpy is
+        installed (``numpy=False`` to never use it, ``True`` to require it),
+        else a ``memoryview`` of format ``"f"`` and the same shape. Neither
+        copies: both view the matrix llmpool decoded (once, on first use) and
+        keep it alive. Raises :class:`LLMPoolError`: ``PROTOCOL`` for
+        ragged or malformed vectors, ``INVALID_ARGUMENT`` for a response
+        that is not an embeddings answer (only ``Client.embeddings``
+        responses carry vectors).
+        """
+        owned = self._c
+        if owned is None or not owned.ptr:
+            raise _error(INVALID_ARGUMENT, message="not an embeddings answer: only "
+                         "Client.embeddings responses carry vectors")
+        lib = owned.lib
+        data = ctypes.POINTER(ctypes.c_float)()
+        count, dim = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        rc = lib.llmpool_response_embeddings(owned.ptr, ctypes.byref(data), ctypes.byref(count),
+                                             ctypes.byref(dim))
+        if rc != OK:
+            msg = lib.llmpool_response_embeddings_error(owned.ptr).decode("utf-8", "replace")
+            raise _error(rc, message=msg)
+        rows, cols = count.value, dim.value
+        if data:
+            buf = (ctypes.c_float * (rows * cols)).from_address(ctypes.addressof(data.contents))
+            buf._owner = owned  # the matrix lives as long as any view of it
+        else:
+            buf = (ctypes.c_float * 0)()
+        if numpy is not False:
+            try:
+                import numpy as np
+            except ImportError:
+                if numpy:
+                    raise
+            else:
+                arr = np.frombuffer(buf, dtype=np.float32).reshape(rows, cols)
+                arr.flags.writeable = False
+                return arr
+        view = memoryview(buf).cast("B")
+        if rows * cols == 0:
+            return view.cast("f").toreadonly()
+        return view.cast("f", [rows, cols]).toreadonly()
 
     @classmethod
-    def _from_c(cls, lib, ptr):
+    def _from_c(cls, lib, ptr, owned=None):
         n = ctypes.c_size_t(0)
         body_p = lib.llmpool_response_body(ptr, ctypes.byref(n))
         body = ctypes.string_at(body_p, n.value)
@@ -337,6 +408,7 @@ class Response:
             body,
             lib.llmpool_response_error(ptr).decode("utf-8", "replace"),
             info,
+            owned,
         )
 
     @property
@@ -515,11 +587,19 @@ class Client:
         return self._finish(rc, out)
 
     def embeddings(self, request):
-        """POST /embeddings; ``request`` is a dict or JSON text."""
+        """POST /embeddings; ``request`` is a dict or JSON text. The
+        response's ``embeddings()`` gives the vectors as floats (ask for
+        ``"encoding_format": "base64"`` for half the bytes on the wire)."""
         data = _to_json_bytes(request, "request")
         out = ctypes.c_void_p()
         rc = self._lib.llmpool_embeddings(self._handle(), data, ctypes.byref(out))
-        return self._finish(rc, out)
+        if not out:
+            raise _error(rc)
+        # Owned by the Response (freed when it and its views are gone).
+        resp = Response._from_c(self._lib, out, _Owned(self._lib, out.value))
+        if rc != OK:
+            raise resp.to_error()
+        return resp
 
     def request(self, method, path, body=None):
         """Any method on ``path`` below base_url (e.g. "GET", "/models"),
