@@ -86,6 +86,56 @@ private:
 };
 
 /// The result of one call. Owns an llmpool_response; move-only.
+/// A read-only view of an embeddings answer's vectors: a contiguous
+/// row-major count() x dim() float matrix, row i being the vector whose
+/// `index` is i. Owned by the Response it came from: valid while that
+/// Response lives (moving the Response keeps it valid). Span-like:
+/// data()/size()/begin()/end() over all floats, row(i) over one vector.
+class Embeddings {
+public:
+    /// One vector: dim() floats.
+    class Row {
+    public:
+        Row(const float* p, std::size_t n) noexcept : p_(p), n_(n) {}
+        const float* data() const noexcept { return p_; }
+        std::size_t size() const noexcept { return n_; }
+        const float* begin() const noexcept { return p_; }
+        const float* end() const noexcept { return p_ + n_; }
+        float operator[](std::size_t i) const noexcept { return p_[i]; }
+
+    private:
+        const float* p_;
+        std::size_t n_;
+    };
+
+    Embeddings() noexcept = default;
+    Embeddings(const float* data, std::size_t count, std::size_t dim) noexcept
+        : data_(data), count_(count), dim_(dim) {}
+    /// The first float (nullptr when empty).
+    const float* data() const noexcept { return data_; }
+    /// Number of vectors.
+    std::size_t count() const noexcept { return count_; }
+    /// Floats per vector.
+    std::size_t dim() const noexcept { return dim_; }
+    /// count() * dim().
+    std::size_t size() const noexcept { return count_ * dim_; }
+    bool empty() const noexcept { return size() == 0; }
+    const float* begin() const noexcept { return data_; }
+    const float* end() const noexcept { return data_ + size(); }
+    /// Vector i (no bounds check).
+    Row operator[](std::size_t i) const noexcept { return Row(data_ + i * dim_, dim_); }
+    /// Vector i; throws std::out_of_range when i >= count().
+    Row row(std::size_t i) const {
+        if (i >= count_) throw std::out_of_range("llmpool::Embeddings::row: index out of range");
+        return (*this)[i];
+    }
+
+private:
+    const float* data_ = nullptr;
+    std::size_t count_ = 0;
+    std::size_t dim_ = 0;
+};
+
 class Response {
 public:
     Response() noexcept = default;
@@ -122,6 +172,18 @@ public:
     std::string info() const { return llmpool_response_info(r_); }
     /// Why the call failed ("" on success).
     std::string error() const { return llmpool_response_error(r_); }
+
+    /// The vectors of an embeddings answer (float arrays or base64 alike),
+    /// decoded on first use and kept in this Response; see Embeddings.
+    /// Throws Error: LLMPOOL_PROTOCOL for ragged or malformed vectors,
+    /// LLMPOOL_INVALID_ARGUMENT for a response that is not an embeddings answer.
+    Embeddings embeddings() const {
+        const float* data = nullptr;
+        std::size_t count = 0, dim = 0;
+        llmpool_code rc = llmpool_response_embeddings(r_, &data, &count, &dim);
+        if (rc != LLMPOOL_OK) throw Error(rc, status(), "", llmpool_response_embeddings_error(r_));
+        return Embeddings(data, count, dim);
+    }
 
     /// The Error this response describes, for a failed response.
     Error to_error() const { return Error(code(), status(), body(), error()); }

@@ -414,6 +414,54 @@ void test_async(const std::string& url) {
 
 }  // namespace
 
+// Makes the server's next answer 200 with `body` (JSON-escaped into a fault).
+void serve(llmpool::Client& c, const std::string& body) {
+    std::string fault = R"({"type":"status","code":200,"body":")";
+    for (char ch : body) {
+        if (ch == '"' || ch == '\\') fault += '\\';
+        fault += ch;
+    }
+    fault += "\"}";
+    c.request("POST", "/_test/faults", fault);
+}
+
+void test_embeddings(const std::string& url) {
+    llmpool::Client c = make_client(url);
+    // Rows listed as index 1 then 0; "AACAPwAAAEA=" is 1.0f, 2.0f little-endian.
+    serve(c, R"({"data":[{"index":1,"embedding":"AACAPwAAAEA="},{"index":0,"embedding":[0.5,-4]}],"model":"m"})");
+    llmpool::Response r = c.embeddings(R"({"model":"m","input":["a","b"]})");
+    llmpool::Embeddings e = r.embeddings();
+    CHECK(e.count() == 2 && e.dim() == 2 && e.size() == 4, std::to_string(e.count()));
+    CHECK(e[0][0] == 0.5f && e[0][1] == -4.0f, "row 0");
+    CHECK(e.row(1)[0] == 1.0f && e.row(1)[1] == 2.0f, "row 1");
+    float sum = 0;
+    for (float v : e) sum += v;
+    CHECK(sum == -0.5f, std::to_string(sum));
+    std::size_t n = 0;
+    for (float v : e.row(1)) n += v > 0;
+    CHECK(n == 2, "row iteration");
+    llmpool::Response moved = std::move(r);
+    CHECK(moved.embeddings().data() == e.data(), "decoded once, kept by the response");
+    bool threw = false;
+    try {
+        e.row(2);
+    } catch (const std::out_of_range&) {
+        threw = true;
+    }
+    CHECK(threw, "row(2) of 2");
+
+    serve(c, R"({"data":[{"embedding":[1,2]},{"embedding":[3]}]})");
+    llmpool::Response ragged = c.embeddings(R"({"model":"m","input":"a"})");
+    llmpool::Error err = expect_error([&] { ragged.embeddings(); }, "ragged");
+    CHECK(err.code() == LLMPOOL_PROTOCOL, err.code_name());
+    CHECK_CONTAINS(err.message(), "ragged rows");
+
+    llmpool::Response chat = c.chat(chat_json("hi"));
+    err = expect_error([&] { chat.embeddings(); }, "chat answer");
+    CHECK(err.code() == LLMPOOL_INVALID_ARGUMENT, err.code_name());
+    CHECK_CONTAINS(err.message(), "not an embeddings answer");
+}
+
 int main() {
     const std::string url = env("LLMPOOL_TEST_PLAIN_URL");
     test_basics(url);
@@ -425,6 +473,7 @@ int main() {
     test_auth(env("LLMPOOL_TEST_KEY_URL"), env("LLMPOOL_TEST_KEY"));
     test_threads(url);
     test_async(url);
+    test_embeddings(url);
     std::printf("C++ wrapper: %d checks passed\n", checks);
     return 0;
 }
