@@ -131,7 +131,15 @@ const C = {
   response_error: lib.func('const char *llmpool_response_error(llmpool_response *r)'),
   response_info: lib.func('const char *llmpool_response_info(llmpool_response *r)'),
   response_free: lib.func('void llmpool_response_free(llmpool_response *r)'),
+  response_embeddings: lib.func(
+    'int llmpool_response_embeddings(llmpool_response *r, _Out_ void **data, _Out_ size_t *count, _Out_ size_t *dim)',
+  ),
+  response_embeddings_error: lib.func('const char *llmpool_response_embeddings_error(llmpool_response *r)'),
 };
+
+// Frees the C response an embeddings Response kept (see Response.embeddings)
+// when the Response is garbage collected without asking for its vectors.
+const responseFinalizer = new FinalizationRegistry((ptr) => C.response_free(ptr));
 
 /** The name of a result code, e.g. "LLMPOOL_TIMEOUT". */
 function codeName(code) {
@@ -189,6 +197,53 @@ class Response {
     return JSON.parse(this.body);
   }
 
+  /**
+   * The vectors of an embeddings answer (float arrays or base64 alike):
+   * `{ data, count, dim, row(i) }` where `data` is a row-major
+   * Float32Array of count * dim floats, row i being the vector whose
+   * `index` is i, and `row(i)` a subarray view of one vector. Decoded by
+   * llmpool on first use and copied once into `data` (then the C response
+   * is freed); later calls return the same object. Throws LLMPoolError:
+   * Code.PROTOCOL for ragged or malformed vectors, Code.INVALID_ARGUMENT
+   * for a response that is not an embeddings answer (only
+   * Client.embeddings responses carry vectors).
+   */
+  embeddings() {
+    if (this._vectors) return this._vectors;
+    const ptr = this._c;
+    if (!ptr) {
+      throw new LLMPoolError(
+        Code.INVALID_ARGUMENT,
+        'not an embeddings answer: only Client.embeddings responses carry vectors',
+      );
+    }
+    const data = [null];
+    const count = [0];
+    const dim = [0];
+    const code = C.response_embeddings(ptr, data, count, dim);
+    if (code !== Code.OK) {
+      throw new LLMPoolError(code, C.response_embeddings_error(ptr), { status: this.status, response: this });
+    }
+    const rows = Number(count[0]);
+    const cols = Number(dim[0]);
+    const n = rows * cols;
+    const floats = n > 0 ? new Float32Array(koffi.view(data[0], n * 4).slice(0)) : new Float32Array(0);
+    responseFinalizer.unregister(this);
+    this._c = null;
+    C.response_free(ptr);
+    const vectors = {
+      data: floats,
+      count: rows,
+      dim: cols,
+      row: (i) => {
+        if (!Number.isInteger(i) || i < 0 || i >= rows) throw new RangeError(`llmpool: row ${i} of ${rows}`);
+        return floats.subarray(i * cols, (i + 1) * cols);
+      },
+    };
+    Object.defineProperty(this, '_vectors', { value: vectors, enumerable: false });
+    return vectors;
+  }
+
   /** This response's failure as an LLMPoolError, or null on success. */
   toError() {
     if (this.ok) return null;
@@ -196,8 +251,11 @@ class Response {
   }
 }
 
-/** Copies a C response (a pointer) into a Response and frees it. */
-function takeResponse(ptr) {
+/**
+ * Copies a C response (a pointer) into a Response and frees it, unless
+ * `keep`: then the Response owns it (for its embeddings()).
+ */
+function takeResponse(ptr, keep = false) {
   if (ptr === null || ptr === undefined || ptr === 0n) return null;
   try {
     const len = [0];
@@ -209,7 +267,7 @@ function takeResponse(ptr) {
     } catch {
       info = {};
     }
-    return new Response({
+    const r = new Response({
       code: C.response_code(ptr),
       status: C.response_status(ptr),
       text: C.response_text(ptr),
@@ -217,8 +275,14 @@ function takeResponse(ptr) {
       info,
       error: C.response_error(ptr),
     });
+    if (keep) {
+      Object.defineProperty(r, '_c', { value: ptr, writable: true, enumerable: false });
+      responseFinalizer.register(r, ptr, r);
+      ptr = null;
+    }
+    return r;
   } finally {
-    C.response_free(ptr);
+    if (ptr) C.response_free(ptr);
   }
 }
 
@@ -319,8 +383,8 @@ function toJSON(value, what) {
 }
 
 /** Settles a call: the Response on success, else an LLMPoolError. */
-function settle(code, ptr) {
-  const r = takeResponse(ptr);
+function settle(code, ptr, keep = false) {
+  const r = takeResponse(ptr, keep);
   if (!r) throw new LLMPoolError(code === Code.OK ? Code.PANIC : code, 'llmpool returned no response');
   if (!r.ok) throw r.toError();
   return r;
@@ -389,10 +453,18 @@ class Client {
     return this._run((ptr) => submitCall((id, out) => C.chat_async(ptr, json, doneCb, id, out), options));
   }
 
-  /** POST {base_url}/embeddings; resolves with a Response (`.json().data`). Options as for chat(). */
+  /**
+   * POST {base_url}/embeddings; resolves with a Response whose
+   * `embeddings()` gives the vectors as a Float32Array (`.json().data` has
+   * them as JSON). Ask for `encoding_format: 'base64'` for half the bytes.
+   * Options as for chat().
+   */
   embeddings(request, options = {}) {
     const json = toJSON(request, 'request');
-    return this._run((ptr) => submitCall((id, out) => C.embeddings_async(ptr, json, doneCb, id, out), options));
+    const finish = (code, resp) => settle(code, resp, true);
+    return this._run((ptr) =>
+      submitCall((id, out) => C.embeddings_async(ptr, json, doneCb, id, out), { ...options, finish }),
+    );
   }
 
   /** Any method on a path below base_url, e.g. request('GET', '/models'). Options as for chat(). */

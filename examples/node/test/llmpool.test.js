@@ -119,6 +119,64 @@ test('chat, embeddings and request', async () => {
   }
 });
 
+function b64Floats(values) {
+  return Buffer.from(new Float32Array(values).buffer).toString('base64');
+}
+
+const ROWS = [0, 1, 2, 3].map((r) => [0, 1, 2, 3, 4].map((d) => (r * 10 + d) / 8 - 3));
+
+function embeddingsAnswer(rows, encode, order) {
+  const data = order.map((i) => ({ object: 'embedding', index: i, embedding: encode(rows[i]) }));
+  return JSON.stringify({ object: 'list', data, model: 'emb', usage: { prompt_tokens: 2, total_tokens: 2 } });
+}
+
+test('embeddings() gives a Float32Array in index order from float and base64 answers', async () => {
+  const c = client({ max_retries: 0 });
+  try {
+    for (const encode of [(r) => r, b64Floats]) {
+      await pushFaults([{ type: 'status', code: 200, body: embeddingsAnswer(ROWS, encode, [2, 0, 3, 1]) }]);
+      const r = await c.embeddings({ model: 'emb', input: ['a', 'b'] });
+      const e = r.embeddings();
+      assert.ok(e.data instanceof Float32Array);
+      assert.equal(e.count, 4);
+      assert.equal(e.dim, 5);
+      assert.deepEqual(Array.from(e.data), ROWS.flat());
+      assert.deepEqual(Array.from(e.row(3)), ROWS[3]);
+      assert.throws(() => e.row(4), RangeError);
+      assert.equal(r.embeddings(), e, 'decoded once');
+    }
+    const own = await c.embeddings({ model: 'm', input: ['x', 'y', 'z'] });
+    const want = own.json().data.map((d) => d.embedding);
+    const got = own.embeddings();
+    assert.equal(got.count, 3);
+    assert.deepEqual(Array.from(got.row(1)), Array.from(new Float32Array(want[1])));
+  } finally {
+    await c.close();
+  }
+});
+
+test('embeddings() errors: ragged is PROTOCOL, a chat answer is INVALID_ARGUMENT', async () => {
+  const c = client({ max_retries: 0 });
+  try {
+    for (const encode of [(r) => r, b64Floats]) {
+      const ragged = [ROWS[0], ROWS[1].slice(0, 4)];
+      await pushFaults([{ type: 'status', code: 200, body: embeddingsAnswer(ragged, encode, [0, 1]) }]);
+      const r = await c.embeddings({ model: 'emb', input: 'a' });
+      assert.throws(() => r.embeddings(), (e) => e.code === Code.PROTOCOL && /ragged rows/.test(e.message));
+    }
+    const chat = await c.chat(chatReq('hi'));
+    assert.throws(() => chat.embeddings(), (e) => e.code === Code.INVALID_ARGUMENT);
+    await pushFaults([{ type: 'status', code: 200, body: '{"choices":[{"message":{"content":"x"}}]}' }]);
+    const notEmb = await c.embeddings({ model: 'emb', input: 'a' });
+    assert.throws(
+      () => notEmb.embeddings(),
+      (e) => e.code === Code.INVALID_ARGUMENT && /not an embeddings answer/.test(e.message),
+    );
+  } finally {
+    await c.close();
+  }
+});
+
 test('HTTP 400 rejects with LLMPoolError carrying code, status and body', async () => {
   const c = client({ max_retries: 0 });
   try {
