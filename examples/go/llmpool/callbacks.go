@@ -29,6 +29,7 @@ type streamState struct {
 type asyncState struct {
 	ch     chan *Response
 	stream *streamState
+	take   func(*C.llmpool_response) *Response // takeResponse or keepResponse
 }
 
 // progressState is the Go value behind a batch's progress handle.
@@ -45,7 +46,7 @@ type keyState struct {
 //export llmpoolGoDone
 func llmpoolGoDone(h C.uintptr_t, r *C.llmpool_response) {
 	st := cgo.Handle(h).Value().(*asyncState)
-	st.ch <- takeResponse(r)
+	st.ch <- st.take(r)
 }
 
 //export llmpoolGoStream

@@ -101,7 +101,9 @@ func newError(code int, msg string) *Error {
 }
 
 // Response is one call's result, copied out of the C response (which is
-// freed at once: nothing here needs closing).
+// freed at once, except for Embeddings answers, whose C response is kept
+// for Response.Embeddings and freed by it or by the garbage collector:
+// nothing here needs closing).
 type Response struct {
 	Code   int    // llmpool code; CodeOK on success
 	Status int    // HTTP status of the last answer, 0 if none
@@ -112,6 +114,8 @@ type Response struct {
 	// ttft_ms, chunks, finish_reason.
 	Info      json.RawMessage
 	ErrorText string // why the call failed, "" on success
+
+	owned *owned // the C response of an Embeddings answer (embeddings.go)
 }
 
 // Err returns the response's failure as an *Error, or nil on success.
@@ -133,6 +137,11 @@ func takeResponse(p *C.llmpool_response) *Response {
 		return nil
 	}
 	defer C.llmpool_response_free(p)
+	return copyResponse(p)
+}
+
+// copyResponse copies a C response's fields (p is not NULL).
+func copyResponse(p *C.llmpool_response) *Response {
 	var n C.size_t
 	body := C.llmpool_response_body(p, &n)
 	return &Response{
@@ -264,9 +273,11 @@ func (c *Client) Chat(ctx context.Context, req string) (*Response, error) {
 	})
 }
 
-// Embeddings sends POST {base_url}/embeddings; otherwise like Chat.
+// Embeddings sends POST {base_url}/embeddings; otherwise like Chat. The
+// Response's Embeddings method gives the vectors as float32s (ask for
+// "encoding_format": "base64" for half the bytes on the wire).
 func (c *Client) Embeddings(ctx context.Context, req string) (*Response, error) {
-	return c.async(ctx, nil, func(p *C.llmpool_client, h C.uintptr_t, call **C.llmpool_call) C.enum_llmpool_code {
+	return c.asyncWith(ctx, nil, keepResponse, func(p *C.llmpool_client, h C.uintptr_t, call **C.llmpool_call) C.enum_llmpool_code {
 		creq := C.CString(req)
 		defer C.free(unsafe.Pointer(creq))
 		return C.go_embeddings_async(p, creq, h, call)
@@ -293,6 +304,11 @@ func (c *Client) Request(ctx context.Context, method, path, body string) (*Respo
 // async submits one call and waits for its done, or for ctx, which then
 // cancels the call and still waits for its done (it comes promptly).
 func (c *Client) async(ctx context.Context, stream *streamState, submit func(*C.llmpool_client, C.uintptr_t, **C.llmpool_call) C.enum_llmpool_code) (*Response, error) {
+	return c.asyncWith(ctx, stream, takeResponse, submit)
+}
+
+// asyncWith is async with take turning the C response into a Response.
+func (c *Client) asyncWith(ctx context.Context, stream *streamState, take func(*C.llmpool_response) *Response, submit func(*C.llmpool_client, C.uintptr_t, **C.llmpool_call) C.enum_llmpool_code) (*Response, error) {
 	if err := ctxErr(ctx); err != nil {
 		return nil, err
 	}
@@ -301,7 +317,7 @@ func (c *Client) async(ctx context.Context, stream *streamState, submit func(*C.
 		return nil, err
 	}
 	defer c.release()
-	st := &asyncState{ch: make(chan *Response, 1), stream: stream}
+	st := &asyncState{ch: make(chan *Response, 1), stream: stream, take: take}
 	h := cgo.NewHandle(st)
 	defer h.Delete()
 	var call *C.llmpool_call
