@@ -452,6 +452,13 @@ class AsyncClientTest(unittest.TestCase):
                 self.assertGreater(r.info["call_id"], 0)
                 e = await c.embeddings({"model": "m", "input": ["a"]})
                 self.assertEqual(len(e.json()["data"]), 1)
+                vectors = e.embeddings(numpy=False)
+                self.assertEqual(vectors.shape[0], 1)
+                self.assertEqual(vectors.tolist()[0],
+                                 [struct.unpack("<f", struct.pack("<f", x))[0]
+                                  for x in e.json()["data"][0]["embedding"]])
+                with self.assertRaises(llmpool.InvalidArgumentError):
+                    r.embeddings()
                 m = await c.request("GET", "/models")
                 self.assertEqual(m.json()["data"][0]["id"], "test-model")
                 c.client.request("POST", "/_test/faults", {"type": "status", "code": 400})

@@ -12,24 +12,32 @@ import itertools
 import json as _json
 import threading
 
-from . import (DONE_CB, OK, STREAM_CB, Client, Response,
+from . import (DONE_CB, OK, STREAM_CB, Client, Response, _Owned,
                _cstr, _error, _to_json_bytes)
 
 # Calls in flight, by the integer passed as userdata: (loop, on_done, on_event).
 _pending = {}
 _pending_lock = threading.Lock()
 _keys = itertools.count(1)
+_keep = set()  # keys of calls whose C response the Response keeps
 _lib_for_cb = []  # the CDLL the callbacks read responses with
 
 
 def _on_done(key, resp):
     with _pending_lock:
         entry = _pending.pop(key or 0, None)
+        keep = key in _keep
+        _keep.discard(key)
     lib = _lib_for_cb[0]
-    try:
-        r = Response._from_c(lib, resp)
-    finally:
-        lib.llmpool_response_free(resp)
+    if keep:
+        # An embeddings answer: the Response owns its C response (for
+        # Response.embeddings) and frees it when no view refers to it.
+        r = Response._from_c(lib, resp, _Owned(lib, resp))
+    else:
+        try:
+            r = Response._from_c(lib, resp)
+        finally:
+            lib.llmpool_response_free(resp)
     if entry is None:
         return
     loop, on_done, _ = entry
@@ -111,18 +119,21 @@ class AsyncClient:
         """Cancels every call of this client in flight now."""
         self._client.cancel()
 
-    async def _submit(self, submit, on_event=None, on_done=None):
+    async def _submit(self, submit, on_event=None, on_done=None, keep=False):
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         key = next(_keys)
         done = on_done or (lambda r: _resolve(fut, r))
         with _pending_lock:
             _pending[key] = (loop, done, on_event)
+            if keep:
+                _keep.add(key)
         call = ctypes.c_void_p()
         rc = submit(self._client._handle(), ctypes.c_void_p(key), ctypes.byref(call))
         if rc != OK:
             with _pending_lock:
                 _pending.pop(key, None)
+                _keep.discard(key)
             raise _error(rc, message="the request was refused before sending "
                                      "(invalid JSON, or a closed client)")
         return fut, call
@@ -149,10 +160,12 @@ class AsyncClient:
         return await self._await(fut, call)
 
     async def embeddings(self, request):
-        """POST /embeddings; resolves with a :class:`Response`."""
+        """POST /embeddings; resolves with a :class:`Response` whose
+        ``embeddings()`` gives the vectors as floats."""
         data = _to_json_bytes(request, "request")
         fut, call = await self._submit(
-            lambda c, k, out: self._lib.llmpool_embeddings_async(c, data, _DONE, k, out))
+            lambda c, k, out: self._lib.llmpool_embeddings_async(c, data, _DONE, k, out),
+            keep=True)
         return await self._await(fut, call)
 
     async def request(self, method, path, body=None):
