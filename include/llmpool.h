@@ -43,6 +43,10 @@ typedef enum llmpool_code {
   LLMPOOL_BUDGET_EXCEEDED = 9,
   // The call was cancelled by `llmpool_client_cancel` or a callback.
   LLMPOOL_CANCELLED = 10,
+  // A rate limit (`rate_limits`, or the gateway's `x-ratelimit-*` headers
+  // saying nothing remains) would need a longer wait than
+  // `queue_timeout_ms`; the call was not sent.
+  LLMPOOL_RATE_LIMITED = 11,
   // A bug inside llmpool was caught at the C boundary.
   LLMPOOL_PANIC = 99,
 } llmpool_code;

@@ -18,12 +18,13 @@ pub enum Code {
     PoolExhausted = 8,
     BudgetExceeded = 9,
     Cancelled = 10,
+    RateLimited = 11,
     Panic = 99,
 }
 
 impl Code {
     /// Every code, for tests and for `llmpool_code_name`.
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 13] = [
         Code::Ok,
         Code::InvalidArgument,
         Code::Connect,
@@ -35,6 +36,7 @@ impl Code {
         Code::PoolExhausted,
         Code::BudgetExceeded,
         Code::Cancelled,
+        Code::RateLimited,
         Code::Panic,
     ];
 
@@ -52,6 +54,7 @@ impl Code {
             Code::PoolExhausted => "LLMPOOL_POOL_EXHAUSTED",
             Code::BudgetExceeded => "LLMPOOL_BUDGET_EXCEEDED",
             Code::Cancelled => "LLMPOOL_CANCELLED",
+            Code::RateLimited => "LLMPOOL_RATE_LIMITED",
             Code::Panic => "LLMPOOL_PANIC",
         }
     }
@@ -189,6 +192,7 @@ mod tests {
             (8, "LLMPOOL_POOL_EXHAUSTED"),
             (9, "LLMPOOL_BUDGET_EXCEEDED"),
             (10, "LLMPOOL_CANCELLED"),
+            (11, "LLMPOOL_RATE_LIMITED"),
             (99, "LLMPOOL_PANIC"),
         ];
         for (n, name) in expected {
@@ -196,7 +200,7 @@ mod tests {
             assert_eq!(c as i32, n);
             assert_eq!(c.name(), name);
         }
-        assert_eq!(Code::from_i32(11), None);
+        assert_eq!(Code::from_i32(12), None);
         assert_eq!(Code::from_i32(-1), None);
     }
 

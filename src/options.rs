@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::net::proxy::Proxies;
+use crate::policy::ratelimit::RateLimitConfig;
 use crate::store::redis::RedisConfig;
 
 /// The default gateway: the HolySheep relay.
@@ -93,6 +94,8 @@ pub struct Options {
     pub redis: Option<RedisConfig>,
     /// `log_bodies`: request and response bodies in the log at TRACE.
     pub log_bodies: bool,
+    /// `"rate_limits"`: requests and tokens per minute.
+    pub rate_limits: Option<RateLimitConfig>,
 }
 
 impl Default for Options {
@@ -137,6 +140,7 @@ impl Default for Options {
             routing: None,
             redis: None,
             log_bodies: false,
+            rate_limits: None,
         }
     }
 }
@@ -246,6 +250,7 @@ impl Options {
                     string(k, v)?;
                 }
                 "log_bodies" => o.log_bodies = boolean(k, v)?,
+                "rate_limits" => o.rate_limits = Some(RateLimitConfig::parse(k, v)?),
                 _ => return Err(Error::invalid(format!("unknown option \"{k}\""))),
             }
         }

@@ -39,6 +39,7 @@ const Code = Object.freeze({
   POOL_EXHAUSTED: 8,
   BUDGET_EXCEEDED: 9,
   CANCELLED: 10,
+  RATE_LIMITED: 11,
   PANIC: 99,
 });
 

@@ -11,12 +11,14 @@ use ureq::Agent;
 
 use super::{header, read, BodyReader, Call, Client};
 use crate::body;
+use crate::cost::{estimate_prompt_tokens, requested_max_output_tokens};
 use crate::error::{from_ureq, Code, Error};
 use crate::exec::token;
 use crate::log::{log, Level};
 use crate::net::transport::{self, AttemptIo};
 use crate::options::ApiKey;
 use crate::policy::failover::Circuit;
+use crate::policy::ratelimit::Ticket;
 use crate::policy::retry::{jitter, Decision};
 use crate::response::Response;
 
@@ -41,6 +43,16 @@ impl Client {
         let inner = &*self.inner;
         let (call_id, _scope) = self.log_scope(false);
         let _in_flight = inner.metrics.start();
+        let deadline = started + inner.opts.queue_timeout;
+        let ticket = match self.wait_for_rate_limits(&call, deadline) {
+            Ok(t) => t,
+            Err(e) => {
+                let r = Response::failed(e, started);
+                inner.metrics.finish(r.code, started.elapsed());
+                self.log_outcome(call_id, &r);
+                return r;
+            }
+        };
         // An async call's slot was taken by the executor before it started.
         let limiter = inner
             .limiter
@@ -59,7 +71,7 @@ impl Client {
             }
         }
         let resp = match limiter {
-            Some(l) => match l.acquire(inner.opts.queue_timeout) {
+            Some(l) => match l.acquire(deadline.saturating_duration_since(Instant::now())) {
                 Some(_permit) => self.attempts(&call, started, on_body, call_id),
                 None => Response::failed(
                     Error::new(
@@ -75,6 +87,13 @@ impl Client {
             },
             None => self.attempts(&call, started, on_body, call_id),
         };
+        if let Some(t) = ticket {
+            // No answer at all: the gateway counted nothing.
+            let used = total_tokens(&resp.info).or((resp.status == 0).then_some(0));
+            if let Some(used) = used {
+                inner.ratelimit.correct(&t, used);
+            }
+        }
         inner.metrics.finish(resp.code, started.elapsed());
         self.log_outcome(call_id, &resp);
         resp
@@ -85,7 +104,7 @@ impl Client {
         let level = match r.code {
             Code::Ok => return,
             Code::Cancelled => Level::Info,
-            Code::HttpStatus | Code::BudgetExceeded => Level::Warn,
+            Code::HttpStatus | Code::BudgetExceeded | Code::RateLimited => Level::Warn,
             _ => Level::Error,
         };
         log!(
@@ -96,6 +115,47 @@ impl Client {
             r.code.name(),
             r.error
         );
+    }
+
+    /// Waits until the rate limits let `call` go, at most until `deadline`;
+    /// the one place a call waits for rate limits (an async executor can
+    /// replace the sleep). Fails unsent with `Code::RateLimited` when the
+    /// wait would pass the deadline, `Code::Cancelled` on a cancel.
+    pub(crate) fn wait_for_rate_limits(
+        &self,
+        call: &Call,
+        deadline: Instant,
+    ) -> Result<Option<Ticket>, Error> {
+        let inner = &*self.inner;
+        let rl = &inner.ratelimit;
+        if !rl.active() {
+            return Ok(None);
+        }
+        let epoch = inner.cancel_epoch.load(Ordering::SeqCst);
+        let model = call.model.as_deref().unwrap_or("");
+        let tokens = if rl.counts_tokens(model) {
+            call.body.as_deref().map_or(0, estimate_call_tokens)
+        } else {
+            0
+        };
+        let max_wait = deadline.saturating_duration_since(Instant::now());
+        match rl.reserve(model, tokens, max_wait) {
+            Ok(t) => {
+                if !t.wait.is_zero() && !self.sleep_unless_cancelled(t.wait, epoch) {
+                    return Err(cancelled_error());
+                }
+                Ok(Some(t))
+            }
+            Err(r) => Err(Error::new(
+                Code::RateLimited,
+                format!(
+                    "rate limited ({}): the next slot is {} ms away, longer than queue_timeout_ms ({} ms) allows; the call was not sent",
+                    r.why,
+                    r.needed.as_millis(),
+                    inner.opts.queue_timeout.as_millis()
+                ),
+            )),
+        }
     }
 
     /// Tries the endpoints in failover order until one gives an answer
@@ -250,6 +310,9 @@ impl Client {
                     if log.log_bodies && log.enabled(Level::Trace) {
                         log!(log, Level::Trace, id, "response body: {}", clip(&body));
                     }
+                    inner
+                        .ratelimit
+                        .observe(call.model.as_deref().unwrap_or(""), &headers);
                     if let Some(e) = body_err {
                         let e = if cancelled { cancelled_error() } else { e };
                         return Done::answer(Some(e), status, headers, body);
@@ -658,6 +721,23 @@ enum Attempt {
         body_err: Option<Error>,
     },
     Failed(Error, Option<ureq::Error>),
+}
+
+/// Tokens a call will count against a `tpm` limit: the prompt estimate
+/// plus the output cap it asks for (what gateways count before answering).
+fn estimate_call_tokens(body: &[u8]) -> u64 {
+    serde_json::from_slice::<Value>(body).map_or(0, |v| {
+        estimate_prompt_tokens(&v) + requested_max_output_tokens(&v).unwrap_or(0)
+    })
+}
+
+/// The tokens an answer reports having used, if it says.
+fn total_tokens(info: &Value) -> Option<u64> {
+    let u = &info["usage"];
+    u["total_tokens"].as_u64().or_else(|| {
+        let p = u["prompt_tokens"].as_u64()?;
+        Some(p + u["completion_tokens"].as_u64().unwrap_or(0))
+    })
 }
 
 /// Reads a whole body up to `limit` bytes.

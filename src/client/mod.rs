@@ -22,6 +22,7 @@ use crate::net::transport::ConnStats;
 use crate::options::{process_env, valid_api_key, ApiKey, Options};
 use crate::policy::failover::Endpoints;
 use crate::policy::limiter::Limiter;
+use crate::policy::ratelimit::RateLimiter;
 use crate::policy::retry::RetryPolicy;
 use crate::prometheus::CallRecord;
 use crate::response::Response;
@@ -53,6 +54,7 @@ struct Inner {
     log: Arc<Logger>,
     conn: Arc<ConnStats>,
     limiter: Option<Arc<Limiter>>,
+    ratelimit: RateLimiter,
     spend: Spend,
     endpoints: Endpoints,
     key_provider: RwLock<Option<KeyProvider>>,
@@ -139,6 +141,11 @@ impl Client {
         #[cfg(not(feature = "redis"))]
         let redis: Option<crate::cost::budget::SharedStore> = None;
         let spend = Spend::from_options(&opts, redis.as_ref())?;
+        let ratelimit = RateLimiter::new(
+            opts.rate_limits.clone(),
+            #[cfg(feature = "redis")]
+            redis.clone(),
+        );
         let endpoints = Endpoints::from_options(&opts);
         let exec = submit::executor(&opts, limiter.as_ref());
         Ok(Client {
@@ -151,6 +158,7 @@ impl Client {
                 log,
                 conn,
                 limiter,
+                ratelimit,
                 spend,
                 endpoints,
                 key_provider: RwLock::new(None),
@@ -253,6 +261,7 @@ impl Client {
     pub fn metrics(&self) -> Value {
         let mut m = self.inner.metrics.to_json(&self.inner.conn);
         m["cost"] = self.inner.spend.to_json();
+        m["rate_limits"] = self.inner.ratelimit.to_json();
         m["endpoints"] = self.inner.endpoints.to_json(Instant::now());
         m["async"] = submit::stats_json(&self.inner.exec);
         m

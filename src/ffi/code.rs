@@ -32,6 +32,10 @@ pub enum llmpool_code {
     LLMPOOL_BUDGET_EXCEEDED = 9,
     /// The call was cancelled by `llmpool_client_cancel` or a callback.
     LLMPOOL_CANCELLED = 10,
+    /// A rate limit (`rate_limits`, or the gateway's `x-ratelimit-*` headers
+    /// saying nothing remains) would need a longer wait than
+    /// `queue_timeout_ms`; the call was not sent.
+    LLMPOOL_RATE_LIMITED = 11,
     /// A bug inside llmpool was caught at the C boundary.
     LLMPOOL_PANIC = 99,
 }
@@ -51,6 +55,7 @@ impl From<Code> for llmpool_code {
             Code::PoolExhausted => LLMPOOL_POOL_EXHAUSTED,
             Code::BudgetExceeded => LLMPOOL_BUDGET_EXCEEDED,
             Code::Cancelled => LLMPOOL_CANCELLED,
+            Code::RateLimited => LLMPOOL_RATE_LIMITED,
             Code::Panic => LLMPOOL_PANIC,
         }
     }
@@ -81,6 +86,7 @@ pub extern "C" fn llmpool_code_name(code: c_int) -> *const c_char {
         Some(Code::PoolExhausted) => "LLMPOOL_POOL_EXHAUSTED\0",
         Some(Code::BudgetExceeded) => "LLMPOOL_BUDGET_EXCEEDED\0",
         Some(Code::Cancelled) => "LLMPOOL_CANCELLED\0",
+        Some(Code::RateLimited) => "LLMPOOL_RATE_LIMITED\0",
         Some(Code::Panic) => "LLMPOOL_PANIC\0",
         None => "LLMPOOL_UNKNOWN\0",
     };

@@ -3,4 +3,5 @@
 
 pub mod failover;
 pub mod limiter;
+pub mod ratelimit;
 pub mod retry;

@@ -5,4 +5,6 @@
 //! and the shared cache use. Built without the feature, the option is refused
 //! with a clear error and everything else works as before.
 
+#[cfg(feature = "redis")]
+pub mod ratelimit;
 pub mod redis;

@@ -43,20 +43,22 @@ static void test_code_names(void) {
         {LLMPOOL_POOL_EXHAUSTED, "LLMPOOL_POOL_EXHAUSTED"},
         {LLMPOOL_BUDGET_EXCEEDED, "LLMPOOL_BUDGET_EXCEEDED"},
         {LLMPOOL_CANCELLED, "LLMPOOL_CANCELLED"},
+        {LLMPOOL_RATE_LIMITED, "LLMPOOL_RATE_LIMITED"},
         {LLMPOOL_PANIC, "LLMPOOL_PANIC"},
     };
     /* The numbers are part of the ABI. */
     CHECK(LLMPOOL_OK == 0 && LLMPOOL_INVALID_ARGUMENT == 1 && LLMPOOL_CONNECT == 2 &&
               LLMPOOL_TLS == 3 && LLMPOOL_TIMEOUT == 4 && LLMPOOL_HTTP_STATUS == 5 &&
               LLMPOOL_IO == 6 && LLMPOOL_PROTOCOL == 7 && LLMPOOL_POOL_EXHAUSTED == 8 &&
-              LLMPOOL_BUDGET_EXCEEDED == 9 && LLMPOOL_CANCELLED == 10 && LLMPOOL_PANIC == 99,
+              LLMPOOL_BUDGET_EXCEEDED == 9 && LLMPOOL_CANCELLED == 10 && LLMPOOL_RATE_LIMITED == 11 &&
+              LLMPOOL_PANIC == 99,
           "code numbers changed");
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *n = llmpool_code_name(names[i].code);
         CHECK(n != NULL, "code_name(%d) is NULL", names[i].code);
         CHECK_STREQ(n, names[i].name);
     }
-    static const int unknown[] = {-1, 11, 12, 50, 98, 100, 12345, INT_MIN, INT_MAX};
+    static const int unknown[] = {-1, 12, 13, 50, 98, 100, 12345, INT_MIN, INT_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *n = llmpool_code_name(unknown[i]);
         CHECK(n != NULL, "code_name(%d) is NULL", unknown[i]);

@@ -56,6 +56,7 @@ const (
 	CodePoolExhausted   = 8
 	CodeBudgetExceeded  = 9
 	CodeCancelled       = 10
+	CodeRateLimited     = 11
 	CodePanic           = 99
 )
 

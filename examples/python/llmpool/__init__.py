@@ -48,6 +48,7 @@ __all__ = [
     "PoolExhaustedError",
     "BudgetExceededError",
     "CancelledError",
+    "RateLimitedError",
     "PanicError",
     "version",
     "code_name",
@@ -66,6 +67,7 @@ PROTOCOL = 7
 POOL_EXHAUSTED = 8
 BUDGET_EXCEEDED = 9
 CANCELLED = 10
+RATE_LIMITED = 11
 PANIC = 99
 
 
@@ -132,6 +134,11 @@ class CancelledError(LLMPoolError):
     """Cancelled by Client.cancel() or a callback (LLMPOOL_CANCELLED)."""
 
 
+class RateLimitedError(LLMPoolError):
+    """A rate limit would need a longer wait than queue_timeout_ms; the call
+    was not sent (LLMPOOL_RATE_LIMITED)."""
+
+
 class PanicError(LLMPoolError):
     """A bug inside llmpool was caught at the C boundary (LLMPOOL_PANIC)."""
 
@@ -147,6 +154,7 @@ _ERRORS = {
     POOL_EXHAUSTED: PoolExhaustedError,
     BUDGET_EXCEEDED: BudgetExceededError,
     CANCELLED: CancelledError,
+    RATE_LIMITED: RateLimitedError,
     PANIC: PanicError,
 }
 

@@ -183,6 +183,14 @@ pub(crate) fn serve(shared: Arc<Shared>, tcp: TcpStream, id: usize) {
                     }
                     (r, Mode::Normal, None)
                 }
+                Some(Fault::Headers(headers)) => {
+                    let mut r = routes::api(&shared, &req);
+                    for (k, v) in headers {
+                        r.headers.retain(|(hk, _)| *hk != k);
+                        r.headers.push((k, v));
+                    }
+                    (r, Mode::Normal, None)
+                }
                 Some(Fault::DelayBeforeHeaders(d)) => {
                     std::thread::sleep(d);
                     (routes::api(&shared, &req), Mode::Normal, None)

@@ -17,6 +17,9 @@ pub enum Fault {
         body: String,
         headers: Vec<(String, String)>,
     },
+    /// Answer normally, with these extra headers (e.g. OpenAI's
+    /// `x-ratelimit-remaining-requests: 0`, `x-ratelimit-reset-requests: 1s`).
+    Headers(Vec<(String, String)>),
     /// Sleep, then answer normally.
     DelayBeforeHeaders(Duration),
     /// Send the headers and half of the body, sleep, then send the rest.
@@ -44,11 +47,42 @@ fn ms(v: &Value) -> Result<Duration, String> {
         .ok_or_else(|| "fault needs an integer \"ms\" field".to_string())
 }
 
+/// The optional `headers` of a fault: an object or an array of `[name, value]`
+/// pairs; names lowercased.
+fn headers_of(v: &Value) -> Result<Vec<(String, String)>, String> {
+    let mut headers = Vec::new();
+    match v.get("headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, val) in m {
+                let val = match val {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                headers.push((k.to_ascii_lowercase(), val));
+            }
+        }
+        Some(Value::Array(a)) => {
+            for pair in a {
+                match pair.as_array().map(Vec::as_slice) {
+                    Some([Value::String(k), Value::String(val)]) => {
+                        headers.push((k.to_ascii_lowercase(), val.clone()))
+                    }
+                    _ => return Err("headers array must hold [name, value] pairs".into()),
+                }
+            }
+        }
+        Some(_) => return Err("\"headers\" must be an object or an array".into()),
+    }
+    Ok(headers)
+}
+
 /// Parse one fault object, e.g. `{"type":"status","code":429,"headers":{"retry-after":"1"}}`.
 ///
 /// Type names: `status` (`code`, optional `body`, optional `headers` as an object
 /// or an array of `[name, value]` pairs), `delay_before_headers` (`ms`),
-/// `stall_mid_body` (`ms`), `reset_mid_headers`, `reset_mid_body`,
+/// `headers` (`headers`: answer normally with them), `stall_mid_body` (`ms`),
+/// `reset_mid_headers`, `reset_mid_body`,
 /// `close_without_response`, `malformed_status_line`, `truncated_chunked`,
 /// `invalid_json`, `close_after_response`. A `times` field is ignored here
 /// (see [`faults_from_json`]).
@@ -70,36 +104,14 @@ pub fn fault_from_json(v: &Value) -> Result<Fault, String> {
                 Some(Value::String(s)) => s.clone(),
                 Some(other) => other.to_string(),
             };
-            let mut headers = Vec::new();
-            match v.get("headers") {
-                None | Some(Value::Null) => {}
-                Some(Value::Object(m)) => {
-                    for (k, val) in m {
-                        let val = match val {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        headers.push((k.to_ascii_lowercase(), val));
-                    }
-                }
-                Some(Value::Array(a)) => {
-                    for pair in a {
-                        match pair.as_array().map(Vec::as_slice) {
-                            Some([Value::String(k), Value::String(val)]) => {
-                                headers.push((k.to_ascii_lowercase(), val.clone()))
-                            }
-                            _ => return Err("headers array must hold [name, value] pairs".into()),
-                        }
-                    }
-                }
-                Some(_) => return Err("\"headers\" must be an object or an array".into()),
-            }
+            let headers = headers_of(v)?;
             Fault::Status {
                 code,
                 body,
                 headers,
             }
         }
+        "headers" => Fault::Headers(headers_of(v)?),
         "delay_before_headers" | "delay" => Fault::DelayBeforeHeaders(ms(v)?),
         "stall_mid_body" | "stall" => Fault::StallMidBody(ms(v)?),
         "reset_mid_headers" => Fault::ResetMidHeaders,
@@ -178,5 +190,17 @@ mod tests {
         assert!(fault_from_json(&json!({"type":"status"})).is_err());
         assert!(fault_from_json(&json!({"type":"delay_before_headers"})).is_err());
         assert!(faults_from_json(&json!(3)).is_err());
+        assert!(fault_from_json(&json!({"type":"headers","headers":5})).is_err());
+    }
+
+    #[test]
+    fn headers_fault_keeps_its_headers() {
+        let f = fault_from_json(
+            &json!({"type":"headers","headers":{"X-RateLimit-Remaining-Requests":"0"}}),
+        );
+        assert_eq!(
+            f.unwrap(),
+            Fault::Headers(vec![("x-ratelimit-remaining-requests".into(), "0".into())])
+        );
     }
 }

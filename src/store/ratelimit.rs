@@ -1,0 +1,128 @@
+//! Rate-limit buckets in Redis (see `crate::policy::ratelimit`): every key
+//! is `<prefix>rl:<bucket>`, the value a GCRA "theoretical arrival time" in
+//! µs on Redis's clock (`TIME`, so machines need not agree on the time),
+//! expiring once it is in the past. Gateway blocks are `<prefix>rl:block:
+//! {req,tok}:<model>` keys whose TTL is the time left until the reset.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use super::redis::{RedisStore, StoreError};
+use crate::policy::ratelimit::Demand;
+
+/// KEYS: n buckets, then block keys. ARGV: max_wait_us, n, then
+/// (interval_us, tolerance_us, cost) per bucket. Returns {booked, wait_us}.
+static BOOK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local max_wait = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local wait = 0
+local tats = {}
+for i = 1, n do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  tats[i] = tat
+  local w = tat - tonumber(ARGV[4 + (i - 1) * 3]) - now
+  if w > wait then wait = w end
+end
+for i = n + 1, #KEYS do
+  local left = redis.call('PTTL', KEYS[i])
+  if left > 0 and left * 1000 > wait then wait = left * 1000 end
+end
+if wait > max_wait then return {0, math.floor(wait)} end
+local at = now + wait
+for i = 1, n do
+  local tat = tats[i]
+  if tat < at then tat = at end
+  local new = tat + tonumber(ARGV[3 + (i - 1) * 3]) * tonumber(ARGV[5 + (i - 1) * 3])
+  redis.call('SET', KEYS[i], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1000)
+end
+return {1, math.floor(wait)}
+"#,
+    )
+});
+
+/// KEYS: buckets; ARGV: µs to add to each (negative gives back).
+static SHIFT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v then
+    local new = tonumber(v) + tonumber(ARGV[i])
+    local ttl = math.ceil((new - now) / 1000) + 1000
+    if ttl < 1000 then ttl = 1000 end
+    redis.call('SET', KEYS[i], string.format('%.0f', new), 'PX', ttl)
+  end
+end
+return 1
+"#,
+    )
+});
+
+/// KEYS: block keys; ARGV: ms until each reset. Only ever lengthens.
+static BLOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+for i = 1, #KEYS do
+  local ms = tonumber(ARGV[i])
+  if redis.call('PTTL', KEYS[i]) < ms then redis.call('SET', KEYS[i], '1', 'PX', ms) end
+end
+return 1
+"#,
+    )
+});
+
+fn rl(key: &str) -> String {
+    format!("rl:{key}")
+}
+
+/// Books a slot: `Ok(Ok(wait_us))`, or `Ok(Err(needed_us))` when it would
+/// be more than `max_wait_us` away.
+pub fn book(
+    store: &RedisStore,
+    all: &[Demand],
+    blocks: &[String],
+    max_wait_us: f64,
+) -> Result<Result<f64, f64>, StoreError> {
+    let keys: Vec<String> = all
+        .iter()
+        .map(|d| rl(&d.key))
+        .chain(blocks.iter().map(|b| rl(b)))
+        .collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut args = vec![format!("{max_wait_us:.0}"), all.len().to_string()];
+    for d in all {
+        args.push(format!("{}", d.interval_us));
+        args.push(format!("{}", d.tolerance_us));
+        args.push(format!("{}", d.cost));
+    }
+    let (booked, wait): (i64, i64) = store.eval(&BOOK, &keys, args)?;
+    let wait = wait.max(0) as f64;
+    Ok(if booked == 1 { Ok(wait) } else { Err(wait) })
+}
+
+/// Adds `delta_us` to each bucket (token corrections after a call).
+pub fn shift(store: &RedisStore, deltas: &[(String, f64)]) -> Result<(), StoreError> {
+    let keys: Vec<String> = deltas.iter().map(|(k, _)| rl(k)).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let args: Vec<String> = deltas.iter().map(|(_, d)| format!("{d:.0}")).collect();
+    store.eval::<i64>(&SHIFT, &keys, args).map(|_| ())
+}
+
+/// Blocks each key for its duration (the gateway said 0 remaining).
+pub fn block(
+    store: &RedisStore,
+    blocks: &[(String, std::time::Duration)],
+) -> Result<(), StoreError> {
+    let keys: Vec<String> = blocks.iter().map(|(k, _)| rl(k)).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let args: Vec<u128> = blocks.iter().map(|(_, d)| d.as_millis().max(1)).collect();
+    store.eval::<i64>(&BLOCK, &keys, args).map(|_| ())
+}
