@@ -249,6 +249,14 @@ impl WeakExecutor {
     }
 }
 
+impl std::fmt::Debug for CallHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallHandle")
+            .field("id", &self.id())
+            .finish()
+    }
+}
+
 impl CallHandle {
     pub fn id(&self) -> u64 {
         self.token.id()
