@@ -167,7 +167,8 @@ extern "C" {
 // On `LLMPOOL_OK` the call runs on a library thread, exactly like
 // `llmpool_chat` (retries, backoff, Retry-After, failover, budget, cache,
 // routing, key provider, metrics; waits for a `max_concurrency` slot hold
-// no thread), and `done(userdata, response)` runs exactly once when it
+// no thread, while a backoff or Retry-After sleep between retries keeps
+// the call's thread), and `done(userdata, response)` runs exactly once when it
 // ends (see `llmpool_done_cb`); the response's info has `call_id`. When
 // `call` is non-NULL, `*call` receives a handle for `llmpool_call_cancel`
 // and `llmpool_call_id`, owned by the caller (`llmpool_call_free`).
