@@ -759,8 +759,11 @@ func TestWaitingGoroutinesPinNoThreads(t *testing.T) {
 	}
 	created := pprof.Lookup("threadcreate").Count() - before
 	t.Logf("200 calls to a 1 s server: %v, Go threads created: %d", time.Since(start), created)
-	// Blocking cgo calls would need one OS thread per waiting goroutine.
-	if created > 50 {
+	// Blocking cgo calls would need one OS thread per waiting goroutine
+	// (~200 here). Some threads still appear (the scheduler, the race
+	// detector, C threads calling back into Go on a loaded machine), but
+	// far fewer than one per call.
+	if created > 100 {
 		t.Fatalf("Go created %d threads for 200 waiting calls", created)
 	}
 }
