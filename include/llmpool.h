@@ -350,6 +350,33 @@ enum llmpool_code llmpool_request(struct llmpool_client *client,
                                   const char *body_json,
                                   struct llmpool_response **out);
 
+// Any `method` on `path` below `base_url` (as for `llmpool_request`) with
+// any bytes as the body: `body_len` bytes at `body`, sent as is with
+// `Content-Type: content_type` (e.g. `"multipart/form-data; boundary=x"`,
+// `"application/octet-stream"`), and `Accept: */*`. `body` may be NULL
+// only when `body_len` is 0 (no body); `content_type` may be NULL (no
+// `Content-Type` header). llmpool copies the body before returning; the
+// caller keeps ownership of its buffer. Retries send the same bytes again.
+//
+// The answer's body may be any bytes (e.g. `audio/mpeg`): read it with
+// `llmpool_response_body` and its length, and its type with
+// `llmpool_response_header(r, "content-type")`. Results, errors and
+// ownership of `*out` as for `llmpool_chat`; a NULL `body` with a non-zero
+// `body_len`, or a `content_type` with control characters, gives
+// `LLMPOOL_INVALID_ARGUMENT` without any network traffic.
+//
+// # Safety
+// `client` is NULL or a live client; `method`, `path` and `content_type`
+// are NULL or NUL-terminated; `body` is NULL or valid for `body_len` bytes
+// of reading; `out` is NULL or valid for one pointer write.
+enum llmpool_code llmpool_request_raw(struct llmpool_client *client,
+                                      const char *method,
+                                      const char *path,
+                                      const char *content_type,
+                                      const uint8_t *body,
+                                      size_t body_len,
+                                      struct llmpool_response **out);
+
 // Creates a client.
 //
 // `options_json` may be NULL (all defaults plus the environment variables
@@ -648,6 +675,17 @@ const char *llmpool_response_info(const struct llmpool_response *r);
 // # Safety
 // `r` is NULL or a response from llmpool that has not been freed.
 uint64_t llmpool_response_call_id(const struct llmpool_response *r);
+
+// The value of the response header `name` (case-insensitive, e.g.
+// `"content-type"`, `"x-request-id"`, `"x-ratelimit-remaining-requests"`),
+// or NULL when the answer had no such header, `r` or `name` is NULL, or no
+// HTTP answer arrived. A header sent several times gives its values joined
+// with ", ". Owned by `r`: valid until `llmpool_response_free(r)`.
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed; `name`
+// is NULL or NUL-terminated.
+const char *llmpool_response_header(const struct llmpool_response *r, const char *name);
 
 // Frees a response. NULL is a no-op. Freeing twice is undefined behaviour.
 //

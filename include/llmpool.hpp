@@ -168,6 +168,19 @@ public:
         const char* p = llmpool_response_body(r_, &len);
         return std::string(p, len);
     }
+    /// The raw response body as bytes (e.g. audio/mpeg from request_raw()).
+    std::vector<std::uint8_t> bytes() const {
+        std::size_t len = 0;
+        const char* p = llmpool_response_body(r_, &len);
+        return std::vector<std::uint8_t>(p, p + len);
+    }
+    /// The response header `name` (case-insensitive), or std::nullopt when
+    /// the answer had none.
+    std::optional<std::string> header(const std::string& name) const {
+        const char* v = llmpool_response_header(r_, detail_checked_name(name));
+        if (v == nullptr) return std::nullopt;
+        return std::string(v);
+    }
     /// Call details as a JSON object (attempts, latency_ms, usage, ...).
     std::string info() const { return llmpool_response_info(r_); }
     /// Why the call failed ("" on success).
@@ -198,6 +211,10 @@ public:
     llmpool_response* release() noexcept { return std::exchange(r_, nullptr); }
 
 private:
+    /// A name with an embedded NUL matches no header.
+    static const char* detail_checked_name(const std::string& name) {
+        return name.find('\0') == std::string::npos ? name.c_str() : nullptr;
+    }
     llmpool_response* r_ = nullptr;
 };
 
@@ -428,6 +445,27 @@ public:
         llmpool_code rc = llmpool_request(c_, method.c_str(), path.c_str(),
                                           body_json ? body_json->c_str() : nullptr, &r);
         return detail::finish(rc, r);
+    }
+
+    /// Any method on a path below base_url with any bytes as the body (sent
+    /// as is, with Content-Type `content_type`, "" for none), e.g. a
+    /// multipart upload; the answer's bytes are in bytes(), its headers in
+    /// header(). Throws Error on failure.
+    Response request_raw(const std::string& method, const std::string& path,
+                         const std::string& content_type, const void* body, std::size_t body_len) {
+        llmpool_response* r = nullptr;
+        detail::checked(method, "method");
+        detail::checked(path, "path");
+        detail::checked(content_type, "content_type");
+        llmpool_code rc = llmpool_request_raw(
+            c_, method.c_str(), path.c_str(), content_type.empty() ? nullptr : content_type.c_str(),
+            static_cast<const std::uint8_t*>(body), body_len, &r);
+        return detail::finish(rc, r);
+    }
+    /// request_raw() with the body in a byte vector.
+    Response request_raw(const std::string& method, const std::string& path,
+                         const std::string& content_type, const std::vector<std::uint8_t>& body) {
+        return request_raw(method, path, content_type, body.data(), body.size());
     }
 
     /// Streams a chat completion. `on_chunk(std::string_view delta,

@@ -38,6 +38,7 @@ const C_TESTS: &[&str] = &[
     "test_async",
     "test_log",
     "test_embeddings",
+    "test_raw",
 ];
 
 /// Longest a single C test may run.

@@ -412,6 +412,31 @@ void test_async(const std::string& url) {
     CHECK(threw, "bad JSON did not throw at submit");
 }
 
+void test_raw(const std::string& url) {
+    llmpool::Client c = make_client(url);
+    std::vector<std::uint8_t> body(1u << 20);
+    for (std::size_t i = 0; i < body.size(); i++) body[i] = static_cast<std::uint8_t>(i * 7 + 3);
+    llmpool::Response r = c.request_raw("POST", "/echo", "application/octet-stream", body);
+    CHECK(r.bytes() == body, "echoed bytes differ");
+    CHECK(r.header("Content-Type") == std::optional<std::string>("application/octet-stream"),
+          r.header("content-type").value_or("(none)"));
+    CHECK(r.header("x-body-bytes") == std::optional<std::string>(std::to_string(body.size())),
+          "x-body-bytes");
+    CHECK(!r.header("x-absent").has_value(), "x-absent found");
+    CHECK(!r.header(std::string("content-type\0x", 14)).has_value(), "NUL in a header name");
+
+    const std::string req = R"({"model":"tts-1","input":"hi there","voice":"a"})";
+    r = c.request_raw("POST", "/audio/speech", "application/json", req.data(), req.size());
+    CHECK(r.header("content-type") == std::optional<std::string>("audio/mpeg"), "audio type");
+    std::vector<std::uint8_t> audio = r.bytes();
+    CHECK(audio.size() == 8000, std::to_string(audio.size()));
+    CHECK(audio[0] == 'I' && audio[1] == 'D' && audio[2] == '3', "no ID3 header");
+
+    llmpool::Error e = expect_error(
+        [&] { c.request_raw("POST", "/echo", "text/plain\r\nX: 1", body); }, "CRLF content type");
+    CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+}
+
 }  // namespace
 
 // Makes the server's next answer 200 with `body` (JSON-escaped into a fault).
@@ -474,6 +499,7 @@ int main() {
     test_threads(url);
     test_async(url);
     test_embeddings(url);
+    test_raw(url);
     std::printf("C++ wrapper: %d checks passed\n", checks);
     return 0;
 }

@@ -93,6 +93,9 @@ const C = {
   request: lib.func(
     'int llmpool_request(llmpool_client *client, const char *method, const char *path, const char *body, _Out_ llmpool_response **out)',
   ),
+  request_raw: lib.func(
+    'int llmpool_request_raw(llmpool_client *client, const char *method, const char *path, const char *content_type, const uint8_t *body, size_t body_len, _Out_ llmpool_response **out)',
+  ),
   chat_stream: lib.func(
     'int llmpool_chat_stream(llmpool_client *client, const char *req, llmpool_stream_cb *cb, void *userdata, _Out_ llmpool_response **out)',
   ),
@@ -131,6 +134,7 @@ const C = {
   response_text: lib.func('const char *llmpool_response_text(llmpool_response *r)'),
   response_error: lib.func('const char *llmpool_response_error(llmpool_response *r)'),
   response_info: lib.func('const char *llmpool_response_info(llmpool_response *r)'),
+  response_header: lib.func('const char *llmpool_response_header(llmpool_response *r, const char *name)'),
   response_free: lib.func('void llmpool_response_free(llmpool_response *r)'),
   response_embeddings: lib.func(
     'int llmpool_response_embeddings(llmpool_response *r, _Out_ void **data, _Out_ size_t *count, _Out_ size_t *dim)',
@@ -187,6 +191,16 @@ class Response {
     this.info = fields.info;
     /** Why the call failed, '' on success. */
     this.error = fields.error;
+    /** The raw body as a Buffer (requestRaw only; null otherwise). */
+    this.bodyBuffer = fields.bodyBuffer || null;
+    /** Response headers copied out (lower-case names): those requestRaw asked for. */
+    this.headers = fields.headers || {};
+  }
+
+  /** A copied-out response header (case-insensitive), or null. */
+  header(name) {
+    const v = this.headers[String(name).toLowerCase()];
+    return v === undefined ? null : v;
   }
 
   get ok() {
@@ -254,9 +268,10 @@ class Response {
 
 /**
  * Copies a C response (a pointer) into a Response and frees it, unless
- * `keep`: then the Response owns it (for its embeddings()).
+ * `keep`: then the Response owns it (for its embeddings()). `raw`:
+ * `{ headers: [names] }` also copies the body as a Buffer and those headers.
  */
-function takeResponse(ptr, keep = false) {
+function takeResponse(ptr, keep = false, raw = null) {
   if (ptr === null || ptr === undefined || ptr === 0n) return null;
   try {
     const len = [0];
@@ -268,6 +283,16 @@ function takeResponse(ptr, keep = false) {
     } catch {
       info = {};
     }
+    let bodyBuffer = null;
+    const headers = {};
+    if (raw) {
+      // Copied: the view points into the C response, freed below.
+      bodyBuffer = n > 0 ? Buffer.from(new Uint8Array(koffi.view(bodyPtr, n))) : Buffer.alloc(0);
+      for (const name of raw.headers) {
+        const v = C.response_header(ptr, String(name));
+        if (v !== null) headers[String(name).toLowerCase()] = v;
+      }
+    }
     const r = new Response({
       code: C.response_code(ptr),
       status: C.response_status(ptr),
@@ -275,6 +300,8 @@ function takeResponse(ptr, keep = false) {
       body: n > 0 ? koffi.decode.string(bodyPtr, n) : '',
       info,
       error: C.response_error(ptr),
+      bodyBuffer,
+      headers,
     });
     if (keep) {
       Object.defineProperty(r, '_c', { value: ptr, writable: true, enumerable: false });
@@ -384,8 +411,8 @@ function toJSON(value, what) {
 }
 
 /** Settles a call: the Response on success, else an LLMPoolError. */
-function settle(code, ptr, keep = false) {
-  const r = takeResponse(ptr, keep);
+function settle(code, ptr, keep = false, raw = null) {
+  const r = takeResponse(ptr, keep, raw);
   if (!r) throw new LLMPoolError(code === Code.OK ? Code.PANIC : code, 'llmpool returned no response');
   if (!r.ok) throw r.toError();
   return r;
@@ -474,6 +501,28 @@ class Client {
     return this._run((ptr) =>
       submitCall((id, out) => C.request_async(ptr, method, path, json, doneCb, id, out), options),
     );
+  }
+
+  /**
+   * Any method on a path below base_url with any bytes as the body (a
+   * Buffer or Uint8Array; null for none), sent with `contentType` (e.g.
+   * 'multipart/form-data; boundary=...'). Resolves with a Response whose
+   * `bodyBuffer` holds the answer's bytes (e.g. audio/mpeg) and whose
+   * `headers` holds the response headers named in `headers`.
+   */
+  requestRaw(method, path, body, { contentType = null, headers = ['content-type', 'x-request-id'] } = {}) {
+    let buf = null;
+    if (body !== null && body !== undefined) {
+      if (!(body instanceof Uint8Array)) throw new TypeError('llmpool: body must be a Buffer, a Uint8Array or null');
+      buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    }
+    const raw = { headers: Array.from(headers, String) };
+    return this._run(async (ptr) => {
+      const out = [null];
+      // `buf` stays referenced (and unmoved) until the call has returned.
+      const code = await callAsync(C.request_raw, ptr, method, path, contentType, buf, buf ? buf.length : 0, out);
+      return settle(code, out[0], false, raw);
+    });
   }
 
   /**

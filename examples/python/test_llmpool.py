@@ -272,6 +272,32 @@ class ErrorTest(unittest.TestCase):
 
 
 @unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set")
+class RawTest(unittest.TestCase):
+    def test_binary_upload_and_headers(self):
+        body = bytes((i * 7 + 3) % 256 for i in range(1 << 20)) + b"\0\xff"
+        with client() as c:
+            r = c.request_raw("POST", "/echo", body, "application/octet-stream",
+                              headers=("Content-Type", "x-body-bytes", "x-absent"))
+            self.assertTrue(r.ok, r.error)
+            self.assertIsInstance(r.body_bytes, bytes)
+            self.assertEqual(r.body_bytes, body)
+            self.assertEqual(r.header("content-type"), "application/octet-stream")
+            self.assertEqual(r.header("X-Body-Bytes"), str(len(body)))
+            self.assertIsNone(r.header("x-absent"))
+            r = c.request_raw("POST", "/audio/speech",
+                              b'{"model":"tts-1","input":"hi there","voice":"a"}',
+                              "application/json")
+            self.assertEqual(r.header("content-type"), "audio/mpeg")
+            self.assertTrue(r.header("x-request-id").startswith("req-"))
+            self.assertEqual(len(r.body_bytes), 8000)
+            self.assertTrue(r.body_bytes.startswith(b"ID3"))
+            with self.assertRaises(TypeError):
+                c.request_raw("POST", "/echo", "not bytes")
+            with self.assertRaises(llmpool.InvalidArgumentError):
+                c.request_raw("POST", "/echo", b"x", "text/plain\r\nX: 1")
+
+
+@unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set")
 class StreamTest(unittest.TestCase):
     def test_callback(self):
         seen = []

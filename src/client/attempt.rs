@@ -461,11 +461,15 @@ impl Client {
         let inner = &*self.inner;
         let mut b = http::Request::builder()
             .method(call.method.clone())
-            .uri(url)
-            .header("accept", "application/json");
-        if call.body.is_some() {
-            b = b.header("content-type", "application/json");
-        }
+            .uri(url);
+        b = match call.content_type.as_deref() {
+            None if call.body.is_some() => b
+                .header("accept", "application/json")
+                .header("content-type", "application/json"),
+            None => b.header("accept", "application/json"),
+            Some("") => b.header("accept", "*/*"),
+            Some(ct) => b.header("accept", "*/*").header("content-type", ct),
+        };
         let client_key = read(&inner.key);
         if let Some(key) = endpoint_key.or(client_key.as_ref()) {
             b = b.header("authorization", format!("Bearer {}", key.expose()));

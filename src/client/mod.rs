@@ -86,6 +86,10 @@ pub struct Call {
     /// A streamed answer: no whole-call timeout, `stream_idle_timeout_ms`
     /// between reads instead.
     pub stream: bool,
+    /// `None`: a JSON call (`application/json` when there is a body).
+    /// `Some(ct)`: a raw call, sent with that `Content-Type` (none when
+    /// empty) and `Accept: */*`.
+    pub content_type: Option<String>,
 }
 
 /// Reads a 2xx answer's body: the whole of it, or event by event for a
@@ -307,6 +311,23 @@ impl Client {
         self.inner.log.redact(&text)
     }
 
+    /// Any method and path below `base_url` with any bytes as the body
+    /// (`None`: no body), sent with `content_type` (`None`: no
+    /// `Content-Type`). The answer's body is kept as bytes, whatever its
+    /// type; retries send the same bytes again.
+    pub fn request_raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Response {
+        match raw_call(method, path, content_type, body) {
+            Ok(call) => self.execute(call),
+            Err(e) => Response::failed(e, Instant::now()),
+        }
+    }
+
     fn json_call(&self, path: &str, request_json: &str) -> Response {
         match parse_object(request_json, "request_json") {
             Ok(v) => self.json_call_parsed(path, request_json, v),
@@ -378,6 +399,7 @@ impl Client {
             body: Some(std::mem::take(&mut prepared.body)),
             model: prepared.model.clone(),
             stream,
+            content_type: None,
         };
         let mut r = self.execute_with(call, on_body);
         patch(&mut r);
@@ -480,6 +502,36 @@ fn request_call(method: &str, path: &str, body_json: Option<&str>) -> Result<Cal
         body,
         model,
         stream: false,
+        content_type: None,
+    })
+}
+
+/// The call [`Client::request_raw`] makes, or why its arguments are refused.
+fn raw_call(
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Option<&[u8]>,
+) -> Result<Call, Error> {
+    let method = parse_method(method)?;
+    if !path.starts_with('/') {
+        return Err(Error::invalid(format!(
+            "path: must start with '/', got \"{path}\""
+        )));
+    }
+    let ct = content_type.unwrap_or("");
+    if ct.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+        return Err(Error::invalid(
+            "content_type: must be printable ASCII without line breaks",
+        ));
+    }
+    Ok(Call {
+        method,
+        path: path.to_string(),
+        body: body.map(<[u8]>::to_vec),
+        model: None,
+        stream: false,
+        content_type: Some(ct.to_string()),
     })
 }
 

@@ -121,3 +121,54 @@ pub unsafe extern "C" fn llmpool_request(
         })
     }
 }
+
+/// Any `method` on `path` below `base_url` (as for `llmpool_request`) with
+/// any bytes as the body: `body_len` bytes at `body`, sent as is with
+/// `Content-Type: content_type` (e.g. `"multipart/form-data; boundary=x"`,
+/// `"application/octet-stream"`), and `Accept: */*`. `body` may be NULL
+/// only when `body_len` is 0 (no body); `content_type` may be NULL (no
+/// `Content-Type` header). llmpool copies the body before returning; the
+/// caller keeps ownership of its buffer. Retries send the same bytes again.
+///
+/// The answer's body may be any bytes (e.g. `audio/mpeg`): read it with
+/// `llmpool_response_body` and its length, and its type with
+/// `llmpool_response_header(r, "content-type")`. Results, errors and
+/// ownership of `*out` as for `llmpool_chat`; a NULL `body` with a non-zero
+/// `body_len`, or a `content_type` with control characters, gives
+/// `LLMPOOL_INVALID_ARGUMENT` without any network traffic.
+///
+/// # Safety
+/// `client` is NULL or a live client; `method`, `path` and `content_type`
+/// are NULL or NUL-terminated; `body` is NULL or valid for `body_len` bytes
+/// of reading; `out` is NULL or valid for one pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_request_raw(
+    client: *mut llmpool_client,
+    method: *const c_char,
+    path: *const c_char,
+    content_type: *const c_char,
+    body: *const u8,
+    body_len: usize,
+    out: *mut *mut llmpool_response,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe {
+        run_call(out, || {
+            let c = client_ref(client)?;
+            let method = str_arg(method, "method")?;
+            let path = str_arg(path, "path")?;
+            let content_type = opt_str_arg(content_type, "content_type")?;
+            let body: Option<&[u8]> = match (body.is_null(), body_len) {
+                (true, 0) => None,
+                (true, _) => {
+                    return Err(Error::invalid(format!(
+                        "body: is NULL but body_len is {body_len}"
+                    )))
+                }
+                // SAFETY: caller guarantees `body` is readable for `body_len` bytes.
+                (false, n) => Some(std::slice::from_raw_parts(body, n)),
+            };
+            Ok(c.client.request_raw(method, path, content_type, body))
+        })
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use super::code::llmpool_code;
-use super::util::{c_string, guard};
+use super::util::{c_string, guard, str_arg};
 use crate::body::Matrix;
 use crate::error::{Code, Error};
 use crate::response::Response;
@@ -29,6 +29,11 @@ pub struct llmpool_response {
     call_id: u64,
     /// The embedding vectors, decoded on first use (see `ffi/embeddings.rs`).
     pub(crate) embeddings: OnceLock<Embeddings>,
+    /// Response headers (lower-case names), as received.
+    headers: Vec<(String, String)>,
+    /// `headers` as C strings, one per name (repeated headers joined with
+    /// ", "), made on the first `llmpool_response_header`.
+    header_c: OnceLock<Vec<(String, CString)>>,
 }
 
 /// A decoded float matrix, or why there is none (code and message).
@@ -59,7 +64,29 @@ impl llmpool_response {
             info: OnceLock::new(),
             embeddings: OnceLock::new(),
             body,
+            headers: r.headers,
+            header_c: OnceLock::new(),
         }
+    }
+
+    fn header(&self, name: &str) -> Option<&CString> {
+        let all = self.header_c.get_or_init(|| {
+            let mut out: Vec<(String, String)> = Vec::new();
+            for (k, v) in &self.headers {
+                let k = k.to_ascii_lowercase();
+                match out.iter_mut().find(|(n, _)| *n == k) {
+                    Some((_, joined)) => {
+                        joined.push_str(", ");
+                        joined.push_str(v);
+                    }
+                    None => out.push((k, v.clone())),
+                }
+            }
+            out.into_iter().map(|(k, v)| (k, c_string(&v))).collect()
+        });
+        all.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     /// Boxes a response into `*out` (if `out` is non-NULL) and returns its code.
@@ -171,6 +198,36 @@ pub unsafe extern "C" fn llmpool_response_info(r: *const llmpool_response) -> *c
 pub unsafe extern "C" fn llmpool_response_call_id(r: *const llmpool_response) -> u64 {
     // SAFETY: NULL or a live response from llmpool.
     unsafe { r.as_ref() }.map_or(0, |r| r.call_id)
+}
+
+/// The value of the response header `name` (case-insensitive, e.g.
+/// `"content-type"`, `"x-request-id"`, `"x-ratelimit-remaining-requests"`),
+/// or NULL when the answer had no such header, `r` or `name` is NULL, or no
+/// HTTP answer arrived. A header sent several times gives its values joined
+/// with ", ". Owned by `r`: valid until `llmpool_response_free(r)`.
+///
+/// # Safety
+/// `r` is NULL or a response from llmpool that has not been freed; `name`
+/// is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_response_header(
+    r: *const llmpool_response,
+    name: *const c_char,
+) -> *const c_char {
+    guard(
+        |_| std::ptr::null(),
+        || {
+            // SAFETY: NULL or a live response from llmpool.
+            let Some(r) = (unsafe { r.as_ref() }) else {
+                return std::ptr::null();
+            };
+            // SAFETY: NULL or NUL-terminated, per the contract.
+            let Ok(name) = (unsafe { str_arg(name, "name") }) else {
+                return std::ptr::null();
+            };
+            r.header(name).map_or(std::ptr::null(), |v| v.as_ptr())
+        },
+    )
 }
 
 /// Frees a response. NULL is a no-op. Freeing twice is undefined behaviour.

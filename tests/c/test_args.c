@@ -107,6 +107,8 @@ static void test_null_response_accessors(void) {
     CHECK(llmpool_response_embeddings(NULL, NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT,
           "embeddings(NULL, NULL...)");
     CHECK_CONTAINS(llmpool_response_embeddings_error(NULL), "NULL");
+    CHECK(llmpool_response_header(NULL, "content-type") == NULL, "header(NULL, name)");
+    CHECK(llmpool_response_header(NULL, NULL) == NULL, "header(NULL, NULL)");
 }
 
 static void test_client_new(void) {
@@ -398,6 +400,32 @@ static void test_calls(void) {
     CHECK(llmpool_chat(NULL, req, NULL) == LLMPOOL_INVALID_ARGUMENT, "chat NULL, NULL");
     CHECK(llmpool_embeddings(NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "emb NULL");
     CHECK(llmpool_request(NULL, NULL, NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "req NULL");
+    r = NULL;
+    call_fails(llmpool_request_raw(NULL, "POST", "/echo", NULL, (const uint8_t *)"x", 1, &r), &r,
+               "client");
+    CHECK(llmpool_request_raw(NULL, NULL, NULL, NULL, NULL, 0, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "raw NULL");
+    /* request_raw: NULL body with a length, bad method/path/content type. */
+    r = NULL;
+    call_fails(llmpool_request_raw(c, "POST", "/echo", "text/plain", NULL, 5, &r), &r, "body");
+    r = NULL;
+    call_fails(llmpool_request_raw(c, NULL, "/echo", NULL, NULL, 0, &r), &r, "method");
+    r = NULL;
+    call_fails(llmpool_request_raw(c, "POST", "echo", NULL, NULL, 0, &r), &r, "path");
+    r = NULL;
+    call_fails(llmpool_request_raw(c, "POST", "/echo", "text/plain\r\nX-Evil: 1",
+                                   (const uint8_t *)"x", 1, &r),
+               &r, "content_type");
+    r = NULL;
+    call_fails(llmpool_request_raw(c, "POST", "/echo", "text/\xff", (const uint8_t *)"x", 1, &r),
+               &r, "content_type");
+    /* A failed call has no headers; a NULL name finds nothing. */
+    r = NULL;
+    llmpool_request_raw(c, "POST", "echo", NULL, NULL, 0, &r);
+    CHECK(llmpool_response_header(r, "content-type") == NULL, "header of a failed call");
+    CHECK(llmpool_response_header(r, NULL) == NULL, "header(r, NULL)");
+    CHECK(llmpool_response_header(r, "\xff") == NULL, "header(r, bad UTF-8)");
+    llmpool_response_free(r);
     CHECK(llmpool_client_set_api_key(NULL, "k") == LLMPOOL_INVALID_ARGUMENT, "set_api_key NULL");
     CHECK(llmpool_client_set_api_key(NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "set_api_key NULLs");
     CHECK(llmpool_client_reset_pool(NULL) == LLMPOOL_INVALID_ARGUMENT, "reset_pool NULL");

@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/cgo"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -117,6 +118,19 @@ type Response struct {
 	ErrorText string // why the call failed, "" on success
 
 	owned *owned // the C response of an Embeddings answer (embeddings.go)
+	// Raw is the answer's body as bytes (RequestRaw only; nil otherwise),
+	// e.g. audio/mpeg.
+	Raw []byte
+	// Headers holds the response headers RequestRaw asked for, by
+	// lower-case name; see Header.
+	Headers map[string]string
+}
+
+// Header returns a copied-out response header (case-insensitive), or ""
+// and false when the answer had none (or it was not asked for).
+func (r *Response) Header(name string) (string, bool) {
+	v, ok := r.Headers[strings.ToLower(name)]
+	return v, ok
 }
 
 // Err returns the response's failure as an *Error, or nil on success.
@@ -300,6 +314,65 @@ func (c *Client) Request(ctx context.Context, method, path, body string) (*Respo
 		}
 		return C.go_request_async(p, cm, cp, cb, h, call)
 	})
+}
+
+// RequestRaw sends any method to path below base_url with any bytes as
+// the body (nil: no body), with the Content-Type contentType ("" for
+// none), e.g. "multipart/form-data; boundary=...". The answer's bytes are
+// in Response.Raw, and the response headers named in headers (default:
+// content-type and x-request-id) in Response.Headers. body is copied by
+// the C library before the call returns; retries send the same bytes.
+func (c *Client) RequestRaw(ctx context.Context, method, path, contentType string, body []byte, headers ...string) (*Response, error) {
+	if len(headers) == 0 {
+		headers = []string{"content-type", "x-request-id"}
+	}
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	p, err := c.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer c.release()
+	cm := C.CString(method)
+	defer C.free(unsafe.Pointer(cm))
+	cp := C.CString(path)
+	defer C.free(unsafe.Pointer(cp))
+	var cct *C.char
+	if contentType != "" {
+		cct = C.CString(contentType)
+		defer C.free(unsafe.Pointer(cct))
+	}
+	var cb *C.uint8_t
+	if len(body) > 0 {
+		// Go memory may be passed to C for the duration of the call: it
+		// holds no Go pointers.
+		cb = (*C.uint8_t)(unsafe.Pointer(&body[0]))
+	}
+	var out *C.llmpool_response
+	code := C.llmpool_request_raw(p, cm, cp, cct, cb, C.size_t(len(body)), &out)
+	runtime.KeepAlive(body)
+	var raw []byte
+	hdrs := map[string]string{}
+	if out != nil {
+		var n C.size_t
+		b := C.llmpool_response_body(out, &n)
+		raw = C.GoBytes(unsafe.Pointer(b), C.int(n))
+		for _, h := range headers {
+			ch := C.CString(h)
+			v := C.llmpool_response_header(out, ch)
+			C.free(unsafe.Pointer(ch))
+			if v != nil {
+				hdrs[strings.ToLower(h)] = C.GoString(v)
+			}
+		}
+	}
+	r, err := result(code, out)
+	if r != nil {
+		r.Raw = raw
+		r.Headers = hdrs
+	}
+	return r, err
 }
 
 // async submits one call and waits for its done, or for ctx, which then

@@ -767,3 +767,47 @@ func TestWaitingGoroutinesPinNoThreads(t *testing.T) {
 		t.Fatalf("Go created %d threads for 200 waiting calls", created)
 	}
 }
+
+func TestRequestRawBytesAndHeaders(t *testing.T) {
+	c := newClient(t, "")
+	body := make([]byte, 1<<20)
+	for i := range body {
+		body[i] = byte(i*7 + 3)
+	}
+	r, err := c.RequestRaw(context.Background(), "POST", "/echo", "application/octet-stream", body,
+		"Content-Type", "x-body-bytes", "x-absent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Raw) != string(body) {
+		t.Fatalf("echoed %d bytes differ from the %d sent", len(r.Raw), len(body))
+	}
+	if v, _ := r.Header("content-type"); v != "application/octet-stream" {
+		t.Fatalf("content-type %q", v)
+	}
+	if v, _ := r.Header("X-Body-Bytes"); v != fmt.Sprint(len(body)) {
+		t.Fatalf("x-body-bytes %q", v)
+	}
+	if _, ok := r.Header("x-absent"); ok {
+		t.Fatal("x-absent found")
+	}
+	s, err := c.RequestRaw(context.Background(), "POST", "/audio/speech", "application/json",
+		[]byte(`{"model":"tts-1","input":"hi there","voice":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.Header("content-type"); v != "audio/mpeg" {
+		t.Fatalf("content-type %q", v)
+	}
+	if id, _ := s.Header("x-request-id"); !strings.HasPrefix(id, "req-") {
+		t.Fatalf("x-request-id %q", id)
+	}
+	if len(s.Raw) != 8000 || string(s.Raw[:3]) != "ID3" {
+		t.Fatalf("audio: %d bytes, starts %q", len(s.Raw), s.Raw[:3])
+	}
+	_, err = c.RequestRaw(context.Background(), "POST", "/echo", "a\r\nb: c", []byte("x"))
+	var e *llmpool.Error
+	if !errors.As(err, &e) || e.Code != llmpool.CodeInvalidArgument {
+		t.Fatalf("want INVALID_ARGUMENT, got %v", err)
+	}
+}

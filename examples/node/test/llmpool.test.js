@@ -514,3 +514,39 @@ test('an AbortSignal cancels one call within 100 ms; its sibling completes', asy
   await assert.rejects(c.chat(chatReq('x'), { signal: ac.signal }), (e) => e.code === Code.CANCELLED);
   await c.close();
 });
+
+test('requestRaw: binary upload, audio answer and headers', async () => {
+  const c = client();
+  try {
+    const body = Buffer.alloc(1 << 20);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 7 + 3) & 0xff;
+    const r = await c.requestRaw('POST', '/echo', body, {
+      contentType: 'application/octet-stream',
+      headers: ['Content-Type', 'x-body-bytes', 'x-absent'],
+    });
+    assert.ok(Buffer.isBuffer(r.bodyBuffer));
+    assert.ok(r.bodyBuffer.equals(body), 'echoed bytes differ');
+    assert.equal(r.header('content-type'), 'application/octet-stream');
+    assert.equal(r.header('X-Body-Bytes'), String(body.length));
+    assert.equal(r.header('x-absent'), null);
+
+    const speech = await c.requestRaw(
+      'POST',
+      '/audio/speech',
+      Buffer.from(JSON.stringify({ model: 'tts-1', input: 'hi there', voice: 'a' })),
+      { contentType: 'application/json' },
+    );
+    assert.equal(speech.header('content-type'), 'audio/mpeg');
+    assert.match(speech.header('x-request-id'), /^req-/);
+    assert.equal(speech.bodyBuffer.length, 8000);
+    assert.equal(speech.bodyBuffer.subarray(0, 3).toString('latin1'), 'ID3');
+
+    assert.throws(() => c.requestRaw('POST', '/echo', 'not bytes'), TypeError);
+    await assert.rejects(
+      c.requestRaw('POST', '/echo', Buffer.from('x'), { contentType: 'a\r\nb: c' }),
+      (e) => e instanceof LLMPoolError && e.code === Code.INVALID_ARGUMENT,
+    );
+  } finally {
+    c.close();
+  }
+});

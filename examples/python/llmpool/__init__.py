@@ -239,6 +239,10 @@ def _declare(lib):
         "llmpool_embeddings": (ctypes.c_int, [c_client, ctypes.c_char_p, p_resp]),
         "llmpool_request": (ctypes.c_int, [c_client, ctypes.c_char_p, ctypes.c_char_p,
                                            ctypes.c_char_p, p_resp]),
+        "llmpool_request_raw": (ctypes.c_int, [c_client, ctypes.c_char_p, ctypes.c_char_p,
+                                               ctypes.c_char_p, ctypes.c_char_p,
+                                               ctypes.c_size_t, p_resp]),
+        "llmpool_response_header": (ctypes.c_char_p, [c_resp, ctypes.c_char_p]),
         "llmpool_chat_stream": (ctypes.c_int, [c_client, ctypes.c_char_p, STREAM_CB,
                                                ctypes.c_void_p, p_resp]),
         "llmpool_chat_batch": (ctypes.c_int, [c_client, ctypes.POINTER(ctypes.c_char_p),
@@ -330,18 +334,31 @@ class _Owned:
             self.lib.llmpool_response_free(ptr)
 
 
+def _headers(lib, ptr, names):
+    out = {}
+    for name in names:
+        v = lib.llmpool_response_header(ptr, name.encode("utf-8"))
+        if v is not None:
+            out[name.lower()] = v.decode("utf-8", "replace")
+    return out
+
+
 class Response:
     """The result of one call, copied out of the C response.
 
     Attributes: ``code``, ``code_name``, ``ok``, ``status``, ``text``,
     ``body`` (str), ``body_bytes``, ``error`` ("" on success) and ``info``
-    (dict: attempts, latency_ms, usage, ...). ``json()`` parses the body;
-    ``embeddings()`` gives the vectors of an embeddings answer as floats.
+    (dict: attempts, latency_ms, usage, ...), ``headers`` (dict of the
+    response headers copied out, lower-case names: those asked for with
+    :meth:`Client.request_raw`, else none). ``json()`` parses the body;
+    ``header(name)`` looks a header up; ``embeddings()`` gives the vectors
+    of an embeddings answer as floats.
     """
 
-    __slots__ = ("code", "status", "text", "body_bytes", "error", "info", "_c")
+    __slots__ = ("code", "status", "text", "body_bytes", "error", "info", "_c", "headers")
 
-    def __init__(self, code, status, text, body_bytes, error, info, owned=None):
+    def __init__(self, code, status, text, body_bytes, error, info, owned=None,
+                 headers=None):
         self.code = code
         self.status = status
         self.text = text
@@ -351,6 +368,11 @@ class Response:
         # The C response, kept only for Client.embeddings answers: its
         # float matrix is decoded on first use and shared without a copy.
         self._c = owned
+        self.headers = headers or {}
+
+    def header(self, name):
+        """The copied-out header ``name`` (case-insensitive), or None."""
+        return self.headers.get(name.lower())
 
     def embeddings(self, numpy=None):
         """The vectors of an embeddings answer as a read-only ``count x dim``
@@ -400,7 +422,7 @@ class Response:
         return view.cast("f", [rows, cols]).toreadonly()
 
     @classmethod
-    def _from_c(cls, lib, ptr, owned=None):
+    def _from_c(cls, lib, ptr, owned=None, header_names=()):
         n = ctypes.c_size_t(0)
         body_p = lib.llmpool_response_body(ptr, ctypes.byref(n))
         body = ctypes.string_at(body_p, n.value)
@@ -417,6 +439,7 @@ class Response:
             lib.llmpool_response_error(ptr).decode("utf-8", "replace"),
             info,
             owned,
+            _headers(lib, ptr, header_names),
         )
 
     @property
@@ -574,9 +597,9 @@ class Client:
             raise _error(INVALID_ARGUMENT, message="client is closed")
         return self._ptr
 
-    def _finish(self, rc, out):
+    def _finish(self, rc, out, header_names=()):
         try:
-            resp = Response._from_c(self._lib, out) if out else None
+            resp = Response._from_c(self._lib, out, header_names=header_names) if out else None
         finally:
             self._lib.llmpool_response_free(out)
         if rc != OK:
@@ -617,6 +640,29 @@ class Client:
         rc = self._lib.llmpool_request(self._handle(), _cstr(method, "method"),
                                        _cstr(path, "path"), data, ctypes.byref(out))
         return self._finish(rc, out)
+
+    def request_raw(self, method, path, body=b"", content_type=None,
+                    headers=("content-type", "x-request-id")):
+        """Any method on ``path`` with any bytes as the body (``bytes``,
+        ``bytearray`` or ``memoryview``; ``None`` for no body), sent with
+        ``content_type`` (e.g. ``"multipart/form-data; boundary=..."``).
+        The answer's body is ``response.body_bytes`` whatever its type (e.g.
+        ``audio/mpeg``); the response headers named in ``headers`` are
+        copied into ``response.headers``."""
+        if body is None:
+            data, n = None, 0
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            data = bytes(body)
+            n = len(data)
+        else:
+            raise TypeError("body must be bytes, bytearray, memoryview or None")
+        ct = None if content_type is None else _cstr(content_type, "content_type")
+        names = tuple(h.lower() for h in headers)
+        out = ctypes.c_void_p()
+        rc = self._lib.llmpool_request_raw(self._handle(), _cstr(method, "method"),
+                                           _cstr(path, "path"), ct, data, n,
+                                           ctypes.byref(out))
+        return self._finish(rc, out, names)
 
     def chat_stream(self, request, on_chunk):
         """Streams a chat completion, calling ``on_chunk(delta: str, event: dict)``

@@ -7,7 +7,8 @@
 //! `POST /v1/_test/faults`).
 //!
 //! Routes: `POST /v1/chat/completions` (JSON or SSE with `"stream": true`),
-//! `POST /v1/embeddings`, `GET /v1/models`. Control routes (not counted, never
+//! `POST /v1/embeddings`, `GET /v1/models`, and for raw bodies `POST /v1/echo`,
+//! `POST /v1/audio/speech`, `POST /v1/audio/transcriptions` (see `media`). Control routes (not counted, never
 //! faulted, no API key needed): `POST /v1/_test/faults` (a fault object or an
 //! array of them, see [`fault_from_json`]; `times` repeats one),
 //! `GET /v1/_test/stats`, `POST /v1/_test/reset`, `POST /v1/_test/close_idle`.
@@ -18,6 +19,7 @@
 mod conn;
 mod faults;
 mod http;
+mod media;
 mod routes;
 mod tls;
 
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub use faults::{fault_from_json, faults_from_json, Fault};
+pub use media::{fnv1a, speech_audio};
 
 /// Most recent requests kept by [`TestServer::recorded`] (older ones are dropped).
 pub const MAX_RECORDED: usize = 100_000;

@@ -50,7 +50,7 @@ pub(crate) fn error_json(message: &str, ty: &str, code: Value) -> Value {
     json!({"error": {"message": message, "type": ty, "param": null, "code": code}})
 }
 
-fn bad_request(message: &str) -> Response {
+pub(crate) fn bad_request(message: &str) -> Response {
     Response::error(400, message, "invalid_request_error", Value::Null)
 }
 
@@ -65,7 +65,7 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn parse_body(req: &Request) -> Result<Value, Response> {
+pub(crate) fn parse_body(req: &Request) -> Result<Value, Response> {
     serde_json::from_slice::<Value>(&req.body).map_err(|e| {
         bad_request(&format!(
             "We could not parse the JSON body of your request: {e}"
@@ -125,11 +125,21 @@ pub(crate) fn api(shared: &Shared, req: &Request) -> Response {
     let path = req.path();
     let known = matches!(
         path,
-        "/v1/chat/completions" | "/v1/embeddings" | "/v1/models"
+        "/v1/chat/completions"
+            | "/v1/embeddings"
+            | "/v1/models"
+            | "/v1/echo"
+            | "/v1/audio/speech"
+            | "/v1/audio/transcriptions"
     );
     match (req.method.as_str(), path) {
         ("POST", "/v1/chat/completions") => chat(shared, req).unwrap_or_else(|r| r),
         ("POST", "/v1/embeddings") => embeddings(req).unwrap_or_else(|r| r),
+        ("POST" | "PUT", "/v1/echo") => crate::media::echo(req),
+        ("POST", "/v1/audio/speech") => crate::media::speech(req).unwrap_or_else(|r| r),
+        ("POST", "/v1/audio/transcriptions") => {
+            crate::media::transcription(req).unwrap_or_else(|r| r)
+        }
         ("GET", "/v1/models") => Response::json(
             200,
             &json!({"object": "list", "data": [
