@@ -256,6 +256,11 @@ struct KeyProvider {
     std::function<std::optional<std::string>()> fn;
 };
 
+/// A log sink; owned by the Client, address stable for its lifetime.
+struct LogSink {
+    std::function<void(int, std::string_view)> fn;
+};
+
 /// An async call's callbacks, owned by the call until its done has run.
 struct AsyncBase {
     virtual ~AsyncBase() = default;
@@ -336,6 +341,15 @@ static inline int key_provider_trampoline(void* userdata, char* buf, size_t buf_
     }
 }
 
+static inline void log_trampoline(void* userdata, int level, const char* message,
+                                   size_t len) noexcept {
+    try {
+        static_cast<LogSink*>(userdata)->fn(level, std::string_view(message, len));
+    } catch (...) {
+        // A throwing sink loses that line; the call goes on.
+    }
+}
+
 static inline void async_done_trampoline(void* userdata, llmpool_response* r) noexcept {
     std::unique_ptr<AsyncBase> fns(static_cast<AsyncBase*>(userdata));
     fns->done(Response(r));
@@ -408,12 +422,15 @@ public:
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
     Client(Client&& o) noexcept
-        : c_(std::exchange(o.c_, nullptr)), providers_(std::move(o.providers_)) {}
+        : c_(std::exchange(o.c_, nullptr)),
+          providers_(std::move(o.providers_)),
+          log_sinks_(std::move(o.log_sinks_)) {}
     Client& operator=(Client&& o) noexcept {
         if (this != &o) {
             llmpool_client_free(c_);
             c_ = std::exchange(o.c_, nullptr);
             providers_ = std::move(o.providers_);
+            log_sinks_ = std::move(o.log_sinks_);
         }
         return *this;
     }
@@ -610,6 +627,37 @@ public:
         return s;
     }
 
+    /// The client's metrics in the Prometheus text exposition format 0.0.4
+    /// (serve it on /metrics); see README "Logs, Prometheus metrics and timings".
+    std::string metrics_prometheus() const {
+        char* m = llmpool_client_metrics_prometheus(c_);
+        if (m == nullptr) throw Error(LLMPOOL_INVALID_ARGUMENT, 0, "", "metrics_prometheus: empty client");
+        std::string s(m);
+        llmpool_string_free(m);
+        return s;
+    }
+
+    /// Sends every log line at min_level (LLMPOOL_LOG_ERROR = 1 ..
+    /// LLMPOOL_LOG_TRACE = 5) and more severe to fn(level, line). fn MAY RUN
+    /// ON ANY THREAD, several at once (every thread that makes a call, and
+    /// whichever thread drops a pooled connection): make it thread-safe and
+    /// quick. `line` is valid only during the call. An exception thrown by
+    /// fn loses that line, nothing else. An empty std::function turns
+    /// logging off (also the LLMPOOL_LOG stderr fallback). Must not run
+    /// concurrently with other calls on this Client.
+    void set_log_callback(int min_level, std::function<void(int level, std::string_view line)> fn) {
+        if (!fn) {
+            check(llmpool_client_set_log_callback(c_, min_level, nullptr, nullptr), "set_log_callback");
+            return;
+        }
+        auto sink = std::make_unique<detail::LogSink>(detail::LogSink{std::move(fn)});
+        check(llmpool_client_set_log_callback(c_, min_level, &detail::log_trampoline, sink.get()),
+              "set_log_callback");
+        // Old sinks stay alive until the client is freed: another thread
+        // may still be inside one.
+        log_sinks_.push_back(std::move(sink));
+    }
+
     /// Replaces the API key for every later request ("" removes it).
     void set_api_key(const std::string& api_key) {
         check(llmpool_client_set_api_key(c_, detail::checked(api_key, "api_key").c_str()), "set_api_key");
@@ -677,6 +725,7 @@ private:
 
     llmpool_client* c_ = nullptr;
     std::vector<std::unique_ptr<detail::KeyProvider>> providers_;
+    std::vector<std::unique_ptr<detail::LogSink>> log_sinks_;
 };
 
 }  // namespace llmpool

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <future>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -487,6 +488,40 @@ void test_embeddings(const std::string& url) {
     CHECK_CONTAINS(err.message(), "not an embeddings answer");
 }
 
+void test_log(const std::string& url) {
+    llmpool::Client c = make_client(url);
+    std::mutex mu;
+    std::vector<std::pair<int, std::string>> lines;
+    c.set_log_callback(LLMPOOL_LOG_DEBUG, [&](int level, std::string_view line) {
+        std::lock_guard<std::mutex> g(mu);
+        lines.emplace_back(level, std::string(line));
+    });
+    CHECK(c.chat(chat_json("logged")).text() == "Echo: logged", "chat with a log callback");
+    std::string all;
+    bool debug = false;
+    {
+        std::lock_guard<std::mutex> g(mu);
+        for (auto& [level, line] : lines) {
+            all += line + "\n";
+            debug = debug || level == LLMPOOL_LOG_DEBUG;
+        }
+    }
+    CHECK_CONTAINS(all, "opened to 127.0.0.1");
+    CHECK_CONTAINS(all, "answer HTTP 200");
+    CHECK(debug, all);
+    std::string prom = c.metrics_prometheus();
+    CHECK_CONTAINS(prom, "# TYPE llmpool_requests_total counter\n");
+    CHECK_CONTAINS(prom, "code=\"LLMPOOL_OK\"} 1\n");
+
+    // A throwing sink loses its lines, not the call; {} turns logging off.
+    c.set_log_callback(LLMPOOL_LOG_TRACE, [](int, std::string_view) { throw std::runtime_error("sink"); });
+    CHECK(c.chat(chat_json("still")).text() == "Echo: still", "throwing sink");
+    c.set_log_callback(LLMPOOL_LOG_INFO, {});
+    llmpool::Error e = expect_error([&] { c.set_log_callback(9, [](int, std::string_view) {}); },
+                                    "bad min_level");
+    CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+}
+
 int main() {
     const std::string url = env("LLMPOOL_TEST_PLAIN_URL");
     test_basics(url);
@@ -500,6 +535,7 @@ int main() {
     test_async(url);
     test_embeddings(url);
     test_raw(url);
+    test_log(url);
     std::printf("C++ wrapper: %d checks passed\n", checks);
     return 0;
 }
