@@ -13,6 +13,7 @@ import asyncio
 import base64
 import gc
 import json
+import logging
 import os
 import struct
 import subprocess
@@ -449,6 +450,64 @@ class AuthTest(unittest.TestCase):
                 c.chat(req("x"))
             self.assertEqual(cm.exception.status, 401)
             c.set_key_provider(None)
+
+
+class _Capture(logging.Handler):
+    def __init__(self):
+        super().__init__(level=1)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@unittest.skipUnless(KEY_URL and KEY, "LLMPOOL_TEST_KEY_URL/LLMPOOL_TEST_KEY are not set")
+class LogTest(unittest.TestCase):
+    def setUp(self):
+        self.logger = logging.getLogger("llmpool")
+        self.cap = _Capture()
+        self.logger.addHandler(self.cap)
+        self.old_level = self.logger.level
+
+    def tearDown(self):
+        self.logger.removeHandler(self.cap)
+        self.logger.setLevel(self.old_level)
+
+    def test_python_logging_gets_the_lines_without_the_key(self):
+        self.logger.setLevel(logging.DEBUG)
+        with client(KEY_URL, api_key=KEY) as c:  # log_to_python() at creation
+            self.assertEqual(c.chat(req("logged")).text, "Echo: logged")
+            prom = c.metrics_prometheus()
+        text = "\n".join(r.getMessage() for r in self.cap.records)
+        self.assertIn("answer HTTP 200", text)
+        self.assertIn("opened to 127.0.0.1", text)
+        self.assertTrue(all(r.name == "llmpool" for r in self.cap.records))
+        levels = {r.levelno for r in self.cap.records}
+        self.assertIn(logging.DEBUG, levels)
+        self.assertIn(logging.INFO, levels)
+        self.assertNotIn(KEY, text)
+        self.assertIn("# TYPE llmpool_requests_total counter", prom)
+        self.assertNotIn(KEY, prom)
+
+    def test_logger_level_is_respected_and_callbacks_work(self):
+        self.logger.setLevel(logging.WARNING)
+        with client(KEY_URL, api_key=KEY) as c:
+            c.chat(req("quiet"))
+            self.assertEqual(self.cap.records, [])
+            got = []
+            c.set_log_callback(lambda lvl, line: got.append((lvl, line)), llmpool.LOG_INFO)
+            c.chat(req("callback"))
+            self.assertTrue(any("answer HTTP 200" in line for _, line in got), got)
+            self.assertTrue(all(lvl <= llmpool.LOG_INFO for lvl, _ in got), got)
+
+            def broken(lvl, line):
+                raise RuntimeError("sink")
+            c.set_log_callback(broken, llmpool.LOG_TRACE)
+            self.assertEqual(c.chat(req("still")).text, "Echo: still")
+            c.set_log_callback(None)
+            got.clear()
+            c.chat(req("off"))
+            self.assertEqual(got, [])
 
 
 @unittest.skipUnless(PLAIN, "LLMPOOL_TEST_PLAIN_URL is not set")

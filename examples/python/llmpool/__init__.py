@@ -29,6 +29,7 @@ event loop, and ``task.cancel()`` cancels that call alone.
 import ctypes
 import ctypes.util
 import json as _json
+import logging
 import os
 import queue
 import threading
@@ -171,6 +172,8 @@ STREAM_CB = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t,
     ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
 PROGRESS_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t)
+LOG_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_char),
+                          ctypes.c_size_t)
 KEY_PROVIDER_CB = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
 # Async calls: userdata is an integer key (see llmpool/_async.py), never a pointer.
@@ -178,6 +181,16 @@ DONE_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 
 _lib = None
 _lib_lock = threading.Lock()
+
+# Log levels (llmpool_log_level) and their logging counterparts.
+LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG, LOG_TRACE = 1, 2, 3, 4, 5
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+_PY_LEVELS = [(LOG_TRACE, TRACE), (LOG_DEBUG, logging.DEBUG), (LOG_INFO, logging.INFO),
+              (LOG_WARN, logging.WARNING), (LOG_ERROR, logging.ERROR)]
+_PY_LEVEL = dict(_PY_LEVELS)
+_LOGGER = logging.getLogger("llmpool")
+_LOGGER.addHandler(logging.NullHandler())
 
 
 def _candidates():
@@ -231,6 +244,9 @@ def _declare(lib):
         # c_void_p, not c_char_p: the string must be freed by llmpool_string_free.
         "llmpool_client_metrics": (ctypes.c_void_p, [c_client]),
         "llmpool_string_free": (None, [ctypes.c_void_p]),
+        "llmpool_client_metrics_prometheus": (ctypes.c_void_p, [c_client]),
+        "llmpool_client_set_log_callback": (ctypes.c_int, [c_client, ctypes.c_int, LOG_CB,
+                                                           ctypes.c_void_p]),
         "llmpool_client_set_key_provider": (ctypes.c_int, [c_client, KEY_PROVIDER_CB,
                                                            ctypes.c_void_p]),
         "llmpool_client_warm": (ctypes.c_int, [c_client, ctypes.c_size_t,
@@ -568,6 +584,8 @@ class Client:
         if rc != OK:
             raise _error(rc, message=err.value.decode("utf-8", "replace"))
         self._ptr = ptr
+        if not os.environ.get("LLMPOOL_LOG"):
+            self.log_to_python()
 
     # -- lifetime ----------------------------------------------------------
 
@@ -758,6 +776,60 @@ class Client:
             return _json.loads(ctypes.string_at(p))
         finally:
             self._lib.llmpool_string_free(p)
+
+    def metrics_prometheus(self):
+        """The client's metrics in the Prometheus text exposition format
+        0.0.4 (a str to serve on ``/metrics``)."""
+        p = self._lib.llmpool_client_metrics_prometheus(self._handle())
+        if not p:
+            raise _error(INVALID_ARGUMENT, message="metrics_prometheus: no client")
+        try:
+            return ctypes.string_at(p).decode("utf-8", "replace")
+        finally:
+            self._lib.llmpool_string_free(p)
+
+    def set_log_callback(self, fn, level=LOG_INFO):
+        """Sends every log line at ``level`` (LOG_ERROR=1 .. LOG_TRACE=5) and
+        more severe to ``fn(level, line)``. ``fn`` MAY RUN ON ANY THREAD
+        (llmpool's as well as yours), several at once; an exception it raises
+        loses that line only. None turns logging off."""
+        if fn is None:
+            self._check(self._lib.llmpool_client_set_log_callback(
+                self._handle(), int(level), LOG_CB(), None), "set_log_callback")
+            return
+
+        def trampoline(_userdata, lvl, message, length):
+            try:
+                fn(lvl, ctypes.string_at(message, length).decode("utf-8", "replace"))
+            except BaseException:
+                pass  # never unwind into C
+
+        cb = LOG_CB(trampoline)
+        self._check(self._lib.llmpool_client_set_log_callback(self._handle(), int(level), cb,
+                                                               None), "set_log_callback")
+        # Kept until close(): another thread may still be inside an old one.
+        self._callbacks.append(cb)
+
+    def log_to_python(self, logger=None):
+        """Forwards llmpool's log to the :mod:`logging` logger ``logger``
+        (default ``logging.getLogger("llmpool")``), at the levels it has
+        enabled now: ERROR, WARNING, INFO, DEBUG, and TRACE (5) below DEBUG.
+        Every Client does this when created unless ``LLMPOOL_LOG`` is set
+        (then lines go to stderr); call it again after changing the logger's
+        level. The logger has a NullHandler, so nothing shows until logging
+        is configured (e.g. ``logging.basicConfig(level=logging.INFO)``)."""
+        log = logger or _LOGGER
+        level = max((lv for lv, py in _PY_LEVELS if log.isEnabledFor(py)), default=None)
+        if level is None:
+            self.set_log_callback(None)
+            return
+
+        def emit(lvl, line):
+            py = _PY_LEVEL.get(lvl, logging.INFO)
+            if log.isEnabledFor(py):
+                log.log(py, "%s", line)
+
+        self.set_log_callback(emit, level)
 
     def set_api_key(self, api_key):
         """Replaces the API key for every later request (None or "" removes it)."""
