@@ -80,6 +80,7 @@ const StreamCb = koffi.proto(
 );
 const ProgressCb = koffi.proto('void llmpool_progress_cb(void *userdata, size_t done, size_t total)');
 const KeyCb = koffi.proto('int llmpool_key_provider_cb(void *userdata, void *buf, size_t buf_len)');
+const LogCb = koffi.proto('void llmpool_log_cb(void *userdata, int level, void *message, size_t len)');
 
 const C = {
   client_new: lib.func(
@@ -125,6 +126,10 @@ const C = {
   cancel: lib.func('int llmpool_client_cancel(llmpool_client *client)'),
   warm: lib.func('int llmpool_client_warm(llmpool_client *client, size_t n, _Out_ size_t *opened)'),
   metrics: lib.func('void *llmpool_client_metrics(llmpool_client *client)'),
+  metrics_prometheus: lib.func('void *llmpool_client_metrics_prometheus(llmpool_client *client)'),
+  set_log_callback: lib.func(
+    'int llmpool_client_set_log_callback(llmpool_client *client, int min_level, llmpool_log_cb *cb, void *userdata)',
+  ),
   string_free: lib.func('void llmpool_string_free(void *s)'),
   version: lib.func('const char *llmpool_version()'),
   code_name: lib.func('const char *llmpool_code_name(int code)'),
@@ -145,6 +150,10 @@ const C = {
 // Frees the C response an embeddings Response kept (see Response.embeddings)
 // when the Response is garbage collected without asking for its vectors.
 const responseFinalizer = new FinalizationRegistry((ptr) => C.response_free(ptr));
+
+/** Log levels (llmpool_log_level). */
+const LogLevel = Object.freeze({ ERROR: 1, WARN: 2, INFO: 3, DEBUG: 4, TRACE: 5 });
+const LOG_NAMES = ['', 'ERROR', 'WARN', 'INFO', 'DEBUG', 'TRACE'];
 
 /** The name of a result code, e.g. "LLMPOOL_TIMEOUT". */
 function codeName(code) {
@@ -702,6 +711,61 @@ class Client {
     }
   }
 
+  /** The client's metrics in the Prometheus text exposition format 0.0.4 (a string for /metrics). */
+  metricsPrometheus() {
+    const ptr = this._acquire();
+    try {
+      const s = C.metrics_prometheus(ptr);
+      if (!s) throw new LLMPoolError(Code.INVALID_ARGUMENT, 'no metrics');
+      try {
+        return koffi.decode.string(s);
+      } finally {
+        C.string_free(s);
+      }
+    } finally {
+      this._release();
+    }
+  }
+
+  /**
+   * Sends every log line at `level` (LogLevel.ERROR = 1 .. LogLevel.TRACE =
+   * 5) and more severe to `fn(level, line)`. llmpool calls it on whatever
+   * thread logs; koffi runs it on the JS main thread (a library thread
+   * waits for it), so keep it quick. A throw loses that line only. null
+   * turns logging off (also the LLMPOOL_LOG stderr fallback).
+   */
+  setLogCallback(fn, level = LogLevel.INFO) {
+    const ptr = this._acquire();
+    try {
+      let cb = null;
+      if (fn) {
+        if (typeof fn !== 'function') throw new TypeError('llmpool: the log callback must be a function');
+        cb = koffi.register((_ud, lvl, msg, len) => {
+          try {
+            fn(lvl, Buffer.from(koffi.view(msg, Number(len))).toString('utf8'));
+          } catch {
+            // never unwind into C
+          }
+        }, koffi.pointer(LogCb));
+      }
+      const code = C.set_log_callback(ptr, level, cb, null);
+      if (code !== Code.OK) {
+        if (cb) koffi.unregister(cb);
+        throw new LLMPoolError(code, `cannot set the log callback (level ${level})`);
+      }
+      // Kept until close(): a line may still be on its way to an older one.
+      if (cb) this._keyCallbacks.push(cb);
+    } finally {
+      this._release();
+    }
+  }
+
+  /** Logs to `console` (error, warn, info, debug) at `level` and more severe. */
+  logToConsole(level = LogLevel.INFO) {
+    const out = [null, console.error, console.warn, console.info, console.debug, console.debug];
+    this.setLogCallback((lvl, line) => (out[lvl] || console.log)(`llmpool ${LOG_NAMES[lvl]} ${line}`), level);
+  }
+
   /** Replaces the API key for every later request ('' or null removes it). */
   setApiKey(key) {
     const ptr = this._acquire();
@@ -806,4 +870,4 @@ class Client {
   }
 }
 
-module.exports = { Client, Response, LLMPoolError, Code, codeName, version, LIB_PATH };
+module.exports = { Client, Response, LLMPoolError, Code, LogLevel, codeName, version, LIB_PATH };

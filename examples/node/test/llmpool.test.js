@@ -10,7 +10,7 @@ const net = require('node:net');
 const path = require('node:path');
 const readline = require('node:readline');
 
-const { Client, LLMPoolError, Code, codeName, version } = require('..');
+const { Client, LLMPoolError, Code, LogLevel, codeName, version } = require('..');
 
 const TEST_KEY = 'sk-test-node-5150';
 const servers = [];
@@ -172,6 +172,44 @@ test('embeddings() errors: ragged is PROTOCOL, a chat answer is INVALID_ARGUMENT
       () => notEmb.embeddings(),
       (e) => e.code === Code.INVALID_ARGUMENT && /not an embeddings answer/.test(e.message),
     );
+  } finally {
+    await c.close();
+  }
+});
+
+test('log callback, console logging and the Prometheus exposition', async () => {
+  const c = client();
+  try {
+    const lines = [];
+    c.setLogCallback((level, line) => lines.push([level, line]), LogLevel.DEBUG);
+    await c.chat(chatReq('logged'));
+    const text = lines.map(([, l]) => l).join('\n');
+    assert.match(text, /opened to 127\.0\.0\.1/);
+    assert.match(text, /answer HTTP 200/);
+    assert.ok(lines.some(([lv]) => lv === LogLevel.DEBUG), text);
+    assert.ok(lines.every(([lv]) => lv >= LogLevel.ERROR && lv <= LogLevel.DEBUG), text);
+
+    const seen = [];
+    const orig = console.info;
+    console.info = (s) => seen.push(s);
+    try {
+      c.logToConsole(LogLevel.INFO);
+      await c.chat(chatReq('to the console'));
+    } finally {
+      console.info = orig;
+    }
+    assert.ok(seen.some((s) => /^llmpool INFO call=\d+ answer HTTP 200/.test(s)), seen.join('\n'));
+
+    c.setLogCallback(() => {
+      throw new Error('sink');
+    }, LogLevel.TRACE);
+    assert.equal((await c.chat(chatReq('still'))).text, 'Echo: still');
+    c.setLogCallback(null);
+    assert.throws(() => c.setLogCallback(() => {}, 9), LLMPoolError);
+
+    const prom = c.metricsPrometheus();
+    assert.match(prom, /# TYPE llmpool_requests_total counter\n/);
+    assert.match(prom, /code="LLMPOOL_OK"\} 3\n/);
   } finally {
     await c.close();
   }
