@@ -108,3 +108,16 @@ func llmpoolGoKeyProvider(h C.uintptr_t, buf *C.char, bufLen C.size_t) (ret C.in
 	dst[len(key)] = 0
 	return 0
 }
+
+// logState is the Go value behind a log callback's handle.
+type logState struct {
+	fn func(level LogLevel, line string)
+}
+
+//export llmpoolGoLog
+func llmpoolGoLog(h C.uintptr_t, level C.int, msg *C.char, n C.size_t) {
+	st := cgo.Handle(h).Value().(*logState)
+	// A panicking log function loses that line; it never unwinds into C.
+	defer func() { _ = recover() }()
+	st.fn(LogLevel(level), C.GoStringN(msg, C.int(n)))
+}

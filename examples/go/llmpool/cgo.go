@@ -24,6 +24,15 @@ package llmpool
 extern int llmpoolGoStream(uintptr_t h, char *delta, size_t delta_len, char *event, size_t event_len);
 extern void llmpoolGoProgress(uintptr_t h, size_t done, size_t total);
 extern int llmpoolGoKeyProvider(uintptr_t h, char *buf, size_t buf_len);
+extern void llmpoolGoLog(uintptr_t h, int level, char *message, size_t len);
+
+static void llmpool_log_shim(void *ud, int level, const char *message, size_t len) {
+	llmpoolGoLog((uintptr_t)ud, level, (char *)message, len);
+}
+
+enum llmpool_code go_set_log_callback(llmpool_client *c, int min_level, uintptr_t h) {
+	return llmpool_client_set_log_callback(c, min_level, h ? llmpool_log_shim : NULL, (void *)h);
+}
 extern void llmpoolGoDone(uintptr_t h, llmpool_response *r);
 
 static int llmpool_stream_shim(void *ud, const char *d, size_t dl, const char *e, size_t el) {

@@ -25,6 +25,7 @@ enum llmpool_code go_chat_stream(llmpool_client *c, const char *req, uintptr_t h
 enum llmpool_code go_chat_batch(llmpool_client *c, const char *const *reqs, size_t n, size_t max_conc,
                            uintptr_t h, llmpool_response **out);
 enum llmpool_code go_set_key_provider(llmpool_client *c, uintptr_t h);
+enum llmpool_code go_set_log_callback(llmpool_client *c, int min_level, uintptr_t h);
 enum llmpool_code go_chat_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call);
 enum llmpool_code go_embeddings_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call);
 enum llmpool_code go_request_async(llmpool_client *c, const char *m, const char *p, const char *b, uintptr_t h,
@@ -37,6 +38,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log"
 	"runtime"
 	"runtime/cgo"
 	"strings"
@@ -539,6 +541,94 @@ func (c *Client) Metrics() (map[string]any, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// MetricsPrometheus returns the client's metrics in the Prometheus text
+// exposition format 0.0.4, ready to serve on /metrics.
+func (c *Client) MetricsPrometheus() (string, error) {
+	p, err := c.acquire()
+	if err != nil {
+		return "", err
+	}
+	defer c.release()
+	s := C.llmpool_client_metrics_prometheus(p)
+	if s == nil {
+		return "", newError(CodeInvalidArgument, "no metrics")
+	}
+	defer C.llmpool_string_free(s)
+	return C.GoString(s), nil
+}
+
+// LogLevel is an llmpool log level (the C enum llmpool_log_level).
+type LogLevel int
+
+// Log levels, most severe first; a callback set at a level also gets the
+// more severe ones.
+const (
+	LogError LogLevel = 1
+	LogWarn  LogLevel = 2
+	LogInfo  LogLevel = 3
+	LogDebug LogLevel = 4
+	LogTrace LogLevel = 5
+)
+
+// String gives "ERROR", "WARN", "INFO", "DEBUG" or "TRACE".
+func (l LogLevel) String() string {
+	switch l {
+	case LogError:
+		return "ERROR"
+	case LogWarn:
+		return "WARN"
+	case LogInfo:
+		return "INFO"
+	case LogDebug:
+		return "DEBUG"
+	case LogTrace:
+		return "TRACE"
+	}
+	return fmt.Sprintf("LEVEL(%d)", int(l))
+}
+
+// SetLogFunc sends every log line at level and more severe to fn. fn MAY
+// RUN ON ANY THREAD, several at once (every goroutine's call and llmpool's
+// own threads): it must be safe for concurrent use and quick. A panic in
+// fn loses that line only. nil turns logging off (also the LLMPOOL_LOG
+// stderr fallback). With Go 1.21 or newer, SetSlog (slog.go) forwards to
+// a log/slog Logger instead.
+func (c *Client) SetLogFunc(level LogLevel, fn func(level LogLevel, line string)) error {
+	p, err := c.acquire()
+	if err != nil {
+		return err
+	}
+	defer c.release()
+	var h cgo.Handle
+	if fn != nil {
+		h = cgo.NewHandle(&logState{fn: fn})
+	}
+	if code := C.go_set_log_callback(p, C.int(level), C.uintptr_t(h)); code != C.LLMPOOL_OK {
+		if h != 0 {
+			h.Delete()
+		}
+		return newError(int(code), fmt.Sprintf("cannot set the log callback (level %d)", int(level)))
+	}
+	if h != 0 {
+		// Kept until Close: a line may still be on its way to an older one.
+		c.mu.Lock()
+		c.keys = append(c.keys, h)
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// SetLogger writes log lines at level and more severe to the standard
+// library logger l as "llmpool LEVEL line".
+func (c *Client) SetLogger(l *log.Logger, level LogLevel) error {
+	if l == nil {
+		return c.SetLogFunc(level, nil)
+	}
+	return c.SetLogFunc(level, func(lv LogLevel, line string) {
+		l.Printf("llmpool %s %s", lv, line)
+	})
 }
 
 // SetAPIKey replaces the API key for every later request ("" removes it).

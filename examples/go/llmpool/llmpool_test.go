@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -210,6 +211,68 @@ func TestChat(t *testing.T) {
 		t.Fatalf("Chat(nil ctx): %v", err)
 	}
 }
+
+func TestLogFuncLoggerAndPrometheus(t *testing.T) {
+	c := newClient(t, "")
+	var mu sync.Mutex
+	var lines []string
+	levels := map[llmpool.LogLevel]bool{}
+	if err := c.SetLogFunc(llmpool.LogDebug, func(lv llmpool.LogLevel, line string) {
+		mu.Lock()
+		defer mu.Unlock()
+		levels[lv] = true
+		lines = append(lines, line)
+	}); err != nil {
+		t.Fatalf("SetLogFunc: %v", err)
+	}
+	if _, err := c.Chat(context.Background(), chatReq("logged")); err != nil {
+		t.Fatalf("Chat: %v", err)
+	}
+	mu.Lock()
+	all := strings.Join(lines, "\n")
+	debug := levels[llmpool.LogDebug]
+	mu.Unlock()
+	if !strings.Contains(all, "opened to 127.0.0.1") || !strings.Contains(all, "answer HTTP 200") || !debug {
+		t.Fatalf("log lines:\n%s", all)
+	}
+
+	var buf strings.Builder
+	var bmu sync.Mutex
+	w := writerFunc(func(p []byte) (int, error) { bmu.Lock(); defer bmu.Unlock(); return buf.Write(p) })
+	if err := c.SetLogger(log.New(w, "", 0), llmpool.LogInfo); err != nil {
+		t.Fatalf("SetLogger: %v", err)
+	}
+	if _, err := c.Chat(context.Background(), chatReq("std log")); err != nil {
+		t.Fatalf("Chat: %v", err)
+	}
+	bmu.Lock()
+	got := buf.String()
+	bmu.Unlock()
+	if !strings.Contains(got, "llmpool INFO call=") || strings.Contains(got, "DEBUG") {
+		t.Fatalf("std log output:\n%s", got)
+	}
+	if err := c.SetLogFunc(llmpool.LogTrace, func(llmpool.LogLevel, string) { panic("sink") }); err != nil {
+		t.Fatalf("SetLogFunc: %v", err)
+	}
+	if _, err := c.Chat(context.Background(), chatReq("still")); err != nil {
+		t.Fatalf("Chat with a panicking log func: %v", err)
+	}
+	if err := c.SetLogFunc(9, func(llmpool.LogLevel, string) {}); err == nil {
+		t.Fatal("level 9 accepted")
+	}
+	if err := c.SetLogFunc(llmpool.LogInfo, nil); err != nil {
+		t.Fatalf("SetLogFunc(nil): %v", err)
+	}
+	prom, err := c.MetricsPrometheus()
+	if err != nil || !strings.Contains(prom, "# TYPE llmpool_requests_total counter\n") ||
+		!strings.Contains(prom, `code="LLMPOOL_OK"} 3`) {
+		t.Fatalf("MetricsPrometheus: %v\n%s", err, prom)
+	}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestEmbeddings(t *testing.T) {
 	c := newClient(t, "")
