@@ -141,6 +141,14 @@ impl Client {
         let max_wait = deadline.saturating_duration_since(Instant::now());
         match rl.reserve(model, tokens, max_wait) {
             Ok(t) => {
+                if !t.wait.is_zero() {
+                    crate::log::in_scope(Level::Info, || {
+                        format!(
+                            "rate limit: waiting {} ms for a slot (rate_limits, model {model})",
+                            t.wait.as_millis()
+                        )
+                    });
+                }
                 if !t.wait.is_zero() && !self.sleep_unless_cancelled(t.wait, epoch) {
                     return Err(cancelled_error());
                 }
