@@ -65,11 +65,11 @@ fn eight_processes_share_one_budget_in_redis() {
     no_password(&c.metrics().to_string());
 
     let limit = 0.01;
-    let t = spend_child::run(8, &opts(&s, &r, limit, "closed", "limit:"), 40, 100);
+    let t = spend_child::run_until_reached(8, &opts(&s, &r, limit, "closed", "limit:"), 1000, 100);
     let c = Client::from_json(Some(&opts(&s, &r, limit, "closed", "limit:"))).unwrap();
     let b = budget(&c);
     eprintln!(
-        "8 x 40 calls under {limit} USD through Redis: {} ok, {} refused, spent {:.6} USD",
+        "8 processes calling until {limit} USD through Redis: {} ok, {} refused, spent {:.6} USD",
         t.ok, t.refused, t.cost
     );
     assert!(t.ok > 0 && t.refused > 0, "{t:?}");

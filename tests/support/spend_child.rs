@@ -18,13 +18,21 @@ pub fn chat(max_tokens: u64) -> String {
 }
 
 /// The child's work: the calls, then one `RESULT ok refused cost warnings`
-/// line. Every call must succeed or be refused by the budget.
+/// line. Every call must succeed or be refused by the budget. With
+/// `until_reached`, `calls` is a cap: the child stops at the first refusal
+/// made while no call of any process held money, i.e. once the budget is
+/// used up for calls of this size.
 pub fn child_main() {
     let (Ok(opts), Ok(calls)) = (std::env::var(OPTS), std::env::var(CALLS)) else {
         eprintln!("spend_child only runs as a child of the multi-process budget tests");
         return;
     };
-    let (calls, max_tokens) = calls.split_once(':').unwrap();
+    let mut spec = calls.split(':');
+    let (calls, max_tokens, until_reached) = (
+        spec.next().unwrap(),
+        spec.next().unwrap(),
+        spec.next() == Some("until"),
+    );
     let c = Client::from_json(Some(&opts)).expect("child options");
     let (mut ok, mut refused, mut cost, mut warnings) = (0u64, 0u64, 0.0f64, 0u64);
     for _ in 0..calls.parse::<u64>().unwrap() {
@@ -36,7 +44,13 @@ pub fn child_main() {
                     .as_f64()
                     .expect("a priced call has a cost");
             }
-            Code::BudgetExceeded => refused += 1,
+            Code::BudgetExceeded => {
+                refused += 1;
+                let held = c.metrics()["cost"]["budget"]["in_flight_usd"].as_f64();
+                if until_reached && held == Some(0.0) {
+                    break;
+                }
+            }
             other => panic!("unexpected {other:?}: {}", r.error),
         }
         warnings += r.info["warnings"].as_array().map_or(0, |w| w.len() as u64);
@@ -55,6 +69,10 @@ pub struct Tally {
 
 /// One child making `calls` calls with `opts`.
 pub fn spawn(opts: &str, calls: u64, max_tokens: u64) -> Child {
+    spawn_with(opts, &format!("{calls}:{max_tokens}"))
+}
+
+fn spawn_with(opts: &str, spec: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -64,16 +82,27 @@ pub fn spawn(opts: &str, calls: u64, max_tokens: u64) -> Child {
             "--test-threads=1",
         ])
         .env(OPTS, opts)
-        .env(CALLS, format!("{calls}:{max_tokens}"))
+        .env(CALLS, spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn the child test process")
 }
 
-/// `n` children at once; waits for all and adds up their results.
+/// `n` children at once, `calls` calls each; waits for all and adds up
+/// their results.
 pub fn run(n: usize, opts: &str, calls: u64, max_tokens: u64) -> Tally {
-    let children: Vec<_> = (0..n).map(|_| spawn(opts, calls, max_tokens)).collect();
+    collect((0..n).map(|_| spawn(opts, calls, max_tokens)).collect())
+}
+
+/// `n` children at once, each calling until the budget is used up (at most
+/// `cap` calls); their results added up.
+pub fn run_until_reached(n: usize, opts: &str, cap: u64, max_tokens: u64) -> Tally {
+    let spec = format!("{cap}:{max_tokens}:until");
+    collect((0..n).map(|_| spawn_with(opts, &spec)).collect())
+}
+
+fn collect(children: Vec<Child>) -> Tally {
     let mut t = Tally::default();
     for child in children {
         let out = child.wait_with_output().unwrap();
