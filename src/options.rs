@@ -80,6 +80,8 @@ pub struct Options {
     pub user_agent: String,
     pub headers: Vec<(String, String)>,
     pub max_response_bytes: u64,
+    /// Ask for gzip (`Accept-Encoding: gzip`) and decode it.
+    pub compression: bool,
     pub endpoints: Vec<Endpoint>,
     /// Forward proxies from `proxy`/`no_proxy` or the environment.
     pub proxies: Arc<Proxies>,
@@ -130,6 +132,7 @@ impl Default for Options {
             user_agent: format!("llmpool/{}", env!("CARGO_PKG_VERSION")),
             headers: Vec::new(),
             max_response_bytes: 64 * 1024 * 1024,
+            compression: true,
             endpoints: Vec::new(),
             proxies: Arc::new(Proxies::none()),
             circuit_failures: 3,
@@ -237,6 +240,7 @@ impl Options {
                 "user_agent" => o.user_agent = string(k, v)?,
                 "headers" => o.headers = headers(k, v)?,
                 "max_response_bytes" => o.max_response_bytes = uint(k, v)?.max(1),
+                "compression" => o.compression = boolean(k, v)?,
                 "endpoints" => o.endpoints = endpoints(k, v)?,
                 "circuit_failures" => o.circuit_failures = uint(k, v)?.max(1) as u32,
                 "cooldown_ms" => o.cooldown = ms(k, v)?,

@@ -113,6 +113,10 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
         .output_buffer_size(OUTPUT_WINDOW)
         .max_response_header_size(MAX_RESPONSE_HEAD)
         .tls_config(tls);
+    if !o.compression {
+        // ureq's gzip feature asks for gzip on every request unless told not to.
+        cfg = cfg.accept_encoding(ureq::config::AutoHeaderValue::None);
+    }
     if let Some(t) = o.response_header_timeout {
         cfg = cfg.timeout_recv_response(Some(t));
     }

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod loopback;
+pub mod nginx;
 pub mod redis;
 pub mod spend_child;
 pub mod tinyproxy;
