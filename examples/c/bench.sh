@@ -32,6 +32,12 @@
 # same vectors as base64, and llmpool, libcurl and (with --openai-python
 # PYTHON, a Python with the openai package) openai-python fetch them:
 #   examples/c/bench.sh --embeddings --requests 50 --openai-python .venv/bin/python
+#
+# With --gzip it runs examples/c/gzipbench.c instead: nginx with `gzip on`
+# serves a generated ~5 MB embeddings answer (300 x 1536 floats) over HTTP
+# and TLS; llmpool with and without compression and libcurl with and
+# without gzip fetch it, and nginx's access log gives the bytes on the wire:
+#   examples/c/bench.sh --gzip --requests 20 [--rtt-ms 20]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -75,12 +81,19 @@ cc -O2 -Wall -Wextra -std=c11 -o "$BIN" "$SRC" -I include \
   -L target/release -Wl,-rpath,"$ROOT/target/release" -lllmpool -lcurl -lpthread -lm
 
 EMB=""
+GZIP=""
 for a in "$@"; do
   if [ "$a" = "--url" ]; then
     exec "$BIN" "$@"
   fi
   [ "$a" = "--embeddings" ] && EMB=1
+  [ "$a" = "--gzip" ] && GZIP=1
 done
+if [ -n "$GZIP" ]; then
+  GBIN="$ROOT/target/release/gzipbench-c"
+  cc -O2 -Wall -Wextra -std=c11 -o "$GBIN" examples/c/gzipbench.c -I include \
+    -L target/release -Wl,-rpath,"$ROOT/target/release" -lllmpool -lcurl -lpthread
+fi
 if [ -n "$EMB" ]; then
   EBIN="$ROOT/target/release/bench-embeddings"
   FLOATS=""
@@ -117,6 +130,24 @@ USER_LINE=""
 
 [ -n "$EMB" ] && "$EBIN" --write "$DIR"
 
+ACCESS_LOG="access_log off;"
+if [ -n "$GZIP" ]; then
+  # An embeddings answer as gateways send it: 300 x 1536 floats, ~5 MB.
+  python3 - "$DIR/emb-gzip.json" <<'PY'
+import json, random, sys
+random.seed(7)
+data = [{"object": "embedding", "index": i,
+         "embedding": [round(random.gauss(0, 0.03), 9) for _ in range(1536)]}
+        for i in range(300)]
+body = {"object": "list", "data": data, "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": 3000, "total_tokens": 3000}}
+with open(sys.argv[1], "w") as f:
+    json.dump(body, f, separators=(",", ":"))
+PY
+  echo "embeddings answer: $(stat -c %s "$DIR/emb-gzip.json") bytes" >&2
+  ACCESS_LOG="log_format wire '\$request_uri \$status \$bytes_sent'; access_log $DIR/access.log wire;"
+fi
+
 started=""
 for _ in 1 2 3 4 5; do
   PORT=$((20000 + RANDOM % 20000)); TLS_PORT=$((PORT + 1)); HOLD_PORT=$((PORT + 2))
@@ -129,7 +160,7 @@ error_log $DIR/error.log warn;
 worker_rlimit_nofile 16384;
 events { worker_connections 8192; }
 http {
-  access_log off;
+  $ACCESS_LOG
   client_body_temp_path $DIR/tmp/body;
   proxy_temp_path $DIR/tmp/proxy;
   fastcgi_temp_path $DIR/tmp/fastcgi;
@@ -159,6 +190,14 @@ http {
       alias $DIR/emb-b64.json;
       error_page 405 =200 \$uri;
     }
+    # gzipbench: gzip level 1 (nginx's default) for application/json.
+    location = /gz/v1/embeddings.json {
+      default_type application/json;
+      alias $DIR/emb-gzip.json;
+      gzip on;
+      gzip_types application/json;
+      gzip_min_length 1000;
+    }
     location = /v1/models {
       default_type application/json;
       return 200 '{"object":"list","data":[]}';
@@ -186,6 +225,14 @@ if [ -n "$EMB" ]; then
   for a in "$@"; do [ "$a" = "--embeddings" ] || args+=("$a"); done
   LLMPOOL_ROOT="$ROOT" "$EBIN" --float-url "http://127.0.0.1:$PORT/f32/v1" \
     --b64-url "http://127.0.0.1:$PORT/b64/v1" "${args[@]+"${args[@]}"}" || status=$?
+  exit $status
+fi
+if [ -n "$GZIP" ]; then
+  args=()
+  for a in "$@"; do [ "$a" = "--gzip" ] || args+=("$a"); done
+  "$GBIN" --url "http://127.0.0.1:$PORT/gz/v1" --url "https://127.0.0.1:$TLS_PORT/gz/v1" \
+    --ca "$DIR/ca.pem" --path /embeddings.json --access-log "$DIR/access.log" \
+    "${args[@]+"${args[@]}"}" || status=$?
   exit $status
 fi
 EXTRA=()
