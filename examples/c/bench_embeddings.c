@@ -6,7 +6,7 @@
  * files (`--write DIR`), serves them with nginx and runs this program:
  *
  *   bench_embeddings --write DIR [--rows 256] [--dim 1536]
- *   bench_embeddings --float-url BASE_URL --b64-url BASE_URL [--requests N]
+ *   bench_embeddings --float-url BASE_URL --b64-url BASE_URL [--requests N] [--openai-requests N]
  *                    [--openai-python PYTHON] [--json FILE]
  *
  * The float target answers with the vectors as JSON numbers, the base64
@@ -26,6 +26,9 @@
  * Every mode makes one untimed warm-up call, then N timed sequential calls.
  * "peak_extra" is the process's peak RSS (VmHWM) minus its RSS before the
  * first call: the memory a call needs on top of a loaded library.
+ * "cpu_ms" is the process's user + system CPU time per timed call and
+ * "min_ms" the fastest call: on a loaded machine both move far less than
+ * mean or p50, which include waiting for a core.
  */
 #define _GNU_SOURCE
 #include <curl/curl.h>
@@ -34,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,7 +59,8 @@ typedef struct {
   char target[8];
   mode_t_ mode;
   size_t requests, errors;
-  double mean, p50, p90, max;
+  double mean, p50, p90, max, min;
+  double cpu; /* user + system CPU ms per timed call, of this process */
   double body_mb, rss_before_mb, hwm_mb;
   double checksum; /* sum of all floats (floats mode), to compare encodings */
   size_t count, dim;
@@ -98,6 +103,14 @@ static void summarise(result_t *r, double *lat, size_t n) {
   r->p50 = lat[(n - 1) / 2];
   r->p90 = lat[(size_t)ceil(0.9 * n) - 1];
   r->max = lat[n - 1];
+  r->min = lat[0];
+}
+
+/* User + system CPU time of this process so far, in ms. */
+static double cpu_ms(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
 }
 
 static void note(result_t *r, const char *msg) {
@@ -134,6 +147,7 @@ static void run_llmpool(result_t *r, const char *base, const char *req, int floa
   double *lat = calloc(n, sizeof *lat);
   if (!lat) die("out of memory");
   r->rss_before_mb = proc_mb("VmRSS:");
+  double cpu0 = 0;
   for (size_t i = 0; i <= n; i++) {
     llmpool_response *resp = NULL;
     double t0 = now_ms();
@@ -153,7 +167,9 @@ static void run_llmpool(result_t *r, const char *base, const char *req, int floa
     r->body_mb = len / 1e6;
     llmpool_response_free(resp);
     if (i > 0) lat[i - 1] = dt; /* call 0 warms up */
+    if (i == 0) cpu0 = cpu_ms();
   }
+  r->cpu = (cpu_ms() - cpu0) / n;
   r->hwm_mb = proc_mb("VmHWM:");
   summarise(r, lat, n);
   free(lat);
@@ -206,6 +222,7 @@ static void run_curl(result_t *r, const char *base, const char *req, size_t n) {
   double *lat = calloc(n, sizeof *lat);
   if (!lat) die("out of memory");
   r->rss_before_mb = proc_mb("VmRSS:");
+  double cpu0 = 0;
   for (size_t i = 0; i <= n; i++) {
     /* A fresh buffer per call, as a caller that hands the body on would. */
     b.p = NULL;
@@ -220,7 +237,9 @@ static void run_curl(result_t *r, const char *base, const char *req, size_t n) {
     r->body_mb = b.len / 1e6;
     free(b.p);
     if (i > 0) lat[i - 1] = dt;
+    if (i == 0) cpu0 = cpu_ms();
   }
+  r->cpu = (cpu_ms() - cpu0) / n;
   r->hwm_mb = proc_mb("VmHWM:");
   summarise(r, lat, n);
   free(lat);
@@ -244,9 +263,9 @@ static void run_openai(result_t *r, const char *python, const char *script, cons
   while (fgets(line, sizeof line, p)) snprintf(last, sizeof last, "%s", line);
   int st = pclose(p);
   if (st != 0 ||
-      sscanf(last, "%zu %zu %lf %lf %lf %lf %lf %lf %lf %lf %zu %zu", &r->requests, &r->errors, &r->mean,
+      sscanf(last, "%zu %zu %lf %lf %lf %lf %lf %lf %lf %lf %zu %zu %lf %lf", &r->requests, &r->errors, &r->mean,
              &r->p50, &r->p90, &r->max, &r->body_mb, &r->rss_before_mb, &r->hwm_mb, &r->checksum,
-             &r->count, &r->dim) != 12) {
+             &r->count, &r->dim, &r->min, &r->cpu) != 14) {
     note(r, "openai-python failed (see its stderr above)");
     r->requests = n;
   }
@@ -357,8 +376,9 @@ static void write_files(const char *dir, size_t rows, size_t dim) {
 /* ------------------------------------------------------------------ */
 
 static void print_row(const result_t *r) {
-  printf("%-7s %-15s %8zu %6zu %8.2f %8.2f %8.2f %8.2f %8.2f %10.1f %7.2fx\n", r->target, MODE_NAMES[r->mode],
-         r->requests, r->errors, r->mean, r->p50, r->p90, r->max, r->body_mb, r->hwm_mb - r->rss_before_mb,
+  printf("%-7s %-15s %8zu %6zu %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %10.1f %7.2fx\n", r->target,
+         MODE_NAMES[r->mode], r->requests, r->errors, r->mean, r->min, r->p50, r->p90, r->max, r->cpu, r->body_mb,
+         r->hwm_mb - r->rss_before_mb,
          r->body_mb > 0 ? (r->hwm_mb - r->rss_before_mb) / r->body_mb : 0);
   if (r->errors) printf("        first error: %s\n", r->first_error);
 }
@@ -371,13 +391,14 @@ static const result_t *find(const result_t *rs, int n, const char *target, mode_
 
 int main(int argc, char **argv) {
   const char *furl = NULL, *burl = NULL, *python = NULL, *json_path = NULL, *dir = NULL;
-  size_t n = 50, rows = 256, dim = 1536;
+  size_t n = 50, on = 0, rows = 256, dim = 1536;
   for (int i = 1; i < argc; i++) {
 #define NEXT() (i + 1 < argc ? argv[++i] : (die("missing value"), ""))
     if (!strcmp(argv[i], "--float-url")) furl = NEXT();
     else if (!strcmp(argv[i], "--b64-url")) burl = NEXT();
     else if (!strcmp(argv[i], "--requests")) n = strtoul(NEXT(), NULL, 10);
     else if (!strcmp(argv[i], "--openai-python")) python = NEXT();
+    else if (!strcmp(argv[i], "--openai-requests")) on = strtoul(NEXT(), NULL, 10);
     else if (!strcmp(argv[i], "--json")) json_path = NEXT();
     else if (!strcmp(argv[i], "--write")) dir = NEXT();
     else if (!strcmp(argv[i], "--rows")) rows = strtoul(NEXT(), NULL, 10);
@@ -417,26 +438,27 @@ int main(int argc, char **argv) {
     if (python) modes[nm++] = M_OPENAI;
     for (int m = 0; m < nm; m++) {
       fprintf(stderr, "  running %s %s ...\n", targets[t], MODE_NAMES[modes[m]]);
-      rs[k++] = run_child(targets[t], modes[m], bases[t], reqs[t], python, script, n);
+      size_t calls = modes[m] == M_OPENAI && on ? on : n;
+      rs[k++] = run_child(targets[t], modes[m], bases[t], reqs[t], python, script, calls);
       /* openai-python does not report the body size; every mode got the same body. */
       if (modes[m] == M_OPENAI && k > 1) rs[k - 1].body_mb = rs[k - 2].body_mb;
     }
   }
-  printf("\n%-7s %-15s %8s %6s %8s %8s %8s %8s %8s %10s %8s\n", "target", "mode", "requests", "errors",
-         "mean_ms", "p50_ms", "p90_ms", "max_ms", "body_MB", "peak_extra", "x_body");
+  printf("\n%-7s %-15s %8s %6s %8s %8s %8s %8s %8s %8s %8s %10s %8s\n", "target", "mode", "requests", "errors",
+         "mean_ms", "min_ms", "p50_ms", "p90_ms", "max_ms", "cpu_ms", "body_MB", "peak_extra", "x_body");
   for (int i = 0; i < k; i++) print_row(&rs[i]);
   printf("\n");
   for (int t = 0; t < 2; t++) {
     const result_t *l = find(rs, k, targets[t], M_LLMPOOL), *c = find(rs, k, targets[t], M_CURL);
     if (l && c)
-      printf("ratio %-6s llmpool/libcurl: mean %.2fx, p50 %.2fx\n", targets[t], l->mean / c->mean,
-             l->p50 / c->p50);
+      printf("ratio %-6s llmpool/libcurl: mean %.2fx, min %.2fx, p50 %.2fx, cpu %.2fx\n", targets[t],
+             l->mean / c->mean, l->min / c->min, l->p50 / c->p50, l->cpu / c->cpu);
   }
   const result_t *bf = find(rs, k, "base64", M_FLOATS), *fc = find(rs, k, "float", M_CURL),
                  *ff = find(rs, k, "float", M_FLOATS);
   if (bf && fc)
-    printf("ratio base64 llmpool+floats / float libcurl (raw bytes): mean %.2fx, p50 %.2fx\n", bf->mean / fc->mean,
-           bf->p50 / fc->p50);
+    printf("ratio base64 llmpool+floats / float libcurl (raw bytes): mean %.2fx, min %.2fx, p50 %.2fx, cpu %.2fx\n",
+           bf->mean / fc->mean, bf->min / fc->min, bf->p50 / fc->p50, bf->cpu / fc->cpu);
   if (bf && ff && ff->count)
     printf("same vectors: float %zux%zu sum %.6f, base64 %zux%zu sum %.6f\n", ff->count, ff->dim, ff->checksum,
            bf->count, bf->dim, bf->checksum);
@@ -447,9 +469,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < k; i++)
       fprintf(f,
               "%s\n  {\"target\": \"%s\", \"mode\": \"%s\", \"requests\": %zu, \"errors\": %zu, \"mean_ms\": %.3f, "
-              "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"max_ms\": %.3f, \"body_mb\": %.3f, \"peak_extra_mb\": %.2f}",
+              "\"min_ms\": %.3f, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"max_ms\": %.3f, \"cpu_ms\": %.3f, \"body_mb\": %.3f, "
+              "\"peak_extra_mb\": %.2f}",
               i ? "," : "", rs[i].target, MODE_NAMES[rs[i].mode], rs[i].requests, rs[i].errors, rs[i].mean,
-              rs[i].p50, rs[i].p90, rs[i].max, rs[i].body_mb, rs[i].hwm_mb - rs[i].rss_before_mb);
+              rs[i].min, rs[i].p50, rs[i].p90, rs[i].max, rs[i].cpu, rs[i].body_mb, rs[i].hwm_mb - rs[i].rss_before_mb);
     fprintf(f, "\n]}\n");
     fclose(f);
   }

@@ -6,7 +6,7 @@ Makes one warm-up call and N timed `client.embeddings.create` calls against
 BASE_URL. "float" asks for encoding_format "float"; "default" leaves it out,
 so openai-python asks for base64 and decodes the vectors to Python floats
 itself. Prints one line: requests errors mean p50 p90 max (ms) 0 (the body
-size comes from the other modes) rss_before_MB hwm_MB checksum count dim.
+size comes from the other modes) rss_before_MB hwm_MB checksum count dim min_ms cpu_ms.
 """
 
 import resource
@@ -32,6 +32,7 @@ def main():
         kw["encoding_format"] = "float"
     lat, errors, checksum, count_, dim = [], 0, 0.0, 0, 0
     before = rss_mb("VmRSS:")
+    cpu0 = 0.0
     for i in range(n + 1):
         t0 = time.perf_counter()
         try:
@@ -46,13 +47,16 @@ def main():
             checksum = sum(sum(d.embedding) for d in r.data)
         if i > 0:
             lat.append(dt)
+        else:
+            cpu0 = time.process_time()
+    cpu = (time.process_time() - cpu0) * 1000.0 / n
     hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     lat.sort()
     mean = sum(lat) / len(lat)
     p90 = lat[max(0, -(-9 * len(lat) // 10) - 1)]
     print(
         f"{n} {errors} {mean:.4f} {lat[(len(lat) - 1) // 2]:.4f} {p90:.4f} {lat[-1]:.4f} "
-        f"0 {before:.3f} {hwm:.3f} {checksum:.6f} {count_} {dim}"
+        f"0 {before:.3f} {hwm:.3f} {checksum:.6f} {count_} {dim} {lat[0]:.4f} {cpu:.4f}"
     )
 
 

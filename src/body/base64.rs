@@ -45,6 +45,20 @@ pub fn decoded_len(text: &[u8]) -> usize {
 
 /// Appends the bytes `text` stands for to `out`.
 pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), NotBase64> {
+    let start = out.len();
+    out.resize(start + decoded_len(text), 0);
+    match decode_to_slice(text, &mut out[start..]) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// Writes the bytes `text` stands for to `out`, which must be exactly
+/// [`decoded_len`]`(text)` long.
+pub fn decode_to_slice(text: &[u8], out: &mut [u8]) -> Result<(), NotBase64> {
     let pad = text
         .iter()
         .rev()
@@ -58,9 +72,10 @@ pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), NotBase64> {
     if body.len() % 4 == 1 {
         return Err(NotBase64 { at: body.len() });
     }
-    out.reserve(decoded_len(text));
+    assert_eq!(out.len(), decoded_len(text), "output sized by decoded_len");
     let mut chunks = body.chunks_exact(8);
-    for (k, c) in chunks.by_ref().enumerate() {
+    let mut outs = out.chunks_exact_mut(6);
+    for (k, (c, o)) in chunks.by_ref().zip(outs.by_ref()).enumerate() {
         // Eight characters, 48 bits, six bytes. An invalid character sets
         // the high bits of its lookup, checked once per chunk.
         let mut acc = 0u64;
@@ -75,9 +90,10 @@ pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), NotBase64> {
                 at: k * 8 + first_bad(c),
             });
         }
-        out.extend_from_slice(&acc.to_be_bytes()[2..]);
+        o.copy_from_slice(&acc.to_be_bytes()[2..]);
     }
     let rest = chunks.remainder();
+    let tail = outs.into_remainder();
     let base = body.len() - rest.len();
     let mut acc = 0u64;
     for (j, &ch) in rest.iter().enumerate() {
@@ -89,15 +105,15 @@ pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), NotBase64> {
     }
     // 0..=7 leftover characters carry 6 bits each; whole bytes only.
     let bits = rest.len() * 6;
-    let bytes = bits / 8;
     let spare = bits % 8;
     if acc & ((1 << spare) - 1) != 0 {
         // Non-zero padding bits: the text was not made by an encoder.
         return Err(NotBase64 { at: body.len() - 1 });
     }
     let acc = acc >> spare;
-    for j in (0..bytes).rev() {
-        out.push((acc >> (8 * j)) as u8);
+    let n = tail.len();
+    for (j, byte) in tail.iter_mut().enumerate() {
+        *byte = (acc >> (8 * (n - 1 - j))) as u8;
     }
     Ok(())
 }

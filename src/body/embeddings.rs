@@ -56,6 +56,7 @@ pub fn decode(body: &[u8]) -> Result<Matrix, Error> {
     };
     let mut filled = vec![false; count];
     let mut scratch = Vec::new();
+    let mut bytes = Vec::new();
     for (pos, (item, emb)) in items.iter().zip(&embedded).enumerate() {
         let index = match find(item, "index") {
             None => pos,
@@ -81,28 +82,41 @@ pub fn decode(body: &[u8]) -> Result<Matrix, Error> {
         }
         let emb = emb.ok_or_else(|| protocol(format!("data[{pos}] has no \"embedding\"")))?;
         scratch.clear();
-        match emb.first() {
-            Some(b'[') => floats(emb, &mut scratch)
-                .map_err(|e| protocol(format!("data[{pos}].embedding: {e}")))?,
-            Some(b'"') => base64_floats(emb, &mut scratch)
-                .map_err(|e| protocol(format!("data[{pos}].embedding: {e}")))?,
+        let row = match emb.first() {
+            Some(b'[') => {
+                floats(emb, &mut scratch)
+                    .map_err(|e| protocol(format!("data[{pos}].embedding: {e}")))?;
+                Row::Floats(&scratch)
+            }
+            Some(b'"') => Row::Bytes(
+                base64_bytes(emb, &mut bytes)
+                    .map_err(|e| protocol(format!("data[{pos}].embedding: {e}")))?,
+            ),
             _ => {
                 return Err(protocol(format!(
                     "data[{pos}].embedding is neither an array of numbers nor a base64 string"
                 )))
             }
-        }
+        };
+        let len = row.len();
         if pos == 0 {
-            m.dim = scratch.len();
+            m.dim = len;
             m.data = vec![0.0; count * m.dim];
-        } else if scratch.len() != m.dim {
+        } else if len != m.dim {
             return Err(protocol(format!(
-                "ragged rows: data[{pos}] has {} floats, data[0] has {}",
-                scratch.len(),
+                "ragged rows: data[{pos}] has {len} floats, data[0] has {}",
                 m.dim
             )));
         }
-        m.data[index * m.dim..(index + 1) * m.dim].copy_from_slice(&scratch);
+        let slot = &mut m.data[index * m.dim..(index + 1) * m.dim];
+        match row {
+            Row::Floats(f) => slot.copy_from_slice(f),
+            Row::Bytes(b) => {
+                for (v, b) in slot.iter_mut().zip(b.chunks_exact(4)) {
+                    *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+        }
     }
     Ok(m)
 }
@@ -117,23 +131,99 @@ fn floats(arr: &[u8], out: &mut Vec<f32>) -> Result<(), String> {
     out.reserve(inner.len() / 8);
     for (k, tok) in trimmed.split(|&c| c == b',').enumerate() {
         let tok = tok.trim_ascii();
-        if !is_json_number(tok) {
-            return Err(format!(
+        let v = parse_f32(tok).ok_or_else(|| {
+            format!(
                 "element {k} is not a number: {}",
                 String::from_utf8_lossy(&tok[..tok.len().min(40)])
-            ));
-        }
-        // A JSON number is ASCII, so this cannot fail.
-        let text = std::str::from_utf8(tok).unwrap_or("");
-        let v: f32 = text
-            .parse()
-            .map_err(|_| format!("element {k} is not a number: {text}"))?;
+            )
+        })?;
         if v.is_infinite() {
-            return Err(format!("element {k} ({text}) does not fit a float32"));
+            return Err(format!(
+                "element {k} ({}) does not fit a float32",
+                String::from_utf8_lossy(tok)
+            ));
         }
         out.push(v);
     }
     Ok(())
+}
+
+/// A JSON number as the nearest float32; `None` when `t` is not one.
+///
+/// Most embedding floats have at most 15 significant digits and a small
+/// exponent, so the decimal is an exact f64 integer times an exact power of
+/// ten, and one f64 operation rounds it correctly (Clinger's fast path).
+/// Rounding that f64 to f32 is then exact too unless it lies exactly halfway
+/// between two f32s (a midpoint is an f64, so no other midpoint can separate
+/// it from the true value): that rare case, subnormals, and everything else
+/// go to the standard library's parser.
+fn parse_f32(t: &[u8]) -> Option<f32> {
+    if !is_json_number(t) {
+        return None;
+    }
+    fast_f32(t).or_else(|| std::str::from_utf8(t).ok()?.parse().ok())
+}
+
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Clinger's fast path for a token already checked to be a JSON number.
+fn fast_f32(t: &[u8]) -> Option<f32> {
+    let (neg, t) = match t.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, t),
+    };
+    let mut mant = 0u64;
+    let mut digits = 0u32; // significant digits taken into `mant`
+    let mut exp10 = 0i32;
+    let mut i = 0;
+    let mut seen_point = false;
+    while let Some(&c) = t.get(i) {
+        match c {
+            b'0'..=b'9' => {
+                if mant != 0 || c != b'0' {
+                    digits += 1;
+                    if digits > 15 {
+                        return None;
+                    }
+                }
+                mant = mant * 10 + u64::from(c - b'0');
+                if seen_point {
+                    exp10 -= 1;
+                }
+            }
+            b'.' => seen_point = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    if let Some(b'e' | b'E') = t.get(i) {
+        let rest = std::str::from_utf8(&t[i + 1..]).ok()?;
+        let e: i32 = rest.trim_start_matches('+').parse().ok()?;
+        exp10 = exp10.checked_add(e)?;
+    }
+    let x = if mant == 0 {
+        0.0
+    } else if (0..=22).contains(&exp10) {
+        mant as f64 * POW10[exp10 as usize]
+    } else if (-22..0).contains(&exp10) {
+        mant as f64 / POW10[(-exp10) as usize]
+    } else {
+        return None;
+    };
+    // Below f32's normal range its precision shrinks: leave it to std.
+    if x != 0.0 && x < f32::MIN_POSITIVE as f64 {
+        return None;
+    }
+    // f64 has 29 more fraction bits than f32: all of them 1000...0 is an
+    // exact f32 midpoint.
+    if x.to_bits() & ((1 << 29) - 1) == 1 << 28 {
+        return None;
+    }
+    let v = x as f32;
+    Some(if neg { -v } else { v })
 }
 
 /// The JSON number grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
@@ -171,8 +261,23 @@ fn is_json_number(t: &[u8]) -> bool {
     i == t.len()
 }
 
-/// A JSON string of base64 little-endian float32.
-fn base64_floats(s: &[u8], out: &mut Vec<f32>) -> Result<(), String> {
+/// One decoded row: parsed floats, or the little-endian bytes of base64.
+enum Row<'a> {
+    Floats(&'a [f32]),
+    Bytes(&'a [u8]),
+}
+
+impl Row<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Row::Floats(f) => f.len(),
+            Row::Bytes(b) => b.len() / 4,
+        }
+    }
+}
+
+/// A JSON string of base64 little-endian float32, decoded into `buf`.
+fn base64_bytes<'a>(s: &[u8], buf: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
     let raw = &s[1..s.len() - 1];
     let unescaped;
     // Some JSON writers escape '/' as "\/"; base64 needs nothing else.
@@ -182,20 +287,15 @@ fn base64_floats(s: &[u8], out: &mut Vec<f32>) -> Result<(), String> {
     } else {
         raw
     };
-    let mut bytes = Vec::with_capacity(base64::decoded_len(text));
-    base64::decode_into(text, &mut bytes).map_err(|e| e.to_string())?;
-    if bytes.len() % 4 != 0 {
+    buf.clear();
+    base64::decode_into(text, buf).map_err(|e| e.to_string())?;
+    if !buf.len().is_multiple_of(4) {
         return Err(format!(
             "base64 decodes to {} bytes, not a whole number of float32s",
-            bytes.len()
+            buf.len()
         ));
     }
-    out.extend(
-        bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-    );
-    Ok(())
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -219,6 +319,70 @@ mod tests {
             }
         }
         s
+    }
+
+    #[test]
+    fn fast_float_parsing_matches_the_standard_library() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut texts = vec![
+            "0",
+            "-0",
+            "1",
+            "-1.5",
+            "0.1",
+            "3.4028235e38",
+            "3.4028236e38",
+            "1e-38",
+            "1.1754944e-38",
+            "1e-45",
+            "7e-46",
+            "123456789012345",
+            "1234567890123456",
+            "0.0000000000000000000001",
+            "16777217",
+            "16777219",
+            "1.00000005960464477539",
+            "2.5e+3",
+            "2.5E-3",
+            "0.30000000000000004",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        for _ in 0..20_000 {
+            let r = next();
+            let v = f32::from_bits((r as u32) & 0x7FFF_FFFF);
+            if !v.is_finite() {
+                continue;
+            }
+            texts.push(format!("{v}"));
+            texts.push(format!("{:e}", v));
+            texts.push(format!(
+                "{:.*}",
+                (r >> 40) as usize % 12,
+                (r >> 8) as f64 / 1e12 - 0.5
+            ));
+            // An f32 midpoint written out exactly (halfway between two floats).
+            let a = f32::from_bits(((r >> 32) as u32) & 0x3FFF_FFFF);
+            let mid = (a as f64 + f32::from_bits(a.to_bits() + 1) as f64) / 2.0;
+            texts.push(format!("{mid:e}"));
+        }
+        for t in &texts {
+            let want: f32 = t.parse().unwrap();
+            let got = parse_f32(t.as_bytes()).unwrap_or_else(|| panic!("{t} refused"));
+            assert_eq!(got.to_bits(), want.to_bits(), "{t}");
+        }
+        for bad in [
+            "", "-", "01", "1.", ".5", "1e", "+1", "inf", "NaN", "0x10", "1e+",
+        ] {
+            assert_eq!(parse_f32(bad.as_bytes()), None, "{bad}");
+        }
     }
 
     #[test]
