@@ -21,6 +21,7 @@ pub const CACHE_DIRECTIVE_FIELD: &str = "llmpool_cache";
 const DEFAULT_MAX_ENTRIES: u64 = 1_000;
 const DEFAULT_TTL_MS: u64 = 5 * 60 * 1_000;
 const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+const DEFAULT_MAX_ENTRY_BYTES: u64 = 1024 * 1024;
 
 /// Removes the `llmpool_cache` directive from a request body and returns it.
 ///
@@ -104,17 +105,22 @@ pub struct ResponseCache {
     max_bytes: u64,
     ttl: Duration,
     default_on: bool,
+    shared: bool,
+    max_entry_bytes: u64,
     inner: Mutex<Inner>,
 }
 
 impl ResponseCache {
     /// Builds a cache from the `cache` client option:
-    /// `{"max_entries": n, "ttl_ms": t, "max_bytes": b, "default_on": bool}`.
+    /// `{"max_entries": n, "ttl_ms": t, "max_bytes": b, "default_on": bool,
+    /// "shared": bool, "max_entry_bytes": n}`.
     ///
     /// Defaults: 1000 entries, 5 minutes, 64 MiB, `default_on` true. All
     /// limits must be positive integers (leave the option out to disable the
     /// cache). `default_on` says whether temperature-0 requests are cached
-    /// without an explicit `"llmpool_cache": true`.
+    /// without an explicit `"llmpool_cache": true`. `shared` (default false)
+    /// also keeps entries in Redis (the client's `redis` option) for every
+    /// process; `max_entry_bytes` (default 1 MiB) caps one entry there.
     pub fn from_json(v: &Value) -> Result<ResponseCache, String> {
         let obj = v
             .as_object()
@@ -123,6 +129,8 @@ impl ResponseCache {
         let mut ttl_ms = DEFAULT_TTL_MS;
         let mut max_bytes = DEFAULT_MAX_BYTES;
         let mut default_on = true;
+        let mut shared = false;
+        let mut max_entry_bytes = DEFAULT_MAX_ENTRY_BYTES;
         for (k, val) in obj {
             let positive = || {
                 val.as_u64()
@@ -133,6 +141,12 @@ impl ResponseCache {
                 "max_entries" => max_entries = positive()?,
                 "ttl_ms" => ttl_ms = positive()?,
                 "max_bytes" => max_bytes = positive()?,
+                "max_entry_bytes" => max_entry_bytes = positive()?,
+                "shared" => {
+                    shared = val
+                        .as_bool()
+                        .ok_or_else(|| "cache.shared: expected true or false".to_string())?
+                }
                 "default_on" => {
                     default_on = val
                         .as_bool()
@@ -140,7 +154,7 @@ impl ResponseCache {
                 }
                 other => {
                     return Err(format!(
-                        "cache.{other}: unknown key (expected \"max_entries\", \"ttl_ms\", \"max_bytes\" or \"default_on\")"
+                        "cache.{other}: unknown key (expected \"max_entries\", \"ttl_ms\", \"max_bytes\", \"default_on\", \"shared\" or \"max_entry_bytes\")"
                     ))
                 }
             }
@@ -150,6 +164,8 @@ impl ResponseCache {
             max_bytes,
             ttl: Duration::from_millis(ttl_ms),
             default_on,
+            shared,
+            max_entry_bytes,
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -158,6 +174,21 @@ impl ResponseCache {
     /// this as `default_on` to [`ResponseCache::is_cacheable`].
     pub fn default_on(&self) -> bool {
         self.default_on
+    }
+
+    /// Whether entries are also kept in Redis (`shared`).
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The largest entry kept in Redis, in bytes.
+    pub fn max_entry_bytes(&self) -> u64 {
+        self.max_entry_bytes
+    }
+
+    /// How long an entry lives.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Builds the key for a request.
@@ -298,6 +329,20 @@ mod tests {
 
     fn cache(v: Value) -> ResponseCache {
         ResponseCache::from_json(&v).unwrap()
+    }
+
+    #[test]
+    fn shared_and_entry_cap_options() {
+        let c = cache(json!({}));
+        assert!(!c.shared());
+        assert_eq!(c.max_entry_bytes(), 1024 * 1024);
+        let c = cache(json!({"shared": true, "max_entry_bytes": 10}));
+        assert!(c.shared());
+        assert_eq!(c.max_entry_bytes(), 10);
+        let e = ResponseCache::from_json(&json!({"shared": 1})).unwrap_err();
+        assert!(e.contains("cache.shared"), "{e}");
+        let e = ResponseCache::from_json(&json!({"max_entry_bytes": 0})).unwrap_err();
+        assert!(e.contains("cache.max_entry_bytes"), "{e}");
     }
 
     #[test]

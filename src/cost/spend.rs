@@ -36,6 +36,9 @@ pub struct Spend {
     budget: Option<Budget>,
     cache: Option<ResponseCache>,
     router: Option<Router>,
+    /// `cache.shared`: the Redis side of the cache.
+    #[cfg(feature = "redis")]
+    shared_cache: Option<crate::store::cache::SharedCache>,
     per_model: Mutex<BTreeMap<String, ModelTotals>>,
 }
 
@@ -89,6 +92,20 @@ impl Spend {
             .map(ResponseCache::from_json)
             .transpose()
             .map_err(|e| Error::invalid(format!("option \"cache\": {e}")))?;
+        let shared = cache.as_ref().filter(|c| c.shared());
+        if shared.is_some() && redis.is_none() {
+            return Err(Error::invalid(
+                "option \"cache.shared\": needs the \"redis\" option (where the shared entries live)",
+            ));
+        }
+        #[cfg(feature = "redis")]
+        let shared_cache = shared.zip(redis).map(|(c, store)| {
+            crate::store::cache::SharedCache::new(
+                store.clone(),
+                c.ttl().as_millis() as u64,
+                c.max_entry_bytes(),
+            )
+        });
         let router = o
             .routing
             .as_ref()
@@ -100,8 +117,27 @@ impl Spend {
             budget,
             cache,
             router,
+            #[cfg(feature = "redis")]
+            shared_cache,
             per_model: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The Redis side of the cache: a hit there, or `None` (miss, or Redis
+    /// unreachable: the local cache already answered what it could).
+    fn shared_get(&self, _key: &CacheKey) -> Option<CachedEntry> {
+        #[cfg(feature = "redis")]
+        if let Some(s) = &self.shared_cache {
+            return s.lookup(_key);
+        }
+        None
+    }
+
+    fn shared_put(&self, _key: &CacheKey, _entry: &CachedEntry) {
+        #[cfg(feature = "redis")]
+        if let Some(s) = &self.shared_cache {
+            s.store(_key, _entry);
+        }
     }
 
     /// Routes, checks the cache and reserves budget for a JSON request.
@@ -143,7 +179,10 @@ impl Spend {
         };
         if let (true, Some(cache)) = (cacheable, &self.cache) {
             let key = ResponseCache::key(method, path, Some(&v));
-            if let Some(entry) = cache.get(&key, Instant::now()) {
+            let found = cache
+                .get(&key, Instant::now())
+                .or_else(|| self.shared_get(&key));
+            if let Some(entry) = found {
                 self.count_hit(model.as_deref().unwrap_or("unknown"));
                 return Ok(Err((prepared, Hit { entry })));
             }
@@ -223,15 +262,13 @@ impl Spend {
             }
         }
         if let (true, Some(cache), Some(key)) = (ok, &self.cache, p.cache_key) {
-            cache.put(
-                key,
-                CachedEntry {
-                    status,
-                    body: body.to_vec(),
-                    headers: headers.to_vec(),
-                },
-                Instant::now(),
-            );
+            let entry = CachedEntry {
+                status,
+                body: body.to_vec(),
+                headers: headers.to_vec(),
+            };
+            self.shared_put(&key, &entry);
+            cache.put(key, entry, Instant::now());
         }
         ledger_error
     }
@@ -280,7 +317,13 @@ impl Spend {
             .collect();
         let cache = self.cache.as_ref().map(|c| {
             let (hits, misses, entries, bytes) = c.stats();
-            json!({"hits": hits, "misses": misses, "entries": entries, "bytes": bytes})
+            #[allow(unused_mut)]
+            let mut j = json!({"hits": hits, "misses": misses, "entries": entries, "bytes": bytes});
+            #[cfg(feature = "redis")]
+            if let Some(s) = &self.shared_cache {
+                j["shared"] = s.to_json();
+            }
+            j
         });
         json!({
             "total_cost_usd": total,

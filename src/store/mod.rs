@@ -6,5 +6,7 @@
 //! with a clear error and everything else works as before.
 
 #[cfg(feature = "redis")]
+pub mod cache;
+#[cfg(feature = "redis")]
 pub mod ratelimit;
 pub mod redis;
