@@ -347,7 +347,10 @@ class _Owned:
     def __del__(self):
         ptr, self.ptr = self.ptr, None
         if ptr:
-            self.lib.llmpool_response_free(ptr)
+            try:
+                self.lib.llmpool_response_free(ptr)
+            except Exception:  # noqa: BLE001 - interpreter shutdown: the process frees it
+                pass
 
 
 def _headers(lib, ptr, names):
