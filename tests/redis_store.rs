@@ -101,3 +101,37 @@ fn a_redis_that_never_answers_times_out() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     drop(l);
 }
+
+#[test]
+fn rediss_works_with_a_private_ca_and_refuses_an_unknown_one() {
+    let Some(tls) = support::redis::TlsRedisServer::start() else {
+        return;
+    };
+    let ca = tls.ca_file.to_str().unwrap();
+    let s = store(&tls.url(), json!({"ca_file": ca, "timeout_ms": 2000}));
+    s.ping().expect("PING over rediss:// with the test CA");
+    let v: i64 = s.eval(&INCR_BY, &["tls"], (5, 0)).unwrap();
+    assert_eq!(v, 5);
+    // The bundled roots do not know the test CA: the handshake fails.
+    let e = store(&tls.url(), json!({"timeout_ms": 2000}))
+        .ping()
+        .unwrap_err();
+    assert!(e.unreachable(), "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    // ca_file only makes sense with TLS, and must be readable.
+    let bad = RedisConfig::parse(
+        "redis",
+        &json!({"url": "redis://127.0.0.1:1", "ca_file": ca}),
+    );
+    assert!(bad.unwrap_err().message.contains("redis.ca_file"));
+    let cfg = RedisConfig::parse(
+        "redis",
+        &json!({"url": tls.url(), "ca_file": "/nonexistent.pem"}),
+    );
+    let e = RedisStore::new(&cfg.unwrap()).unwrap_err();
+    assert!(
+        e.message.contains("redis.ca_file") && e.message.contains("/nonexistent.pem"),
+        "{}",
+        e.message
+    );
+}

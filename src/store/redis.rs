@@ -6,7 +6,8 @@
 //! ```
 //!
 //! `url` is required (`redis://` or `rediss://`, TLS through rustls with the
-//! bundled Mozilla roots); `prefix` (default `"llmpool:"`) starts every key
+//! bundled Mozilla roots, or with `"ca_file"`: only the CA(s) in that PEM
+//! file, e.g. a private CA of the Redis servers); `prefix` (default `"llmpool:"`) starts every key
 //! this library writes, so several deployments can share one Redis;
 //! `timeout_ms` (default 500, > 0) bounds connecting, each read and each
 //! write; `on_error` (`"closed"`, the default, or `"open"`) is what budgets do
@@ -61,6 +62,9 @@ pub struct RedisConfig {
     pub prefix: String,
     pub timeout: Duration,
     pub on_error: OnError,
+    /// `rediss://` only: trust these PEM CA certificates instead of the
+    /// bundled roots.
+    pub ca_file: Option<String>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -70,6 +74,7 @@ impl fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("on_error", &self.on_error)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -100,6 +105,7 @@ impl RedisConfig {
             prefix: DEFAULT_PREFIX.to_string(),
             timeout: DEFAULT_TIMEOUT,
             on_error: OnError::Closed,
+            ca_file: None,
         };
         for (k, v) in obj {
             let path = format!("{key}.{k}");
@@ -116,6 +122,13 @@ impl RedisConfig {
                         .ok_or_else(|| want("a positive number of milliseconds"))?;
                     cfg.timeout = Duration::from_millis(ms);
                 }
+                "ca_file" => {
+                    cfg.ca_file = Some(
+                        v.as_str()
+                            .ok_or_else(|| want("a string (a PEM file)"))?
+                            .to_string(),
+                    );
+                }
                 "on_error" => {
                     cfg.on_error = match v.as_str() {
                         Some("closed") => OnError::Closed,
@@ -129,6 +142,11 @@ impl RedisConfig {
         let url = url.ok_or_else(|| Error::invalid(format!("option \"{key}.url\": missing")))?;
         cfg.url = url.trim().to_string();
         cfg.check_url(key)?;
+        if cfg.ca_file.is_some() && !cfg.url.starts_with("rediss://") {
+            return Err(Error::invalid(format!(
+                "option \"{key}.ca_file\": only for a rediss:// (TLS) url"
+            )));
+        }
         Ok(cfg)
     }
 
@@ -315,9 +333,30 @@ mod handle {
     impl RedisStore {
         /// A handle for `config`; does not connect yet.
         pub fn new(config: &RedisConfig) -> Result<RedisStore, Error> {
-            let client = Client::open(config.expose_url()).map_err(|e| {
+            let client = match &config.ca_file {
+                None => Client::open(config.expose_url()),
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        Error::invalid(format!(
+                            "option \"redis.ca_file\": cannot read \"{path}\": {e}"
+                        ))
+                    })?;
+                    Client::build_with_tls(
+                        config.expose_url(),
+                        ::redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(pem),
+                        },
+                    )
+                }
+            };
+            let what = match config.ca_file {
+                Some(_) => "redis.url\" with \"redis.ca_file",
+                None => "redis.url",
+            };
+            let client = client.map_err(|e| {
                 Error::invalid(format!(
-                    "option \"redis.url\": {} (\"{}\")",
+                    "option \"{what}\": {} (\"{}\")",
                     scrub(&e.to_string(), config.expose_url()),
                     config.redacted_url()
                 ))

@@ -19,6 +19,9 @@ pub struct RedisServer {
     password: Option<String>,
     dir: PathBuf,
     child: Option<Child>,
+    /// TLS only (see [`TlsRedisServer`]): no plain port, so "ready" is the
+    /// TLS port accepting connections.
+    tls: bool,
 }
 
 impl RedisServer {
@@ -45,6 +48,7 @@ impl RedisServer {
             password: password.map(str::to_string),
             dir,
             child: None,
+            tls: false,
         };
         server.restart();
         Some(server)
@@ -73,8 +77,19 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut cmd = Command::new(&self.prog);
-            cmd.args(["--port", &self.port.to_string()])
-                .args(["--bind", "127.0.0.1"])
+            if self.tls {
+                cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(self.dir.join("leaf.pem"))
+                    .arg("--tls-key-file")
+                    .arg(self.dir.join("leaf.key"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(self.dir.join("ca.pem"))
+                    .args(["--tls-auth-clients", "no"]);
+            } else {
+                cmd.args(["--port", &self.port.to_string()]);
+            }
+            cmd.args(["--bind", "127.0.0.1"])
                 .args(["--save", ""])
                 .args(["--appendonly", "no"])
                 .args(["--daemonize", "no"])
@@ -112,6 +127,9 @@ impl RedisServer {
 
     /// Whether the server answers `PING` (after `AUTH` when it has a password).
     pub fn pings(&self) -> bool {
+        if self.tls {
+            return TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+        }
         let reply = self.command(&["PING"]);
         reply.as_deref().is_some_and(|r| r.starts_with("+PONG"))
     }
@@ -167,4 +185,115 @@ impl Drop for RedisServer {
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
+}
+
+/// A `redis-server` speaking only TLS (`rediss://`) with a leaf certificate
+/// for 127.0.0.1 signed by a CA made here with the `openssl` CLI; `None`
+/// (after a SKIPPED line) when redis-server or openssl is missing.
+pub struct TlsRedisServer {
+    pub server: RedisServer,
+    pub ca_file: PathBuf,
+}
+
+impl TlsRedisServer {
+    pub fn start() -> Option<TlsRedisServer> {
+        let prog = SKIP.tool(
+            "REDIS_SERVER",
+            "redis-server",
+            "redis-server (Debian package `redis-server`)",
+        )?;
+        let openssl_runs = Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !openssl_runs {
+            SKIP.skip("no openssl CLI (Debian package `openssl`) to make the rediss:// test CA");
+            return None;
+        }
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("llmpool-rediss-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create rediss dir");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=llmpool test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext.cnf");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let mut server = RedisServer {
+            prog,
+            port,
+            password: None,
+            dir: dir.clone(),
+            child: None,
+            tls: true,
+        };
+        server.restart();
+        Some(TlsRedisServer {
+            server,
+            ca_file: dir.join("ca.pem"),
+        })
+    }
+
+    /// `rediss://127.0.0.1:<port>/0`.
+    pub fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.server.port)
+    }
 }
