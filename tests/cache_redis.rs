@@ -24,7 +24,7 @@ fn shared(s: &TestServer, redis: &RedisServer, cache: Value) -> Client {
     }
     client(
         s,
-        json!({"cache": c, "redis": {"url": redis.url(), "timeout_ms": 200}}),
+        json!({"cache": c, "redis": {"url": redis.url(), "timeout_ms": 2000}}),
     )
 }
 

@@ -38,7 +38,7 @@ fn child_calls_until_the_end_time() {
     );
     let opts = options_for(
         &base,
-        json!({"rate_limits": {"rpm": 600}, "redis": {"url": redis}, "queue_timeout_ms": 5000}),
+        json!({"rate_limits": {"rpm": 600}, "redis": {"url": redis, "timeout_ms": 5000}, "queue_timeout_ms": 5000}),
     );
     let c = llmpool::Client::from_json(Some(&opts)).unwrap();
     let threads: Vec<_> = (0..3)
@@ -146,11 +146,17 @@ fn the_gateways_zero_remaining_is_shared_through_redis() {
         return;
     };
     let s = TestServer::plain();
-    let a = client(&s, json!({"redis": {"url": redis.url()}}));
-    let b = client(&s, json!({"redis": {"url": redis.url()}}));
+    let a = client(
+        &s,
+        json!({"redis": {"url": redis.url(), "timeout_ms": 5000}}),
+    );
+    let b = client(
+        &s,
+        json!({"redis": {"url": redis.url(), "timeout_ms": 5000}}),
+    );
     let other_prefix = client(
         &s,
-        json!({"redis": {"url": redis.url(), "prefix": "other:"}}),
+        json!({"redis": {"url": redis.url(), "prefix": "other:", "timeout_ms": 5000}}),
     );
     s.push_fault(Fault::Headers(vec![
         ("x-ratelimit-remaining-requests".into(), "0".into()),
@@ -188,7 +194,7 @@ fn redis_down_falls_back_to_local_limits_then_back_to_redis() {
     // 1200 rpm: 50 ms apart.
     let c = client(
         &s,
-        json!({"rate_limits": {"rpm": 1200}, "redis": {"url": redis.url(), "timeout_ms": 200}}),
+        json!({"rate_limits": {"rpm": 1200}, "redis": {"url": redis.url(), "timeout_ms": 2000}}),
     );
     assert_eq!(c.chat(CHAT).code, Code::Ok);
     assert!(redis

@@ -18,7 +18,7 @@ static INCR_BY: LazyLock<redis::Script> = LazyLock::new(|| {
 });
 
 fn store(url: &str, extra: serde_json::Value) -> RedisStore {
-    let mut v = json!({"url": url, "prefix": "t1:", "timeout_ms": 300});
+    let mut v = json!({"url": url, "prefix": "t1:", "timeout_ms": 2000});
     for (k, x) in extra.as_object().unwrap() {
         v[k] = x.clone();
     }
