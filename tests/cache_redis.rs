@@ -87,10 +87,27 @@ fn ttl_and_the_entry_cap_hold() {
 
 #[test]
 fn redis_down_falls_back_to_the_local_cache() {
+    // The cache falls back to local under either on_error.
+    for on_error in ["closed", "open"] {
+        down_and_back(on_error);
+    }
+}
+
+fn down_and_back(on_error: &str) {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
     let s = TestServer::plain();
+    let shared = |s: &TestServer, redis: &RedisServer, cache: Value| {
+        let mut c = json!({"shared": true});
+        for (k, v) in cache.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        client(
+            s,
+            json!({"cache": c, "redis": {"url": redis.url(), "timeout_ms": 2000, "on_error": on_error}}),
+        )
+    };
     let a = shared(&s, &redis, json!({}));
     assert_eq!(a.chat(CHAT).code, Code::Ok);
     redis.stop();

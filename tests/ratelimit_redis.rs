@@ -163,6 +163,14 @@ fn the_gateways_zero_remaining_is_shared_through_redis() {
         ("x-ratelimit-reset-requests".into(), "600ms".into()),
     ]));
     assert_eq!(a.chat(CHAT).code, Code::Ok);
+    // The block is in Redis, under the prefix, until the reset.
+    let keys = redis
+        .command(&["KEYS", "llmpool:rl:block:*"])
+        .unwrap_or_default();
+    assert!(
+        keys.starts_with("*1\r\n") && keys.contains("llmpool:rl:block:req:gpt-4.1"),
+        "{keys:?}"
+    );
     let t = Instant::now();
     assert_eq!(other_prefix.chat(CHAT).code, Code::Ok);
     assert!(
@@ -179,14 +187,17 @@ fn the_gateways_zero_remaining_is_shared_through_redis() {
         t.elapsed()
     );
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    let keys = redis
-        .command(&["KEYS", "llmpool:rl:block:*"])
-        .unwrap_or_default();
-    assert!(keys.starts_with("*"), "{keys}");
 }
 
 #[test]
 fn redis_down_falls_back_to_local_limits_then_back_to_redis() {
+    // Rate limits fall back to local under either on_error.
+    for on_error in ["closed", "open"] {
+        down_and_back(on_error);
+    }
+}
+
+fn down_and_back(on_error: &str) {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
@@ -194,7 +205,8 @@ fn redis_down_falls_back_to_local_limits_then_back_to_redis() {
     // 1200 rpm: 50 ms apart.
     let c = client(
         &s,
-        json!({"rate_limits": {"rpm": 1200}, "redis": {"url": redis.url(), "timeout_ms": 2000}}),
+        json!({"rate_limits": {"rpm": 1200},
+               "redis": {"url": redis.url(), "timeout_ms": 2000, "on_error": on_error}}),
     );
     assert_eq!(c.chat(CHAT).code, Code::Ok);
     assert!(redis
