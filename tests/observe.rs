@@ -216,3 +216,63 @@ fn tls_connections_log_their_version_and_handshake_time() {
         "{log}"
     );
 }
+
+#[test]
+fn failover_circuit_cache_budget_and_key_refresh_are_logged() {
+    let server = TestServer::plain();
+    let down = format!("http://127.0.0.1:{}/v1", support::loopback::closed_port());
+    let c = client(
+        &server,
+        json!({
+            "endpoints": [{"base_url": down}, {"base_url": server.base_url()}],
+            "circuit_failures": 1,
+            "max_retries": 0,
+            "cache": {"max_entries": 10},
+            "budget": {"limit_usd": 1000, "period": "total", "per_model": {"claude-sonnet-4.5": 0.0000001}},
+        }),
+    );
+    let lines = capture(&c, Level::Info);
+    let cached =
+        r#"{"model":"gpt-4.1","temperature":0,"messages":[{"role":"user","content":"c"}]}"#;
+    assert_eq!(c.chat(cached).code, Code::Ok);
+    assert_eq!(c.chat(cached).info["cache_hit"], true);
+    let r = c.chat(r#"{"model":"claude-sonnet-4.5","messages":[{"role":"user","content":"x"}]}"#);
+    assert_eq!(r.code, Code::BudgetExceeded, "{}", r.error);
+    let log = text(&lines);
+    println!("{log}");
+    assert!(
+        log.contains("circuit breaker opened for http://127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains("failover: http://127.0.0.1:"), "{log}");
+    assert!(
+        log.contains("cache hit for POST /chat/completions (model gpt-4.1)"),
+        "{log}"
+    );
+    assert!(log.contains("WARN call="), "{log}");
+    assert!(
+        log.contains("refused before sending POST /chat/completions: LLMPOOL_BUDGET_EXCEEDED"),
+        "{log}"
+    );
+
+    // A 401 answered with a fresh key from the provider.
+    let keyed = TestServer::plain();
+    keyed.set_required_key(Some("sk-right-0001".into()));
+    let k = client(&keyed, json!({"api_key": "sk-wrong-0001"}));
+    k.set_key_provider(Some(Arc::new(|| Some("sk-right-0001".to_string()))));
+    let lines = capture(&k, Level::Info);
+    assert_eq!(k.chat(CHAT).code, Code::Ok);
+    let log = text(&lines);
+    assert!(
+        log.contains("key refresh: HTTP 401, the key provider gave a new key"),
+        "{log}"
+    );
+    assert!(
+        log.contains("retry: HTTP 401 with a refreshed key"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("sk-right-0001") && !log.contains("sk-wrong-0001"),
+        "{log}"
+    );
+}

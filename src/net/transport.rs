@@ -541,11 +541,11 @@ impl Transport for CountedTcp {
             }
         }
         self.buffers.input_read(n, offered);
-        let now = Instant::now();
         note(|a| {
             a.bytes_in += n as u64;
+            // The clock is read once per attempt, not once per read.
             if n > 0 && !a.in_setup && a.first_byte.is_none() {
-                a.first_byte = Some(now);
+                a.first_byte = Some(Instant::now());
             }
         });
         Ok(n > 0)
