@@ -436,8 +436,11 @@ static void test_free_inside_done(void) {
     s.c = client_at(URL, "\"max_retries\":0");
     collect_init(&s.col);
     atomic_store(&s.freed, 0);
-    /* One quick call, nine slow ones. */
-    control(s.c, "/_test/faults", "{\"type\":\"status\",\"code\":200}");
+    /* One quick call, nine slow ones. The quick one still takes 300 ms, so
+     * that its done (which frees the client) cannot run before the last
+     * submit: submitting on a freed client is the caller's bug, and on a
+     * quiet machine an instant answer raced the loop below. */
+    control(s.c, "/_test/faults", "{\"type\":\"delay\",\"ms\":300}");
     control(s.c, "/_test/faults", "{\"type\":\"delay\",\"ms\":5000,\"times\":9}");
     char req[256];
     chat_req(req, sizeof req, "self");
