@@ -40,15 +40,14 @@ fn not_embeddings(why: &str) -> Error {
 pub fn decode(body: &[u8]) -> Result<Matrix, Error> {
     let [data] = scan::members(body, ["data"])
         .map_err(|e| not_embeddings(&format!("the body is not JSON ({e})")))?;
-    let rows = data
-        .and_then(scan::elements)
+    let items = data
+        .and_then(scan::elements_members)
         .ok_or_else(|| not_embeddings("no \"data\" array"))?;
-    let items: Vec<Vec<(&[u8], &[u8])>> = rows.iter().map(|r| scan::object_members(r)).collect();
     let embedded: Vec<Option<&[u8]>> = items.iter().map(|m| find(m, "embedding")).collect();
-    if !rows.is_empty() && embedded.iter().all(Option::is_none) {
+    if !items.is_empty() && embedded.iter().all(Option::is_none) {
         return Err(not_embeddings("\"data\" items have no \"embedding\""));
     }
-    let count = rows.len();
+    let count = items.len();
     let mut m = Matrix {
         data: Vec::new(),
         count,
@@ -57,6 +56,7 @@ pub fn decode(body: &[u8]) -> Result<Matrix, Error> {
     let mut filled = vec![false; count];
     let mut scratch = Vec::new();
     let mut bytes = Vec::new();
+    let mut unescaped = String::new();
     for (pos, (item, emb)) in items.iter().zip(&embedded).enumerate() {
         let index = match find(item, "index") {
             None => pos,
@@ -88,8 +88,8 @@ pub fn decode(body: &[u8]) -> Result<Matrix, Error> {
                     .map_err(|e| protocol(format!("data[{pos}].embedding: {e}")))?;
                 Row::Floats(&scratch)
             }
-            Some(b'"') => Row::Bytes(
-                base64_bytes(emb, &mut bytes)
+            Some(b'"') => Row::Base64(
+                base64_text(emb, &mut unescaped)
                     .map_err(|e| protocol(format!("data[{pos}].embedding: {e}")))?,
             ),
             _ => {
@@ -111,11 +111,8 @@ pub fn decode(body: &[u8]) -> Result<Matrix, Error> {
         let slot = &mut m.data[index * m.dim..(index + 1) * m.dim];
         match row {
             Row::Floats(f) => slot.copy_from_slice(f),
-            Row::Bytes(b) => {
-                for (v, b) in slot.iter_mut().zip(b.chunks_exact(4)) {
-                    *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                }
-            }
+            Row::Base64(text) => base64_floats(text, slot, &mut bytes)
+                .map_err(|e| protocol(format!("data[{pos}].embedding: {e}")))?,
         }
     }
     Ok(m)
@@ -261,41 +258,70 @@ fn is_json_number(t: &[u8]) -> bool {
     i == t.len()
 }
 
-/// One decoded row: parsed floats, or the little-endian bytes of base64.
+/// One row: parsed floats, or base64 text of little-endian float32s
+/// (decoded straight into the matrix).
 enum Row<'a> {
     Floats(&'a [f32]),
-    Bytes(&'a [u8]),
+    Base64(&'a [u8]),
 }
 
 impl Row<'_> {
     fn len(&self) -> usize {
         match self {
             Row::Floats(f) => f.len(),
-            Row::Bytes(b) => b.len() / 4,
+            // Checked to be whole float32s by `base64_text`.
+            Row::Base64(t) => base64::decoded_len(t) / 4,
         }
     }
 }
 
-/// A JSON string of base64 little-endian float32, decoded into `buf`.
-fn base64_bytes<'a>(s: &[u8], buf: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
+/// The base64 text of a JSON string of little-endian float32s, unescaped
+/// into `buf` only when it holds escapes.
+fn base64_text<'a>(s: &'a [u8], buf: &'a mut String) -> Result<&'a [u8], String> {
     let raw = &s[1..s.len() - 1];
-    let unescaped;
     // Some JSON writers escape '/' as "\/"; base64 needs nothing else.
-    let text = if raw.contains(&b'\\') {
-        unescaped = scan::string(s).ok_or("invalid string")?;
-        unescaped.as_bytes()
+    let text = if scan::has_escapes(raw) {
+        *buf = scan::string(s).ok_or("invalid string")?;
+        buf.as_bytes()
     } else {
         raw
     };
-    buf.clear();
-    base64::decode_into(text, buf).map_err(|e| e.to_string())?;
-    if !buf.len().is_multiple_of(4) {
+    let n = base64::decoded_len(text);
+    if !n.is_multiple_of(4) {
+        // Not base64 at all says more than a wrong length: decode to find out.
+        base64::decode_into(text, &mut Vec::new()).map_err(|e| e.to_string())?;
         return Err(format!(
-            "base64 decodes to {} bytes, not a whole number of float32s",
-            buf.len()
+            "base64 decodes to {n} bytes, not a whole number of float32s"
         ));
     }
-    Ok(buf)
+    Ok(text)
+}
+
+/// Decodes base64 `text` into the float32s of `slot` (sized for it).
+fn base64_floats(text: &[u8], slot: &mut [f32], scratch: &mut Vec<u8>) -> Result<(), String> {
+    #[cfg(target_endian = "little")]
+    {
+        let _ = scratch;
+        // SAFETY: the bytes are those of `slot`, borrowed mutably for this
+        // call; u8 needs no alignment, and every bit pattern is an f32. On
+        // a little-endian machine these bytes are the float32s' own order.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                slot.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of_val(slot),
+            )
+        };
+        base64::decode_to_slice(text, bytes).map_err(|e| e.to_string())
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        scratch.clear();
+        base64::decode_into(text, scratch).map_err(|e| e.to_string())?;
+        for (v, b) in slot.iter_mut().zip(scratch.chunks_exact(4)) {
+            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
