@@ -52,6 +52,5 @@ pub fn status(code: u16, headers: &[(&str, &str)]) -> Fault {
 
 /// A port on 127.0.0.1 where nothing listens (bound, then released).
 pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    super::free_port()
 }

@@ -94,12 +94,18 @@ impl Skip {
     /// runs; otherwise skips with "no <what> (`<prog> --version` failed;
     /// set <var> to use another)" and returns `None`.
     pub fn tool(&self, var: &str, default: &str, what: &str) -> Option<String> {
+        self.tool_probed(var, default, what, "--version")
+    }
+
+    /// Like [`Skip::tool`], probing with `flag` (nginx and tinyproxy know
+    /// `-v`, not `--version`).
+    pub fn tool_probed(&self, var: &str, default: &str, what: &str, flag: &str) -> Option<String> {
         let prog = tool(var, default);
-        if runs(&prog) {
+        if runs_with(&prog, flag) {
             return Some(prog);
         }
         self.skip(&format!(
-            "no {what} (`{prog} --version` failed; set {var} to use another)"
+            "no {what} (`{prog} {flag}` failed; set {var} to use another)"
         ));
         None
     }
@@ -116,12 +122,32 @@ pub fn tool(var: &str, default: &str) -> String {
 
 /// Whether `prog --version` runs.
 pub fn runs(prog: &str) -> bool {
+    runs_with(prog, "--version")
+}
+
+/// Whether `prog flag` runs.
+pub fn runs_with(prog: &str, flag: &str) -> bool {
     Command::new(prog)
-        .arg("--version")
+        .arg(flag)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A new, empty directory `<tmp>/llmpool-<what>-<pid>-<n>`.
+pub fn fresh_dir(what: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("llmpool-{what}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a test directory");
+    dir
 }
 
 /// The C compiler (`$CC`, default `cc`), or `None` when it cannot be run.

@@ -2,10 +2,9 @@
 //! encoding, static files): started on 127.0.0.1 in the foreground as a
 //! single process with its own config, stopped by PID on drop.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Skip;
@@ -20,12 +19,7 @@ impl Nginx {
     /// A fresh directory for the files nginx will serve (`<dir>/www`) before
     /// it starts.
     pub fn new_dir() -> PathBuf {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "llmpool-nginx-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = super::fresh_dir("nginx");
         std::fs::create_dir_all(dir.join("www")).expect("create nginx dir");
         dir
     }
@@ -36,23 +30,8 @@ impl Nginx {
     /// `$request_uri $status $bytes_sent "$http_accept_encoding"`. `None`
     /// (after a printed skip) when nginx is not installed.
     pub fn start(skip: &Skip, dir: &Path, server: &str) -> Option<Nginx> {
-        let prog = super::tool("NGINX", "nginx");
-        let runs = Command::new(&prog)
-            .arg("-v")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !runs {
-            skip.skip(&format!(
-                "no nginx (`{prog} -v` failed; apt-get install nginx, or set NGINX)"
-            ));
-            return None;
-        }
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-            l.local_addr().expect("local addr").port()
-        };
+        let prog = skip.tool_probed("NGINX", "nginx", "nginx (apt-get install nginx)", "-v")?;
+        let port = super::free_port();
         let d = dir.display();
         let user = if is_root() { "user root;\n" } else { "" };
         let conf = format!(

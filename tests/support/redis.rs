@@ -3,12 +3,12 @@
 //! again on the same port to test what happens while Redis is down.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::Skip;
+use super::{free_port, Skip};
 
 const SKIP: Skip = Skip::new("the Redis tests", "");
 
@@ -180,11 +180,6 @@ impl Drop for RedisServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
 }
 
 /// A `redis-server` speaking only TLS (`rediss://`) with a leaf certificate

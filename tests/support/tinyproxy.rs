@@ -1,10 +1,9 @@
 //! A real forward proxy for the proxy tests: Debian's `tinyproxy`, started
 //! on 127.0.0.1 with its own config and log, stopped by PID on drop.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Skip;
@@ -20,30 +19,14 @@ impl Tinyproxy {
     /// `user:pass` Basic authentication when `auth` is given. `None` (after
     /// a printed skip) when tinyproxy is not installed.
     pub fn start(skip: &Skip, auth: Option<(&str, &str)>) -> Option<Tinyproxy> {
-        let prog = super::tool("TINYPROXY", "tinyproxy");
-        let runs = Command::new(&prog)
-            .arg("-v")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !runs {
-            skip.skip(&format!(
-                "no tinyproxy (`{prog} -v` failed; apt-get install tinyproxy, or set TINYPROXY)"
-            ));
-            return None;
-        }
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "llmpool-tinyproxy-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create tinyproxy dir");
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-            l.local_addr().expect("local addr").port()
-        };
+        let prog = skip.tool_probed(
+            "TINYPROXY",
+            "tinyproxy",
+            "tinyproxy (apt-get install tinyproxy)",
+            "-v",
+        )?;
+        let dir = super::fresh_dir("tinyproxy");
+        let port = super::free_port();
         let mut conf = format!(
             "Port {port}\nListen 127.0.0.1\nTimeout 600\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 200\nAllow 127.0.0.1\n",
             dir.join("tinyproxy.log").display()
