@@ -329,22 +329,8 @@ mod tests {
     use super::*;
 
     fn b64(v: &[f32]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-        let mut s = String::new();
-        for c in bytes.chunks(3) {
-            let n = (c[0] as u32) << 16
-                | (*c.get(1).unwrap_or(&0) as u32) << 8
-                | *c.get(2).unwrap_or(&0) as u32;
-            for k in 0..4 {
-                s.push(if k <= c.len() {
-                    A[(n >> (18 - 6 * k) & 63) as usize] as char
-                } else {
-                    '='
-                });
-            }
-        }
-        s
+        base64::encode(&bytes)
     }
 
     #[test]

@@ -24,6 +24,42 @@ pub(crate) struct Hold {
     pub owner: Option<Owner>,
 }
 
+/// What a shared store has not been told yet, because a write failed:
+/// spend of finished calls (never lost) and holds to drop. Applied at the
+/// next write that succeeds, in whatever period is current then.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Only its per-model spend is used.
+    pub spend: Book,
+    pub released: Vec<String>,
+}
+
+impl Pending {
+    // Only the Redis store asks (before a round trip).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub fn is_empty(&self) -> bool {
+        !self.has_spend() && self.released.is_empty()
+    }
+
+    pub fn has_spend(&self) -> bool {
+        !self.spend.per_model.is_empty()
+    }
+
+    /// Keeps `usd` spent on `model` and, when given, drops hold `id`.
+    pub fn keep(&mut self, model: &str, usd: f64, id: Option<&str>) {
+        self.spend.spend(model, usd);
+        self.released.extend(id.map(str::to_string));
+    }
+
+    /// Adds the kept spend to `book` and drops the released holds from it.
+    pub fn apply_to(&self, book: &mut Book) {
+        book.absorb_spend(&self.spend);
+        for id in &self.released {
+            book.holds.remove(id);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Book {
     /// Empty until the first operation rolls into the current period.
@@ -261,6 +297,24 @@ mod tests {
         assert_eq!(b.prune_with(100, fate), 1, "no owner expired");
         assert_eq!(b.prune_with(u64::MAX, fate), 0, "running never expires");
         assert_eq!(b.holds.keys().collect::<Vec<_>>(), ["running"]);
+    }
+
+    #[test]
+    fn pending_spend_lands_in_the_current_period_and_releases_drop_holds() {
+        let mut p = Pending::default();
+        assert!(p.is_empty());
+        p.keep("a", 0.25, Some("h1"));
+        p.keep("a", 0.25, None);
+        p.released.push("h2".into());
+        let mut b = Book::default();
+        b.roll("2026-12");
+        for id in ["h1", "h2", "h3"] {
+            b.holds.insert(id.into(), hold(1.0, "a", 9, None));
+        }
+        p.apply_to(&mut b);
+        assert_eq!((b.spent, b.spent_for("a")), (0.5, 0.5));
+        assert_eq!(b.holds.keys().collect::<Vec<_>>(), ["h3"]);
+        assert!(!p.is_empty() && p.has_spend());
     }
 
     #[test]

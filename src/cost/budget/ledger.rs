@@ -17,15 +17,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use super::book::Book;
+use super::book::{Book, Pending};
 use super::period::Period;
 
-/// Spend that could not be written yet; added at the next successful write.
+/// This process's side of the ledger: what is not written yet, and what was last seen.
 #[derive(Debug, Default)]
 struct Local {
-    unwritten: Book,
-    /// Holds to drop at the next successful write (their release failed).
-    unreleased: Vec<String>,
+    pending: Pending,
     /// The book as last read or written, for metrics when the file fails.
     last_seen: Book,
     last_error: Option<String>,
@@ -109,16 +107,12 @@ impl Ledger {
             if let Some(key) = period_key {
                 book.roll(key);
             }
-            book.absorb_spend(&local.unwritten);
-            for id in &local.unreleased {
-                book.holds.remove(id);
-            }
+            local.pending.apply_to(&mut book);
             book.prune(now_ms);
             let r = f(&mut book);
-            let durable = durable || !local.unwritten.per_model.is_empty();
+            let durable = durable || local.pending.has_spend();
             self.write(&book, durable, &mut local)?;
-            local.unwritten = Book::default();
-            local.unreleased.clear();
+            local.pending = Pending::default();
             local.last_seen = book;
             Ok(r)
         })();
@@ -130,10 +124,9 @@ impl Ledger {
     /// money already spent is never forgotten.
     pub fn defer_spend(&self, model: &str, usd: f64, hold_id: &str) {
         let mut local = lock(&self.local);
-        local.unwritten.spend(model, usd);
+        local.pending.keep(model, usd, Some(hold_id));
         local.last_seen.spend(model, usd);
         local.last_seen.holds.remove(hold_id);
-        local.unreleased.push(hold_id.to_string());
     }
 
     /// Keeps a release whose write failed, for the next successful write
@@ -141,7 +134,7 @@ impl Ledger {
     pub fn defer_release(&self, hold_id: &str) {
         let mut local = lock(&self.local);
         local.last_seen.holds.remove(hold_id);
-        local.unreleased.push(hold_id.to_string());
+        local.pending.released.push(hold_id.to_string());
     }
 
     /// The current book (read under the lock, not written) and the last
@@ -157,10 +150,7 @@ impl Ledger {
         let mut book = match read {
             Ok(mut b) => {
                 b.roll(period_key);
-                b.absorb_spend(&local.unwritten);
-                for id in &local.unreleased {
-                    b.holds.remove(id);
-                }
+                local.pending.apply_to(&mut b);
                 local.last_seen = b.clone();
                 b
             }

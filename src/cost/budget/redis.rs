@@ -31,7 +31,7 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use ::redis::Script;
 
-use super::book::{Book, Hold};
+use super::book::{Book, Hold, Pending};
 use super::owner::{fate, Fate, Owner};
 use super::period::Period;
 use crate::store::redis::{OnError, RedisStore, StoreError};
@@ -129,10 +129,8 @@ pub(crate) enum Refusal {
 
 #[derive(Debug, Default)]
 struct Local {
-    /// Spend not yet in Redis (only its per-model amounts are used).
-    unwritten: Book,
-    /// Holds to drop from Redis at the next chance.
-    unreleased: Vec<String>,
+    /// Spend and releases not yet in Redis.
+    pending: Pending,
     /// Holds placed locally while Redis was down (`on_error: "open"`).
     local_holds: BTreeMap<String, Hold>,
     /// The figures last read from Redis, for `"open"` and the metrics.
@@ -278,7 +276,7 @@ impl RedisBook {
     ) -> Result<(), Refusal> {
         let mut book = local.last_seen.clone();
         book.roll(period_key);
-        book.absorb_spend(&local.unwritten);
+        book.absorb_spend(&local.pending.spend);
         for (k, h) in &local.local_holds {
             book.holds.insert(k.clone(), h.clone());
         }
@@ -308,12 +306,10 @@ impl RedisBook {
     ) -> Result<(), String> {
         let mut local = lock(&self.local);
         let was_local = local.local_holds.remove(id).is_some();
-        if let Some((model, usd)) = spend {
-            local.unwritten.roll(period_key);
-            local.unwritten.spend(model, usd);
-        }
-        if !was_local {
-            local.unreleased.push(id.to_string());
+        let release = (!was_local).then_some(id);
+        match spend {
+            Some((model, usd)) => local.pending.keep(model, usd, release),
+            None => local.pending.released.extend(release.map(str::to_string)),
         }
         let result = self.flush(period_key, &mut local);
         local.last_error = result.as_ref().err().map(|e| e.message.clone());
@@ -327,22 +323,21 @@ impl RedisBook {
 
     /// Writes the kept spend and drops the kept holds.
     fn flush(&self, period_key: &str, local: &mut Local) -> Result<(), StoreError> {
-        if local.unwritten.per_model.is_empty() && local.unreleased.is_empty() {
+        if local.pending.is_empty() {
             return Ok(());
         }
         let mut args: Vec<String> = vec![
             self.spend_ttl_s().to_string(),
-            local.unwritten.per_model.len().to_string(),
+            local.pending.spend.per_model.len().to_string(),
         ];
-        for (model, usd) in &local.unwritten.per_model {
+        for (model, usd) in &local.pending.spend.per_model {
             args.push(model.clone());
             args.push(usd.to_string());
         }
-        args.extend(local.unreleased.iter().cloned());
+        args.extend(local.pending.released.iter().cloned());
         self.run_settle(period_key, args)?;
-        local.last_seen.absorb_spend(&local.unwritten);
-        local.unwritten = Book::default();
-        local.unreleased.clear();
+        local.last_seen.absorb_spend(&local.pending.spend);
+        local.pending = Pending::default();
         Ok(())
     }
 
@@ -437,10 +432,7 @@ impl RedisBook {
                 b
             }
         };
-        book.absorb_spend(&local.unwritten);
-        for id in &local.unreleased {
-            book.holds.remove(id);
-        }
+        local.pending.apply_to(&mut book);
         for (id, h) in &local.local_holds {
             book.holds.insert(id.clone(), h.clone());
         }
@@ -502,7 +494,7 @@ mod tests {
             RedisBook::reserve_locally(&mut local, "k", "a", hold(0.25), &limits),
             Ok(())
         );
-        local.unwritten.spend("m", 0.2);
+        local.pending.keep("m", 0.2, None);
         assert_eq!(
             RedisBook::reserve_locally(&mut local, "k", "b", hold(0.1), &limits),
             Err(Refusal::Total(0.95))
