@@ -1,8 +1,10 @@
-//! Transport layer: the TCP connector and its pool bookkeeping,
-//! per-connection I/O buffers, the caching DNS resolver, TLS configuration,
-//! and the few socket calls `std` lacks.
+//! Transport layer: the TCP connector and its pool bookkeeping, a connect
+//! that an async call's cancel interrupts, per-connection I/O buffers, the
+//! caching DNS resolver, TLS configuration, and the few socket calls `std`
+//! lacks.
 
 pub mod buffers;
+pub mod connect;
 pub mod proxy;
 pub mod resolver;
 mod sys;

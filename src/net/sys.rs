@@ -1,15 +1,124 @@
-//! The one place llmpool talks to the OS below `std`: TCP keep-alive tuning
-//! and a one-syscall liveness probe for pooled connections.
+//! The one place llmpool talks to the OS below `std`: TCP keep-alive tuning,
+//! a one-syscall liveness probe for pooled connections, and the pieces of a
+//! non-blocking connect.
 //!
 //! `std::net::TcpStream` cannot turn on TCP keep-alive or set its idle time, and
 //! long generations behind a NAT need both (a silent NAT drop otherwise leaves a
 //! call blocked until its timeout). Its only non-blocking peek needs three
-//! system calls (set non-blocking, peek, set blocking) on every reuse.
+//! system calls (set non-blocking, peek, set blocking) on every reuse. Its
+//! `connect_timeout` blocks until the connection is up or the timeout passes,
+//! so a cancelled call could not stop waiting (see `net::connect`).
 
 use std::io;
-use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::Duration;
+
+/// A new, unconnected TCP socket for `addr`'s family, non-blocking and
+/// close-on-exec.
+pub fn nonblocking_socket(addr: &SocketAddr) -> io::Result<TcpStream> {
+    let domain = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let ty = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let ty = libc::SOCK_STREAM;
+    // SAFETY: plain system call with integer arguments; it returns a new
+    // descriptor or -1.
+    let fd = unsafe { libc::socket(domain, ty, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is the open socket just created and owned by nothing
+    // else; the stream now owns it and closes it on every path.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // SAFETY: `fd` is open (owned by `stream`); F_SETFD takes an int.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        #[cfg(target_vendor = "apple")]
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_NOSIGPIPE, 1)?;
+        stream.set_nonblocking(true)?;
+    }
+    Ok(stream)
+}
+
+/// Starts connecting a non-blocking socket: true when connected at once,
+/// false while the connection is in progress (wait with
+/// [`wait_writable`]).
+pub fn start_connect(stream: &TcpStream, addr: &SocketAddr) -> io::Result<bool> {
+    let rc = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: an all-zero `sockaddr_in` is valid (integers and byte
+            // arrays only); the fields that matter are set below.
+            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            // SAFETY: the pointer refers to a live local of exactly the
+            // length passed; connect does not retain it.
+            unsafe {
+                libc::connect(
+                    stream.as_raw_fd(),
+                    &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, all-zero is a valid `sockaddr_in6`.
+            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            // SAFETY: as above.
+            unsafe {
+                libc::connect(
+                    stream.as_raw_fd(),
+                    &sin6 as *const libc::sockaddr_in6 as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        // An interrupted non-blocking connect goes on in the background.
+        Some(libc::EINPROGRESS) | Some(libc::EINTR) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// Waits up to `d` for a connecting socket to become writable, which it
+/// does when the connect has finished, either way (see `take_error`).
+pub fn wait_writable(stream: &TcpStream, d: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // Rounded up, so a short wait never turns into a busy loop.
+    let ms = d.as_micros().div_ceil(1000).clamp(1, i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid, live `pollfd`, and a count of 1 to match.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::Interrupted => Ok(false),
+            _ => Err(e),
+        };
+    }
+    Ok(rc > 0)
+}
 
 /// Turns on TCP keep-alive: the first probe after `idle`, then every `idle / 3`
 /// (at least one second).

@@ -156,15 +156,19 @@ impl<In: Transport> Connector<In> for PoolConnector {
         let mut last_err: Option<ureq::Error> = None;
         let mut stream = None;
         let t0 = Instant::now();
+        // An async call's cancel ends a connect still waiting (see `connect`).
+        let token = crate::exec::token::current();
         for addr in details.addrs.iter() {
-            let attempt = match per_addr {
-                Some(t) => TcpStream::connect_timeout(addr, t),
-                None => TcpStream::connect(addr),
-            };
-            match attempt {
+            match super::connect::connect(addr, per_addr, token.as_deref()) {
                 Ok(s) => {
                     stream = Some((s, *addr));
                     break;
+                }
+                Err(e) if super::connect::is_cancel(&e) => {
+                    log::in_scope(Level::Info, || {
+                        format!("connect to {} ({addr}) cancelled", details.uri)
+                    });
+                    return Err(ureq::Error::Io(e));
                 }
                 Err(e)
                     if matches!(

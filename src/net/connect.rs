@@ -1,0 +1,189 @@
+//! Opening a TCP connection that a cancelled async call stops waiting for.
+//!
+//! A call's cancel shuts down the sockets it registered (see `exec::token`),
+//! but a socket still connecting is not usable yet, and `std`'s connect
+//! blocks until the peer answers or the timeout passes (an unreachable or
+//! overloaded gateway: `connect_timeout_ms`, or minutes without one). An
+//! async call therefore connects without blocking and waits in short
+//! slices, looking at its token between them. Blocking calls have no token
+//! and connect as `std` does.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::sys;
+use crate::exec::token::CallToken;
+
+/// How long a wait lasts before the token is looked at again: a cancel
+/// ends a connect within about this long.
+pub const SLICE: Duration = Duration::from_millis(20);
+
+/// Connects to `addr` within `timeout` (`None`: the system's own limit).
+/// With a `token`, gives up within [`SLICE`] once it is cancelled, with an
+/// error [`is_cancel`] recognises. A timeout is `ErrorKind::TimedOut`.
+pub fn connect(
+    addr: &SocketAddr,
+    timeout: Option<Duration>,
+    token: Option<&CallToken>,
+) -> io::Result<TcpStream> {
+    let Some(token) = token else {
+        return match timeout {
+            Some(t) => TcpStream::connect_timeout(addr, t),
+            None => TcpStream::connect(addr),
+        };
+    };
+    if token.is_cancelled() {
+        return Err(cancelled());
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let stream = sys::nonblocking_socket(addr)?;
+    if !sys::start_connect(&stream, addr)? {
+        loop {
+            if token.is_cancelled() {
+                return Err(cancelled());
+            }
+            let slice = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connection timed out",
+                        ));
+                    }
+                    left.min(SLICE)
+                }
+                None => SLICE,
+            };
+            if sys::wait_writable(&stream, slice)? {
+                break;
+            }
+        }
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        // Writable with no error pending should mean connected; a peer
+        // address proves it (a hang-up without an error would not have one).
+        stream.peer_addr()?;
+    }
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+const CANCELLED: &str = "connect cancelled (llmpool_call_cancel)";
+
+fn cancelled() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, CANCELLED)
+}
+
+/// Whether `e` is the error [`connect`] returns for a cancelled call.
+pub fn is_cancel(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted && e.to_string() == CANCELLED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    /// A loopback listener whose accept queue is full: further SYNs are
+    /// dropped, so a connect to it hangs until its timeout.
+    fn full_listener() -> (TcpListener, Vec<TcpStream>, SocketAddr) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        // SAFETY: `l` owns an open listening socket; listen() again only
+        // shrinks its backlog (to one pending connection on Linux).
+        assert_eq!(
+            unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), 0) },
+            0
+        );
+        let addr = l.local_addr().unwrap();
+        let mut fill = Vec::new();
+        // Fill the queue until a connect no longer completes.
+        for _ in 0..16 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => fill.push(s),
+                Err(_) => return (l, fill, addr),
+            }
+        }
+        panic!("the listener's backlog never filled");
+    }
+
+    fn token() -> Arc<CallToken> {
+        Arc::new(CallToken::new(1))
+    }
+
+    #[test]
+    fn connects_and_the_stream_blocks_again() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tok = token();
+        let mut s = connect(
+            &l.local_addr().unwrap(),
+            Some(Duration::from_secs(5)),
+            Some(&tok),
+        )
+        .unwrap();
+        let (mut peer, _) = l.accept().unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        peer.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        // Blocking again: a read waits for its timeout, not WouldBlock at once.
+        s.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+        let t = Instant::now();
+        assert!(s.read(&mut buf).is_err());
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        // IPv6 when the machine has it.
+        if let Ok(l6) = TcpListener::bind("[::1]:0") {
+            connect(&l6.local_addr().unwrap(), None, Some(&tok)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_refused_connect_fails_at_once() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let t = Instant::now();
+        let e = connect(&addr, Some(Duration::from_secs(5)), Some(&token())).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+        assert!(t.elapsed() < Duration::from_secs(1));
+        let e = connect(&addr, None, None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+    }
+
+    #[test]
+    fn a_hanging_connect_times_out_or_ends_on_cancel() {
+        let (_l, _fill, addr) = full_listener();
+        let t = Instant::now();
+        let e = connect(&addr, Some(Duration::from_millis(150)), Some(&token())).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(!is_cancel(&e));
+        assert!(t.elapsed() >= Duration::from_millis(150));
+
+        let tok = token();
+        let t2 = tok.clone();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let at = Instant::now();
+            t2.cancel();
+            at
+        });
+        let e = connect(&addr, Some(Duration::from_secs(10)), Some(&tok)).unwrap_err();
+        let ended = Instant::now();
+        let cancelled_at = canceller.join().unwrap();
+        assert!(is_cancel(&e), "{e}");
+        // One slice plus scheduling; generous for a busy machine.
+        assert!(
+            ended - cancelled_at < Duration::from_millis(500),
+            "{:?}",
+            ended - cancelled_at
+        );
+        // Already cancelled: no socket is even opened.
+        assert!(is_cancel(&connect(&addr, None, Some(&tok)).unwrap_err()));
+    }
+}
