@@ -6,10 +6,15 @@
 //! ~100 µs per call on loopback). IP literals need no lookup at all, and
 //! names are cached for `dns_cache_ttl_ms` (the seed's aiohttp
 //! `ttl_dns_cache`); only a miss goes to ureq's resolver.
+//!
+//! `getaddrinfo` blocks and cannot be interrupted, so an async call (one
+//! with a cancel token) looks a name up on a helper thread and waits for it
+//! in short slices: a cancel ends the wait within one slice, and the helper
+//! ends with the lookup. Blocking calls resolve as ureq does.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ureq::config::Config;
@@ -18,6 +23,11 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::NextTimeout;
 
 use super::proxy::Proxies;
+use crate::exec::token::{self, CallToken};
+
+/// How long a wait for a lookup lasts before the call's token is looked at
+/// again.
+const SLICE: Duration = Duration::from_millis(20);
 
 /// Resolves IP literals directly and caches looked-up names.
 #[derive(Debug)]
@@ -84,7 +94,7 @@ impl CachingResolver {
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let Some((host, port)) = host_port(uri) else {
-            return self.fallback.resolve(uri, config, timeout);
+            return self.look_up(uri, config, timeout);
         };
         if self.proxies.any()
             && uri
@@ -103,7 +113,7 @@ impl CachingResolver {
             return Ok(addrs);
         }
         if self.ttl.is_zero() {
-            return self.fallback.resolve(uri, config, timeout);
+            return self.look_up(uri, config, timeout);
         }
         let key = format!("{host}:{port}");
         let now = Instant::now();
@@ -115,7 +125,7 @@ impl CachingResolver {
                 }
             }
         }
-        let addrs = self.fallback.resolve(uri, config, timeout)?;
+        let addrs = self.look_up(uri, config, timeout)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         // Bounded: a client talks to a handful of gateways, but never let a
         // misuse grow this without limit.
@@ -124,6 +134,91 @@ impl CachingResolver {
         }
         cache.insert(key, (now, addrs.clone()));
         Ok(addrs)
+    }
+}
+
+impl CachingResolver {
+    /// A real lookup: inline for a blocking call, cancellable for an async one.
+    fn look_up(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let Some(tok) = token::current() else {
+            return self.fallback.resolve(uri, config, timeout);
+        };
+        let (uri, config) = (uri.clone(), config.clone());
+        // The helper enforces no timeout of its own (ureq's would start yet
+        // another thread); the wait below does.
+        let lookup =
+            move || DefaultResolver::default().resolve(&uri, &config, NextTimeout::default());
+        match wait_unless_cancelled(&tok, timeout.not_zero().map(|d| *d), lookup) {
+            Waited::Done(r) => r,
+            Waited::TimedOut => Err(ureq::Error::Timeout(timeout.reason)),
+            Waited::Cancelled => Err(ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "name resolution cancelled (llmpool_call_cancel)",
+            ))),
+            Waited::NoThread(e) => Err(ureq::Error::Io(e)),
+        }
+    }
+}
+
+/// How a wait for a helper thread ended.
+#[derive(Debug)]
+enum Waited<T> {
+    Done(T),
+    TimedOut,
+    Cancelled,
+    NoThread(std::io::Error),
+}
+
+/// Runs `work` on a helper thread and waits for its result until `limit`
+/// passes or `tok` is cancelled, looking at the token every [`SLICE`]. A
+/// helper that is given up on finishes its work and exits; its result is
+/// dropped.
+fn wait_unless_cancelled<T: Send + 'static>(
+    tok: &CallToken,
+    limit: Option<Duration>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Waited<T> {
+    if tok.is_cancelled() {
+        return Waited::Cancelled;
+    }
+    let deadline = limit.map(|l| Instant::now() + l);
+    // One slot: the helper's send never blocks, waited for or not.
+    let (tx, rx) = mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("llmpool-dns".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        });
+    if let Err(e) = spawned {
+        return Waited::NoThread(e);
+    }
+    loop {
+        let slice = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Waited::TimedOut;
+                }
+                left.min(SLICE)
+            }
+            None => SLICE,
+        };
+        match rx.recv_timeout(slice) {
+            Ok(v) => return Waited::Done(v),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // The helper panicked: report it as a failed lookup.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Waited::NoThread(std::io::Error::other("name lookup thread failed"));
+            }
+        }
+        if tok.is_cancelled() {
+            return Waited::Cancelled;
+        }
     }
 }
 
@@ -157,6 +252,56 @@ mod tests {
             vec!["10.1.2.3:80".parse().unwrap()]
         );
         assert!(r.cache.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_slow_lookup_ends_on_cancel_and_on_its_limit() {
+        let tok = Arc::new(CallToken::new(1));
+        let quick = wait_unless_cancelled(&tok, Some(Duration::from_secs(5)), || 42);
+        assert!(matches!(quick, Waited::Done(42)), "{quick:?}");
+
+        let slow = || std::thread::sleep(Duration::from_secs(3));
+        let t = Instant::now();
+        let r = wait_unless_cancelled(&tok, Some(Duration::from_millis(100)), slow);
+        assert!(matches!(r, Waited::TimedOut), "{r:?}");
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        assert!(t.elapsed() < Duration::from_secs(2));
+
+        let t2 = tok.clone();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let at = Instant::now();
+            t2.cancel();
+            at
+        });
+        let r = wait_unless_cancelled(&tok, None, slow);
+        let ended = Instant::now();
+        let cancelled_at = canceller.join().unwrap();
+        assert!(matches!(r, Waited::Cancelled), "{r:?}");
+        assert!(
+            ended - cancelled_at < Duration::from_millis(500),
+            "{:?}",
+            ended - cancelled_at
+        );
+        // Already cancelled: no thread is started.
+        let r = wait_unless_cancelled(&tok, None, || panic!("ran"));
+        assert!(matches!(r, Waited::Cancelled), "{r:?}");
+    }
+
+    #[test]
+    fn an_async_call_resolves_names_on_a_helper() {
+        let r = CachingResolver::new(Duration::ZERO);
+        let tok = Arc::new(CallToken::new(2));
+        let addrs = token::with_call(tok.clone(), true, || resolve(&r, "http://localhost:9/x"));
+        assert!(!addrs.is_empty());
+        assert!(addrs.iter().all(|a| a.port() == 9 && a.ip().is_loopback()));
+        tok.cancel();
+        let uri: Uri = "http://localhost:9/x".parse().unwrap();
+        let e = token::with_call(tok, true, || {
+            r.resolve(&uri, &Config::default(), NextTimeout::default())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("cancelled"), "{e}");
     }
 
     #[test]

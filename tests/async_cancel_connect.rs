@@ -1,0 +1,118 @@
+//! `llmpool_call_cancel` (here `CallHandle::cancel`) ends an async call that
+//! is still connecting, directly or to its proxy, within a fraction of a
+//! second, and leaves the sibling calls connecting to the same place alone:
+//! they go on until their own `connect_timeout_ms`.
+//!
+//! A gateway that never answers the SYN is a loopback listener whose accept
+//! queue is full: Linux drops further SYNs, so a connect to it hangs.
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use llmpool::{Client, Code, Response};
+use llmpool_testserver::TestServer;
+use serde_json::json;
+use support::loopback::{client, client_for};
+
+const CHAT: &str = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
+
+/// A listener that accepts no more connections: its backlog is one, and
+/// it is full. Keep all three alive for the test.
+fn unanswered_listener() -> (TcpListener, Vec<TcpStream>, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: `l` owns an open listening socket; listening again only
+    // shrinks its backlog.
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+    let addr = l.local_addr().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fill.push(s),
+            Err(_) => return (l, fill, addr),
+        }
+    }
+    panic!("the listener's backlog never filled");
+}
+
+fn chat(
+    c: &Client,
+) -> (
+    llmpool::exec::CallHandle,
+    mpsc::Receiver<(Response, Instant)>,
+) {
+    let (tx, rx) = mpsc::channel();
+    let h = c
+        .chat_async(
+            CHAT,
+            Box::new(move |r| {
+                tx.send((r, Instant::now())).unwrap();
+            }),
+        )
+        .expect("submit");
+    (h, rx)
+}
+
+/// Cancels one of two calls stuck connecting through `c` and checks that
+/// it alone ends, with LLMPOOL_CANCELLED, and soon.
+fn cancel_one_of_two(c: &Client) {
+    let (a, a_rx) = chat(c);
+    let (_b, b_rx) = chat(c);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(a_rx.try_recv().is_err(), "still connecting");
+    let t0 = Instant::now();
+    a.cancel();
+    let (r, done_at) = a_rx.recv_timeout(Duration::from_secs(5)).expect("done ran");
+    assert_eq!(r.code, Code::Cancelled, "{}", r.error);
+    // 100 ms is the contract; the bound is generous for a busy 2-core machine.
+    assert!(
+        done_at - t0 < Duration::from_secs(1),
+        "cancel took {:?}",
+        done_at - t0
+    );
+    eprintln!("cancel during connect ended the call in {:?}", done_at - t0);
+    // The sibling is still connecting and ends on its own timeout.
+    assert!(b_rx.try_recv().is_err(), "the sibling was not cancelled");
+    let (r, _) = b_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("done ran");
+    assert_eq!(r.code, Code::Timeout, "{}", r.error);
+}
+
+#[test]
+fn cancel_ends_a_call_stuck_in_connect_and_spares_its_sibling() {
+    let (_l, _fill, addr) = unanswered_listener();
+    let opts = json!({"max_retries": 0, "connect_timeout_ms": 1500});
+    let c = client_for(&format!("http://{addr}/v1"), opts.clone());
+    let other = TestServer::plain();
+    let ok = client(&other, json!({}));
+    let (_h, ok_rx) = chat(&ok);
+    cancel_one_of_two(&c);
+    assert_eq!(ok_rx.recv().unwrap().0.code, Code::Ok);
+
+    // Blocking calls connect as before: their connect timeout still applies.
+    let t = Instant::now();
+    let r = client_for(
+        &format!("http://{addr}/v1"),
+        json!({"max_retries": 0, "connect_timeout_ms": 300}),
+    )
+    .chat(CHAT);
+    assert_eq!(r.code, Code::Timeout, "{}", r.error);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn cancel_ends_a_call_stuck_connecting_to_its_proxy() {
+    let (_l, _fill, addr) = unanswered_listener();
+    let gateway = TestServer::plain();
+    let c = client(
+        &gateway,
+        json!({"max_retries": 0, "connect_timeout_ms": 1500,
+               "proxy": format!("http://{addr}")}),
+    );
+    cancel_one_of_two(&c);
+    assert_eq!(gateway.requests(), 0, "nothing reached the gateway");
+}
