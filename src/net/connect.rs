@@ -71,15 +71,25 @@ pub fn connect(
     Ok(stream)
 }
 
-const CANCELLED: &str = "connect cancelled (llmpool_call_cancel)";
+/// The cause inside the error a cancelled connect returns.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connect cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
 
 fn cancelled() -> io::Error {
-    io::Error::new(io::ErrorKind::Interrupted, CANCELLED)
+    io::Error::new(io::ErrorKind::Interrupted, Cancelled)
 }
 
 /// Whether `e` is the error [`connect`] returns for a cancelled call.
 pub fn is_cancel(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::Interrupted && e.to_string() == CANCELLED
+    e.get_ref().is_some_and(|c| c.is::<Cancelled>())
 }
 
 #[cfg(test)]
