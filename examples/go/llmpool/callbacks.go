@@ -32,12 +32,6 @@ type asyncState struct {
 	take   func(*C.llmpool_response) *Response // takeResponse or keepResponse
 }
 
-// progressState is the Go value behind a batch's progress handle.
-type progressState struct {
-	fn       func(done, total int)
-	panicked any
-}
-
 // keyState is the Go value behind a key provider's handle.
 type keyState struct {
 	fn func() (string, bool)
@@ -51,13 +45,7 @@ func llmpoolGoDone(h C.uintptr_t, r *C.llmpool_response) {
 
 //export llmpoolGoStream
 func llmpoolGoStream(h C.uintptr_t, delta *C.char, deltaLen C.size_t, event *C.char, eventLen C.size_t) (ret C.int) {
-	var st *streamState
-	switch v := cgo.Handle(h).Value().(type) {
-	case *streamState:
-		st = v
-	case *asyncState:
-		st = v.stream
-	}
+	st := cgo.Handle(h).Value().(*asyncState).stream
 	if st.panicked != nil {
 		return 1
 	}
@@ -73,20 +61,6 @@ func llmpoolGoStream(h C.uintptr_t, delta *C.char, deltaLen C.size_t, event *C.c
 		return 0
 	}
 	return 1
-}
-
-//export llmpoolGoProgress
-func llmpoolGoProgress(h C.uintptr_t, done, total C.size_t) {
-	st := cgo.Handle(h).Value().(*progressState)
-	if st.panicked != nil {
-		return
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			st.panicked = p
-		}
-	}()
-	st.fn(int(done), int(total))
 }
 
 //export llmpoolGoKeyProvider

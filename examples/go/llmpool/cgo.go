@@ -22,7 +22,6 @@ package llmpool
 // Go exports (callbacks.go). Handles travel as uintptr_t and become the
 // C void* userdata only here, so Go never converts an integer to a pointer.
 extern int llmpoolGoStream(uintptr_t h, char *delta, size_t delta_len, char *event, size_t event_len);
-extern void llmpoolGoProgress(uintptr_t h, size_t done, size_t total);
 extern int llmpoolGoKeyProvider(uintptr_t h, char *buf, size_t buf_len);
 extern void llmpoolGoLog(uintptr_t h, int level, char *message, size_t len);
 
@@ -39,21 +38,8 @@ static int llmpool_stream_shim(void *ud, const char *d, size_t dl, const char *e
 	return llmpoolGoStream((uintptr_t)ud, (char *)d, dl, (char *)e, el);
 }
 
-static void llmpool_progress_shim(void *ud, size_t done, size_t total) {
-	llmpoolGoProgress((uintptr_t)ud, done, total);
-}
-
 static int llmpool_key_shim(void *ud, char *buf, size_t buf_len) {
 	return llmpoolGoKeyProvider((uintptr_t)ud, buf, buf_len);
-}
-
-enum llmpool_code go_chat_stream(llmpool_client *c, const char *req, uintptr_t h, llmpool_response **out) {
-	return llmpool_chat_stream(c, req, llmpool_stream_shim, (void *)h, out);
-}
-
-enum llmpool_code go_chat_batch(llmpool_client *c, const char *const *reqs, size_t n, size_t max_conc,
-                                  uintptr_t h, llmpool_response **out) {
-	return llmpool_chat_batch(c, reqs, n, max_conc, h ? llmpool_progress_shim : NULL, (void *)h, out);
 }
 
 static void llmpool_done_shim(void *ud, llmpool_response *r) {

@@ -3,10 +3,13 @@
 //
 // One *Client is safe for use by many goroutines at once; share it (the
 // C client keeps one connection pool). Requests and responses are JSON
-// strings as the gateway speaks them. Chat, Embeddings, Request and
-// ChatStream run on llmpool's own threads (its async C API): the calling
-// goroutine waits in a select, pinning no OS thread, and its ctx cancels
-// that call alone. Batch and Warm are blocking cgo calls.
+// strings as the gateway speaks them. Chat, Embeddings, Request,
+// ChatStream and every item of Batch run on llmpool's own threads (its
+// async C API): the calling goroutine waits in a select, pinning no OS
+// thread, and its ctx cancels that call (or that batch) alone within about
+// 100 ms. Two calls still block inside cgo, pinning an OS thread while
+// they run and ignoring ctx: Warm (the C API has no async warm-up; it runs
+// once at startup) and RequestRaw (the C API has no async raw request).
 //
 // Failures are returned as *Error values (use errors.As) carrying the
 // llmpool code, its name, the HTTP status and the body.
@@ -21,9 +24,6 @@ package llmpool
 #include <stdlib.h>
 #include "llmpool.h"
 
-enum llmpool_code go_chat_stream(llmpool_client *c, const char *req, uintptr_t h, llmpool_response **out);
-enum llmpool_code go_chat_batch(llmpool_client *c, const char *const *reqs, size_t n, size_t max_conc,
-                           uintptr_t h, llmpool_response **out);
 enum llmpool_code go_set_key_provider(llmpool_client *c, uintptr_t h);
 enum llmpool_code go_set_log_callback(llmpool_client *c, int min_level, uintptr_t h);
 enum llmpool_code go_chat_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call);
@@ -192,6 +192,9 @@ type Client struct {
 	inflight int
 	closed   bool
 	keys     []cgo.Handle // key provider handles, deleted on Close
+	// maxConcurrency is the client's max_concurrency option (0: none), the
+	// default limit of a Batch as in the C batch.
+	maxConcurrency int
 }
 
 // NewClient creates a client from a JSON object of options (see the
@@ -210,7 +213,7 @@ func NewClient(optionsJSON string) (*Client, error) {
 	if code != C.LLMPOOL_OK || p == nil {
 		return nil, newError(int(code), C.GoString(&errbuf[0]))
 	}
-	c := &Client{ptr: p}
+	c := &Client{ptr: p, maxConcurrency: optionMaxConcurrency(optionsJSON)}
 	c.idle = sync.NewCond(&c.mu)
 	runtime.SetFinalizer(c, (*Client).Close)
 	return c, nil
@@ -324,6 +327,10 @@ func (c *Client) Request(ctx context.Context, method, path, body string) (*Respo
 // in Response.Raw, and the response headers named in headers (default:
 // content-type and x-request-id) in Response.Headers. body is copied by
 // the C library before the call returns; retries send the same bytes.
+//
+// Unlike Chat, RequestRaw is a blocking cgo call (the C API has no async
+// raw request): the goroutine holds an OS thread until the answer, and
+// ctx is checked only before the call starts (Cancel still stops it).
 func (c *Client) RequestRaw(ctx context.Context, method, path, contentType string, body []byte, headers ...string) (*Response, error) {
 	if len(headers) == 0 {
 		headers = []string{"content-type", "x-request-id"}
@@ -393,30 +400,41 @@ func (c *Client) asyncWith(ctx context.Context, stream *streamState, take func(*
 		return nil, err
 	}
 	defer c.release()
+	r, code := await(ctx, p, stream, take, submit)
+	if code != C.LLMPOOL_OK {
+		return nil, newError(int(code), "the request was refused before sending (invalid JSON or a closed client)")
+	}
+	if r == nil {
+		return nil, newError(CodePanic, "llmpool returned no response")
+	}
+	return r, r.Err()
+}
+
+// await submits one call on p (which the caller holds with acquire) and
+// waits for its done, or for ctx (may be nil), which then cancels the call
+// and still waits for its done (it comes promptly). A refused submit
+// returns a nil Response and its code (done never runs); otherwise the
+// code is LLMPOOL_OK and the Response nil only if done got no response.
+func await(ctx context.Context, p *C.llmpool_client, stream *streamState, take func(*C.llmpool_response) *Response, submit func(*C.llmpool_client, C.uintptr_t, **C.llmpool_call) C.enum_llmpool_code) (*Response, C.enum_llmpool_code) {
 	st := &asyncState{ch: make(chan *Response, 1), stream: stream, take: take}
 	h := cgo.NewHandle(st)
 	defer h.Delete()
 	var call *C.llmpool_call
-	code := submit(p, C.uintptr_t(h), &call)
-	if code != C.LLMPOOL_OK {
-		return nil, newError(int(code), "the request was refused before sending (invalid JSON or a closed client)")
+	if code := submit(p, C.uintptr_t(h), &call); code != C.LLMPOOL_OK {
+		return nil, code
 	}
 	defer C.llmpool_call_free(call)
 	var done <-chan struct{}
 	if ctx != nil {
 		done = ctx.Done()
 	}
-	var r *Response
 	select {
-	case r = <-st.ch:
+	case r := <-st.ch:
+		return r, C.LLMPOOL_OK
 	case <-done:
 		C.llmpool_call_cancel(call)
-		r = <-st.ch
+		return <-st.ch, C.LLMPOOL_OK
 	}
-	if r == nil {
-		return nil, newError(CodePanic, "llmpool returned no response")
-	}
-	return r, r.Err()
 }
 
 // ChatStream streams a chat completion ("stream": true is added). fn is
@@ -450,77 +468,6 @@ func (c *Client) ChatStream(ctx context.Context, req string, fn func(delta, even
 		panic(st.panicked)
 	}
 	return r, err
-}
-
-// Batch sends the chat requests with at most maxConcurrency in flight (0:
-// the client's max_concurrency, else 16) and waits for all. The result
-// has one Response per request, in request order, success or failure
-// (see Response.Err); the error is the first failed item's, nil when all
-// succeeded.
-func (c *Client) Batch(ctx context.Context, reqs []string, maxConcurrency int) ([]*Response, error) {
-	return c.BatchProgress(ctx, reqs, maxConcurrency, nil)
-}
-
-// BatchProgress is Batch with progress(done, total) called on this
-// goroutine after each finished item (done counts up to total).
-func (c *Client) BatchProgress(ctx context.Context, reqs []string, maxConcurrency int, progress func(done, total int)) ([]*Response, error) {
-	if err := ctxErr(ctx); err != nil {
-		return nil, err
-	}
-	if maxConcurrency < 0 {
-		return nil, newError(CodeInvalidArgument, "Batch: maxConcurrency < 0")
-	}
-	p, err := c.acquire()
-	if err != nil {
-		return nil, err
-	}
-	defer c.release()
-	n := len(reqs)
-	if n == 0 {
-		return []*Response{}, nil
-	}
-	ptrSize := C.size_t(unsafe.Sizeof((*C.char)(nil)))
-	creqs := unsafe.Slice((**C.char)(C.calloc(C.size_t(n), ptrSize)), n)
-	defer C.free(unsafe.Pointer(&creqs[0]))
-	for i, r := range reqs {
-		creqs[i] = C.CString(r)
-	}
-	defer func() {
-		for _, s := range creqs {
-			C.free(unsafe.Pointer(s))
-		}
-	}()
-	outs := unsafe.Slice((**C.llmpool_response)(C.calloc(C.size_t(n), ptrSize)), n)
-	defer C.free(unsafe.Pointer(&outs[0]))
-
-	var h cgo.Handle
-	var st *progressState
-	if progress != nil {
-		st = &progressState{fn: progress}
-		h = cgo.NewHandle(st)
-		defer h.Delete()
-	}
-	code := C.go_chat_batch(p, &creqs[0], C.size_t(n), C.size_t(maxConcurrency), C.uintptr_t(h), &outs[0])
-	res := make([]*Response, n)
-	for i := range outs {
-		res[i] = takeResponse(outs[i])
-		outs[i] = nil
-		if res[i] == nil {
-			res[i] = &Response{Code: CodePanic, ErrorText: "llmpool returned no response", Info: json.RawMessage("{}")}
-		}
-	}
-	if st != nil && st.panicked != nil {
-		panic(st.panicked)
-	}
-	if code != C.LLMPOOL_OK {
-		for _, r := range res {
-			if err := r.Err(); err != nil {
-				return res, err
-			}
-		}
-		return res, newError(int(code), "batch failed")
-	}
-	return res, nil
 }
 
 // Metrics returns the client's metrics: requests, errors, retries,
@@ -704,6 +651,10 @@ func (c *Client) ResetPool() error {
 
 // Warm opens up to n connections ahead of the first calls and returns
 // how many it opened.
+//
+// Warm is a blocking cgo call (the C API has no async warm-up): the
+// calling goroutine holds an OS thread until the n handshakes are done.
+// It is meant to run once at startup (it takes no ctx).
 func (c *Client) Warm(n int) (int, error) {
 	p, err := c.acquire()
 	if err != nil {

@@ -506,50 +506,6 @@ func TestChatStreamHTTPError(t *testing.T) {
 	}
 }
 
-func TestBatch(t *testing.T) {
-	c := newClient(t, "")
-	reqs := make([]string, 20)
-	for i := range reqs {
-		reqs[i] = chatReq(fmt.Sprintf("item %d", i))
-	}
-	var seen []int
-	res, err := c.BatchProgress(context.Background(), reqs, 4, func(done, total int) {
-		if total != len(reqs) {
-			t.Errorf("total %d", total)
-		}
-		seen = append(seen, done)
-	})
-	if err != nil {
-		t.Fatalf("Batch: %v", err)
-	}
-	if len(res) != len(reqs) {
-		t.Fatalf("%d results", len(res))
-	}
-	for i, r := range res {
-		if want := fmt.Sprintf("Echo: item %d", i); r.Text != want || r.Err() != nil {
-			t.Fatalf("item %d: %q %v", i, r.Text, r.Err())
-		}
-	}
-	if len(seen) != len(reqs) || seen[0] != 1 || seen[len(seen)-1] != len(reqs) {
-		t.Fatalf("progress %v", seen)
-	}
-
-	// One bad item fails alone; the error is that item's.
-	reqs[3] = "not json"
-	res, err = c.Batch(context.Background(), reqs, 0)
-	if e := asError(t, err); e.Code != llmpool.CodeInvalidArgument {
-		t.Fatalf("got %+v", e)
-	}
-	for i, r := range res {
-		if (i == 3) != (r.Err() != nil) {
-			t.Fatalf("item %d: err %v", i, r.Err())
-		}
-	}
-	if res, err := c.Batch(context.Background(), nil, 0); err != nil || len(res) != 0 {
-		t.Fatalf("empty batch: %v %v", res, err)
-	}
-}
-
 func TestCancelStopsCallsInFlight(t *testing.T) {
 	c := newClient(t, `"max_retries":0`)
 	pushFaults(t, `[{"type":"delay_before_headers","ms":5000}]`)
@@ -625,44 +581,6 @@ func TestAPIKeyAndKeyProvider(t *testing.T) {
 	}
 	if err := c.SetKeyProvider(nil); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// Batch items run on the C library's worker threads (not Go threads): the
-// key provider is then called from there, through the cgo handle.
-func TestKeyProviderFromBatchWorkers(t *testing.T) {
-	c, err := llmpool.NewClient(fmt.Sprintf(`{"base_url":%q,"max_retries":0,"api_key":"sk-wrong"}`, keyedURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var mu sync.Mutex
-	asked := 0
-	if err := c.SetKeyProvider(func() (string, bool) {
-		mu.Lock()
-		asked++
-		mu.Unlock()
-		return testKey, true
-	}); err != nil {
-		t.Fatal(err)
-	}
-	reqs := make([]string, 8)
-	for i := range reqs {
-		reqs[i] = chatReq(fmt.Sprintf("k%d", i))
-	}
-	res, err := c.Batch(context.Background(), reqs, 4)
-	if err != nil {
-		t.Fatalf("Batch: %v", err)
-	}
-	for i, r := range res {
-		if r.Text != fmt.Sprintf("Echo: k%d", i) {
-			t.Fatalf("item %d: %q", i, r.Text)
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if asked < 1 || asked > len(reqs) {
-		t.Fatalf("provider asked %d times", asked)
 	}
 }
 
