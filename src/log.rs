@@ -15,6 +15,9 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io::Write;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -268,6 +271,35 @@ impl Drop for Scope {
     fn drop(&mut self) {
         let prev = self.0.take();
         SCOPE.with(|s| *s.borrow_mut() = prev);
+    }
+}
+
+/// A future that runs `fut` with `logger` and `call` as its thread's
+/// logging context during each poll: an async call may be resumed on
+/// another thread after a wait, so a [`Scope`] cannot be held across it.
+pub struct Scoped<F> {
+    logger: Arc<Logger>,
+    call: u64,
+    fut: Pin<Box<F>>,
+}
+
+impl<F: Future> Scoped<F> {
+    pub fn new(logger: &Arc<Logger>, call: u64, fut: F) -> Self {
+        Scoped {
+            logger: logger.clone(),
+            call,
+            fut: Box::pin(fut),
+        }
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let _scope = Scope::enter(&this.logger, this.call);
+        this.fut.as_mut().poll(cx)
     }
 }
 

@@ -43,14 +43,15 @@
 //! that ends any other way (callback abort, error, cancel) drops its
 //! connection instead of pooling it: the next call opens a fresh one.
 
-use std::cell::RefCell;
 use std::io::Read;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::client::{parse_object, Client};
 use crate::error::{from_ureq, Code, Error};
+use crate::exec::block_on;
 use crate::log::{in_scope, Level};
 use crate::response::Response;
 use crate::sse::{interpret, SseEvent, SseParser, StreamItem};
@@ -101,10 +102,22 @@ impl Client {
     ///
     /// Always returns a response; see the [module documentation](self) for
     /// its fields and codes.
+    /// `on_delta` is `Send` because the same code runs async calls, which
+    /// may resume on another library thread after a wait; a blocking call
+    /// runs it on the calling thread only.
     pub fn chat_stream(
         &self,
         request_json: &str,
-        on_delta: &mut dyn FnMut(&str, &str) -> bool,
+        on_delta: &mut (dyn FnMut(&str, &str) -> bool + Send),
+    ) -> Response {
+        block_on(self.chat_stream_fut(request_json, on_delta))
+    }
+
+    /// The future of [`Client::chat_stream`] (what an async stream runs).
+    pub(crate) async fn chat_stream_fut(
+        &self,
+        request_json: &str,
+        on_delta: &mut (dyn FnMut(&str, &str) -> bool + Send),
     ) -> Response {
         let started = Instant::now();
         let mut v = match parse_object(request_json, "request_json") {
@@ -129,20 +142,20 @@ impl Client {
         let request = v.to_string();
         let limit = self.options().max_response_bytes;
         let idle = self.options().stream_idle_timeout;
-        let state = RefCell::new(State::default());
+        let state = Mutex::new(State::default());
 
         let mut on_body = |body: &mut ureq::Body| {
             in_scope(Level::Debug, || {
                 "stream started: reading events".to_string()
             });
-            let mut st = state.borrow_mut();
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             read_stream(body, limit, idle, started, &mut st, on_delta).map_err(|(bytes, e)| {
                 st.own_error = Some(e.clone());
                 (bytes, e)
             })
         };
         let mut patch = |r: &mut Response| {
-            let st = std::mem::take(&mut *state.borrow_mut());
+            let st = std::mem::take(&mut *state.lock().unwrap_or_else(|p| p.into_inner()));
             if r.status / 100 == 2 {
                 in_scope(Level::Info, || {
                     format!(
@@ -163,6 +176,7 @@ impl Client {
             &mut on_body,
             &mut patch,
         )
+        .await
     }
 }
 
@@ -174,7 +188,7 @@ fn read_stream(
     idle: Duration,
     started: Instant,
     st: &mut State,
-    on_delta: &mut dyn FnMut(&str, &str) -> bool,
+    on_delta: &mut (dyn FnMut(&str, &str) -> bool + Send),
 ) -> Result<Vec<u8>, (Vec<u8>, Error)> {
     let mut reader = body.with_config().limit(limit).reader();
     let mut parser = SseParser::new();

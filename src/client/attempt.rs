@@ -13,8 +13,8 @@ use super::{header, read, BodyReader, Call, Client};
 use crate::body;
 use crate::cost::{estimate_prompt_tokens, requested_max_output_tokens};
 use crate::error::{from_ureq, Code, Error};
-use crate::exec::token;
-use crate::log::{log, Level};
+use crate::exec::{block_on, token};
+use crate::log::{log, next_call_id, Level, Scoped};
 use crate::net::transport::{self, AttemptIo};
 use crate::options::ApiKey;
 use crate::policy::failover::Circuit;
@@ -29,22 +29,43 @@ const MAX_FREE_RECONNECTS: u32 = 2;
 impl Client {
     /// Runs one call with retries; always returns a response (success or not).
     pub fn execute(&self, call: Call) -> Response {
+        block_on(self.execute_fut(call))
+    }
+
+    /// The future of [`Client::execute`] (what an async call runs).
+    pub(crate) async fn execute_fut(&self, call: Call) -> Response {
         let started = Instant::now();
         let max = self.inner.opts.max_response_bytes;
         let model = call.model.clone();
-        let r = self.execute_with(call, &mut |b| read_whole(b, max));
+        let r = self.run_call(call, &mut |b| read_whole(b, max)).await;
         self.record(model.as_deref(), &r, started);
         r
     }
 
-    /// Like [`Client::execute`], reading 2xx bodies with `on_body`.
-    pub fn execute_with(&self, call: Call, on_body: &mut BodyReader<'_>) -> Response {
+    /// Runs `call`, reading 2xx bodies with `on_body`, in the logging
+    /// context of the call of this client already running (a cost-managed
+    /// call), else in a fresh one.
+    pub(crate) async fn run_call(&self, call: Call, on_body: &mut BodyReader<'_>) -> Response {
+        match self.current_call_id() {
+            Some(id) => self.run_call_as(id, call, on_body).await,
+            None => {
+                let id = next_call_id();
+                Scoped::new(&self.inner.log, id, self.run_call_as(id, call, on_body)).await
+            }
+        }
+    }
+
+    async fn run_call_as(
+        &self,
+        call_id: u64,
+        call: Call,
+        on_body: &mut BodyReader<'_>,
+    ) -> Response {
         let started = Instant::now();
         let inner = &*self.inner;
-        let (call_id, _scope) = self.log_scope(false);
         let _in_flight = inner.metrics.start();
         let deadline = started + inner.opts.queue_timeout;
-        let ticket = match self.wait_for_rate_limits(&call, deadline) {
+        let ticket = match self.wait_for_rate_limits(&call, deadline).await {
             Ok(t) => t,
             Err(e) => {
                 let r = Response::failed(e, started);
@@ -72,7 +93,7 @@ impl Client {
         }
         let resp = match limiter {
             Some(l) => match l.acquire(deadline.saturating_duration_since(Instant::now())) {
-                Some(_permit) => self.attempts(&call, started, on_body, call_id),
+                Some(_permit) => self.attempts(&call, started, on_body, call_id).await,
                 None => Response::failed(
                     Error::new(
                         Code::PoolExhausted,
@@ -85,7 +106,7 @@ impl Client {
                     started,
                 ),
             },
-            None => self.attempts(&call, started, on_body, call_id),
+            None => self.attempts(&call, started, on_body, call_id).await,
         };
         if let Some(t) = ticket {
             // No answer at all: the gateway counted nothing.
@@ -117,11 +138,10 @@ impl Client {
         );
     }
 
-    /// Waits until the rate limits let `call` go, at most until `deadline`;
-    /// the one place a call waits for rate limits (an async executor can
-    /// replace the sleep). Fails unsent with `Code::RateLimited` when the
+    /// Waits until the rate limits let `call` go, at most until `deadline`
+    /// (an async call parks meanwhile, holding no thread). Fails unsent with `Code::RateLimited` when the
     /// wait would pass the deadline, `Code::Cancelled` on a cancel.
-    pub(crate) fn wait_for_rate_limits(
+    pub(crate) async fn wait_for_rate_limits(
         &self,
         call: &Call,
         deadline: Instant,
@@ -149,7 +169,7 @@ impl Client {
                         )
                     });
                 }
-                if !t.wait.is_zero() && !self.sleep_unless_cancelled(t.wait, epoch) {
+                if !t.wait.is_zero() && !self.sleep_unless_cancelled(t.wait, epoch).await {
                     return Err(cancelled_error());
                 }
                 Ok(Some(t))
@@ -168,7 +188,7 @@ impl Client {
 
     /// Tries the endpoints in failover order until one gives an answer
     /// worth returning.
-    fn attempts(
+    async fn attempts(
         &self,
         call: &Call,
         started: Instant,
@@ -184,7 +204,7 @@ impl Client {
             ..Tally::default()
         };
         for (n, &i) in order.iter().enumerate() {
-            let done = self.attempts_on(i, call, on_body, &mut t);
+            let done = self.attempts_on(i, call, on_body, &mut t).await;
             let worth_failover = done.worth_failover();
             let url = &eps.get(i).base_url;
             match eps.record(i, !worth_failover, Instant::now()) {
@@ -241,7 +261,7 @@ impl Client {
     }
 
     /// One endpoint: retries, backoff, key refresh and silent reconnects.
-    fn attempts_on(
+    async fn attempts_on(
         &self,
         ep: usize,
         call: &Call,
@@ -363,7 +383,7 @@ impl Client {
                                 retries_here + 1,
                                 wait.as_millis()
                             );
-                            if !self.sleep_unless_cancelled(wait, epoch) {
+                            if !self.sleep_unless_cancelled(wait, epoch).await {
                                 return Done::answer(
                                     Some(cancelled_error()),
                                     status,
@@ -425,7 +445,7 @@ impl Client {
                             e.message,
                             wait.as_millis()
                         );
-                        if !self.sleep_unless_cancelled(wait, epoch) {
+                        if !self.sleep_unless_cancelled(wait, epoch).await {
                             return Done::failed(cancelled_error());
                         }
                         retries_here += 1;
@@ -553,14 +573,20 @@ impl Client {
         }
     }
 
-    /// Sleeps `wait` unless a cancel arrives first; false when cancelled.
-    /// An async call sleeps on its own token (`cancel_all` cancels every
-    /// token, so both kinds of cancel end it).
-    fn sleep_unless_cancelled(&self, wait: Duration, epoch: u64) -> bool {
-        let inner = &*self.inner;
-        if let Some(tok) = token::current() {
-            return tok.sleep(wait) && inner.cancel_epoch.load(Ordering::SeqCst) == epoch;
+    /// Waits `wait` unless a cancel arrives first; false when cancelled.
+    /// An async call parks on its own token, holding no thread
+    /// (`cancel_all` cancels every token, so both kinds of cancel end it);
+    /// a blocking call sleeps in place.
+    async fn sleep_unless_cancelled(&self, wait: Duration, epoch: u64) -> bool {
+        let epoch_unchanged = || self.inner.cancel_epoch.load(Ordering::SeqCst) == epoch;
+        match token::current() {
+            Some(tok) => tok.sleep(wait).await && epoch_unchanged(),
+            None => self.sleep_blocking(wait, epoch),
         }
+    }
+
+    fn sleep_blocking(&self, wait: Duration, epoch: u64) -> bool {
+        let inner = &*self.inner;
         let deadline = Instant::now() + wait;
         let mut guard = inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
         loop {

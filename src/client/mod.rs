@@ -15,8 +15,8 @@ use ureq::Agent;
 
 use crate::cost::spend::{Prepared, Spend};
 use crate::error::{Code, Error};
-use crate::exec::Executor;
-use crate::log::{log, next_call_id, Level, Logger, Scope};
+use crate::exec::{block_on, Executor};
+use crate::log::{log, next_call_id, Level, Logger, Scoped};
 use crate::metrics::Metrics;
 use crate::net::transport::ConnStats;
 use crate::options::{process_env, valid_api_key, ApiKey, Options};
@@ -94,7 +94,9 @@ pub struct Call {
 
 /// Reads a 2xx answer's body: the whole of it, or event by event for a
 /// stream. On failure it returns what it read so far with the error.
-pub type BodyReader<'a> = dyn FnMut(&mut ureq::Body) -> Result<Vec<u8>, (Vec<u8>, Error)> + 'a;
+/// `Send`: an async call may resume on another library thread after a wait.
+pub type BodyReader<'a> =
+    dyn FnMut(&mut ureq::Body) -> Result<Vec<u8>, (Vec<u8>, Error)> + Send + 'a;
 
 impl Client {
     /// Builds a client from an options JSON object (see `Options`); `None`
@@ -246,19 +248,12 @@ impl Client {
         self.inner.log.set_sink(min_level, sink);
     }
 
-    /// The call id for log lines and this thread's logging scope: a fresh
-    /// id for a new call (`fresh`), else the one of the call of this client
-    /// already running on this thread, if any.
-    pub(crate) fn log_scope(&self, fresh: bool) -> (u64, Option<Scope>) {
-        if !fresh {
-            if let Some((l, id)) = crate::log::current() {
-                if Arc::ptr_eq(&l, &self.inner.log) {
-                    return (id, None);
-                }
-            }
-        }
-        let id = next_call_id();
-        (id, Some(Scope::enter(&self.inner.log, id)))
+    /// The id of the call of this client running on this thread (in its
+    /// logging context), if any.
+    fn current_call_id(&self) -> Option<u64> {
+        crate::log::current()
+            .filter(|(l, _)| Arc::ptr_eq(l, &self.inner.log))
+            .map(|(_, id)| id)
     }
 
     /// The metrics JSON object.
@@ -284,7 +279,7 @@ impl Client {
     /// Any method and path below `base_url`, with an optional JSON body.
     pub fn request(&self, method: &str, path: &str, body_json: Option<&str>) -> Response {
         match request_call(method, path, body_json) {
-            Ok(call) => self.execute(call),
+            Ok(call) => block_on(self.execute_fut(call)),
             Err(e) => Response::failed(e, Instant::now()),
         }
     }
@@ -323,46 +318,64 @@ impl Client {
         body: Option<&[u8]>,
     ) -> Response {
         match raw_call(method, path, content_type, body) {
-            Ok(call) => self.execute(call),
+            Ok(call) => block_on(self.execute_fut(call)),
             Err(e) => Response::failed(e, Instant::now()),
         }
     }
 
     fn json_call(&self, path: &str, request_json: &str) -> Response {
         match parse_object(request_json, "request_json") {
-            Ok(v) => self.json_call_parsed(path, request_json, v),
+            Ok(v) => block_on(self.json_call_fut(path, request_json, v)),
             Err(e) => Response::failed(e, Instant::now()),
         }
     }
 
     /// A JSON POST whose body the caller has parsed already.
-    fn json_call_parsed(&self, path: &str, request_json: &str, v: Value) -> Response {
+    async fn json_call_fut(&self, path: &str, request_json: &str, v: Value) -> Response {
+        let max = self.inner.opts.max_response_bytes;
         self.spent_call(
             path,
             request_json,
             v,
             false,
-            &mut |b| read_whole(b, self.inner.opts.max_response_bytes),
+            &mut |b| read_whole(b, max),
             &mut |_| {},
         )
+        .await
     }
 
     /// A JSON POST with cost control around it: routing, cache, budget.
     /// `request_json` is the body as text and `v` the same body parsed (the
     /// caller has parsed it already). `stream` calls read their body with
     /// `on_body`; `patch` completes the response (e.g. a stream's text and
-    /// usage) before its cost is settled.
-    pub(crate) fn spent_call(
+    /// usage) before its cost is settled. Runs in a logging context of its
+    /// own.
+    pub(crate) async fn spent_call(
         &self,
         path: &str,
         request_json: &str,
         v: Value,
         stream: bool,
         on_body: &mut BodyReader<'_>,
-        patch: &mut dyn FnMut(&mut Response),
+        patch: &mut (dyn FnMut(&mut Response) + Send),
+    ) -> Response {
+        let call_id = next_call_id();
+        let fut = self.spent_call_as(call_id, path, request_json, v, stream, on_body, patch);
+        Scoped::new(&self.inner.log, call_id, fut).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn spent_call_as(
+        &self,
+        call_id: u64,
+        path: &str,
+        request_json: &str,
+        v: Value,
+        stream: bool,
+        on_body: &mut BodyReader<'_>,
+        patch: &mut (dyn FnMut(&mut Response) + Send),
     ) -> Response {
         let started = Instant::now();
-        let (call_id, _scope) = self.log_scope(true);
         let spend = &self.inner.spend;
         let asked = model_of(&v);
         let mut prepared = match spend.before("POST", path, request_json, v) {
@@ -401,7 +414,7 @@ impl Client {
             stream,
             content_type: None,
         };
-        let mut r = self.execute_with(call, on_body);
+        let mut r = self.run_call(call, on_body).await;
         patch(&mut r);
         let model = prepared.model.clone();
         // Settling never changes the outcome: bookkeeping errors are warnings.

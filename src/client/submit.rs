@@ -3,11 +3,12 @@
 //!
 //! A submit only checks its arguments and queues the call: no network I/O,
 //! no DNS and no wait for `max_concurrency` on the caller's thread. The
-//! call then runs the blocking code path on a library thread (so retries,
-//! failover, budgets, cache, routing, the key provider and metrics behave
-//! exactly as for blocking calls) with a cancel token of its own.
+//! call then runs as a future on library threads: the same code as a
+//! blocking call (so retries, failover, budgets, cache, routing, the key
+//! provider and metrics behave exactly alike), with a cancel token of its
+//! own, parked without a thread while it waits (backoff, Retry-After, a
+//! rate-limit slot).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,9 @@ use serde_json::{json, Value};
 
 use super::{parse_object, request_call, Client};
 use crate::error::{panic_message, Code, Error};
-use crate::exec::{pool, CallHandle, CallToken, Config, Executor, Gate, Start};
+use crate::exec::{
+    pool, BoxFuture, CallHandle, CallToken, CatchPanic, Config, Executor, Gate, Start, Task,
+};
 use crate::options::Options;
 use crate::policy::limiter::Limiter;
 use crate::response::Response;
@@ -64,6 +67,7 @@ pub(super) fn stats_json(exec: &Executor) -> Value {
         "in_flight": s.in_flight,
         "waiting_for_thread": s.waiting_for_thread,
         "waiting_for_slot": s.waiting_for_slot,
+        "parked": s.parked,
     })
 }
 
@@ -142,16 +146,18 @@ impl Client {
         let token = Arc::new(CallToken::new(id));
         let me = self.clone();
         let submitted = Instant::now();
-        let task = Box::new(move |start: Start| {
-            let mut r = catch_unwind(AssertUnwindSafe(|| me.run_work(start, work, submitted)))
-                .unwrap_or_else(|p| {
+        let task: Task = Box::new(move |start: Start| -> BoxFuture {
+            Box::pin(async move {
+                let ran = CatchPanic::new(me.run_work(start, work, submitted)).await;
+                let mut r = ran.unwrap_or_else(|p| {
                     Response::failed(Error::new(Code::Panic, panic_message(&*p)), submitted)
                 });
-            if !r.info.is_object() {
-                r.info = json!({});
-            }
-            r.info["call_id"] = json!(id);
-            done(r);
+                if !r.info.is_object() {
+                    r.info = json!({});
+                }
+                r.info["call_id"] = json!(id);
+                done(r);
+            })
         });
         self.inner.exec.submit(token, task).map_err(|_| {
             Error::new(
@@ -161,7 +167,7 @@ impl Client {
         })
     }
 
-    fn run_work(&self, start: Start, work: Work, submitted: Instant) -> Response {
+    async fn run_work(&self, start: Start, work: Work, submitted: Instant) -> Response {
         let inner = &*self.inner;
         let refused = match start {
             Start::Run => None,
@@ -184,9 +190,11 @@ impl Client {
             return Response::failed(e, submitted);
         }
         match work {
-            Work::Json { path, text, v } => self.json_call_parsed(path, &text, v),
-            Work::Request(call) => self.execute(call),
-            Work::Stream { text, mut on_event } => self.chat_stream(&text, &mut *on_event),
+            Work::Json { path, text, v } => self.json_call_fut(path, &text, v).await,
+            Work::Request(call) => self.execute_fut(call).await,
+            Work::Stream { text, mut on_event } => {
+                self.chat_stream_fut(&text, &mut *on_event).await
+            }
         }
     }
 }

@@ -2,20 +2,30 @@
 //! without blocking the caller, per-call cancellation, and a completion
 //! queue for event loops.
 //!
-//! - [`pool`]: worker threads (on demand, capped, retired when idle) and the
-//!   queue of calls waiting for a `max_concurrency` slot, which holds no
-//!   thread; a timer thread expires those past their queue timeout.
+//! - [`pool`]: worker threads (on demand, capped, retired when idle) that
+//!   poll call futures; a call parked in a wait holds no thread. Calls
+//!   waiting for a `max_concurrency` slot hold none either; a timer thread
+//!   expires those past their queue timeout.
 //! - [`token`]: a call's cancel token; sockets in use and waits are tied to
-//!   it so one call can be cancelled alone within milliseconds.
+//!   it so one call can be cancelled alone within milliseconds. Its
+//!   `sleep` is the one wait of a call.
+//! - [`timer`]: the thread that wakes parked calls when their wait is over.
+//! - [`block`]: `block_on`, which runs the same call futures to completion
+//!   on the caller's thread for the blocking API.
 //! - [`queue`]: completions handed from library threads to one consumer
 //!   thread, with an eventfd that is readable while any wait.
 //!
 //! The glue to the client (what a call runs) is `client::submit`.
 
+pub mod block;
 pub mod pool;
 pub mod queue;
+pub mod timer;
 pub mod token;
 
-pub use pool::{CallHandle, Closed, Config, Executor, Gate, Start, Stats, WeakExecutor};
+pub use block::{block_on, CatchPanic};
+pub use pool::{
+    BoxFuture, CallHandle, Closed, Config, Executor, Gate, Start, Stats, Task, WeakExecutor,
+};
 pub use queue::CompletionQueue;
 pub use token::CallToken;

@@ -1,7 +1,10 @@
 //! The worker pool behind async calls.
 //!
-//! ureq is blocking, so a call in flight holds one library thread while it
-//! does network I/O. Threads are created on demand (never on the submitting
+//! A call is a future. ureq is blocking, so a call doing network I/O holds
+//! one library thread for that time; a call that waits (backoff,
+//! Retry-After, a rate-limit slot) returns `Pending` and is parked: it
+//! holds no thread until the timer or a cancel wakes it, and then any pool
+//! thread resumes it. Threads are created on demand (never on the submitting
 //! thread when one is already being started: each new thread starts the
 //! next while work is queued), retire after `idle` without work, run on
 //! small stacks and never exceed `max_threads`; work beyond the cap waits in
@@ -11,8 +14,12 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::token::{with_call, CallToken};
@@ -28,8 +35,17 @@ pub enum Start {
     Expired,
 }
 
-/// One submitted call; runs exactly once, on a pool thread.
-pub type Task = Box<dyn FnOnce(Start) + Send>;
+/// A call's work, polled on pool threads until it completes.
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One submitted call: told how it starts, it gives the future to run to
+/// completion (exactly once, on pool threads).
+pub type Task = Box<dyn FnOnce(Start) -> BoxFuture + Send>;
+
+/// A task that does all its work in its first poll (tests, simple jobs).
+pub fn task(f: impl FnOnce(Start) + Send + 'static) -> Task {
+    Box::new(move |s| Box::pin(async move { f(s) }))
+}
 
 /// A limit on calls running at once (`max_concurrency`), shared with
 /// blocking calls. `release` must call [`Executor::gate_opened`] (through a
@@ -78,12 +94,71 @@ struct Shared {
     timer: Condvar,
 }
 
-struct Entry {
+/// Work for a pool thread: a call to start, or a parked one to resume.
+enum Entry {
+    New {
+        token: Arc<CallToken>,
+        task: Task,
+        start: Start,
+        /// Holds a gate slot to release after the task.
+        permitted: bool,
+    },
+    Resume(Arc<Running>),
+}
+
+/// A started call's future and the state its waker needs.
+struct Running {
     token: Arc<CallToken>,
-    task: Task,
-    start: Start,
-    /// Holds a gate slot to release after the task.
+    /// Holds a gate slot to release when the future completes.
     permitted: bool,
+    /// Runs with that slot (tells the call not to wait for one itself).
+    runs_permitted: bool,
+    fut: Mutex<Option<BoxFuture>>,
+    state: AtomicU8,
+    exec: Weak<Shared>,
+}
+
+/// `Running::state`: parked, waiting for a wake.
+const PARKED: u8 = 0;
+/// In the ready queue.
+const QUEUED: u8 = 1;
+/// Being polled.
+const POLLING: u8 = 2;
+/// Woken while being polled: poll again.
+const WOKEN: u8 = 3;
+/// Completed.
+const DONE: u8 = 4;
+
+impl Wake for Running {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut cur = self.state.load(Ordering::SeqCst);
+        let next = loop {
+            let next = match cur {
+                PARKED => QUEUED,
+                POLLING => WOKEN,
+                _ => return,
+            };
+            match self
+                .state
+                .compare_exchange(cur, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break next,
+                Err(now) => cur = now,
+            }
+        };
+        if next == QUEUED {
+            if let Some(sh) = self.exec.upgrade() {
+                let mut st = lock(&sh);
+                st.parked -= 1;
+                st.ready.push_back(Entry::Resume(self.clone()));
+                dispatch(&sh, &mut st, false);
+            }
+        }
+    }
 }
 
 struct Waiting {
@@ -97,6 +172,8 @@ struct State {
     ready: VecDeque<Entry>,
     waiting: VecDeque<Waiting>,
     live: HashMap<u64, Arc<CallToken>>,
+    /// Started calls parked in a wait, holding no thread.
+    parked: usize,
     threads: usize,
     peak_threads: usize,
     idle: usize,
@@ -119,6 +196,8 @@ pub struct Stats {
     pub in_flight: usize,
     pub waiting_for_thread: usize,
     pub waiting_for_slot: usize,
+    /// Calls parked in a wait (backoff, Retry-After, rate limit).
+    pub parked: usize,
 }
 
 thread_local! {
@@ -177,7 +256,7 @@ impl Executor {
                 ensure_timer(sh, &mut st);
             }
             g => {
-                st.ready.push_back(Entry {
+                st.ready.push_back(Entry::New {
                     token,
                     task,
                     start: Start::Run,
@@ -191,7 +270,7 @@ impl Executor {
 
     /// Cancels every call submitted and not yet completed.
     pub fn cancel_all(&self) {
-        cancel_all(&self.sh, &mut lock(&self.sh));
+        cancel_all(&self.sh, lock(&self.sh));
     }
 
     /// Refuses new calls, cancels those in flight and, unless called from
@@ -202,12 +281,13 @@ impl Executor {
         let sh = &self.sh;
         let mut st = lock(sh);
         st.closed = true;
-        cancel_all(sh, &mut st);
         sh.work.notify_all();
         sh.timer.notify_all();
+        cancel_all(sh, st);
         if WORKER_OF.with(Cell::get) == Arc::as_ptr(sh) as usize {
             return;
         }
+        let mut st = lock(sh);
         while st.in_flight > 0 {
             st = sh.drained.wait(st).unwrap_or_else(|p| p.into_inner());
         }
@@ -221,6 +301,7 @@ impl Executor {
             in_flight: st.in_flight,
             waiting_for_thread: st.ready.len(),
             waiting_for_slot: st.waiting.len(),
+            parked: st.parked,
         }
     }
 }
@@ -271,7 +352,7 @@ impl CallHandle {
             let mut st = lock(&sh);
             if let Some(i) = st.waiting.iter().position(|w| w.token.id() == self.id()) {
                 let w = st.waiting.remove(i).expect("index from position");
-                st.ready.push_back(Entry {
+                st.ready.push_back(Entry::New {
                     token: w.token,
                     task: w.task,
                     start: Start::Cancelled,
@@ -283,19 +364,25 @@ impl CallHandle {
     }
 }
 
-fn cancel_all(sh: &Arc<Shared>, st: &mut State) {
-    for t in st.live.values() {
-        t.cancel();
-    }
+/// Cancels every call not yet completed: those waiting for a slot
+/// complete as cancelled, running and parked ones have their tokens
+/// cancelled. Tokens are cancelled outside the lock, because a cancel wakes
+/// a parked call and the wake takes the lock.
+fn cancel_all(sh: &Arc<Shared>, mut st: MutexGuard<'_, State>) {
+    let tokens: Vec<Arc<CallToken>> = st.live.values().cloned().collect();
     while let Some(w) = st.waiting.pop_front() {
-        st.ready.push_back(Entry {
+        st.ready.push_back(Entry::New {
             token: w.token,
             task: w.task,
             start: Start::Cancelled,
             permitted: false,
         });
     }
-    dispatch(sh, st, true);
+    dispatch(sh, &mut st, true);
+    drop(st);
+    for t in tokens {
+        t.cancel();
+    }
 }
 
 /// Moves waiting calls to the ready queue while the gate lets them in.
@@ -311,7 +398,7 @@ fn pump(sh: &Arc<Shared>, st: &mut State) {
             break;
         };
         let w = st.waiting.pop_front().expect("front exists");
-        st.ready.push_back(Entry {
+        st.ready.push_back(Entry::New {
             token: w.token,
             task: w.task,
             start,
@@ -384,7 +471,11 @@ fn worker(weak: Weak<Shared>) {
                 dispatch(&sh, &mut st, false);
             }
             drop(st);
-            let (id, permitted) = run(e);
+            let Some((id, permitted)) = run(&sh, e) else {
+                // Parked: it holds no thread now.
+                st = lock(&sh);
+                continue;
+            };
             if let (true, Some(g)) = (permitted, &sh.gate) {
                 // The freed slot may start a waiting call: this thread is
                 // about to be free, so no other thread is woken for it.
@@ -429,26 +520,75 @@ fn worker(weak: Weak<Shared>) {
     st.threads -= 1;
 }
 
-/// Runs one task; returns its id and whether it held a gate slot.
-fn run(e: Entry) -> (u64, bool) {
-    let Entry {
-        token,
-        task,
-        start,
-        permitted,
-    } = e;
-    let start = if start == Start::Run && token.is_cancelled() {
-        Start::Cancelled
-    } else {
-        start
+/// Polls one call until it completes or parks. Returns its id and
+/// whether it held a gate slot when it completed, `None` when it parked.
+fn run(sh: &Arc<Shared>, e: Entry) -> Option<(u64, bool)> {
+    let cell = match e {
+        Entry::New {
+            token,
+            task,
+            start,
+            permitted,
+        } => {
+            let start = if start == Start::Run && token.is_cancelled() {
+                Start::Cancelled
+            } else {
+                start
+            };
+            // A panic in `task` itself must not take the thread's
+            // bookkeeping with it (the futures catch their own).
+            let fut = catch_unwind(AssertUnwindSafe(|| task(start))).ok();
+            Arc::new(Running {
+                token,
+                permitted,
+                runs_permitted: permitted && start == Start::Run,
+                fut: Mutex::new(fut),
+                state: AtomicU8::new(POLLING),
+                exec: Arc::downgrade(sh),
+            })
+        }
+        Entry::Resume(cell) => {
+            cell.state.store(POLLING, Ordering::SeqCst);
+            cell
+        }
     };
-    let id = token.id();
-    // A panic in a task must not take the thread's bookkeeping with it;
-    // tasks turn their own panics into responses before this.
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        with_call(token, permitted && start == Start::Run, || task(start))
-    }));
-    (id, permitted)
+    let waker = Waker::from(cell.clone());
+    let mut cx = Context::from_waker(&waker);
+    let id = cell.token.id();
+    loop {
+        let mut slot = cell.fut.lock().unwrap_or_else(|p| p.into_inner());
+        let ready = match slot.as_mut() {
+            None => true,
+            Some(fut) => {
+                let polled = catch_unwind(AssertUnwindSafe(|| {
+                    with_call(cell.token.clone(), cell.runs_permitted, || {
+                        fut.as_mut().poll(&mut cx)
+                    })
+                }));
+                !matches!(polled, Ok(Poll::Pending))
+            }
+        };
+        if ready {
+            *slot = None;
+            cell.state.store(DONE, Ordering::SeqCst);
+            return Some((id, cell.permitted));
+        }
+        drop(slot);
+        // Counted under the lock its waker takes, so a wake that comes
+        // right after the state change never finds the count at zero.
+        let mut st = lock(sh);
+        match cell
+            .state
+            .compare_exchange(POLLING, PARKED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => {
+                st.parked += 1;
+                return None;
+            }
+            // Woken while polling: poll again at once.
+            Err(_) => cell.state.store(POLLING, Ordering::SeqCst),
+        }
+    }
 }
 
 /// Starts the timer thread for queue timeouts if it is not running.
@@ -478,7 +618,7 @@ fn timer(weak: Weak<Shared>) {
         while i < st.waiting.len() {
             if st.waiting[i].deadline <= now {
                 let w = st.waiting.remove(i).expect("index in range");
-                st.ready.push_back(Entry {
+                st.ready.push_back(Entry::New {
                     token: w.token,
                     task: w.task,
                     start: Start::Expired,

@@ -5,15 +5,20 @@
 //! blocked on. The transport registers every socket the current attempt
 //! touches with the token of the call running on that thread (a
 //! thread-local set by the executor around the call); `cancel` shuts those
-//! sockets down, so a blocked read or write returns at once, and wakes any
-//! wait the call is in. Blocking calls run without a token and are not
-//! affected.
+//! sockets down, so a blocked read or write returns at once, and wakes the
+//! call if it is parked in a wait ([`CallToken::sleep`]). Blocking calls run
+//! without a token and are not affected.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::net::{Shutdown, TcpStream};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use super::timer;
 
 /// The cancel state of one call.
 #[derive(Debug, Default)]
@@ -23,7 +28,8 @@ pub struct CallToken {
     /// Sockets the current attempt uses; emptied between attempts so a
     /// connection handed back to the pool is never shut down by this call.
     sockets: Mutex<Vec<Weak<TcpStream>>>,
-    wake: Condvar,
+    /// The waker of the wait the call is parked in, if any.
+    waker: Mutex<Option<Waker>>,
 }
 
 impl CallToken {
@@ -51,7 +57,11 @@ impl CallToken {
         for s in sockets.iter().filter_map(Weak::upgrade) {
             let _ = s.shutdown(Shutdown::Both);
         }
-        self.wake.notify_all();
+        drop(sockets);
+        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// Records a socket used by the current attempt. A call cancelled
@@ -73,24 +83,57 @@ impl CallToken {
             .clear();
     }
 
-    /// Sleeps `d` unless cancelled first; false when cancelled.
-    pub fn sleep(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
-        let mut g = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if self.is_cancelled() {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return true;
-            }
-            g = self
-                .wake
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+    /// Waits `d` unless cancelled first: true when the time ran out,
+    /// false on a cancel. The wait holds no thread: the task is parked
+    /// until the timer thread or `cancel` wakes it.
+    pub fn sleep(self: &Arc<Self>, d: Duration) -> Sleep {
+        Sleep {
+            token: self.clone(),
+            deadline: Instant::now() + d,
+            armed: false,
         }
+    }
+}
+
+/// The future of [`CallToken::sleep`].
+#[must_use = "a sleep does nothing unless awaited"]
+pub struct Sleep {
+    token: Arc<CallToken>,
+    deadline: Instant,
+    /// The timer holds our waker (registered once per sleep).
+    armed: bool,
+}
+
+impl Future for Sleep {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let tok = &self.token;
+        if tok.is_cancelled() {
+            return Poll::Ready(false);
+        }
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(true);
+        }
+        *tok.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+        // `cancel` sets the flag before taking the waker: checking again
+        // after storing it means no cancel is missed.
+        if tok.is_cancelled() {
+            return Poll::Ready(false);
+        }
+        if !self.armed {
+            self.armed = true;
+            timer::wake_at(self.deadline, cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        // A later cancel must not wake a task for a wait that is over.
+        let mut w = self.token.waker.lock().unwrap_or_else(|p| p.into_inner());
+        *w = None;
     }
 }
 
@@ -108,6 +151,18 @@ struct Current {
 
 /// Runs `f` as the call of `token` on this thread.
 pub fn with_call<R>(token: Arc<CallToken>, permitted: bool, f: impl FnOnce() -> R) -> R {
+    in_context(Some(Current { token, permitted }), f)
+}
+
+/// Runs `f` outside any async call: a blocking call made from inside an
+/// async call's callback is an ordinary blocking call (no token, no slot).
+pub fn without_call<R>(f: impl FnOnce() -> R) -> R {
+    in_context(None, f)
+}
+
+/// Runs `f` with `ctx` as this thread's call, then restores the previous one
+/// (also on a panic).
+fn in_context<R>(ctx: Option<Current>, f: impl FnOnce() -> R) -> R {
     struct Reset(Option<Current>);
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -115,7 +170,7 @@ pub fn with_call<R>(token: Arc<CallToken>, permitted: bool, f: impl FnOnce() -> 
             CURRENT.with(|c| *c.borrow_mut() = prev);
         }
     }
-    let prev = CURRENT.with(|c| c.borrow_mut().replace(Current { token, permitted }));
+    let prev = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), ctx));
     let _reset = Reset(prev);
     f()
 }
@@ -163,7 +218,7 @@ mod tests {
         assert_eq!(n, 0);
         assert!(started.elapsed() < Duration::from_secs(2));
         canceller.join().unwrap();
-        assert!(!tok.sleep(Duration::from_secs(5)));
+        assert!(!crate::exec::block_on(tok.sleep(Duration::from_secs(5))));
         assert_eq!(tok.id(), 7);
     }
 
@@ -193,9 +248,23 @@ mod tests {
 
     #[test]
     fn uncancelled_sleep_runs_its_time() {
-        let tok = CallToken::new(2);
+        let tok = Arc::new(CallToken::new(2));
         let t = Instant::now();
-        assert!(tok.sleep(Duration::from_millis(20)));
+        assert!(crate::exec::block_on(tok.sleep(Duration::from_millis(20))));
         assert!(t.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn cancel_wakes_a_parked_sleep() {
+        let tok = Arc::new(CallToken::new(4));
+        let t2 = tok.clone();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            t2.cancel();
+        });
+        let t = Instant::now();
+        assert!(!crate::exec::block_on(tok.sleep(Duration::from_secs(30))));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        canceller.join().unwrap();
     }
 }

@@ -7,8 +7,8 @@ use super::call::client_ref;
 use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::llmpool_response;
-use super::stream::{llmpool_stream_cb, nul_terminated};
-use super::util::{guard, opt_str_arg, str_arg};
+use super::stream::{c_stream_fn, llmpool_stream_cb};
+use super::util::{guard, opt_str_arg, str_arg, UserData};
 use crate::client::{Client, DoneFn};
 use crate::error::Error;
 use crate::exec::CallHandle;
@@ -33,15 +33,6 @@ pub struct llmpool_call {
 /// soon: while it runs, its library thread serves no other call.
 pub type llmpool_done_cb =
     Option<unsafe extern "C" fn(userdata: *mut c_void, response: *mut llmpool_response)>;
-
-/// The caller's `userdata`, carried to a library thread.
-#[derive(Clone, Copy)]
-struct UserData(*mut c_void);
-
-// SAFETY: the C contract of every `*_async` function says `done` (and
-// `on_event`) are called on library threads with `userdata`; the caller
-// vouches that this is safe for its data.
-unsafe impl Send for UserData {}
 
 /// The `done` closure: boxes the response and hands it to C.
 fn done_fn(done: unsafe extern "C" fn(*mut c_void, *mut llmpool_response), ud: UserData) -> DoneFn {
@@ -215,28 +206,10 @@ pub unsafe extern "C" fn llmpool_chat_stream_async(
         submit(client, done, userdata, call, |c, d| {
             let req = str_arg(request_json, "request_json")?;
             let cb = on_event.ok_or_else(|| Error::invalid("on_event: is NULL"))?;
-            let ud = UserData(userdata);
-            let mut delta_buf: Vec<u8> = Vec::new();
-            let mut event_buf: Vec<u8> = Vec::new();
-            let on_event = Box::new(move |delta: &str, event: &str| {
-                let ud = ud;
-                nul_terminated(&mut delta_buf, delta);
-                nul_terminated(&mut event_buf, event);
-                // SAFETY: the caller vouches for `on_event` and `userdata`
-                // on library threads; both buffers are live and
-                // NUL-terminated for the whole callback.
-                #[allow(unused_unsafe)]
-                let rc = unsafe {
-                    cb(
-                        ud.0,
-                        delta_buf.as_ptr() as *const c_char,
-                        delta.len(),
-                        event_buf.as_ptr() as *const c_char,
-                        event.len(),
-                    )
-                };
-                rc == 0
-            });
+            // SAFETY: the caller vouches for `on_event` and `userdata` on
+            // library threads (the contract above).
+            #[allow(unused_unsafe)]
+            let on_event = Box::new(unsafe { c_stream_fn(cb, UserData(userdata)) });
             c.chat_stream_async(req, on_event, d)
         })
     }

@@ -6,7 +6,7 @@ use super::call::{client_ref, run_call};
 use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::llmpool_response;
-use super::util::str_arg;
+use super::util::{str_arg, UserData};
 use crate::error::Error;
 
 /// Called by `llmpool_chat_stream` once per chunk event, in order, on the
@@ -88,28 +88,44 @@ pub unsafe extern "C" fn llmpool_chat_stream(
             let c = client_ref(client)?;
             let req = str_arg(request_json, "request_json")?;
             let cb = cb.ok_or_else(|| Error::invalid("cb: is NULL"))?;
-            // Reused NUL-terminated copies of the two strings.
-            let mut delta_buf: Vec<u8> = Vec::new();
-            let mut event_buf: Vec<u8> = Vec::new();
-            let mut on_delta = |delta: &str, event: &str| {
-                nul_terminated(&mut delta_buf, delta);
-                nul_terminated(&mut event_buf, event);
-                // SAFETY: the caller vouches for `cb` and `userdata`; both
-                // buffers are live and NUL-terminated for the whole call.
-                #[allow(unused_unsafe)]
-                let rc = unsafe {
-                    cb(
-                        userdata,
-                        delta_buf.as_ptr() as *const c_char,
-                        delta.len(),
-                        event_buf.as_ptr() as *const c_char,
-                        event.len(),
-                    )
-                };
-                rc == 0
-            };
+            // SAFETY: the caller vouches for `cb` and `userdata` on this
+            // thread, the only one a blocking stream calls back on.
+            #[allow(unused_unsafe)]
+            let mut on_delta = unsafe { c_stream_fn(cb, UserData(userdata)) };
             Ok(c.client.chat_stream(req, &mut on_delta))
         })
+    }
+}
+
+/// The Rust side of an `llmpool_stream_cb`: passes each chunk to `cb` as
+/// NUL-terminated copies (buffers reused across chunks); a nonzero return
+/// aborts the stream.
+///
+/// # Safety
+/// `cb` must be safe to call with `ud` on every thread the returned
+/// closure is called on.
+pub(crate) unsafe fn c_stream_fn(
+    cb: unsafe extern "C" fn(*mut c_void, *const c_char, usize, *const c_char, usize) -> c_int,
+    ud: UserData,
+) -> impl FnMut(&str, &str) -> bool + Send {
+    let mut delta_buf: Vec<u8> = Vec::new();
+    let mut event_buf: Vec<u8> = Vec::new();
+    move |delta: &str, event: &str| {
+        let ud = ud;
+        nul_terminated(&mut delta_buf, delta);
+        nul_terminated(&mut event_buf, event);
+        // SAFETY: the caller of `c_stream_fn` vouches for `cb` and `ud`;
+        // both buffers are live and NUL-terminated for the whole callback.
+        let rc = unsafe {
+            cb(
+                ud.0,
+                delta_buf.as_ptr() as *const c_char,
+                delta.len(),
+                event_buf.as_ptr() as *const c_char,
+                event.len(),
+            )
+        };
+        rc == 0
     }
 }
 

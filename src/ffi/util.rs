@@ -1,6 +1,6 @@
 //! Pointer and string checks shared by the `extern "C"` functions.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::{panic_message, Code, Error};
@@ -106,3 +106,12 @@ mod tests {
         assert_eq!(c_string("a\0b").to_bytes(), b"a");
     }
 }
+
+/// A caller's `userdata`, carried into a callback closure.
+#[derive(Clone, Copy)]
+pub(crate) struct UserData(pub *mut c_void);
+
+// SAFETY: every function that wraps a `userdata` documents on which
+// threads its callbacks run (the calling thread for blocking calls, library
+// threads for async ones); the caller vouches that this is safe for its data.
+unsafe impl Send for UserData {}

@@ -1,0 +1,105 @@
+//! Running the call futures: to completion on the calling thread (the
+//! blocking API), and with panics caught (the executor).
+//!
+//! A call is one `async` code path for both APIs. Its only await points
+//! are waits ([`super::CallToken::sleep`]); its network I/O is blocking
+//! ureq inside `poll`. A blocking call has no token, so its waits sleep in
+//! place and its future is ready on the first poll; [`block_on`] parks the
+//! thread only if a future does return `Pending`.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+
+use super::token;
+
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `fut` to completion on this thread, outside any async call's
+/// context (so a blocking call made from an async call's callback is an
+/// ordinary blocking call).
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    token::without_call(|| {
+        let mut fut = pin!(fut);
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::park();
+        }
+    })
+}
+
+/// A future that turns a panic in `poll` into `Err(payload)`.
+pub struct CatchPanic<F>(Pin<Box<F>>);
+
+impl<F: Future> CatchPanic<F> {
+    pub fn new(fut: F) -> Self {
+        CatchPanic(Box::pin(fut))
+    }
+}
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(p) => Poll::Ready(Err(p)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pending once, waking itself from another thread.
+    struct OnceLater(bool);
+    impl Future for OnceLater {
+        type Output = u8;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u8> {
+            if self.0 {
+                return Poll::Ready(7);
+            }
+            self.0 = true;
+            let w = cx.waker().clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                w.wake();
+            });
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn block_on_waits_for_a_wake() {
+        assert_eq!(block_on(OnceLater(false)), 7);
+        assert_eq!(block_on(async { 1 + 1 }), 2);
+    }
+
+    #[test]
+    fn catch_panic_reports_the_payload() {
+        let r = block_on(CatchPanic::new(async { panic!("boom") }));
+        let p = r.map(|()| ()).unwrap_err();
+        assert_eq!(p.downcast_ref::<&str>(), Some(&"boom"));
+        assert_eq!(block_on(CatchPanic::new(async { 3 })).ok(), Some(3));
+    }
+}
