@@ -14,12 +14,12 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::io::Write;
 use std::future::Future;
+use std::io::Write;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 
 /// Severity, as numbered in the C API (`llmpool_log_level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

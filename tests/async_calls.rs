@@ -1,7 +1,8 @@
 //! Async calls through the Rust API (`Client::*_async`) behave like
 //! blocking ones: retries and Retry-After, failover, budgets, the
-//! `max_concurrency` gate shared with blocking calls, metrics; and a
-//! per-call cancel leaves sibling calls alone.
+//! `max_concurrency` gate shared with blocking calls, metrics; a per-call
+//! cancel leaves sibling calls alone; and calls that wait (backoff,
+//! Retry-After, a rate-limit slot) hold no thread while they wait.
 
 mod support;
 
@@ -167,4 +168,88 @@ fn submits_refuse_bad_input_and_a_closed_client() {
         Code::Cancelled
     );
     assert_eq!(s.requests(), 0);
+}
+
+/// The most calls parked at once while `rxs` complete, and the responses.
+fn collect_watching_parked(c: &Client, rxs: Vec<mpsc::Receiver<Response>>) -> (u64, Vec<Response>) {
+    let mut peak = 0;
+    let mut out = Vec::new();
+    for rx in rxs {
+        loop {
+            peak = peak.max(c.metrics()["async"]["parked"].as_u64().unwrap());
+            if let Ok(r) = rx.recv_timeout(Duration::from_millis(5)) {
+                out.push(r);
+                break;
+            }
+        }
+    }
+    (peak, out)
+}
+
+#[test]
+fn calls_in_retry_after_hold_no_thread() {
+    // 100 calls, each answered 429 "retry after 500 ms" once, on at most 4
+    // library threads. Were a waiting call to keep its thread, the waits
+    // would run 4 at a time: 100 x 0.5 s / 4 = 12.5 s.
+    let s = TestServer::plain();
+    for _ in 0..100 {
+        s.push_fault(status(429, &[("retry-after-ms", "500")]));
+    }
+    let c = client(&s, json!({"max_retries": 2, "async_max_threads": 4}));
+    let t0 = Instant::now();
+    let (_handles, rxs): (Vec<_>, Vec<_>) = (0..100).map(|_| chat(&c, CHAT)).unzip();
+    let (peak, rs) = collect_watching_parked(&c, rxs);
+    let took = t0.elapsed();
+    for r in &rs {
+        assert_eq!(r.code, Code::Ok, "{}", r.error);
+        assert_eq!(r.info["retries"], 1);
+    }
+    let m = c.metrics();
+    println!(
+        "100 calls with a 500 ms Retry-After on 4 threads: {took:?}, at most {peak} parked at once, peak threads {}",
+        m["async"]["peak_threads"]
+    );
+    assert!(m["async"]["peak_threads"].as_u64().unwrap() <= 4);
+    assert!(peak > 4, "waiting calls were parked: {peak}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    assert_eq!(m["async"]["parked"], 0);
+}
+
+#[test]
+fn calls_waiting_for_a_rate_limit_slot_hold_no_thread() {
+    // 1200 rpm lets one call through every 50 ms: 30 calls wait up to 1.5 s
+    // for their slots, parked, on 2 threads.
+    let s = TestServer::plain();
+    let c = client(
+        &s,
+        json!({"rate_limits": {"rpm": 1200}, "async_max_threads": 2, "queue_timeout_ms": 10000}),
+    );
+    let (_handles, rxs): (Vec<_>, Vec<_>) = (0..30).map(|_| chat(&c, CHAT)).unzip();
+    let (peak, rs) = collect_watching_parked(&c, rxs);
+    assert!(rs.iter().all(|r| r.code == Code::Ok));
+    println!("30 calls under rpm 1200 on 2 threads: at most {peak} parked at once");
+    assert!(peak >= 10, "rate-limit waits were parked: {peak}");
+    assert!(c.metrics()["async"]["peak_threads"].as_u64().unwrap() <= 2);
+}
+
+#[test]
+fn cancel_ends_a_call_parked_in_backoff_at_once() {
+    let s = TestServer::plain();
+    s.push_fault(status(503, &[("retry-after", "30")]));
+    let c = client(&s, json!({"max_retries": 2, "max_retry_after_ms": 60000}));
+    let (h, rx) = chat(&c, CHAT);
+    let until = Instant::now() + Duration::from_secs(10);
+    while c.metrics()["async"]["parked"] != 1 {
+        assert!(Instant::now() < until, "the call never parked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t0 = Instant::now();
+    h.cancel();
+    let r = wait(&rx);
+    assert_eq!(r.code, Code::Cancelled, "{}", r.error);
+    assert!(
+        t0.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t0.elapsed()
+    );
 }

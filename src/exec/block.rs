@@ -98,7 +98,7 @@ mod tests {
     #[test]
     fn catch_panic_reports_the_payload() {
         let r = block_on(CatchPanic::new(async { panic!("boom") }));
-        let p = r.map(|()| ()).unwrap_err();
+        let p = r.unwrap_err();
         assert_eq!(p.downcast_ref::<&str>(), Some(&"boom"));
         assert_eq!(block_on(CatchPanic::new(async { 3 })).ok(), Some(3));
     }

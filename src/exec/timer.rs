@@ -164,7 +164,10 @@ mod tests {
     #[test]
     fn a_past_deadline_wakes_at_once() {
         let log = Arc::new(Mutex::new(Vec::new()));
-        wake_at(Instant::now(), Waker::from(Arc::new(Tagged(9, log.clone()))));
+        wake_at(
+            Instant::now(),
+            Waker::from(Arc::new(Tagged(9, log.clone()))),
+        );
         assert_eq!(woken_within(&log, 1, Duration::from_secs(5)), vec![9]);
     }
 }

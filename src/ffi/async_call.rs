@@ -90,11 +90,12 @@ unsafe fn submit(
 /// `llmpool_chat` without blocking: queues the call and returns at once
 /// (no network I/O, no DNS, no wait for `max_concurrency` on this thread).
 ///
-/// On `LLMPOOL_OK` the call runs on a library thread, exactly like
+/// On `LLMPOOL_OK` the call runs on library threads, exactly like
 /// `llmpool_chat` (retries, backoff, Retry-After, failover, budget, cache,
-/// routing, key provider, metrics; waits for a `max_concurrency` slot hold
-/// no thread, while a backoff or Retry-After sleep between retries keeps
-/// the call's thread), and `done(userdata, response)` runs exactly once when it
+/// routing, rate limits, key provider, metrics; a call that waits, for a
+/// `max_concurrency` slot, a backoff, a Retry-After or a `rate_limits`
+/// slot, holds no thread meanwhile), and `done(userdata, response)` runs
+/// exactly once when it
 /// ends (see `llmpool_done_cb`); the response's info has `call_id`. When
 /// `call` is non-NULL, `*call` receives a handle for `llmpool_call_cancel`
 /// and `llmpool_call_id`, owned by the caller (`llmpool_call_free`).
@@ -108,8 +109,8 @@ unsafe fn submit(
 /// Library threads are created on demand and exit after 10 s idle; at most
 /// `async_max_threads` (option, default 1024) run calls at once, further
 /// calls wait in a queue (they never fail for it). ureq does blocking I/O,
-/// so each call in flight holds one thread (512 KiB stack reserved, a few
-/// pages of it touched).
+/// so each call doing network I/O holds one thread for that time (512 KiB
+/// stack reserved, a few pages of it touched).
 ///
 /// # Safety
 /// `client` is NULL or a live client; `request_json` is NULL or

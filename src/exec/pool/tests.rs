@@ -234,8 +234,7 @@ fn close_from_a_pool_thread_returns_without_waiting() {
 #[test]
 fn a_panicking_task_does_not_kill_the_pool() {
     let ex = Executor::new(cfg(1), None);
-    ex.submit(token(1), task(|_| panic!("task panic")))
-        .unwrap();
+    ex.submit(token(1), task(|_| panic!("task panic"))).unwrap();
     let (tx, rx) = mpsc::channel();
     ex.submit(token(2), task(move |_| tx.send(()).unwrap()))
         .unwrap();
@@ -262,8 +261,11 @@ fn waiting_calls_are_parked_without_a_thread() {
     let t0 = Instant::now();
     let (tx, rx) = mpsc::channel();
     for i in 0..200 {
-        ex.submit(token(i + 1), sleeper(Duration::from_millis(400), tx.clone()))
-            .unwrap();
+        ex.submit(
+            token(i + 1),
+            sleeper(Duration::from_millis(400), tx.clone()),
+        )
+        .unwrap();
     }
     let until = Instant::now() + Duration::from_secs(5);
     while ex.stats().parked < 200 {
