@@ -10,6 +10,14 @@
  * Directly:
  *
  *   asyncbench --url http://127.0.0.1:P/v1 [--calls N] [--delay-ms MS]
+ *              [--retry-after] [--threads K]
+ *
+ * --retry-after: every call is first answered at once with HTTP 429 and
+ * "Retry-After: MS" (retry-after-ms), then answered at once. llmpool
+ * retries by itself (max_retries 1); the libcurl program re-adds each
+ * transfer to its multi handle when the wait is over, as an event loop
+ * would. --threads K caps llmpool's library threads (async_max_threads):
+ * a waiting call holds none, so 1,000 waits need no 1,000 threads.
  *
  * Per client it prints: calls, errors, wall time (first submit to last
  * completion), submit latency (median, p99, max: the time one submit call
@@ -29,6 +37,10 @@
 #include <unistd.h>
 
 #include "llmpool.h"
+
+/* --retry-after: answered 429 + Retry-After first; --threads: async_max_threads. */
+static int retry_after = 0;
+static int max_threads = 1024;
 
 static const char *REQUEST_BODY =
     "{\"model\":\"bench\",\"messages\":[{\"role\":\"user\",\"content\":\"ping\"}]}";
@@ -98,10 +110,17 @@ static void finish_latencies(result_t *r, double *lat, int n) {
   r->submit_max_us = lat[n - 1] * 1e6;
 }
 
-/* Queues one delay fault per call on the test server. */
+/* Queues one fault per call on the test server: a delay of `ms`, or with
+ * --retry-after a 429 telling the client to retry after `ms`. */
 static void push_delays(llmpool_client *control, int n, int ms) {
-  char body[128];
-  snprintf(body, sizeof body, "{\"type\":\"delay\",\"ms\":%d,\"times\":%d}", ms, n);
+  char body[160];
+  if (retry_after)
+    snprintf(body, sizeof body,
+             "{\"type\":\"status\",\"code\":429,\"headers\":{\"retry-after-ms\":\"%d\"},"
+             "\"times\":%d}",
+             ms, n);
+  else
+    snprintf(body, sizeof body, "{\"type\":\"delay\",\"ms\":%d,\"times\":%d}", ms, n);
   llmpool_response *r = NULL;
   if (llmpool_request(control, "POST", "/_test/faults", body, &r) != LLMPOOL_OK) {
     fprintf(stderr, "asyncbench: pushing faults: %s\n", llmpool_response_error(r));
@@ -123,7 +142,10 @@ static void sample_at(double t, long *threads, long *rss_kib) {
 
 static result_t run_llmpool(llmpool_client *control, const char *url, int n, int delay_ms) {
   char opts[512], err[256];
-  snprintf(opts, sizeof opts, "{\"base_url\":\"%s\",\"max_retries\":0,\"timeout_ms\":60000}", url);
+  snprintf(opts, sizeof opts,
+           "{\"base_url\":\"%s\",\"max_retries\":%d,\"timeout_ms\":60000,"
+           "\"async_max_threads\":%d}",
+           url, retry_after ? 1 : 0, max_threads);
   llmpool_client *c = NULL;
   if (llmpool_client_new(opts, &c, err, sizeof err) != LLMPOOL_OK) die(err);
   llmpool_queue *q = NULL;
@@ -207,7 +229,11 @@ static result_t run_curl(llmpool_client *control, const char *url, int n, int de
   int running = 1, done = 0, sampled = 0;
   long rss1 = 0;
   double half = t0 + delay_ms / 2000.0;
-  while (running || done < n) {
+  /* --retry-after: transfers answered 429, re-added at their due time. */
+  CURL **again = calloc((size_t)n, sizeof *again);
+  double *due = calloc((size_t)n, sizeof *due);
+  int waiting = 0, retried = 0;
+  while (running || waiting || done < n) {
     curl_multi_perform(m, &running);
     CURLMsg *msg;
     int left;
@@ -215,6 +241,14 @@ static result_t run_curl(llmpool_client *control, const char *url, int n, int de
       if (msg->msg != CURLMSG_DONE) continue;
       long status = 0;
       curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+      if (retry_after && status == 429 && retried < n) {
+        CURL *h = msg->easy_handle;
+        curl_multi_remove_handle(m, h);
+        again[waiting] = h;
+        due[waiting++] = now_s() + delay_ms / 1000.0;
+        retried++;
+        continue;
+      }
       if (msg->data.result != CURLE_OK || status != 200) {
         if (!r.errors) fprintf(stderr, "asyncbench: curl: %s (HTTP %ld)\n",
                                curl_easy_strerror(msg->data.result), status);
@@ -227,9 +261,21 @@ static result_t run_curl(llmpool_client *control, const char *url, int n, int de
       r.threads = status_field("Threads:");
       rss1 = status_field("VmRSS:");
     }
+    /* Due retries go back in (they were queued in due order). */
+    int k = 0;
+    while (k < waiting && due[k] <= now_s()) curl_multi_add_handle(m, again[k++]);
+    if (k) {
+      memmove(again, again + k, (size_t)(waiting - k) * sizeof *again);
+      memmove(due, due + k, (size_t)(waiting - k) * sizeof *due);
+      waiting -= k;
+      running = 1;
+    }
     if (running) curl_multi_poll(m, NULL, 0, 20, NULL);
+    else if (waiting) usleep(1000);
     if (now_s() - t0 > 60) die("libcurl: not done after 60 s");
   }
+  free(again);
+  free(due);
   r.wall_s = now_s() - t0;
   r.rss_per_call_b = (rss1 - rss0) * 1024 / n;
   finish_latencies(&r, lat, n);
@@ -257,8 +303,11 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[i], "--url") && i + 1 < argc) url = argv[++i];
     else if (!strcmp(argv[i], "--calls") && i + 1 < argc) n = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--delay-ms") && i + 1 < argc) delay_ms = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--retry-after")) retry_after = 1;
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) max_threads = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: asyncbench --url URL [--calls N] [--delay-ms MS]\n");
+      fprintf(stderr, "usage: asyncbench --url URL [--calls N] [--delay-ms MS] "
+                      "[--retry-after] [--threads K]\n");
       return 2;
     }
   }
@@ -275,8 +324,13 @@ int main(int argc, char **argv) {
   llmpool_client *control = NULL;
   if (llmpool_client_new(opts, &control, err, sizeof err) != LLMPOOL_OK) die(err);
 
-  printf("%d calls submitted from one thread to %s, each answered after %d ms\n\n", n, url,
-         delay_ms);
+  if (retry_after)
+    printf("%d calls submitted from one thread to %s, each answered 429 with Retry-After %d ms "
+           "first, then at once; llmpool async_max_threads %d\n\n",
+           n, url, delay_ms, max_threads);
+  else
+    printf("%d calls submitted from one thread to %s, each answered after %d ms\n\n", n, url,
+           delay_ms);
   printf("| client | calls | errors | wall s | submit median us | submit p99 us | submit max us | threads in flight | RSS KiB per call in flight | of which thread stacks |\n");
   printf("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
   fflush(stdout);
