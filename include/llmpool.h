@@ -242,8 +242,9 @@ enum llmpool_code llmpool_chat_stream_async(struct llmpool_client *client,
                                             struct llmpool_call **call);
 
 // Cancels one async call from any thread: it ends within about 100 ms
-// with `LLMPOOL_CANCELLED` (its socket is shut down, its backoff or queue
-// wait ends; a stream keeps the text received so far) and its `done`
+// with `LLMPOOL_CANCELLED` (its socket is shut down, a DNS lookup or TCP
+// connect in progress is abandoned, its backoff, Retry-After, rate-limit
+// or queue wait ends; a stream keeps the text received so far) and its `done`
 // runs as usual. Other calls are untouched. Cancelling a call that already
 // completed is a no-op returning `LLMPOOL_OK`. `LLMPOOL_INVALID_ARGUMENT`
 // for a NULL call.
@@ -435,7 +436,10 @@ enum llmpool_code llmpool_client_reset_pool(struct llmpool_client *client);
 
 // Cancels every call of this client that is in flight now (blocking and
 // async), from any thread: blocked reads and writes, backoff sleeps,
-// queued async calls and streams return promptly with `LLMPOOL_CANCELLED`. Calls started afterwards run normally.
+// queued async calls and streams return promptly with `LLMPOOL_CANCELLED`,
+// and so do async calls still resolving a name or connecting (a blocking
+// call still connecting ends at `connect_timeout_ms`). Calls started
+// afterwards run normally.
 // `LLMPOOL_INVALID_ARGUMENT` for a NULL client.
 //
 // # Safety

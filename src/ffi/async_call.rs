@@ -217,8 +217,9 @@ pub unsafe extern "C" fn llmpool_chat_stream_async(
 }
 
 /// Cancels one async call from any thread: it ends within about 100 ms
-/// with `LLMPOOL_CANCELLED` (its socket is shut down, its backoff or queue
-/// wait ends; a stream keeps the text received so far) and its `done`
+/// with `LLMPOOL_CANCELLED` (its socket is shut down, a DNS lookup or TCP
+/// connect in progress is abandoned, its backoff, Retry-After, rate-limit
+/// or queue wait ends; a stream keeps the text received so far) and its `done`
 /// runs as usual. Other calls are untouched. Cancelling a call that already
 /// completed is a no-op returning `LLMPOOL_OK`. `LLMPOOL_INVALID_ARGUMENT`
 /// for a NULL call.
