@@ -224,6 +224,27 @@ enum llmpool_code llmpool_request_async(struct llmpool_client *client,
                                         void *userdata,
                                         struct llmpool_call **call);
 
+// `llmpool_request_raw` without blocking (any bytes as the body, kept as
+// bytes in the answer); otherwise exactly like `llmpool_chat_async`. The
+// body is copied before return. A bad `method`, a `path` not starting
+// with "/", a NULL `body` with a non-zero `body_len` or a `content_type`
+// with control characters is `LLMPOOL_INVALID_ARGUMENT` at submit.
+//
+// # Safety
+// `client` is NULL or a live client; `method`, `path` and `content_type`
+// are NULL or NUL-terminated; `body` is NULL or valid for `body_len` bytes
+// of reading (all copied before return); `done`, `userdata` and `call` as
+// for `llmpool_chat_async`.
+enum llmpool_code llmpool_request_raw_async(struct llmpool_client *client,
+                                            const char *method,
+                                            const char *path,
+                                            const char *content_type,
+                                            const uint8_t *body,
+                                            size_t body_len,
+                                            llmpool_done_cb done,
+                                            void *userdata,
+                                            struct llmpool_call **call);
+
 // `llmpool_chat_stream` without blocking: `on_event(userdata, ...)` runs on
 // a library thread for every chunk, in order (see `llmpool_stream_cb`;
 // non-zero aborts the stream with `LLMPOOL_CANCELLED`), then `done` once

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{parse_object, request_call, Client};
+use super::{parse_object, raw_call, request_call, Client};
 use crate::error::{panic_message, Code, Error};
 use crate::exec::{
     pool, BoxFuture, CallHandle, CallToken, CatchPanic, Config, Executor, Gate, Start, Task,
@@ -106,6 +106,19 @@ impl Client {
         done: DoneFn,
     ) -> Result<CallHandle, Error> {
         let call = request_call(method, path, body_json)?;
+        self.submit(Work::Request(call), done)
+    }
+
+    /// `request_raw` without blocking; as [`Client::chat_async`].
+    pub fn request_raw_async(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+        done: DoneFn,
+    ) -> Result<CallHandle, Error> {
+        let call = raw_call(method, path, content_type, body)?;
         self.submit(Work::Request(call), done)
     }
 

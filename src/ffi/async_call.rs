@@ -8,7 +8,7 @@ use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::llmpool_response;
 use super::stream::{c_stream_fn, llmpool_stream_cb};
-use super::util::{guard, opt_str_arg, str_arg, UserData};
+use super::util::{bytes_arg, guard, opt_str_arg, str_arg, UserData};
 use crate::client::{Client, DoneFn};
 use crate::error::Error;
 use crate::exec::CallHandle;
@@ -179,6 +179,42 @@ pub unsafe extern "C" fn llmpool_request_async(
             let path = str_arg(path, "path")?;
             let body = opt_str_arg(body_json, "body_json")?;
             c.request_async(method, path, body, d)
+        })
+    }
+}
+
+/// `llmpool_request_raw` without blocking (any bytes as the body, kept as
+/// bytes in the answer); otherwise exactly like `llmpool_chat_async`. The
+/// body is copied before return. A bad `method`, a `path` not starting
+/// with "/", a NULL `body` with a non-zero `body_len` or a `content_type`
+/// with control characters is `LLMPOOL_INVALID_ARGUMENT` at submit.
+///
+/// # Safety
+/// `client` is NULL or a live client; `method`, `path` and `content_type`
+/// are NULL or NUL-terminated; `body` is NULL or valid for `body_len` bytes
+/// of reading (all copied before return); `done`, `userdata` and `call` as
+/// for `llmpool_chat_async`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn llmpool_request_raw_async(
+    client: *mut llmpool_client,
+    method: *const c_char,
+    path: *const c_char,
+    content_type: *const c_char,
+    body: *const u8,
+    body_len: usize,
+    done: llmpool_done_cb,
+    userdata: *mut c_void,
+    call: *mut *mut llmpool_call,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe {
+        submit(client, done, userdata, call, |c, d| {
+            let method = str_arg(method, "method")?;
+            let path = str_arg(path, "path")?;
+            let content_type = opt_str_arg(content_type, "content_type")?;
+            let body = bytes_arg(body, body_len, "body")?;
+            c.request_raw_async(method, path, content_type, body, d)
         })
     }
 }

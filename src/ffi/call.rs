@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::{llmpool_response, panic_response};
-use super::util::{guard, opt_str_arg, str_arg};
+use super::util::{bytes_arg, guard, opt_str_arg, str_arg};
 use crate::client::Client;
 use crate::error::Error;
 use crate::response::Response;
@@ -158,16 +158,7 @@ pub unsafe extern "C" fn llmpool_request_raw(
             let method = str_arg(method, "method")?;
             let path = str_arg(path, "path")?;
             let content_type = opt_str_arg(content_type, "content_type")?;
-            let body: Option<&[u8]> = match (body.is_null(), body_len) {
-                (true, 0) => None,
-                (true, _) => {
-                    return Err(Error::invalid(format!(
-                        "body: is NULL but body_len is {body_len}"
-                    )))
-                }
-                // SAFETY: caller guarantees `body` is readable for `body_len` bytes.
-                (false, n) => Some(std::slice::from_raw_parts(body, n)),
-            };
+            let body = bytes_arg(body, body_len, "body")?;
             Ok(c.client.request_raw(method, path, content_type, body))
         })
     }

@@ -115,3 +115,22 @@ pub(crate) struct UserData(pub *mut c_void);
 // threads its callbacks run (the calling thread for blocking calls, library
 // threads for async ones); the caller vouches that this is safe for its data.
 unsafe impl Send for UserData {}
+
+/// `len` bytes at `p` as a slice; `None` for NULL with length 0 (no bytes).
+///
+/// # Safety
+/// `p` is NULL or valid for `len` bytes of reading for the returned lifetime.
+pub(crate) unsafe fn bytes_arg<'a>(
+    p: *const u8,
+    len: usize,
+    what: &str,
+) -> Result<Option<&'a [u8]>, Error> {
+    match (p.is_null(), len) {
+        (true, 0) => Ok(None),
+        (true, _) => Err(Error::invalid(format!(
+            "{what}: is NULL but {what}_len is {len}"
+        ))),
+        // SAFETY: non-NULL and readable for `len` bytes per the contract.
+        (false, n) => Ok(Some(unsafe { std::slice::from_raw_parts(p, n) })),
+    }
+}

@@ -345,6 +345,18 @@ static void test_async_args(llmpool_client *c) {
     REFUSED(llmpool_request_async(c, "GET", "models", NULL, never_called_done, NULL, &call));
     REFUSED(llmpool_request_async(c, "POST", "/x", "{bad", never_called_done, NULL, &call));
     REFUSED(llmpool_request_async(c, "GET", "/models", NULL, NULL, NULL, &call));
+    REFUSED(llmpool_request_raw_async(NULL, "POST", "/x", NULL, NULL, 0, never_called_done, NULL,
+                                      &call));
+    REFUSED(llmpool_request_raw_async(c, NULL, "/x", NULL, NULL, 0, never_called_done, NULL, &call));
+    REFUSED(llmpool_request_raw_async(c, "POST", NULL, NULL, NULL, 0, never_called_done, NULL,
+                                      &call));
+    REFUSED(llmpool_request_raw_async(c, "POST", "/x", "a\nb", NULL, 0, never_called_done, NULL,
+                                      &call));
+    REFUSED(llmpool_request_raw_async(c, "POST", "/x", NULL, NULL, 3, never_called_done, NULL,
+                                      &call));
+    REFUSED(llmpool_request_raw_async(c, "POST", "/x", BAD_UTF8, NULL, 0, never_called_done, NULL,
+                                      &call));
+    REFUSED(llmpool_request_raw_async(c, "POST", "/x", NULL, NULL, 0, NULL, NULL, &call));
     REFUSED(llmpool_chat_stream_async(NULL, req, never_called_stream, never_called_done, NULL,
                                       &call));
     REFUSED(llmpool_chat_stream_async(c, req, NULL, never_called_done, NULL, &call));

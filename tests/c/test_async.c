@@ -156,6 +156,48 @@ static void test_callbacks(void) {
     collect_free(&col);
 }
 
+/* Raw bytes without blocking: a body with NULs echoed byte for byte, the
+ * caller's buffer free to reuse at once (copied at submit); bad arguments
+ * refused at submit with done never run. */
+static void test_raw(void) {
+    llmpool_client *c = client_at(URL, "");
+    struct collect col;
+    collect_init(&col);
+    size_t n = 256 * 1024;
+    uint8_t *body = malloc(n);
+    CHECK(body != NULL, "malloc");
+    for (size_t i = 0; i < n; i++) body[i] = (uint8_t)(i * 31u);
+    uint8_t *sent = malloc(n);
+    CHECK(sent != NULL, "malloc");
+    memcpy(sent, body, n);
+    llmpool_call *call = NULL;
+    llmpool_code rc = llmpool_request_raw_async(c, "POST", "/echo", "application/octet-stream",
+                                                body, n, on_done, &col, &call);
+    CHECK(rc == LLMPOOL_OK, "request_raw_async: %s", llmpool_code_name(rc));
+    memset(body, 0xAB, n);
+    free(body);
+    wait_for(&col, 1, 10000);
+    llmpool_response *r = col.resp[0];
+    CHECK_CODE(llmpool_response_code(r), LLMPOOL_OK, r);
+    CHECK(llmpool_response_call_id(r) == llmpool_call_id(call), "call id");
+    size_t len = 0;
+    const char *echoed = llmpool_response_body(r, &len);
+    CHECK(len == n && memcmp(echoed, sent, n) == 0, "echoed %zu bytes, sent %zu", len, n);
+    CHECK_STREQ(llmpool_response_header(r, "content-type"), "application/octet-stream");
+    llmpool_call_free(call);
+    free(sent);
+    /* Refused at submit: NULL body with a length, a bad path. */
+    call = (llmpool_call *)1;
+    rc = llmpool_request_raw_async(c, "POST", "/echo", NULL, NULL, 5, on_done, &col, &call);
+    CHECK(rc == LLMPOOL_INVALID_ARGUMENT && call == NULL, "NULL body: %s", llmpool_code_name(rc));
+    rc = llmpool_request_raw_async(c, "POST", "echo", NULL, NULL, 0, on_done, &col, NULL);
+    CHECK(rc == LLMPOOL_INVALID_ARGUMENT, "bad path: %s", llmpool_code_name(rc));
+    sleep_ms(50);
+    CHECK(col.n == 1, "done ran for a refused submit");
+    llmpool_client_free(c);
+    collect_free(&col);
+}
+
 /* The queue: fd readable exactly while completions wait; pop never blocks. */
 static void test_queue(void) {
     llmpool_client *c = client_at(URL, "");
@@ -486,6 +528,7 @@ static void test_client_cancel(void) {
 int main(void) {
     URL = need_env("LLMPOOL_TEST_PLAIN_URL");
     test_callbacks();
+    test_raw();
     test_queue();
     test_cancel_one();
     test_cancel_stream();
