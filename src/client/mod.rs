@@ -360,67 +360,55 @@ impl Client {
         patch: &mut (dyn FnMut(&mut Response) + Send),
     ) -> Response {
         let call_id = next_call_id();
-        let fut = self.spent_call_as(call_id, path, request_json, v, stream, on_body, patch);
-        Scoped::new(&self.inner.log, call_id, fut).await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn spent_call_as(
-        &self,
-        call_id: u64,
-        path: &str,
-        request_json: &str,
-        v: Value,
-        stream: bool,
-        on_body: &mut BodyReader<'_>,
-        patch: &mut (dyn FnMut(&mut Response) + Send),
-    ) -> Response {
-        let started = Instant::now();
-        let spend = &self.inner.spend;
-        let asked = model_of(&v);
-        let mut prepared = match spend.before("POST", path, request_json, v) {
-            Err(e) => {
-                let r = Response::failed(e, started);
-                self.inner.metrics.finish(r.code, started.elapsed());
-                self.record(asked.as_deref(), &r, started);
-                log!(
-                    self.inner.log,
-                    Level::Warn,
-                    Some(call_id),
-                    "refused before sending POST {path}: {}: {}",
-                    r.code.name(),
-                    r.error
-                );
-                return r;
-            }
-            Ok(Err((p, hit))) => {
-                log!(
-                    self.inner.log,
-                    Level::Info,
-                    Some(call_id),
-                    "cache hit for POST {path} (model {}): answered without a request",
-                    p.model.as_deref().unwrap_or("?")
-                );
-                return self.cache_hit(p, hit, started);
-            }
-            Ok(Ok(p)) => p,
+        let call = async move {
+            let started = Instant::now();
+            let spend = &self.inner.spend;
+            let asked = model_of(&v);
+            let mut prepared = match spend.before("POST", path, request_json, v) {
+                Err(e) => {
+                    let r = Response::failed(e, started);
+                    self.inner.metrics.finish(r.code, started.elapsed());
+                    self.record(asked.as_deref(), &r, started);
+                    log!(
+                        self.inner.log,
+                        Level::Warn,
+                        Some(call_id),
+                        "refused before sending POST {path}: {}: {}",
+                        r.code.name(),
+                        r.error
+                    );
+                    return r;
+                }
+                Ok(Err((p, hit))) => {
+                    log!(
+                        self.inner.log,
+                        Level::Info,
+                        Some(call_id),
+                        "cache hit for POST {path} (model {}): answered without a request",
+                        p.model.as_deref().unwrap_or("?")
+                    );
+                    return self.cache_hit(p, hit, started);
+                }
+                Ok(Ok(p)) => p,
+            };
+            let call = Call {
+                method: http::Method::POST,
+                path: path.to_string(),
+                // `settle` needs the rest of `prepared`, not the body.
+                body: Some(std::mem::take(&mut prepared.body)),
+                model: prepared.model.clone(),
+                stream,
+                content_type: None,
+            };
+            let mut r = self.run_call(call, on_body).await;
+            patch(&mut r);
+            let model = prepared.model.clone();
+            // Settling never changes the outcome: bookkeeping errors are warnings.
+            self.settle(prepared, &mut r);
+            self.record(model.as_deref(), &r, started);
+            r
         };
-        let call = Call {
-            method: http::Method::POST,
-            path: path.to_string(),
-            // `settle` needs the rest of `prepared`, not the body.
-            body: Some(std::mem::take(&mut prepared.body)),
-            model: prepared.model.clone(),
-            stream,
-            content_type: None,
-        };
-        let mut r = self.run_call(call, on_body).await;
-        patch(&mut r);
-        let model = prepared.model.clone();
-        // Settling never changes the outcome: bookkeeping errors are warnings.
-        self.settle(prepared, &mut r);
-        self.record(model.as_deref(), &r, started);
-        r
+        Scoped::new(&self.inner.log, call_id, call).await
     }
 
     /// Applies cost accounting to a finished response.
