@@ -35,6 +35,13 @@ func resetServer(t *testing.T) {
 // since its last reset.
 func chatRequestsSeen(t *testing.T) int {
 	t.Helper()
+	return requestsSeen(t, "/v1/chat/completions")
+}
+
+// requestsSeen is how many requests for path the plain server received
+// since its last reset (counted on arrival, before any delay fault).
+func requestsSeen(t *testing.T, path string) int {
+	t.Helper()
 	resp, err := http.Get(plainURL + "/_test/stats")
 	if err != nil {
 		t.Fatalf("server stats: %v", err)
@@ -46,7 +53,7 @@ func chatRequestsSeen(t *testing.T) int {
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatalf("server stats: %v", err)
 	}
-	return st.ByPath["/v1/chat/completions"]
+	return st.ByPath[path]
 }
 
 func batchReqs(prefix string, n int) []string {
@@ -119,11 +126,12 @@ func lookAtThreads(t *testing.T) threadFigures {
 	return f
 }
 
-// While 64 batch items wait on a 1 s server, no goroutine sits in cgo and
-// Go starts no thread per item; the C library holds the calls. For
-// contrast (and to show the measurement sees pinned threads), 64
-// goroutines in RequestRaw, the binding's blocking cgo call, are measured
-// the same way.
+// While 64 batch items, then 64 RequestRaw calls, wait on a 1 s server,
+// no goroutine sits in cgo and Go starts no thread per call; the C
+// library holds the calls. To show that the measurement does see pinned
+// threads, 64 goroutines in Warm (the binding's one remaining blocking
+// cgo call; each sends GET /models, delayed 1 s here) are measured the
+// same way as the control.
 func TestBatchWaitingPinsNoThreads(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("SKIPPED: reads /proc/self/task (Linux)")
@@ -166,39 +174,85 @@ func TestBatchWaitingPinsNoThreads(t *testing.T) {
 	t.Logf("  before: %v", before)
 	t.Logf("  during: %v", during)
 
-	// The contrast: blocking cgo calls, one OS thread each.
+	// RequestRaw, on the async C API too.
 	pushFaults(t, fmt.Sprintf(`{"type":"delay","ms":1000,"times":%d}`, n))
 	rawBefore := lookAtThreads(t)
+	rawErrs := make(chan error, n)
 	var wg sync.WaitGroup
+	start = time.Now()
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			body := []byte(fmt.Sprintf("raw %d \x00\xff", i))
+			r, err := c.RequestRaw(context.Background(), "POST", "/echo", "application/octet-stream", body)
+			if err == nil && string(r.Raw) != string(body) {
+				err = fmt.Errorf("RequestRaw %d echoed %q", i, r.Raw)
+			}
+			rawErrs <- err
+		}(i)
+	}
+	if !waitInFlight(t, c, n) {
+		t.Fatalf("%d RequestRaw calls never were in flight at once (in_flight %d)", n, inFlight(t, c))
+	}
+	rawDuring := lookAtThreads(t)
+	wg.Wait()
+	rawElapsed := time.Since(start)
+	close(rawErrs)
+	for err := range rawErrs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d goroutines in RequestRaw, all in flight, to the same server (%v):", n, rawElapsed.Round(time.Millisecond))
+	t.Logf("  before: %v", rawBefore)
+	t.Logf("  during: %v", rawDuring)
+
+	// The control: blocking cgo calls, one OS thread each.
+	resetServer(t)
+	pushFaults(t, fmt.Sprintf(`{"type":"delay","ms":1000,"times":%d}`, n))
+	warmBefore := lookAtThreads(t)
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = c.RequestRaw(context.Background(), "POST", "/chat/completions", "application/json", []byte(chatReq("raw")))
+			_, _ = c.Warm(1)
 		}()
 	}
-	if !waitInFlight(t, c, n) {
-		t.Fatalf("%d RequestRaw calls never were in flight at once", n)
+	seen := false
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if requestsSeen(t, "/v1/models") >= n {
+			seen = true
+			break
+		}
 	}
-	rawDuring := lookAtThreads(t)
+	if !seen {
+		t.Fatalf("%d Warm calls never were at the server at once (%d seen)", n, requestsSeen(t, "/v1/models"))
+	}
+	warmDuring := lookAtThreads(t)
 	wg.Wait()
-	t.Logf("For contrast, %d goroutines in RequestRaw (a blocking cgo call) to the same server:", n)
-	t.Logf("  before: %v", rawBefore)
-	t.Logf("  during: %v", rawDuring)
+	t.Logf("Control: %d goroutines in Warm (a blocking cgo call) to the same server:", n)
+	t.Logf("  before: %v", warmBefore)
+	t.Logf("  during: %v", warmDuring)
 
-	if rawDuring.inCgo < n/2 {
-		t.Fatalf("the measurement saw only %d of %d blocking calls inside cgo", rawDuring.inCgo, n)
+	if warmDuring.inCgo < n/2 {
+		t.Fatalf("the measurement saw only %d of %d blocking calls inside cgo", warmDuring.inCgo, n)
 	}
 	// Pinned waits would show ~64 goroutines in cgo and ~64 more Go
 	// threads; allow a few for the scheduler, GC and the race detector.
-	if during.inCgo > 2 {
-		t.Fatalf("%d goroutines sat inside cgo while the batch waited", during.inCgo)
-	}
-	if grew := during.goCreated - before.goCreated; grew > 16 {
-		t.Fatalf("Go created %d threads while %d batch items waited", grew, n)
-	}
-	if grew := during.otherOS - before.otherOS; grew > 16 {
-		t.Fatalf("%d non-llmpool OS threads appeared while %d batch items waited", grew, n)
+	for _, m := range []struct {
+		what           string
+		before, during threadFigures
+	}{{"batch items", before, during}, {"RequestRaw calls", rawBefore, rawDuring}} {
+		if m.during.inCgo > 2 {
+			t.Fatalf("%d goroutines sat inside cgo while %d %s waited", m.during.inCgo, n, m.what)
+		}
+		if grew := m.during.goCreated - m.before.goCreated; grew > 16 {
+			t.Fatalf("Go created %d threads while %d %s waited", grew, n, m.what)
+		}
+		if grew := m.during.otherOS - m.before.otherOS; grew > 16 {
+			t.Fatalf("%d non-llmpool OS threads appeared while %d %s waited", grew, n, m.what)
+		}
 	}
 }
 

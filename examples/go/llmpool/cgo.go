@@ -61,6 +61,11 @@ enum llmpool_code go_request_async(llmpool_client *c, const char *m, const char 
 	return llmpool_request_async(c, m, p, b, llmpool_done_shim, (void *)h, call);
 }
 
+enum llmpool_code go_request_raw_async(llmpool_client *c, const char *m, const char *p, const char *ct,
+                                       const uint8_t *b, size_t n, uintptr_t h, llmpool_call **call) {
+	return llmpool_request_raw_async(c, m, p, ct, b, n, llmpool_done_shim, (void *)h, call);
+}
+
 enum llmpool_code go_chat_stream_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call) {
 	return llmpool_chat_stream_async(c, req, llmpool_stream_shim, llmpool_done_shim, (void *)h, call);
 }

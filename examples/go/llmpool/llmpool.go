@@ -4,12 +4,12 @@
 // One *Client is safe for use by many goroutines at once; share it (the
 // C client keeps one connection pool). Requests and responses are JSON
 // strings as the gateway speaks them. Chat, Embeddings, Request,
-// ChatStream and every item of Batch run on llmpool's own threads (its
-// async C API): the calling goroutine waits in a select, pinning no OS
-// thread, and its ctx cancels that call (or that batch) alone within about
-// 100 ms. Two calls still block inside cgo, pinning an OS thread while
-// they run and ignoring ctx: Warm (the C API has no async warm-up; it runs
-// once at startup) and RequestRaw (the C API has no async raw request).
+// RequestRaw, ChatStream and every item of Batch run on llmpool's own
+// threads (its async C API): the calling goroutine waits in a select,
+// pinning no OS thread, and its ctx cancels that call (or that batch)
+// alone within about 100 ms. One call still blocks inside cgo, pinning an
+// OS thread while it runs and ignoring ctx: Warm (the C API has no async
+// warm-up; it runs once at startup).
 //
 // Failures are returned as *Error values (use errors.As) carrying the
 // llmpool code, its name, the HTTP status and the body.
@@ -30,6 +30,8 @@ enum llmpool_code go_chat_async(llmpool_client *c, const char *req, uintptr_t h,
 enum llmpool_code go_embeddings_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call);
 enum llmpool_code go_request_async(llmpool_client *c, const char *m, const char *p, const char *b, uintptr_t h,
                                    llmpool_call **call);
+enum llmpool_code go_request_raw_async(llmpool_client *c, const char *m, const char *p, const char *ct,
+                                       const uint8_t *b, size_t n, uintptr_t h, llmpool_call **call);
 enum llmpool_code go_chat_stream_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call);
 */
 import "C"
@@ -169,19 +171,6 @@ func copyResponse(p *C.llmpool_response) *Response {
 		Info:      json.RawMessage(C.GoString(C.llmpool_response_info(p))),
 		ErrorText: C.GoString(C.llmpool_response_error(p)),
 	}
-}
-
-// result turns a C code and response into Go results. The response is
-// returned also on failure (its Info tells attempts, latency, ...).
-func result(code C.enum_llmpool_code, p *C.llmpool_response) (*Response, error) {
-	r := takeResponse(p)
-	if r == nil {
-		if code == C.LLMPOOL_OK {
-			return nil, newError(CodePanic, "llmpool returned no response")
-		}
-		return nil, newError(int(code), "llmpool returned no response")
-	}
-	return r, r.Err()
 }
 
 // Client is a pooled client for one gateway, safe for concurrent use.
@@ -326,62 +315,64 @@ func (c *Client) Request(ctx context.Context, method, path, body string) (*Respo
 // none), e.g. "multipart/form-data; boundary=...". The answer's bytes are
 // in Response.Raw, and the response headers named in headers (default:
 // content-type and x-request-id) in Response.Headers. body is copied by
-// the C library before the call returns; retries send the same bytes.
+// the C library when the call is submitted (it may be reused as soon as
+// RequestRaw returns, or even while it waits); retries send the same
+// bytes.
 //
-// Unlike Chat, RequestRaw is a blocking cgo call (the C API has no async
-// raw request): the goroutine holds an OS thread until the answer, and
-// ctx is checked only before the call starts (Cancel still stops it).
+// Like Chat, the call runs on llmpool's own threads (its async C API):
+// the goroutine waits in a select, not in cgo, and a done ctx (may be
+// nil) cancels this call alone within about 100 ms (CodeCancelled). A bad
+// method, a path not starting with "/" or a content type with control
+// characters is refused before anything is sent (CodeInvalidArgument).
 func (c *Client) RequestRaw(ctx context.Context, method, path, contentType string, body []byte, headers ...string) (*Response, error) {
 	if len(headers) == 0 {
 		headers = []string{"content-type", "x-request-id"}
 	}
-	if err := ctxErr(ctx); err != nil {
-		return nil, err
-	}
-	p, err := c.acquire()
-	if err != nil {
-		return nil, err
-	}
-	defer c.release()
-	cm := C.CString(method)
-	defer C.free(unsafe.Pointer(cm))
-	cp := C.CString(path)
-	defer C.free(unsafe.Pointer(cp))
-	var cct *C.char
-	if contentType != "" {
-		cct = C.CString(contentType)
-		defer C.free(unsafe.Pointer(cct))
-	}
-	var cb *C.uint8_t
-	if len(body) > 0 {
-		// Go memory may be passed to C for the duration of the call: it
-		// holds no Go pointers.
-		cb = (*C.uint8_t)(unsafe.Pointer(&body[0]))
-	}
-	var out *C.llmpool_response
-	code := C.llmpool_request_raw(p, cm, cp, cct, cb, C.size_t(len(body)), &out)
-	runtime.KeepAlive(body)
-	var raw []byte
-	hdrs := map[string]string{}
-	if out != nil {
+	return c.asyncWith(ctx, nil, rawTake(headers), func(p *C.llmpool_client, h C.uintptr_t, call **C.llmpool_call) C.enum_llmpool_code {
+		cm := C.CString(method)
+		defer C.free(unsafe.Pointer(cm))
+		cp := C.CString(path)
+		defer C.free(unsafe.Pointer(cp))
+		var cct *C.char
+		if contentType != "" {
+			cct = C.CString(contentType)
+			defer C.free(unsafe.Pointer(cct))
+		}
+		var cb *C.uint8_t
+		if len(body) > 0 {
+			// Go memory may be passed to C for the duration of the call
+			// (it holds no Go pointers); the submit copies it.
+			cb = (*C.uint8_t)(unsafe.Pointer(&body[0]))
+		}
+		code := C.go_request_raw_async(p, cm, cp, cct, cb, C.size_t(len(body)), h, call)
+		runtime.KeepAlive(body)
+		return code
+	})
+}
+
+// rawTake returns a take function for RequestRaw's done: it copies the
+// answer's bytes and the named headers, then frees the C response.
+func rawTake(headers []string) func(*C.llmpool_response) *Response {
+	return func(p *C.llmpool_response) *Response {
+		if p == nil {
+			return nil
+		}
+		defer C.llmpool_response_free(p)
+		r := copyResponse(p)
 		var n C.size_t
-		b := C.llmpool_response_body(out, &n)
-		raw = C.GoBytes(unsafe.Pointer(b), C.int(n))
+		b := C.llmpool_response_body(p, &n)
+		r.Raw = C.GoBytes(unsafe.Pointer(b), C.int(n))
+		r.Headers = map[string]string{}
 		for _, h := range headers {
 			ch := C.CString(h)
-			v := C.llmpool_response_header(out, ch)
+			v := C.llmpool_response_header(p, ch)
 			C.free(unsafe.Pointer(ch))
 			if v != nil {
-				hdrs[strings.ToLower(h)] = C.GoString(v)
+				r.Headers[strings.ToLower(h)] = C.GoString(v)
 			}
 		}
+		return r
 	}
-	r, err := result(code, out)
-	if r != nil {
-		r.Raw = raw
-		r.Headers = hdrs
-	}
-	return r, err
 }
 
 // async submits one call and waits for its done, or for ctx, which then
@@ -402,7 +393,7 @@ func (c *Client) asyncWith(ctx context.Context, stream *streamState, take func(*
 	defer c.release()
 	r, code := await(ctx, p, stream, take, submit)
 	if code != C.LLMPOOL_OK {
-		return nil, newError(int(code), "the request was refused before sending (invalid JSON or a closed client)")
+		return nil, newError(int(code), "the request was refused before sending (invalid JSON, method, path or content type, or a closed client)")
 	}
 	if r == nil {
 		return nil, newError(CodePanic, "llmpool returned no response")

@@ -710,6 +710,60 @@ func TestContextCancelsOneCallWithin100ms(t *testing.T) {
 	}
 }
 
+// ctx cancels one in-flight RequestRaw alone within 100 ms, and the body
+// may be overwritten while the call waits (it was copied at submit).
+func TestContextCancelsRequestRawWithin100ms(t *testing.T) {
+	c := newClient(t, `"max_retries":0`)
+	if _, err := c.Chat(context.Background(), chatReq("warm-up")); err != nil {
+		t.Fatal(err)
+	}
+	pushFaults(t, `[{"type":"delay","ms":3000},{"type":"delay","ms":500}]`)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.RequestRaw(ctx, "POST", "/echo", "application/octet-stream", []byte{0, 1, 2})
+		done <- err
+	}()
+	if !waitInFlight(t, c, 1) {
+		t.Fatal("the RequestRaw never was in flight")
+	}
+	// A sibling is untouched, and its body is free to reuse once sent.
+	body := []byte("sibling \x00\xfe bytes")
+	want := string(body)
+	sib := make(chan error, 1)
+	go func() {
+		r, err := c.RequestRaw(context.Background(), "POST", "/echo", "application/octet-stream", body)
+		if err == nil && string(r.Raw) != want {
+			err = fmt.Errorf("sibling echoed %q, want %q", r.Raw, want)
+		}
+		sib <- err
+	}()
+	if !waitInFlight(t, c, 2) {
+		t.Fatal("the sibling never was in flight")
+	}
+	for i := range body {
+		body[i] = 'X'
+	}
+	if err := <-sib; err != nil {
+		t.Fatalf("sibling: %v", err)
+	}
+	cancelledAt := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		el := time.Since(cancelledAt)
+		if e := asError(t, err); e.Code != llmpool.CodeCancelled {
+			t.Fatalf("got %+v", e)
+		}
+		t.Logf("RequestRaw cancelled by ctx in %v", el)
+		if el > 100*time.Millisecond {
+			t.Fatalf("ctx cancel took %v", el)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ctx did not cancel the RequestRaw")
+	}
+}
+
 func TestWaitingGoroutinesPinNoThreads(t *testing.T) {
 	c := newClient(t, `"max_retries":0`)
 	if _, err := c.Chat(context.Background(), chatReq("warm-up")); err != nil {
