@@ -2,7 +2,7 @@
 // llmpool for Node.js: a thin binding of the llmpool C library through
 // koffi (https://koffi.dev). CommonJS; Node >= 18.
 //
-// Calls (chat, embeddings, request, streams, batches) use llmpool's async C
+// Calls (chat, embeddings, request, requestRaw, streams, batches) use llmpool's async C
 // API (`llmpool_*_async`): a submit returns at once, the call runs on one of
 // llmpool's own threads, and its completion comes back through a koffi
 // *registered* callback, which koffi queues onto the main thread. Nothing
@@ -94,9 +94,6 @@ const C = {
   request: lib.func(
     'int llmpool_request(llmpool_client *client, const char *method, const char *path, const char *body, _Out_ llmpool_response **out)',
   ),
-  request_raw: lib.func(
-    'int llmpool_request_raw(llmpool_client *client, const char *method, const char *path, const char *content_type, const uint8_t *body, size_t body_len, _Out_ llmpool_response **out)',
-  ),
   chat_stream: lib.func(
     'int llmpool_chat_stream(llmpool_client *client, const char *req, llmpool_stream_cb *cb, void *userdata, _Out_ llmpool_response **out)',
   ),
@@ -108,6 +105,9 @@ const C = {
   ),
   request_async: lib.func(
     'int llmpool_request_async(llmpool_client *client, const char *method, const char *path, const char *body, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
+  ),
+  request_raw_async: lib.func(
+    'int llmpool_request_raw_async(llmpool_client *client, const char *method, const char *path, const char *content_type, const uint8_t *body, size_t body_len, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
   ),
   chat_stream_async: lib.func(
     'int llmpool_chat_stream_async(llmpool_client *client, const char *req, llmpool_event_cb *on_event, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
@@ -394,7 +394,7 @@ function submitCall(submit, { signal, onEvent = null, finish = settle } = {}) {
         clearInterval(keepAlive);
         keepAlive = null;
       }
-      reject(new LLMPoolError(code, 'the request was refused before sending (invalid JSON or a closed client)'));
+      reject(new LLMPoolError(code, 'the request was refused before sending (invalid JSON, method, path or content type, or a closed client)'));
       return;
     }
     if (signal) {
@@ -433,8 +433,8 @@ const finalizer = new FinalizationRegistry((ptr) => C.client_free(ptr));
 
 /**
  * A pooled client for one gateway. One Client serves any number of
- * concurrent calls (the C client is thread-safe; koffi runs each call on
- * its own worker thread).
+ * concurrent calls (the C client is thread-safe; each call runs on one of
+ * llmpool's own threads).
  */
 class Client {
   /**
@@ -517,21 +517,27 @@ class Client {
    * Buffer or Uint8Array; null for none), sent with `contentType` (e.g.
    * 'multipart/form-data; boundary=...'). Resolves with a Response whose
    * `bodyBuffer` holds the answer's bytes (e.g. audio/mpeg) and whose
-   * `headers` holds the response headers named in `headers`.
+   * `headers` holds the response headers named in `headers`. The bytes are
+   * copied when the call is submitted: `body` may be reused at once.
+   * `signal` (an AbortSignal) cancels this call alone, as for chat(); a
+   * bad method, path or content type rejects with Code.INVALID_ARGUMENT
+   * before anything is sent.
    */
-  requestRaw(method, path, body, { contentType = null, headers = ['content-type', 'x-request-id'] } = {}) {
+  requestRaw(method, path, body, { contentType = null, headers = ['content-type', 'x-request-id'], signal } = {}) {
     let buf = null;
     if (body !== null && body !== undefined) {
       if (!(body instanceof Uint8Array)) throw new TypeError('llmpool: body must be a Buffer, a Uint8Array or null');
       buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
     }
     const raw = { headers: Array.from(headers, String) };
-    return this._run(async (ptr) => {
-      const out = [null];
-      // `buf` stays referenced (and unmoved) until the call has returned.
-      const code = await callAsync(C.request_raw, ptr, method, path, contentType, buf, buf ? buf.length : 0, out);
-      return settle(code, out[0], false, raw);
-    });
+    const finish = (code, resp) => settle(code, resp, false, raw);
+    return this._run((ptr) =>
+      submitCall(
+        (id, out) =>
+          C.request_raw_async(ptr, method, path, contentType, buf, buf ? buf.length : 0, doneCb, id, out),
+        { signal, finish },
+      ),
+    );
   }
 
   /**

@@ -588,3 +588,63 @@ test('requestRaw: binary upload, audio answer and headers', async () => {
     c.close();
   }
 });
+
+test('requestRaw is async: 64 byte-exact echoes to a 1 s server in under 3.5 s, body reusable at once, fs stays fast', async () => {
+  assert.equal(process.env.UV_THREADPOOL_SIZE, undefined, 'UV_THREADPOOL_SIZE must be unset');
+  const n = 64;
+  const c = client({ max_retries: 0 });
+  try {
+    await c.chat(chatReq('warm-up'));
+    await pushFaults({ type: 'delay', ms: 1000, times: n });
+    const t0 = Date.now();
+    const want = [];
+    const calls = [];
+    for (let i = 0; i < n; i++) {
+      const body = Buffer.alloc(4096 + i);
+      for (let j = 0; j < body.length; j++) body[j] = (j * 31 + i) & 0xff;
+      want.push(Buffer.from(body));
+      calls.push(c.requestRaw('POST', '/echo', body, { contentType: 'application/octet-stream' }));
+      // Copied at submit: overwriting it now must not change what is sent.
+      body.fill(0x58);
+    }
+    // On libuv's 4-thread pool these would take 16 s and block fs meanwhile.
+    await new Promise((r) => setTimeout(r, 100));
+    const f0 = Date.now();
+    await require('node:fs').promises.readFile(__filename);
+    const fsMs = Date.now() - f0;
+    const res = await Promise.all(calls);
+    const wall = Date.now() - t0;
+    res.forEach((r, i) => assert.ok(r.bodyBuffer.equals(want[i]), `echo ${i} differs`));
+    console.log(`${n} requestRaw calls to a 1 s server: ${wall} ms; fs.readFile during them: ${fsMs} ms`);
+    assert.ok(wall < 3500, `${n} requestRaw calls took ${wall} ms`);
+    assert.ok(fsMs < 200, `fs.readFile took ${fsMs} ms`);
+  } finally {
+    await c.close();
+  }
+});
+
+test('an AbortSignal cancels one requestRaw within 100 ms; its sibling completes', async () => {
+  const c = client({ max_retries: 0 });
+  try {
+    await c.chat(chatReq('warm-up'));
+    await pushFaults({ type: 'delay', ms: 1500 });
+    const ac = new AbortController();
+    const slow = c.requestRaw('POST', '/echo', Buffer.from([0, 1, 2]), { signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 200));
+    const bytes = Buffer.from([0xff, 0, 0x80, 0x41]);
+    const fast = await c.requestRaw('POST', '/echo', bytes, { contentType: 'application/octet-stream' });
+    assert.ok(fast.bodyBuffer.equals(bytes));
+    const t0 = Date.now();
+    ac.abort();
+    await assert.rejects(slow, (e) => e instanceof LLMPoolError && e.code === Code.CANCELLED);
+    const took = Date.now() - t0;
+    console.log(`requestRaw aborted in ${took} ms`);
+    assert.ok(took < 100, `abort took ${took} ms`);
+    await assert.rejects(
+      c.requestRaw('POST', '/echo', bytes, { signal: ac.signal }),
+      (e) => e.code === Code.CANCELLED,
+    );
+  } finally {
+    await c.close();
+  }
+});
