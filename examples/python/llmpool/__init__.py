@@ -272,6 +272,10 @@ def _declare(lib):
         "llmpool_request_async": (ctypes.c_int, [c_client, ctypes.c_char_p, ctypes.c_char_p,
                                                  ctypes.c_char_p, DONE_CB, ctypes.c_void_p,
                                                  p_call]),
+        "llmpool_request_raw_async": (ctypes.c_int, [c_client, ctypes.c_char_p, ctypes.c_char_p,
+                                                     ctypes.c_char_p, ctypes.c_char_p,
+                                                     ctypes.c_size_t, DONE_CB, ctypes.c_void_p,
+                                                     p_call]),
         "llmpool_chat_stream_async": (ctypes.c_int, [c_client, ctypes.c_char_p, STREAM_CB,
                                                      DONE_CB, ctypes.c_void_p, p_call]),
         "llmpool_call_cancel": (ctypes.c_int, [ctypes.c_void_p]),
@@ -351,6 +355,19 @@ class _Owned:
                 self.lib.llmpool_response_free(ptr)
             except Exception:  # noqa: BLE001 - interpreter shutdown: the process frees it
                 pass
+
+
+def _raw_args(body, content_type, headers):
+    """request_raw's arguments as C values: (data, len, content type, header names)."""
+    if body is None:
+        data, n = None, 0
+    elif isinstance(body, (bytes, bytearray, memoryview)):
+        data = bytes(body)
+        n = len(data)
+    else:
+        raise TypeError("body must be bytes, bytearray, memoryview or None")
+    ct = None if content_type is None else _cstr(content_type, "content_type")
+    return data, n, ct, tuple(h.lower() for h in headers)
 
 
 def _headers(lib, ptr, names):
@@ -670,15 +687,7 @@ class Client:
         The answer's body is ``response.body_bytes`` whatever its type (e.g.
         ``audio/mpeg``); the response headers named in ``headers`` are
         copied into ``response.headers``."""
-        if body is None:
-            data, n = None, 0
-        elif isinstance(body, (bytes, bytearray, memoryview)):
-            data = bytes(body)
-            n = len(data)
-        else:
-            raise TypeError("body must be bytes, bytearray, memoryview or None")
-        ct = None if content_type is None else _cstr(content_type, "content_type")
-        names = tuple(h.lower() for h in headers)
+        data, n, ct, names = _raw_args(body, content_type, headers)
         out = ctypes.c_void_p()
         rc = self._lib.llmpool_request_raw(self._handle(), _cstr(method, "method"),
                                            _cstr(path, "path"), ct, data, n,

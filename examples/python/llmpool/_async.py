@@ -13,13 +13,14 @@ import json as _json
 import threading
 
 from . import (DONE_CB, OK, STREAM_CB, Client, Response, _Owned,
-               _cstr, _error, _to_json_bytes)
+               _cstr, _error, _raw_args, _to_json_bytes)
 
 # Calls in flight, by the integer passed as userdata: (loop, on_done, on_event).
 _pending = {}
 _pending_lock = threading.Lock()
 _keys = itertools.count(1)
 _keep = set()  # keys of calls whose C response the Response keeps
+_header_names = {}  # key -> the response headers a raw call copies out
 _lib_for_cb = []  # the CDLL the callbacks read responses with
 
 
@@ -28,6 +29,7 @@ def _on_done(key, resp):
         entry = _pending.pop(key or 0, None)
         keep = key in _keep
         _keep.discard(key)
+        names = _header_names.pop(key, ())
     lib = _lib_for_cb[0]
     if keep:
         # An embeddings answer: the Response owns its C response (for
@@ -35,7 +37,7 @@ def _on_done(key, resp):
         r = Response._from_c(lib, resp, _Owned(lib, resp))
     else:
         try:
-            r = Response._from_c(lib, resp)
+            r = Response._from_c(lib, resp, header_names=names)
         finally:
             lib.llmpool_response_free(resp)
     if entry is None:
@@ -119,7 +121,7 @@ class AsyncClient:
         """Cancels every call of this client in flight now."""
         self._client.cancel()
 
-    async def _submit(self, submit, on_event=None, on_done=None, keep=False):
+    async def _submit(self, submit, on_event=None, on_done=None, keep=False, header_names=()):
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         key = next(_keys)
@@ -128,14 +130,18 @@ class AsyncClient:
             _pending[key] = (loop, done, on_event)
             if keep:
                 _keep.add(key)
+            if header_names:
+                _header_names[key] = header_names
         call = ctypes.c_void_p()
         rc = submit(self._client._handle(), ctypes.c_void_p(key), ctypes.byref(call))
         if rc != OK:
             with _pending_lock:
                 _pending.pop(key, None)
                 _keep.discard(key)
+                _header_names.pop(key, None)
             raise _error(rc, message="the request was refused before sending "
-                                     "(invalid JSON, or a closed client)")
+                                     "(invalid JSON, method, path or content type, "
+                                     "or a closed client)")
         return fut, call
 
     async def _await(self, fut, call):
@@ -174,6 +180,20 @@ class AsyncClient:
         m, p = _cstr(method, "method"), _cstr(path, "path")
         fut, call = await self._submit(
             lambda c, k, out: self._lib.llmpool_request_async(c, m, p, data, _DONE, k, out))
+        return await self._await(fut, call)
+
+    async def request_raw(self, method, path, body=b"", content_type=None,
+                          headers=("content-type", "x-request-id")):
+        """Any method on ``path`` with any bytes as the body, exactly like
+        :meth:`Client.request_raw` (``response.body_bytes``,
+        ``response.headers``) but awaited: the bytes are copied when the call
+        is submitted, and cancelling the task cancels this call alone."""
+        data, n, ct, names = _raw_args(body, content_type, headers)
+        m, p = _cstr(method, "method"), _cstr(path, "path")
+        fut, call = await self._submit(
+            lambda c, k, out: self._lib.llmpool_request_raw_async(c, m, p, ct, data, n, _DONE, k,
+                                                                  out),
+            header_names=names)
         return await self._await(fut, call)
 
     async def stream(self, request):
