@@ -562,6 +562,32 @@ public:
         });
     }
 
+    /// request_raw() without blocking: `body` is copied before this returns
+    /// (it may be reused at once). A bad method, path or content type throws
+    /// Error (LLMPOOL_INVALID_ARGUMENT) at submit; `done` then never runs.
+    template <class F>
+    Call request_raw_async(const std::string& method, const std::string& path,
+                           const std::string& content_type, const void* body, std::size_t body_len,
+                           F&& done) {
+        detail::checked(method, "method");
+        detail::checked(path, "path");
+        detail::checked(content_type, "content_type");
+        return submit(std::forward<F>(done), [&](void* ud, llmpool_call** call) {
+            return llmpool_request_raw_async(c_, method.c_str(), path.c_str(),
+                                             content_type.empty() ? nullptr : content_type.c_str(),
+                                             static_cast<const std::uint8_t*>(body), body_len,
+                                             &detail::async_done_trampoline, ud, call);
+        });
+    }
+    /// request_raw_async() with the body in a byte vector.
+    template <class F>
+    Call request_raw_async(const std::string& method, const std::string& path,
+                           const std::string& content_type, const std::vector<std::uint8_t>& body,
+                           F&& done) {
+        return request_raw_async(method, path, content_type, body.data(), body.size(),
+                                 std::forward<F>(done));
+    }
+
     /// A stream: `on_chunk(delta, event_json)` runs on llmpool's thread per
     /// chunk (bool false or an exception stops it), then `done` once.
     template <class C, class F>
@@ -591,6 +617,22 @@ public:
                                          Call* call = nullptr) {
         return future_of([&](auto done) { return request_async(method, path, body_json, std::move(done)); },
                          call);
+    }
+
+    /// request_raw() as a future (the body is copied before this returns).
+    std::future<Response> request_raw_future(const std::string& method, const std::string& path,
+                                             const std::string& content_type, const void* body,
+                                             std::size_t body_len, Call* call = nullptr) {
+        return future_of(
+            [&](auto done) {
+                return request_raw_async(method, path, content_type, body, body_len, std::move(done));
+            },
+            call);
+    }
+    std::future<Response> request_raw_future(const std::string& method, const std::string& path,
+                                             const std::string& content_type,
+                                             const std::vector<std::uint8_t>& body, Call* call = nullptr) {
+        return request_raw_future(method, path, content_type, body.data(), body.size(), call);
     }
 
     /// Sends every request (JSON objects as for chat()) with at most
