@@ -456,11 +456,10 @@ enum llmpool_code llmpool_client_set_api_key(struct llmpool_client *client, cons
 enum llmpool_code llmpool_client_reset_pool(struct llmpool_client *client);
 
 // Cancels every call of this client that is in flight now (blocking and
-// async), from any thread: blocked reads and writes, backoff sleeps,
-// queued async calls and streams return promptly with `LLMPOOL_CANCELLED`,
-// and so do async calls still resolving a name or connecting (a blocking
-// call still connecting ends at `connect_timeout_ms`). Calls started
-// afterwards run normally.
+// async), from any thread: blocked reads and writes, name lookups,
+// connects, backoff and rate-limit waits, queued async calls and streams
+// return promptly with `LLMPOOL_CANCELLED`. Calls started afterwards run
+// normally.
 // `LLMPOOL_INVALID_ARGUMENT` for a NULL client.
 //
 // # Safety

@@ -51,7 +51,6 @@ use serde_json::{json, Value};
 
 use crate::client::{parse_object, Client};
 use crate::error::{from_ureq, Code, Error};
-use crate::exec::block_on;
 use crate::log::{in_scope, Level};
 use crate::response::Response;
 use crate::sse::{interpret, SseEvent, SseParser, StreamItem};
@@ -110,7 +109,7 @@ impl Client {
         request_json: &str,
         on_delta: &mut (dyn FnMut(&str, &str) -> bool + Send),
     ) -> Response {
-        block_on(self.chat_stream_fut(request_json, on_delta))
+        self.block_on_call(self.chat_stream_fut(request_json, on_delta))
     }
 
     /// The future of [`Client::chat_stream`] (what an async stream runs).

@@ -3,6 +3,9 @@
 //! second, and leaves the sibling calls connecting to the same place alone:
 //! they go on until their own `connect_timeout_ms`.
 //!
+//! `llmpool_client_cancel` (`Client::cancel_all`) ends a blocking call
+//! that is still connecting the same way.
+//!
 //! A gateway that never answers the SYN is a loopback listener whose accept
 //! queue is full: Linux drops further SYNs, so a connect to it hangs.
 
@@ -115,4 +118,34 @@ fn cancel_ends_a_call_stuck_connecting_to_its_proxy() {
     );
     cancel_one_of_two(&c);
     assert_eq!(gateway.requests(), 0, "nothing reached the gateway");
+}
+
+#[test]
+fn client_cancel_ends_a_blocking_call_stuck_in_connect() {
+    let (_l, _fill, addr) = unanswered_listener();
+    let c = client_for(
+        &format!("http://{addr}/v1"),
+        json!({"max_retries": 0, "connect_timeout_ms": 5000}),
+    );
+    let c2 = c.clone();
+    let call = std::thread::spawn(move || {
+        let r = c2.chat(CHAT);
+        (r, Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!call.is_finished(), "still connecting");
+    let t0 = Instant::now();
+    c.cancel_all().unwrap();
+    let (r, done_at) = call.join().unwrap();
+    assert_eq!(r.code, Code::Cancelled, "{}", r.error);
+    assert!(r.error.contains("llmpool_client_cancel"), "{}", r.error);
+    assert!(
+        done_at - t0 < Duration::from_secs(1),
+        "cancel took {:?}",
+        done_at - t0
+    );
+    eprintln!(
+        "client cancel during a blocking connect ended it in {:?}",
+        done_at - t0
+    );
 }

@@ -3,6 +3,7 @@
 //! exchange, then the `Response` built from what happened.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
@@ -13,7 +14,7 @@ use super::{header, read, BodyReader, Call, Client};
 use crate::body;
 use crate::cost::{estimate_prompt_tokens, requested_max_output_tokens};
 use crate::error::{from_ureq, Code, Error};
-use crate::exec::{block_on, token};
+use crate::exec::token;
 use crate::log::{log, next_call_id, Level, Scoped};
 use crate::net::transport::{self, AttemptIo};
 use crate::options::ApiKey;
@@ -29,7 +30,7 @@ const MAX_FREE_RECONNECTS: u32 = 2;
 impl Client {
     /// Runs one call with retries; always returns a response (success or not).
     pub fn execute(&self, call: Call) -> Response {
-        block_on(self.execute_fut(call))
+        self.block_on_call(self.execute_fut(call))
     }
 
     /// The future of [`Client::execute`] (what an async call runs).
@@ -574,36 +575,14 @@ impl Client {
     }
 
     /// Waits `wait` unless a cancel arrives first; false when cancelled.
-    /// An async call parks on its own token, holding no thread
-    /// (`cancel_all` cancels every token, so both kinds of cancel end it);
-    /// a blocking call sleeps in place.
+    /// The call parks on its token (an async call holds no thread; a
+    /// blocking call's thread sleeps in `block_on_call`); `cancel_all`
+    /// cancels every token, so both kinds of cancel end the wait.
     async fn sleep_unless_cancelled(&self, wait: Duration, epoch: u64) -> bool {
-        let epoch_unchanged = || self.inner.cancel_epoch.load(Ordering::SeqCst) == epoch;
-        match token::current() {
-            Some(tok) => tok.sleep(wait).await && epoch_unchanged(),
-            None => self.sleep_blocking(wait, epoch),
-        }
-    }
-
-    fn sleep_blocking(&self, wait: Duration, epoch: u64) -> bool {
-        let inner = &*self.inner;
-        let deadline = Instant::now() + wait;
-        let mut guard = inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if inner.cancel_epoch.load(Ordering::SeqCst) != epoch {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return true;
-            }
-            guard = inner
-                .wake
-                .1
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        // Every call runs with a token; a fresh one (never cancelled) keeps
+        // a future polled some other way correct.
+        let tok = token::current().unwrap_or_else(|| Arc::new(token::CallToken::blocking()));
+        tok.sleep(wait).await && self.inner.cancel_epoch.load(Ordering::SeqCst) == epoch
     }
 
     fn finish(&self, call: &Call, started: Instant, t: &Tally, done: Done) -> Response {
@@ -811,8 +790,8 @@ pub fn read_whole(body: &mut ureq::Body, limit: u64) -> Result<Vec<u8>, (Vec<u8>
 
 pub(crate) fn cancelled_error() -> Error {
     let by = match token::current() {
-        Some(_) => "llmpool_call_cancel or llmpool_client_cancel",
-        None => "llmpool_client_cancel",
+        Some(t) if t.is_async() => "llmpool_call_cancel or llmpool_client_cancel",
+        _ => "llmpool_client_cancel",
     };
     Error::new(Code::Cancelled, format!("call cancelled by {by}"))
 }

@@ -5,8 +5,9 @@
 //! cost control around calls; `attempt` runs a call (failover, retries, the
 //! HTTP exchange) and `agent` builds and warms the connection pool.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -15,7 +16,7 @@ use ureq::Agent;
 
 use crate::cost::spend::{Prepared, Spend};
 use crate::error::{Code, Error};
-use crate::exec::{block_on, Executor};
+use crate::exec::{block_on_call, CallToken, Executor};
 use crate::log::{log, next_call_id, Level, Logger, Scoped};
 use crate::metrics::Metrics;
 use crate::net::transport::ConnStats;
@@ -60,8 +61,8 @@ struct Inner {
     key_provider: RwLock<Option<KeyProvider>>,
     /// Bumped by `cancel_all`; a call that sees it change was cancelled.
     cancel_epoch: AtomicU64,
-    /// Wakes backoff sleeps when a cancel arrives.
-    wake: (Mutex<()>, Condvar),
+    /// The tokens of the blocking calls in flight, for `cancel_all`.
+    blocking: Mutex<HashMap<usize, Arc<CallToken>>>,
     /// Runs async calls (see `submit`).
     exec: Executor,
 }
@@ -169,7 +170,7 @@ impl Client {
                 endpoints,
                 key_provider: RwLock::new(None),
                 cancel_epoch: AtomicU64::new(0),
-                wake: (Mutex::new(()), Condvar::new()),
+                blocking: Mutex::new(HashMap::new()),
                 exec,
             }),
         })
@@ -234,9 +235,30 @@ impl Client {
             fresh,
         );
         old.shutdown();
-        let _guard = self.inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
-        self.inner.wake.1.notify_all();
+        // Ends blocking calls in a wait, a name lookup or a connect (the
+        // agent's shutdown reached only sockets already connected).
+        let blocking: Vec<_> = lock(&self.inner.blocking).values().cloned().collect();
+        for t in blocking {
+            t.cancel();
+        }
         Ok(())
+    }
+
+    /// Runs a blocking call's future on this thread, with a token that
+    /// [`Client::cancel_all`] cancels while the call is in flight.
+    pub(crate) fn block_on_call<F: std::future::Future>(&self, fut: F) -> F::Output {
+        struct InFlight<'a>(&'a Mutex<HashMap<usize, Arc<CallToken>>>, usize);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                lock(self.0).remove(&self.1);
+            }
+        }
+        let token = Arc::new(CallToken::blocking());
+        // The token's address is unique while it is registered.
+        let key = Arc::as_ptr(&token) as usize;
+        lock(&self.inner.blocking).insert(key, token.clone());
+        let _in_flight = InFlight(&self.inner.blocking, key);
+        block_on_call(&token, fut)
     }
 
     /// Sends this client's log lines at `min_level` (1 = errors .. 5 =
@@ -279,7 +301,7 @@ impl Client {
     /// Any method and path below `base_url`, with an optional JSON body.
     pub fn request(&self, method: &str, path: &str, body_json: Option<&str>) -> Response {
         match request_call(method, path, body_json) {
-            Ok(call) => block_on(self.execute_fut(call)),
+            Ok(call) => self.block_on_call(self.execute_fut(call)),
             Err(e) => Response::failed(e, Instant::now()),
         }
     }
@@ -318,14 +340,14 @@ impl Client {
         body: Option<&[u8]>,
     ) -> Response {
         match raw_call(method, path, content_type, body) {
-            Ok(call) => block_on(self.execute_fut(call)),
+            Ok(call) => self.block_on_call(self.execute_fut(call)),
             Err(e) => Response::failed(e, Instant::now()),
         }
     }
 
     fn json_call(&self, path: &str, request_json: &str) -> Response {
         match parse_object(request_json, "request_json") {
-            Ok(v) => block_on(self.json_call_fut(path, request_json, v)),
+            Ok(v) => self.block_on_call(self.json_call_fut(path, request_json, v)),
             Err(e) => Response::failed(e, Instant::now()),
         }
     }
@@ -471,6 +493,10 @@ impl Client {
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Parses a request body that must be a JSON object.

@@ -3,9 +3,9 @@
 //!
 //! A call is one `async` code path for both APIs. Its only await points
 //! are waits ([`super::CallToken::sleep`]); its network I/O is blocking
-//! ureq inside `poll`. A blocking call has no token, so its waits sleep in
-//! place and its future is ready on the first poll; [`block_on`] parks the
-//! thread only if a future does return `Pending`.
+//! ureq inside `poll`. A blocking call runs its future on the caller's
+//! thread with [`block_on_call`], which parks the thread while the call
+//! waits (the timer thread or a cancel unparks it).
 
 use std::any::Any;
 use std::future::Future;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 
-use super::token;
+use super::token::{self, CallToken};
 
 struct Unpark(Thread);
 
@@ -32,17 +32,31 @@ impl Wake for Unpark {
 /// context (so a blocking call made from an async call's callback is an
 /// ordinary blocking call).
 pub fn block_on<F: Future>(fut: F) -> F::Output {
-    token::without_call(|| {
-        let mut fut = pin!(fut);
-        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-        let mut cx = Context::from_waker(&waker);
-        loop {
-            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-                return v;
-            }
-            std::thread::park();
+    token::without_call(|| run_here(fut, |poll| poll()))
+}
+
+/// Runs the call `fut` to completion on this thread as the call of `token`
+/// (a blocking call's): its sockets, waits, connect and name lookup answer
+/// to that token's cancel.
+pub fn block_on_call<F: Future>(token: &Arc<CallToken>, fut: F) -> F::Output {
+    token::without_call(|| run_here(fut, |poll| token::with_call(token.clone(), false, poll)))
+}
+
+/// Polls `fut` on this thread, each poll through `around`, parking the
+/// thread while it is pending.
+fn run_here<F: Future>(
+    fut: F,
+    around: impl Fn(&mut dyn FnMut() -> Poll<F::Output>) -> Poll<F::Output>,
+) -> F::Output {
+    let mut fut = pin!(fut);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = around(&mut || fut.as_mut().poll(&mut cx)) {
+            return v;
         }
-    })
+        std::thread::park();
+    }
 }
 
 /// A future that turns a panic in `poll` into `Err(payload)`.

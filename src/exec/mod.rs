@@ -10,8 +10,8 @@
 //!   it so one call can be cancelled alone within milliseconds. Its
 //!   `sleep` is the one wait of a call.
 //! - [`timer`]: the thread that wakes parked calls when their wait is over.
-//! - [`block`]: `block_on`, which runs the same call futures to completion
-//!   on the caller's thread for the blocking API.
+//! - [`block`]: `block_on_call`, which runs the same call futures to
+//!   completion on the caller's thread for the blocking API.
 //! - [`queue`]: completions handed from library threads to one consumer
 //!   thread, with an eventfd that is readable while any wait.
 //!
@@ -23,7 +23,7 @@ pub mod queue;
 pub mod timer;
 pub mod token;
 
-pub use block::{block_on, CatchPanic};
+pub use block::{block_on, block_on_call, CatchPanic};
 pub use pool::{
     BoxFuture, CallHandle, Closed, Config, Executor, Gate, Start, Stats, Task, WeakExecutor,
 };

@@ -24,6 +24,9 @@ use super::timer;
 #[derive(Debug, Default)]
 pub struct CallToken {
     id: u64,
+    /// An async call's (cancellable alone); else a blocking call's, which
+    /// only `llmpool_client_cancel` cancels.
+    is_async: bool,
     cancelled: AtomicBool,
     /// Sockets the current attempt uses; emptied between attempts so a
     /// connection handed back to the pool is never shut down by this call.
@@ -33,14 +36,27 @@ pub struct CallToken {
 }
 
 impl CallToken {
+    /// The token of async call `id`.
     pub fn new(id: u64) -> CallToken {
         CallToken {
             id,
+            is_async: true,
             ..CallToken::default()
         }
     }
 
-    /// The call's id (unique within the process, never 0).
+    /// The token of a blocking call, for `llmpool_client_cancel`.
+    pub fn blocking() -> CallToken {
+        CallToken::default()
+    }
+
+    /// Whether this is an async call's token.
+    pub fn is_async(&self) -> bool {
+        self.is_async
+    }
+
+    /// The async call's id (unique within the process, never 0); 0 for a
+    /// blocking call.
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -175,7 +191,7 @@ fn in_context<R>(ctx: Option<Current>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The token of the call running on this thread, if it is an async call.
+/// The token of the call running on this thread.
 pub fn current() -> Option<Arc<CallToken>> {
     CURRENT.with(|c| c.borrow().as_ref().map(|c| c.token.clone()))
 }
