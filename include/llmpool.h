@@ -245,6 +245,24 @@ enum llmpool_code llmpool_request_raw_async(struct llmpool_client *client,
                                             void *userdata,
                                             struct llmpool_call **call);
 
+// `llmpool_client_warm` without blocking: the warm-up's connects and
+// handshakes run on library threads and `done` gets a response (owned by
+// the callee, as for `llmpool_chat_async`) whose code is `LLMPOOL_OK` when
+// at least one connection opened or none was needed, else the first
+// failure's code and error; its info's `opened` says how many connections
+// were opened. Event loops and bindings use it so that no thread of
+// theirs waits for the handshakes. `LLMPOOL_INVALID_ARGUMENT` for a NULL
+// client or `done` (then `done` never runs).
+//
+// # Safety
+// `client` is NULL or a live client; `done`, `userdata` and `call` as for
+// `llmpool_chat_async`.
+enum llmpool_code llmpool_client_warm_async(struct llmpool_client *client,
+                                            size_t n,
+                                            llmpool_done_cb done,
+                                            void *userdata,
+                                            struct llmpool_call **call);
+
 // `llmpool_chat_stream` without blocking: `on_event(userdata, ...)` runs on
 // a library thread for every chunk, in order (see `llmpool_stream_cb`;
 // non-zero aborts the stream with `LLMPOOL_CANCELLED`), then `done` once

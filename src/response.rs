@@ -28,12 +28,18 @@ pub struct Response {
 impl Response {
     /// A response for a call that failed before any network activity.
     pub fn failed(e: Error, started: Instant) -> Response {
+        Response::without_answer(e.code, e.message, started)
+    }
+
+    /// A call that got no HTTP answer (failed, or not an HTTP call at all,
+    /// like a warm-up), with `code` and `error`.
+    pub fn without_answer(code: Code, error: String, started: Instant) -> Response {
         Response {
-            code: e.code,
+            code,
             status: 0,
             body: Vec::new(),
             text: String::new(),
-            error: e.message,
+            error,
             info: json!({
                 "attempts": 0,
                 "retries": 0,

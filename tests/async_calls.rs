@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use llmpool::{Client, Code, Response};
 use llmpool_testserver::{Fault, TestServer};
 use serde_json::json;
-use support::loopback::{client, closed_port, status};
+use support::loopback::{client, client_for, closed_port, status};
 
 const CHAT: &str = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
 
@@ -252,4 +252,43 @@ fn cancel_ends_a_call_parked_in_backoff_at_once() {
         "{:?}",
         t0.elapsed()
     );
+}
+
+#[test]
+fn warm_async_opens_connections_on_library_threads() {
+    let s = TestServer::plain();
+    let c = client(&s, json!({}));
+    let (tx, rx) = mpsc::channel();
+    let caller = std::thread::current().id();
+    let h = c
+        .warm_async(
+            4,
+            Box::new(move |r| {
+                tx.send((r, std::thread::current().id())).unwrap();
+            }),
+        )
+        .expect("submit");
+    let (r, on) = rx.recv_timeout(Duration::from_secs(10)).expect("done ran");
+    assert_eq!(r.code, Code::Ok, "{}", r.error);
+    assert_eq!(r.info["opened"], 4, "{}", r.info);
+    assert_eq!(r.info["call_id"], h.id());
+    assert_ne!(on, caller);
+    assert_eq!(s.connections_accepted(), 4);
+    // The next calls use the warmed connections.
+    assert_eq!(c.chat(CHAT).info["connection_reused"], true);
+}
+
+#[test]
+fn warm_async_against_a_dead_gateway_says_why() {
+    let c = client_for(
+        &format!("http://127.0.0.1:{}/v1", closed_port()),
+        json!({"max_retries": 0}),
+    );
+    let (tx, rx) = mpsc::channel();
+    c.warm_async(2, Box::new(move |r| tx.send(r).unwrap()))
+        .expect("submit");
+    let r = wait(&rx);
+    assert_eq!(r.code, Code::Connect, "{}", r.error);
+    assert_eq!(r.info["opened"], 0);
+    assert!(!r.error.is_empty());
 }

@@ -149,3 +149,23 @@ fn client_cancel_ends_a_blocking_call_stuck_in_connect() {
         done_at - t0
     );
 }
+
+#[test]
+fn cancel_ends_an_async_warm_up_stuck_in_connect() {
+    let (_l, _fill, addr) = unanswered_listener();
+    let c = client_for(
+        &format!("http://{addr}/v1"),
+        json!({"max_retries": 0, "connect_timeout_ms": 5000}),
+    );
+    let (tx, rx) = mpsc::channel();
+    let h = c
+        .warm_async(2, Box::new(move |r| tx.send((r, Instant::now())).unwrap()))
+        .expect("submit");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx.try_recv().is_err(), "still connecting");
+    let t0 = Instant::now();
+    h.cancel();
+    let (r, done_at) = rx.recv_timeout(Duration::from_secs(5)).expect("done ran");
+    assert_eq!(r.code, Code::Cancelled, "{}", r.error);
+    assert!(done_at - t0 < Duration::from_secs(1), "{:?}", done_at - t0);
+}

@@ -33,45 +33,57 @@ impl Client {
         // Every request holds its connection until all have answered (or a
         // timeout passes): otherwise a fast server lets them share one.
         let gate = (Mutex::new(0usize), Condvar::new());
+        let token = crate::exec::token::current();
         let errors: Vec<Error> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..n)
                 .map(|_| {
                     let (agent, url, gate) = (agent.clone(), url.clone(), &gate);
+                    let tok = token.clone();
                     scope.spawn(move || {
-                        let _log = crate::log::Scope::enter(&inner.log, crate::log::next_call_id());
-                        let mut b = http::Request::get(&url).header("accept", "application/json");
-                        let key = ep.api_key.clone().or_else(|| read(&inner.key).clone());
-                        if let Some(k) = key {
-                            b = b.header("authorization", format!("Bearer {}", k.expose()));
-                        }
-                        let result = b
-                            .body(())
-                            .map_err(|e| Error::invalid(e.to_string()))
-                            .and_then(|r| agent.run(r).map_err(|e| from_ureq(&e)));
-                        {
-                            let mut k = gate.0.lock().unwrap_or_else(|p| p.into_inner());
-                            *k += 1;
-                            gate.1.notify_all();
-                            let deadline = Instant::now() + inner.opts.connect_timeout;
-                            while *k < n && Instant::now() < deadline {
-                                k = gate
-                                    .1
-                                    .wait_timeout(
-                                        k,
-                                        deadline.saturating_duration_since(Instant::now()),
-                                    )
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .0;
+                        // An async warm-up's cancel reaches these threads'
+                        // connects and sockets.
+                        let in_call = |f: &mut dyn FnMut() -> Option<Error>| match tok {
+                            Some(t) => crate::exec::token::with_call(t, false, f),
+                            None => f(),
+                        };
+                        in_call(&mut || {
+                            let _log =
+                                crate::log::Scope::enter(&inner.log, crate::log::next_call_id());
+                            let mut b =
+                                http::Request::get(&url).header("accept", "application/json");
+                            let key = ep.api_key.clone().or_else(|| read(&inner.key).clone());
+                            if let Some(k) = key {
+                                b = b.header("authorization", format!("Bearer {}", k.expose()));
                             }
-                        }
-                        match result {
-                            Ok(mut resp) => {
-                                read_whole(resp.body_mut(), inner.opts.max_response_bytes)
-                                    .err()
-                                    .map(|(_, e)| e)
+                            let result = b
+                                .body(())
+                                .map_err(|e| Error::invalid(e.to_string()))
+                                .and_then(|r| agent.run(r).map_err(|e| from_ureq(&e)));
+                            {
+                                let mut k = gate.0.lock().unwrap_or_else(|p| p.into_inner());
+                                *k += 1;
+                                gate.1.notify_all();
+                                let deadline = Instant::now() + inner.opts.connect_timeout;
+                                while *k < n && Instant::now() < deadline {
+                                    k = gate
+                                        .1
+                                        .wait_timeout(
+                                            k,
+                                            deadline.saturating_duration_since(Instant::now()),
+                                        )
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .0;
+                                }
                             }
-                            Err(e) => Some(e),
-                        }
+                            match result {
+                                Ok(mut resp) => {
+                                    read_whole(resp.body_mut(), inner.opts.max_response_bytes)
+                                        .err()
+                                        .map(|(_, e)| e)
+                                }
+                                Err(e) => Some(e),
+                            }
+                        })
                     })
                 })
                 .collect();

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::{parse_object, raw_call, request_call, Client};
 use crate::error::{panic_message, Code, Error};
 use crate::exec::{
-    pool, BoxFuture, CallHandle, CallToken, CatchPanic, Config, Executor, Gate, Start, Task,
+    pool, token, BoxFuture, CallHandle, CallToken, CatchPanic, Config, Executor, Gate, Start, Task,
 };
 use crate::options::Options;
 use crate::policy::limiter::Limiter;
@@ -83,6 +83,8 @@ enum Work {
         text: String,
         on_event: EventFn,
     },
+    /// `warm(n)`: its network I/O on a library thread, not the caller's.
+    Warm(usize),
 }
 
 impl Client {
@@ -120,6 +122,13 @@ impl Client {
     ) -> Result<CallHandle, Error> {
         let call = raw_call(method, path, content_type, body)?;
         self.submit(Work::Request(call), done)
+    }
+
+    /// `warm` without blocking: `done` gets a response whose `info.opened`
+    /// says how many connections were opened (code and error as for a
+    /// failed call when none could be).
+    pub fn warm_async(&self, n: usize, done: DoneFn) -> Result<CallHandle, Error> {
+        self.submit(Work::Warm(n), done)
     }
 
     /// `chat_stream` without blocking: `on_event` runs on a library thread
@@ -207,6 +216,23 @@ impl Client {
             Work::Request(call) => self.execute_fut(call).await,
             Work::Stream { text, mut on_event } => {
                 self.chat_stream_fut(&text, &mut *on_event).await
+            }
+            Work::Warm(n) => {
+                let started = Instant::now();
+                let (mut r, opened) = match self.warm(n) {
+                    Ok(k) => (
+                        Response::without_answer(Code::Ok, String::new(), started),
+                        k,
+                    ),
+                    Err(e) => (Response::failed(e, started), 0),
+                };
+                r.info["opened"] = json!(opened);
+                if r.code != Code::Ok && token::current().is_some_and(|t| t.is_cancelled()) {
+                    r.code = Code::Cancelled;
+                    r.error = "warm-up cancelled by llmpool_call_cancel or llmpool_client_cancel"
+                        .to_string();
+                }
+                r
             }
         }
     }

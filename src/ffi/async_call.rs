@@ -219,6 +219,30 @@ pub unsafe extern "C" fn llmpool_request_raw_async(
     }
 }
 
+/// `llmpool_client_warm` without blocking: the warm-up's connects and
+/// handshakes run on library threads and `done` gets a response (owned by
+/// the callee, as for `llmpool_chat_async`) whose code is `LLMPOOL_OK` when
+/// at least one connection opened or none was needed, else the first
+/// failure's code and error; its info's `opened` says how many connections
+/// were opened. Event loops and bindings use it so that no thread of
+/// theirs waits for the handshakes. `LLMPOOL_INVALID_ARGUMENT` for a NULL
+/// client or `done` (then `done` never runs).
+///
+/// # Safety
+/// `client` is NULL or a live client; `done`, `userdata` and `call` as for
+/// `llmpool_chat_async`.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_client_warm_async(
+    client: *mut llmpool_client,
+    n: usize,
+    done: llmpool_done_cb,
+    userdata: *mut c_void,
+    call: *mut *mut llmpool_call,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe { submit(client, done, userdata, call, |c, d| c.warm_async(n, d)) }
+}
+
 /// `llmpool_chat_stream` without blocking: `on_event(userdata, ...)` runs on
 /// a library thread for every chunk, in order (see `llmpool_stream_cb`;
 /// non-zero aborts the stream with `LLMPOOL_CANCELLED`), then `done` once

@@ -357,6 +357,8 @@ static void test_async_args(llmpool_client *c) {
     REFUSED(llmpool_request_raw_async(c, "POST", "/x", BAD_UTF8, NULL, 0, never_called_done, NULL,
                                       &call));
     REFUSED(llmpool_request_raw_async(c, "POST", "/x", NULL, NULL, 0, NULL, NULL, &call));
+    REFUSED(llmpool_client_warm_async(NULL, 1, never_called_done, NULL, &call));
+    REFUSED(llmpool_client_warm_async(c, 1, NULL, NULL, &call));
     REFUSED(llmpool_chat_stream_async(NULL, req, never_called_stream, never_called_done, NULL,
                                       &call));
     REFUSED(llmpool_chat_stream_async(c, req, NULL, never_called_done, NULL, &call));

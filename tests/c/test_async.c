@@ -194,6 +194,13 @@ static void test_raw(void) {
     CHECK(rc == LLMPOOL_INVALID_ARGUMENT, "bad path: %s", llmpool_code_name(rc));
     sleep_ms(50);
     CHECK(col.n == 1, "done ran for a refused submit");
+    /* A warm-up without blocking: its response says how many opened. */
+    rc = llmpool_client_warm_async(c, 3, on_done, &col, NULL);
+    CHECK(rc == LLMPOOL_OK, "warm_async: %s", llmpool_code_name(rc));
+    wait_for(&col, 2, 10000);
+    CHECK_CODE(llmpool_response_code(col.resp[1]), LLMPOOL_OK, col.resp[1]);
+    CHECK(JSON_INT(llmpool_response_info(col.resp[1]), "opened") >= 1, "opened in %s",
+          llmpool_response_info(col.resp[1]));
     llmpool_client_free(c);
     collect_free(&col);
 }
