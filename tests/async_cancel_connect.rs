@@ -11,35 +11,15 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use llmpool::{Client, Code, Response};
-use llmpool_testserver::TestServer;
+use llmpool_testserver::{TestServer, Unanswered};
 use serde_json::json;
 use support::loopback::{client, client_for};
 
 const CHAT: &str = r#"{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}"#;
-
-/// A listener that accepts no more connections: its backlog is one, and
-/// it is full. Keep all three alive for the test.
-fn unanswered_listener() -> (TcpListener, Vec<TcpStream>, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    // SAFETY: `l` owns an open listening socket; listening again only
-    // shrinks its backlog.
-    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
-    let addr = l.local_addr().unwrap();
-    let mut fill = Vec::new();
-    for _ in 0..16 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(s) => fill.push(s),
-            Err(_) => return (l, fill, addr),
-        }
-    }
-    panic!("the listener's backlog never filled");
-}
 
 fn chat(
     c: &Client,
@@ -87,7 +67,8 @@ fn cancel_one_of_two(c: &Client) {
 
 #[test]
 fn cancel_ends_a_call_stuck_in_connect_and_spares_its_sibling() {
-    let (_l, _fill, addr) = unanswered_listener();
+    let hang = Unanswered::new();
+    let addr = hang.addr;
     let opts = json!({"max_retries": 0, "connect_timeout_ms": 1500});
     let c = client_for(&format!("http://{addr}/v1"), opts.clone());
     let other = TestServer::plain();
@@ -109,7 +90,8 @@ fn cancel_ends_a_call_stuck_in_connect_and_spares_its_sibling() {
 
 #[test]
 fn cancel_ends_a_call_stuck_connecting_to_its_proxy() {
-    let (_l, _fill, addr) = unanswered_listener();
+    let hang = Unanswered::new();
+    let addr = hang.addr;
     let gateway = TestServer::plain();
     let c = client(
         &gateway,
@@ -122,7 +104,8 @@ fn cancel_ends_a_call_stuck_connecting_to_its_proxy() {
 
 #[test]
 fn client_cancel_ends_a_blocking_call_stuck_in_connect() {
-    let (_l, _fill, addr) = unanswered_listener();
+    let hang = Unanswered::new();
+    let addr = hang.addr;
     let c = client_for(
         &format!("http://{addr}/v1"),
         json!({"max_retries": 0, "connect_timeout_ms": 5000}),
@@ -152,7 +135,8 @@ fn client_cancel_ends_a_blocking_call_stuck_in_connect() {
 
 #[test]
 fn cancel_ends_an_async_warm_up_stuck_in_connect() {
-    let (_l, _fill, addr) = unanswered_listener();
+    let hang = Unanswered::new();
+    let addr = hang.addr;
     let c = client_for(
         &format!("http://{addr}/v1"),
         json!({"max_retries": 0, "connect_timeout_ms": 5000}),

@@ -8,7 +8,7 @@ use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::llmpool_response;
 use super::stream::{c_stream_fn, llmpool_stream_cb};
-use super::util::{bytes_arg, guard, opt_str_arg, str_arg, UserData};
+use super::util::{guard, opt_str_arg, raw_args, str_arg, UserData};
 use crate::client::{Client, DoneFn};
 use crate::error::Error;
 use crate::exec::CallHandle;
@@ -210,10 +210,8 @@ pub unsafe extern "C" fn llmpool_request_raw_async(
     // SAFETY: all pointers per the documented contract.
     unsafe {
         submit(client, done, userdata, call, |c, d| {
-            let method = str_arg(method, "method")?;
-            let path = str_arg(path, "path")?;
-            let content_type = opt_str_arg(content_type, "content_type")?;
-            let body = bytes_arg(body, body_len, "body")?;
+            let (method, path, content_type, body) =
+                raw_args(method, path, content_type, body, body_len)?;
             c.request_raw_async(method, path, content_type, body, d)
         })
     }

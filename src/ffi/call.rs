@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::{llmpool_response, panic_response};
-use super::util::{bytes_arg, guard, opt_str_arg, str_arg};
+use super::util::{guard, opt_str_arg, raw_args, str_arg};
 use crate::client::Client;
 use crate::error::Error;
 use crate::response::Response;
@@ -155,10 +155,8 @@ pub unsafe extern "C" fn llmpool_request_raw(
     unsafe {
         run_call(out, || {
             let c = client_ref(client)?;
-            let method = str_arg(method, "method")?;
-            let path = str_arg(path, "path")?;
-            let content_type = opt_str_arg(content_type, "content_type")?;
-            let body = bytes_arg(body, body_len, "body")?;
+            let (method, path, content_type, body) =
+                raw_args(method, path, content_type, body, body_len)?;
             Ok(c.client.request_raw(method, path, content_type, body))
         })
     }

@@ -134,3 +134,31 @@ pub(crate) unsafe fn bytes_arg<'a>(
         (false, n) => Ok(Some(unsafe { std::slice::from_raw_parts(p, n) })),
     }
 }
+
+/// The arguments of a raw request, checked: method, path, optional
+/// content type and optional body bytes.
+pub(crate) type RawArgs<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a [u8]>);
+
+/// Checks and converts the arguments shared by `llmpool_request_raw` and
+/// `llmpool_request_raw_async`.
+///
+/// # Safety
+/// `method`, `path` and `content_type` are NULL or NUL-terminated; `body`
+/// is NULL or valid for `body_len` bytes of reading, all for `'a`.
+pub(crate) unsafe fn raw_args<'a>(
+    method: *const c_char,
+    path: *const c_char,
+    content_type: *const c_char,
+    body: *const u8,
+    body_len: usize,
+) -> Result<RawArgs<'a>, Error> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        Ok((
+            str_arg(method, "method")?,
+            str_arg(path, "path")?,
+            opt_str_arg(content_type, "content_type")?,
+            bytes_arg(body, body_len, "body")?,
+        ))
+    }
+}

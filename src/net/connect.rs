@@ -99,28 +99,6 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::Arc;
 
-    /// A loopback listener whose accept queue is full: further SYNs are
-    /// dropped, so a connect to it hangs until its timeout.
-    fn full_listener() -> (TcpListener, Vec<TcpStream>, SocketAddr) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        // SAFETY: `l` owns an open listening socket; listen() again only
-        // shrinks its backlog (to one pending connection on Linux).
-        assert_eq!(
-            unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), 0) },
-            0
-        );
-        let addr = l.local_addr().unwrap();
-        let mut fill = Vec::new();
-        // Fill the queue until a connect no longer completes.
-        for _ in 0..16 {
-            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-                Ok(s) => fill.push(s),
-                Err(_) => return (l, fill, addr),
-            }
-        }
-        panic!("the listener's backlog never filled");
-    }
-
     fn token() -> Arc<CallToken> {
         Arc::new(CallToken::new(1))
     }
@@ -168,7 +146,8 @@ mod tests {
 
     #[test]
     fn a_hanging_connect_times_out_or_ends_on_cancel() {
-        let (_l, _fill, addr) = full_listener();
+        let hang = llmpool_testserver::Unanswered::new();
+        let addr = hang.addr;
         let t = Instant::now();
         let e = connect(&addr, Some(Duration::from_millis(150)), Some(&token())).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");

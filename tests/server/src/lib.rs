@@ -22,6 +22,7 @@ mod http;
 mod media;
 mod routes;
 mod tls;
+mod unanswered;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -34,6 +35,7 @@ use serde_json::{json, Value};
 
 pub use faults::{fault_from_json, faults_from_json, Fault};
 pub use media::{fnv1a, speech_audio};
+pub use unanswered::Unanswered;
 
 /// Most recent requests kept by [`TestServer::recorded`] (older ones are dropped).
 pub const MAX_RECORDED: usize = 100_000;
