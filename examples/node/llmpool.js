@@ -2,7 +2,7 @@
 // llmpool for Node.js: a thin binding of the llmpool C library through
 // koffi (https://koffi.dev). CommonJS; Node >= 18.
 //
-// Calls (chat, embeddings, request, requestRaw, streams, batches) use llmpool's async C
+// Calls (chat, embeddings, request, requestRaw, streams, batches, warm) use llmpool's async C
 // API (`llmpool_*_async`): a submit returns at once, the call runs on one of
 // llmpool's own threads, and its completion comes back through a koffi
 // *registered* callback, which koffi queues onto the main thread. Nothing
@@ -10,8 +10,8 @@
 // share), so thousands of calls may be in flight without slowing them.
 // Each call takes an optional AbortSignal (`{ signal }`) that cancels that
 // call alone (`llmpool_call_cancel`). Quick calls that never do I/O
-// (metrics, setApiKey, cancel, resetPool) are synchronous; only warm() uses
-// a koffi worker thread.
+// (metrics, setApiKey, cancel, resetPool) are synchronous; warm() is async
+// like the calls (its handshakes run on llmpool's threads).
 //
 // Streaming: stream events reach JS in order, on the main thread, between
 // other event-loop work (llmpool's thread waits for each callback's return
@@ -124,7 +124,9 @@ const C = {
   ),
   reset_pool: lib.func('int llmpool_client_reset_pool(llmpool_client *client)'),
   cancel: lib.func('int llmpool_client_cancel(llmpool_client *client)'),
-  warm: lib.func('int llmpool_client_warm(llmpool_client *client, size_t n, _Out_ size_t *opened)'),
+  warm_async: lib.func(
+    'int llmpool_client_warm_async(llmpool_client *client, size_t n, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
+  ),
   metrics: lib.func('void *llmpool_client_metrics(llmpool_client *client)'),
   metrics_prometheus: lib.func('void *llmpool_client_metrics_prometheus(llmpool_client *client)'),
   set_log_callback: lib.func(
@@ -401,13 +403,6 @@ function submitCall(submit, { signal, onEvent = null, finish = settle } = {}) {
       abort = () => C.call_cancel(callOut[0]);
       signal.addEventListener('abort', abort, { once: true });
     }
-  });
-}
-
-/** Runs a koffi function on a worker thread; resolves with its result. */
-function callAsync(fn, ...args) {
-  return new Promise((resolve, reject) => {
-    fn.async(...args, (err, res) => (err ? reject(err) : resolve(res)));
   });
 }
 
@@ -843,14 +838,22 @@ class Client {
     }
   }
 
-  /** Opens up to n connections ahead of the first calls; resolves with how many opened. */
-  async warm(n) {
-    return this._run(async (ptr) => {
-      const opened = [0];
-      const code = await callAsync(C.warm, ptr, n, opened);
-      if (code !== Code.OK) throw new LLMPoolError(code, 'warm-up failed');
-      return Number(opened[0]);
-    });
+  /**
+   * Opens up to n connections ahead of the first calls (TCP and TLS
+   * handshakes done, on llmpool's threads); resolves with how many opened.
+   * Rejects with an LLMPoolError (the first failure's code and error) when
+   * none could be. `signal` (an AbortSignal) cancels it (Code.CANCELLED).
+   */
+  warm(n, { signal } = {}) {
+    if (!Number.isInteger(n) || n < 0) throw new TypeError('llmpool: warm(n) needs an integer n >= 0');
+    const finish = (code, resp) => {
+      const r = settle(code, resp);
+      // Aborted once its connects were done, llmpool answers OK: those
+      // connections were not kept for later calls, so say CANCELLED.
+      if (signal && signal.aborted) throw new LLMPoolError(Code.CANCELLED, 'warm-up aborted by its AbortSignal');
+      return Number(r.info.opened) || 0;
+    };
+    return this._run((ptr) => submitCall((id, out) => C.warm_async(ptr, n, doneCb, id, out), { signal, finish }));
   }
 
   /**

@@ -236,13 +236,18 @@ test('HTTP 400 rejects with LLMPoolError carrying code, status and body', async 
   }
 });
 
-test('connection refused rejects with CONNECT', async () => {
-  const port = await new Promise((resolve) => {
+/** A loopback port nothing listens on. */
+function closedPort() {
+  return new Promise((resolve) => {
     const srv = net.createServer().listen(0, '127.0.0.1', () => {
       const p = srv.address().port;
       srv.close(() => resolve(p));
     });
   });
+}
+
+test('connection refused rejects with CONNECT', async () => {
+  const port = await closedPort();
   const c = new Client({ base_url: `http://127.0.0.1:${port}/v1`, max_retries: 0 });
   try {
     await assert.rejects(c.chat(chatReq('x')), (e) => e.code === Code.CONNECT && e.status === 0);
@@ -496,8 +501,63 @@ test('warm opens connections', async () => {
   try {
     assert.equal(await c.warm(3), 3);
     c.resetPool();
+    assert.throws(() => c.warm(-1), TypeError);
   } finally {
     await c.close();
+  }
+});
+
+test('warm against a dead gateway rejects with CONNECT and the reason', async () => {
+  const c = new Client({ base_url: `http://127.0.0.1:${await closedPort()}/v1`, max_retries: 0 });
+  try {
+    await assert.rejects(c.warm(2), (e) => {
+      assert.ok(e instanceof LLMPoolError);
+      assert.equal(e.code, Code.CONNECT);
+      assert.ok(e.message.length > 'LLMPOOL_CONNECT: '.length, e.message);
+      return true;
+    });
+  } finally {
+    await c.close();
+  }
+});
+
+test('warm is async: 8 warm-ups to a 1 s server leave fs fast; an AbortSignal makes one reject with CANCELLED', async () => {
+  assert.equal(process.env.UV_THREADPOOL_SIZE, undefined, 'UV_THREADPOOL_SIZE must be unset');
+  // 8 clients x 2 handshakes, each GET /models answered after 1 s. On
+  // libuv's 4-thread pool they took 2 s and an fs read waited about 1 s.
+  const clients = Array.from({ length: 8 }, () => client({ max_retries: 0 }));
+  try {
+    await pushFaults({ type: 'delay', ms: 1000, times: 16 });
+    const t0 = Date.now();
+    const warms = clients.map((c) => c.warm(2));
+    await new Promise((r) => setTimeout(r, 100));
+    const f0 = Date.now();
+    await require('node:fs').promises.readFile(__filename);
+    const fsMs = Date.now() - f0;
+    const opened = await Promise.all(warms);
+    const wall = Date.now() - t0;
+    console.log(`8 warm(2) to a 1 s server: ${wall} ms; fs.readFile during them: ${fsMs} ms`);
+    assert.deepEqual(opened, Array(8).fill(2));
+    assert.ok(fsMs < 200, `fs.readFile took ${fsMs} ms`);
+
+    // A fresh client (the others' pools are warm: they would need nothing).
+    // llmpool ends a warm-up cancelled in its connects within 100 ms (its
+    // Rust test); one cancelled while waiting for the server's answer ends
+    // only when the answer comes (1 s here), and then says OK: the binding
+    // reports the abort as CANCELLED either way.
+    const cold = client({ max_retries: 0 });
+    clients.push(cold);
+    await pushFaults({ type: 'delay', ms: 1000, times: 2 });
+    const ac = new AbortController();
+    const slow = cold.warm(2, { signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 200));
+    const a0 = Date.now();
+    ac.abort();
+    await assert.rejects(slow, (e) => e instanceof LLMPoolError && e.code === Code.CANCELLED);
+    console.log(`warm aborted while the server held its answer: settled in ${Date.now() - a0} ms`);
+    await assert.rejects(cold.warm(1, { signal: ac.signal }), (e) => e.code === Code.CANCELLED);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
   }
 });
 
