@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"llmpool-go/llmpool"
+	"llmpool-go/llmpool/internal/cgosleep"
 )
 
 // resetServer clears the plain server's queued faults and counters.
@@ -126,12 +127,12 @@ func lookAtThreads(t *testing.T) threadFigures {
 	return f
 }
 
-// While 64 batch items, then 64 RequestRaw calls, wait on a 1 s server,
-// no goroutine sits in cgo and Go starts no thread per call; the C
-// library holds the calls. To show that the measurement does see pinned
-// threads, 64 goroutines in Warm (the binding's one remaining blocking
-// cgo call; each sends GET /models, delayed 1 s here) are measured the
-// same way as the control.
+// While 64 batch items, then 64 RequestRaw calls, then 64 Warm calls wait
+// on a 1 s server, no goroutine sits in cgo and Go starts no thread per
+// call; the C library holds the calls. To show that the measurement does
+// see pinned threads, 64 goroutines in a blocking cgo call (cgosleep.Sleep:
+// usleep in C for 1 s, a test-only helper) are measured the same way as
+// the control.
 func TestBatchWaitingPinsNoThreads(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("SKIPPED: reads /proc/self/task (Linux)")
@@ -208,15 +209,18 @@ func TestBatchWaitingPinsNoThreads(t *testing.T) {
 	t.Logf("  before: %v", rawBefore)
 	t.Logf("  during: %v", rawDuring)
 
-	// The control: blocking cgo calls, one OS thread each.
+	// Warm, on the async C API too (each sends GET /models, delayed 1 s).
 	resetServer(t)
 	pushFaults(t, fmt.Sprintf(`{"type":"delay","ms":1000,"times":%d}`, n))
 	warmBefore := lookAtThreads(t)
+	warmErrs := make(chan error, n)
+	start = time.Now()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = c.Warm(1)
+			_, err := c.Warm(1)
+			warmErrs <- err
 		}()
 	}
 	seen := false
@@ -231,19 +235,43 @@ func TestBatchWaitingPinsNoThreads(t *testing.T) {
 	}
 	warmDuring := lookAtThreads(t)
 	wg.Wait()
-	t.Logf("Control: %d goroutines in Warm (a blocking cgo call) to the same server:", n)
+	warmElapsed := time.Since(start)
+	close(warmErrs)
+	for err := range warmErrs {
+		if err != nil {
+			t.Fatalf("Warm: %v", err)
+		}
+	}
+	t.Logf("%d goroutines in Warm(1), all at the server, to the same server (%v):", n, warmElapsed.Round(time.Millisecond))
 	t.Logf("  before: %v", warmBefore)
 	t.Logf("  during: %v", warmDuring)
 
-	if warmDuring.inCgo < n/2 {
-		t.Fatalf("the measurement saw only %d of %d blocking calls inside cgo", warmDuring.inCgo, n)
+	// The control: blocking cgo calls (usleep in C), one OS thread each.
+	sleepBefore := lookAtThreads(t)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cgosleep.Sleep(1000)
+		}()
 	}
+	time.Sleep(300 * time.Millisecond)
+	sleepDuring := lookAtThreads(t)
+	wg.Wait()
+	t.Logf("Control: %d goroutines in a blocking cgo call (usleep in C, 1 s):", n)
+	t.Logf("  before: %v", sleepBefore)
+	t.Logf("  during: %v", sleepDuring)
+
+	if sleepDuring.inCgo < n/2 {
+		t.Fatalf("the measurement saw only %d of %d blocking calls inside cgo", sleepDuring.inCgo, n)
+	}
+
 	// Pinned waits would show ~64 goroutines in cgo and ~64 more Go
 	// threads; allow a few for the scheduler, GC and the race detector.
 	for _, m := range []struct {
 		what           string
 		before, during threadFigures
-	}{{"batch items", before, during}, {"RequestRaw calls", rawBefore, rawDuring}} {
+	}{{"batch items", before, during}, {"RequestRaw calls", rawBefore, rawDuring}, {"Warm calls", warmBefore, warmDuring}} {
 		if m.during.inCgo > 2 {
 			t.Fatalf("%d goroutines sat inside cgo while %d %s waited", m.during.inCgo, n, m.what)
 		}

@@ -66,6 +66,10 @@ enum llmpool_code go_request_raw_async(llmpool_client *c, const char *m, const c
 	return llmpool_request_raw_async(c, m, p, ct, b, n, llmpool_done_shim, (void *)h, call);
 }
 
+enum llmpool_code go_client_warm_async(llmpool_client *c, size_t n, uintptr_t h, llmpool_call **call) {
+	return llmpool_client_warm_async(c, n, llmpool_done_shim, (void *)h, call);
+}
+
 enum llmpool_code go_chat_stream_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call) {
 	return llmpool_chat_stream_async(c, req, llmpool_stream_shim, llmpool_done_shim, (void *)h, call);
 }

@@ -4,12 +4,12 @@
 // One *Client is safe for use by many goroutines at once; share it (the
 // C client keeps one connection pool). Requests and responses are JSON
 // strings as the gateway speaks them. Chat, Embeddings, Request,
-// RequestRaw, ChatStream and every item of Batch run on llmpool's own
-// threads (its async C API): the calling goroutine waits in a select,
-// pinning no OS thread, and its ctx cancels that call (or that batch)
-// alone within about 100 ms. One call still blocks inside cgo, pinning an
-// OS thread while it runs and ignoring ctx: Warm (the C API has no async
-// warm-up; it runs once at startup).
+// RequestRaw, ChatStream, every item of Batch and the warm-up (Warm,
+// WarmContext) run on llmpool's own threads (its async C API): the
+// calling goroutine waits in a select, pinning no OS thread, and its ctx
+// cancels that call (or that batch) alone within about 100 ms. No call
+// waits inside cgo; the quick ones that do no I/O (Metrics, SetAPIKey,
+// Cancel, ResetPool, ...) are plain cgo calls.
 //
 // Failures are returned as *Error values (use errors.As) carrying the
 // llmpool code, its name, the HTTP status and the body.
@@ -33,6 +33,7 @@ enum llmpool_code go_request_async(llmpool_client *c, const char *m, const char 
 enum llmpool_code go_request_raw_async(llmpool_client *c, const char *m, const char *p, const char *ct,
                                        const uint8_t *b, size_t n, uintptr_t h, llmpool_call **call);
 enum llmpool_code go_chat_stream_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call);
+enum llmpool_code go_client_warm_async(llmpool_client *c, size_t n, uintptr_t h, llmpool_call **call);
 */
 import "C"
 
@@ -640,24 +641,42 @@ func (c *Client) ResetPool() error {
 	return nil
 }
 
-// Warm opens up to n connections ahead of the first calls and returns
-// how many it opened.
-//
-// Warm is a blocking cgo call (the C API has no async warm-up): the
-// calling goroutine holds an OS thread until the n handshakes are done.
-// It is meant to run once at startup (it takes no ctx).
+// Warm is WarmContext with context.Background(): it opens up to n
+// connections ahead of the first calls and returns how many it opened.
 func (c *Client) Warm(n int) (int, error) {
-	p, err := c.acquire()
-	if err != nil {
-		return 0, err
-	}
-	defer c.release()
+	return c.WarmContext(context.Background(), n)
+}
+
+// WarmContext opens up to n connections ahead of the first calls (TCP
+// and TLS handshakes done; it sends n concurrent GET /models and keeps
+// their connections pooled) and returns how many it opened. It fails with
+// the first failure's *Error only when none opened.
+//
+// Like Chat, the handshakes run on llmpool's own threads (its async C
+// API): the goroutine waits in a select, not in cgo, so it pins no OS
+// thread. When ctx (may be nil) is done the warm-up is cancelled and
+// fails with CodeCancelled.
+func (c *Client) WarmContext(ctx context.Context, n int) (int, error) {
 	if n < 0 {
 		return 0, newError(CodeInvalidArgument, "Warm: n < 0")
 	}
-	var opened C.size_t
-	if code := C.llmpool_client_warm(p, C.size_t(n), &opened); code != C.LLMPOOL_OK {
-		return int(opened), newError(int(code), "warm-up failed")
+	r, err := c.async(ctx, nil, func(p *C.llmpool_client, h C.uintptr_t, call **C.llmpool_call) C.enum_llmpool_code {
+		return C.go_client_warm_async(p, C.size_t(n), h, call)
+	})
+	if r == nil {
+		return 0, err
 	}
-	return int(opened), nil
+	var info struct {
+		Opened int `json:"opened"`
+	}
+	_ = json.Unmarshal(r.Info, &info)
+	if err != nil {
+		return info.Opened, err
+	}
+	if ctx != nil && ctx.Err() != nil {
+		// Cancelled after its connects were done, llmpool may answer OK
+		// (with the connects counted); the warm-up did not finish.
+		return 0, newError(CodeCancelled, "warm-up cancelled: context: "+ctx.Err().Error())
+	}
+	return info.Opened, nil
 }

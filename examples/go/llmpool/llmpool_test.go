@@ -618,6 +618,46 @@ func TestWarmAndResetPool(t *testing.T) {
 	}
 }
 
+func TestWarmContext(t *testing.T) {
+	// A dead gateway: the first failure's code and reason.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	dead, err := llmpool.NewClient(fmt.Sprintf(`{"base_url":"http://%s/v1","max_retries":0}`, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	n, err := dead.WarmContext(context.Background(), 2)
+	if e := asError(t, err); e.Code != llmpool.CodeConnect || e.Message == "" || n != 0 {
+		t.Fatalf("dead gateway: %d %+v", n, e)
+	}
+	if _, err := dead.Warm(-1); asError(t, err).Code != llmpool.CodeInvalidArgument {
+		t.Fatalf("Warm(-1): %v", err)
+	}
+
+	// A done ctx cancels it: before the start, and while the server holds
+	// the answers (1 s).
+	c := newClient(t, `"max_retries":0`)
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.WarmContext(gone, 1); asError(t, err).Code != llmpool.CodeCancelled {
+		t.Fatalf("done ctx: %v", err)
+	}
+	pushFaults(t, `{"type":"delay","ms":1000,"times":2}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	n, err = c.WarmContext(ctx, 2)
+	if e := asError(t, err); e.Code != llmpool.CodeCancelled {
+		t.Fatalf("cancelled warm-up: %d %+v", n, e)
+	}
+	t.Logf("WarmContext with a 200 ms ctx, server answering after 1 s: CodeCancelled after %v", time.Since(start).Round(time.Millisecond))
+}
+
 func TestClose(t *testing.T) {
 	c, err := llmpool.NewClient(options(plainURL, ""))
 	if err != nil {
