@@ -650,6 +650,64 @@ class AsyncClientTest(unittest.TestCase):
                 self.assertEqual(c.metrics()["async"]["in_flight"], 0)
         self.run_async(go())
 
+    def test_warm_on_library_threads_errors_and_task_cancel(self):
+        async def go():
+            # 8 clients x warm(2), the server answering each GET /models
+            # after 1 s: all at once, and the loop keeps running meanwhile.
+            cs = [llmpool.AsyncClient({"base_url": PLAIN, "max_retries": 0}) for _ in range(8)]
+            try:
+                with client() as ctl:  # its own connection: the 8 pools stay cold
+                    ctl.request("POST", "/_test/faults",
+                                {"type": "delay", "ms": 1000, "times": 16})
+                ticks = 0
+
+                async def tick():
+                    nonlocal ticks
+                    while True:
+                        await asyncio.sleep(0.01)
+                        ticks += 1
+                ticker = asyncio.ensure_future(tick())
+                t0 = time.monotonic()
+                opened = await asyncio.gather(*(c.warm(2) for c in cs))
+                wall = time.monotonic() - t0
+                ticker.cancel()
+                print("\n  AsyncClient: 8 warm(2) to a 1 s server in %.2f s, %d loop ticks"
+                      % (wall, ticks))
+                self.assertEqual(opened, [2] * 8)
+                self.assertLess(wall, 3.5)
+                self.assertGreater(ticks, 20)
+                with self.assertRaises(ValueError):
+                    await cs[0].warm(-1)
+            finally:
+                for c in cs:
+                    c.close()
+            async with llmpool.AsyncClient({"base_url": REFUSED, "max_retries": 0}) as dead:
+                with self.assertRaises(llmpool.ConnectError) as cm:
+                    await dead.warm(2)
+                self.assertTrue(str(cm.exception))
+            # task.cancel(): the awaiter gets CancelledError at once; the
+            # warm-up's llmpool side ends too (when the server answers: a
+            # warm-up cancelled while waiting for its answer ends then).
+            async with llmpool.AsyncClient({"base_url": PLAIN, "max_retries": 0}) as c:
+                with client() as ctl:
+                    ctl.request("POST", "/_test/faults",
+                                {"type": "delay", "ms": 1000, "times": 2})
+                slow = asyncio.ensure_future(c.warm(2))
+                await asyncio.sleep(0.2)
+                t0 = time.monotonic()
+                slow.cancel()
+                with self.assertRaises(asyncio.CancelledError):
+                    await slow
+                self.assertLess(time.monotonic() - t0, 0.1)
+                for _ in range(300):
+                    if c.metrics()["async"]["in_flight"] == 0:
+                        break
+                    await asyncio.sleep(0.01)
+                print("  AsyncClient: warm task cancelled; llmpool side ended after %.2f s"
+                      % (time.monotonic() - t0))
+                self.assertEqual(c.metrics()["async"]["in_flight"], 0)
+        self.run_async(go())
+
     def test_async_for_stream_and_early_exit(self):
         async def go():
             async with llmpool.AsyncClient({"base_url": PLAIN, "max_retries": 0}) as c:

@@ -278,6 +278,8 @@ def _declare(lib):
                                                      p_call]),
         "llmpool_chat_stream_async": (ctypes.c_int, [c_client, ctypes.c_char_p, STREAM_CB,
                                                      DONE_CB, ctypes.c_void_p, p_call]),
+        "llmpool_client_warm_async": (ctypes.c_int, [c_client, ctypes.c_size_t, DONE_CB,
+                                                     ctypes.c_void_p, p_call]),
         "llmpool_call_cancel": (ctypes.c_int, [ctypes.c_void_p]),
         "llmpool_call_free": (None, [ctypes.c_void_p]),
         "llmpool_response_call_id": (ctypes.c_uint64, [c_resp]),

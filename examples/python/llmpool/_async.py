@@ -196,6 +196,18 @@ class AsyncClient:
             header_names=names)
         return await self._await(fut, call)
 
+    async def warm(self, n):
+        """Opens up to ``n`` connections ahead of the first calls (the
+        handshakes run on llmpool's threads) and returns how many opened.
+        Raises the first failure's error only when none opened; cancelling
+        the task cancels the warm-up."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError("warm: n must be an int >= 0")
+        fut, call = await self._submit(
+            lambda c, k, out: self._lib.llmpool_client_warm_async(c, n, _DONE, k, out))
+        r = await self._await(fut, call)
+        return int(r.info.get("opened", 0))
+
     async def stream(self, request):
         """Streams a chat completion as an async iterator of non-empty text
         deltas. Leaving the loop early (``break``, an exception, task
