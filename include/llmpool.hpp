@@ -35,6 +35,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <future>
@@ -185,6 +186,15 @@ public:
     std::string info() const { return llmpool_response_info(r_); }
     /// Why the call failed ("" on success).
     std::string error() const { return llmpool_response_error(r_); }
+    /// How many connections a warm-up opened (its info's `opened`; 0 for
+    /// any other response).
+    std::size_t opened() const {
+        const std::string i = info();
+        const std::string key = "\"opened\":";
+        const std::size_t at = i.find(key);
+        if (at == std::string::npos) return 0;
+        return static_cast<std::size_t>(std::strtoull(i.c_str() + at + key.size(), nullptr, 10));
+    }
 
     /// The vectors of an embeddings answer (float arrays or base64 alike),
     /// decoded on first use and kept in this Response; see Embeddings.
@@ -604,6 +614,34 @@ public:
         return Call(call);
     }
 
+    /// warm() without blocking: the handshakes run on llmpool's threads and
+    /// `done(Response)` runs once as for chat_async: ok() when at least one
+    /// connection opened or none was needed (opened() says how many), else
+    /// the first failure's code and error. Call::cancel() ends it
+    /// (LLMPOOL_CANCELLED while it connects).
+    template <class F>
+    Call warm_async(std::size_t n, F&& done) {
+        return submit(std::forward<F>(done), [&](void* ud, llmpool_call** call) {
+            return llmpool_client_warm_async(c_, n, &detail::async_done_trampoline, ud, call);
+        });
+    }
+
+    /// warm() as a future: get() returns how many connections opened, or
+    /// throws Error (the first failure's code and error) as warm() does.
+    std::future<std::size_t> warm_future(std::size_t n, Call* call = nullptr) {
+        auto p = std::make_shared<std::promise<std::size_t>>();
+        std::future<std::size_t> f = p->get_future();
+        Call c = warm_async(n, [p](Response r) {
+            if (r.ok()) {
+                p->set_value(r.opened());
+            } else {
+                p->set_exception(std::make_exception_ptr(r.to_error()));
+            }
+        });
+        if (call) *call = std::move(c);
+        return f;
+    }
+
     std::future<Response> chat_future(const std::string& request_json, Call* call = nullptr) {
         return future_of([&](auto done) { return chat_async(request_json, std::move(done)); }, call);
     }
@@ -729,7 +767,8 @@ public:
     /// Drops every idle pooled connection.
     void reset_pool() { check(llmpool_client_reset_pool(c_), "reset_pool"); }
 
-    /// Opens up to n connections ahead of the first call; returns how many opened.
+    /// Opens up to n connections ahead of the first call; returns how many
+    /// opened. Blocks this thread for the handshakes (see warm_async).
     std::size_t warm(std::size_t n) {
         std::size_t opened = 0;
         check(llmpool_client_warm(c_, n, &opened), "warm");

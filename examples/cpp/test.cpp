@@ -20,6 +20,14 @@
 #include <utility>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <cerrno>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "llmpool.hpp"
 
 namespace {
@@ -415,6 +423,106 @@ void test_async(const std::string& url) {
     CHECK(threw, "bad JSON did not throw at submit");
 }
 
+// A loopback listener whose backlog is full: connects to it hang (until
+// connect_timeout_ms), so a warm-up submitted to it is still connecting.
+struct UnansweredListener {
+    int fd = -1;
+    std::vector<int> fill;
+    int port = 0;
+    UnansweredListener() {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK(fd >= 0, "socket");
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        CHECK(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "bind");
+        CHECK(listen(fd, 0) == 0, "listen");
+        socklen_t len = sizeof a;
+        CHECK(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0, "getsockname");
+        port = ntohs(a.sin_port);
+        for (int i = 0; i < 16; ++i) {
+            int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            CHECK(s >= 0, "socket");
+            int rc = connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+            pollfd p{s, POLLOUT, 0};
+            if (rc == 0 || (errno == EINPROGRESS && poll(&p, 1, 200) == 1)) {
+                fill.push_back(s);
+                continue;
+            }
+            close(s);  // this connect hangs: the backlog is full
+            return;
+        }
+        fail(__FILE__, __LINE__, "UnansweredListener", "the backlog never filled");
+    }
+    ~UnansweredListener() {
+        for (int s : fill) close(s);
+        close(fd);
+    }
+};
+
+// warm_async / warm_future: the handshakes on llmpool's threads, the count
+// in Response::opened(), errors as from warm(), and Call::cancel().
+void test_warm_async(const std::string& url, const std::string& refused_url) {
+    llmpool::Client ctl = make_client(url);
+    {
+        llmpool::Client c = make_client(url);
+        CHECK(c.warm_future(3).get() == 3, "warm_future on a cold pool");
+        CHECK(c.warm_future(2).get() == 0, "warm_future on a warm pool needs nothing");
+        CHECK(c.chat(chat_json("warmed")).text() == "Echo: warmed", "a call after warm_future");
+    }
+    {
+        llmpool::Client c = make_client(url);
+        const std::thread::id caller = std::this_thread::get_id();
+        std::promise<std::pair<std::size_t, bool>> got;
+        llmpool::Call call = c.warm_async(2, [&got, caller](llmpool::Response r) {
+            got.set_value({r.ok() ? r.opened() : 9999, std::this_thread::get_id() != caller});
+        });
+        CHECK(call.id() != 0, "warm_async call id");
+        auto [opened, off_caller] = got.get_future().get();
+        CHECK(opened == 2, std::to_string(opened));
+        CHECK(off_caller, "warm_async's done ran on the calling thread");
+        CHECK(c.chat(chat_json("x")).text() == "Echo: x", "plain response");
+    }
+    {
+        // 8 at once, each GET /models answered after 1 s: none waits on another.
+        ctl.request("POST", "/_test/faults", std::string(R"({"type":"delay","ms":1000,"times":16})"));
+        std::vector<llmpool::Client> cs;
+        for (int i = 0; i < 8; ++i) cs.push_back(make_client(url));
+        auto t0 = std::chrono::steady_clock::now();
+        std::vector<std::future<std::size_t>> fs;
+        for (auto& c : cs) fs.push_back(c.warm_future(2));
+        for (auto& f : fs) CHECK(f.get() == 2, "warm_future to a 1 s server");
+        auto wall =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("C++ warm_future: 8 x warm(2) to a 1 s server in %lld ms\n", static_cast<long long>(wall));
+        CHECK(wall < 3500, std::to_string(wall) + " ms");
+    }
+    {
+        llmpool::Client refused = make_client(refused_url);
+        auto f = refused.warm_future(2);
+        llmpool::Error e = expect_error([&] { f.get(); }, "warm_future to a dead gateway");
+        CHECK(e.code() == LLMPOOL_CONNECT, e.code_name());
+        CHECK(std::string(e.what()).size() > std::string("LLMPOOL_CONNECT").size(), e.what());
+    }
+    {
+        UnansweredListener l;
+        llmpool::Client c(R"({"base_url":"http://127.0.0.1:)" + std::to_string(l.port) +
+                          R"(/v1","max_retries":0,"connect_timeout_ms":5000})");
+        llmpool::Call call;
+        auto f = c.warm_future(2, &call);
+        CHECK(f.wait_for(std::chrono::milliseconds(300)) == std::future_status::timeout, "still connecting");
+        auto t0 = std::chrono::steady_clock::now();
+        call.cancel();
+        llmpool::Error e = expect_error([&] { f.get(); }, "cancelled warm_future");
+        auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("C++ warm_future cancelled while connecting: LLMPOOL_CANCELLED in %lld ms\n",
+                    static_cast<long long>(ms));
+        CHECK(e.code() == LLMPOOL_CANCELLED, e.code_name());
+        CHECK(ms < 100, std::to_string(ms) + " ms");
+    }
+}
+
 void test_raw(const std::string& url) {
     llmpool::Client c = make_client(url);
     std::vector<std::uint8_t> body(1u << 20);
@@ -611,6 +719,7 @@ int main() {
     test_auth(env("LLMPOOL_TEST_KEY_URL"), env("LLMPOOL_TEST_KEY"));
     test_threads(url);
     test_async(url);
+    test_warm_async(url, env("LLMPOOL_TEST_REFUSED_URL"));
     test_embeddings(url);
     test_raw(url);
     test_raw_async(url);
