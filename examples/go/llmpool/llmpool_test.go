@@ -20,6 +20,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -656,6 +657,66 @@ func TestWarmContext(t *testing.T) {
 		t.Fatalf("cancelled warm-up: %d %+v", n, e)
 	}
 	t.Logf("WarmContext with a 200 ms ctx, server answering after 1 s: CodeCancelled after %v", time.Since(start).Round(time.Millisecond))
+
+	// Stuck in its connects (a listener whose backlog is full), a warm-up
+	// ends within 100 ms of its ctx.
+	addr = unansweredListener(t)
+	stuck, err := llmpool.NewClient(fmt.Sprintf(`{"base_url":"http://%s/v1","max_retries":0,"connect_timeout_ms":5000}`, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	ctx, cancel = context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := stuck.WarmContext(ctx, 2)
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		t.Fatalf("the warm-up ended while connecting: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	start = time.Now()
+	cancel()
+	err = <-errc
+	took := time.Since(start)
+	if e := asError(t, err); e.Code != llmpool.CodeCancelled {
+		t.Fatalf("cancelled while connecting: %+v", e)
+	}
+	t.Logf("WarmContext stuck in connect: CodeCancelled %v after its ctx", took.Round(time.Microsecond))
+	if took > 100*time.Millisecond {
+		t.Fatalf("ctx cancel took %v", took)
+	}
+}
+
+// unansweredListener returns the address of a loopback listener whose
+// backlog is full: connects to it hang until their timeout.
+func unansweredListener(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	raw, err := l.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lerr error
+	if err := raw.Control(func(fd uintptr) { lerr = syscall.Listen(int(fd), 0) }); err != nil || lerr != nil {
+		t.Fatalf("listen(0): %v %v", err, lerr)
+	}
+	addr := l.Addr().String()
+	for i := 0; i < 16; i++ {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+	}
+	t.Fatal("the listener's backlog never filled")
+	return ""
 }
 
 func TestClose(t *testing.T) {
