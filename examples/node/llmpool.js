@@ -848,8 +848,8 @@ class Client {
     if (!Number.isInteger(n) || n < 0) throw new TypeError('llmpool: warm(n) needs an integer n >= 0');
     const finish = (code, resp) => {
       const r = settle(code, resp);
-      // Aborted once its connects were done, llmpool answers OK: those
-      // connections were not kept for later calls, so say CANCELLED.
+      // Aborted after its connects were done, llmpool may answer OK (with
+      // the connects counted): the warm-up did not finish, say CANCELLED.
       if (signal && signal.aborted) throw new LLMPoolError(Code.CANCELLED, 'warm-up aborted by its AbortSignal');
       return Number(r.info.opened) || 0;
     };
