@@ -136,7 +136,15 @@ fn connections_through_a_proxy_release_their_buffers_too() {
         large_call(&c);
         assert_eq!(c.chat(CHAT).code, Code::Ok);
         let open = c.metrics()["connections_open"].as_u64().unwrap();
-        assert_eq!(open, u64::from(idle > 0), "{}", s.base_url());
+        if idle > 0 {
+            assert_eq!(open, 1, "{}", s.base_url());
+        } else {
+            // tinyproxy closes a plain connection after each answer; the
+            // pool drops it when it sees the FIN, which on a loaded machine
+            // may arrive after the answer was read. Either way it holds no
+            // buffers (checked next).
+            assert!(open <= 1, "{}: {open} open", s.base_url());
+        }
         assert_eq!(held(&c), idle, "{}", s.base_url());
         let waiting = held_while_waiting(&c, &s);
         assert!(waiting > idle, "held {waiting} bytes while waiting");
