@@ -153,3 +153,34 @@ fn cancel_ends_an_async_warm_up_stuck_in_connect() {
     assert_eq!(r.code, Code::Cancelled, "{}", r.error);
     assert!(done_at - t0 < Duration::from_secs(1), "{:?}", done_at - t0);
 }
+
+#[test]
+fn cancel_ends_an_async_warm_up_waiting_for_its_answers() {
+    // Connected, waiting for the answers to its GET /models: a cancel shuts
+    // its sockets down and it ends CANCELLED, not OK.
+    let s = TestServer::plain();
+    for _ in 0..2 {
+        s.push_fault(llmpool_testserver::Fault::DelayBeforeHeaders(
+            Duration::from_secs(5),
+        ));
+    }
+    let c = client(&s, json!({"max_retries": 0}));
+    let (tx, rx) = mpsc::channel();
+    let h = c
+        .warm_async(2, Box::new(move |r| tx.send((r, Instant::now())).unwrap()))
+        .expect("submit");
+    let until = Instant::now() + Duration::from_secs(5);
+    while s.requests() < 2 {
+        assert!(Instant::now() < until, "the warm-up never sent");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t0 = Instant::now();
+    h.cancel();
+    let (r, done_at) = rx.recv_timeout(Duration::from_secs(10)).expect("done ran");
+    assert_eq!(r.code, Code::Cancelled, "{}", r.error);
+    assert!(done_at - t0 < Duration::from_secs(1), "{:?}", done_at - t0);
+    eprintln!(
+        "cancel of a warm-up waiting for answers: {:?}",
+        done_at - t0
+    );
+}

@@ -47,6 +47,8 @@ impl Client {
                             None => f(),
                         };
                         in_call(&mut || {
+                            // Its own attempt: registers its socket with the token.
+                            crate::net::transport::begin_attempt();
                             let _log =
                                 crate::log::Scope::enter(&inner.log, crate::log::next_call_id());
                             let mut b =

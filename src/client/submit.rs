@@ -227,7 +227,8 @@ impl Client {
                     Err(e) => (Response::failed(e, started), 0),
                 };
                 r.info["opened"] = json!(opened);
-                if r.code != Code::Ok && token::current().is_some_and(|t| t.is_cancelled()) {
+                // Cancelled: said so even when some connections opened first.
+                if token::current().is_some_and(|t| t.is_cancelled()) {
                     r.code = Code::Cancelled;
                     r.error = "warm-up cancelled by llmpool_call_cancel or llmpool_client_cancel"
                         .to_string();
