@@ -656,7 +656,11 @@ func TestWarmContext(t *testing.T) {
 	if e := asError(t, err); e.Code != llmpool.CodeCancelled {
 		t.Fatalf("cancelled warm-up: %d %+v", n, e)
 	}
-	t.Logf("WarmContext with a 200 ms ctx, server answering after 1 s: CodeCancelled after %v", time.Since(start).Round(time.Millisecond))
+	waited := time.Since(start)
+	t.Logf("WarmContext with a 200 ms ctx, server answering after 1 s: CodeCancelled after %v", waited.Round(time.Millisecond))
+	if waited > 700*time.Millisecond {
+		t.Fatalf("a warm-up waiting for its answers took %v to cancel", waited)
+	}
 
 	// Stuck in its connects (a listener whose backlog is full), a warm-up
 	// ends within 100 ms of its ctx.
