@@ -28,18 +28,17 @@ impl Wake for Unpark {
     }
 }
 
-/// Runs `fut` to completion on this thread, outside any async call's
-/// context (so a blocking call made from an async call's callback is an
-/// ordinary blocking call).
+/// Runs `fut` to completion on this thread, outside any call's context
+/// (no token: its waits cannot be cancelled).
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     token::without_call(|| run_here(fut, |poll| poll()))
 }
 
 /// Runs the call `fut` to completion on this thread as the call of `token`
-/// (a blocking call's): its sockets, waits, connect and name lookup answer
-/// to that token's cancel.
+/// (a blocking call's, also when made from an async call's callback): its
+/// sockets, waits, connect and name lookup answer to that token's cancel.
 pub fn block_on_call<F: Future>(token: &Arc<CallToken>, fut: F) -> F::Output {
-    token::without_call(|| run_here(fut, |poll| token::with_call(token.clone(), false, poll)))
+    run_here(fut, |poll| token::with_call(token.clone(), false, poll))
 }
 
 /// Polls `fut` on this thread, each poll through `around`, parking the
