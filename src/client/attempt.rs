@@ -2,7 +2,6 @@
 //! (retries, backoff, key refresh, silent reconnects) and the single HTTP
 //! exchange, then the `Response` built from what happened.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -152,7 +151,6 @@ impl Client {
         if !rl.active() {
             return Ok(None);
         }
-        let epoch = inner.cancel_epoch.load(Ordering::SeqCst);
         let model = call.model.as_deref().unwrap_or("");
         let tokens = if rl.counts_tokens(model) {
             call.body.as_deref().map_or(0, estimate_call_tokens)
@@ -170,7 +168,7 @@ impl Client {
                         )
                     });
                 }
-                if !t.wait.is_zero() && !self.sleep_unless_cancelled(t.wait, epoch).await {
+                if !t.wait.is_zero() && !sleep_unless_cancelled(t.wait).await {
                     return Err(cancelled_error());
                 }
                 Ok(Some(t))
@@ -270,7 +268,6 @@ impl Client {
         t: &mut Tally,
     ) -> Done {
         let inner = &*self.inner;
-        let epoch = inner.cancel_epoch.load(Ordering::SeqCst);
         let tok = token::current();
         let endpoint = inner.endpoints.get(ep);
         let url = format!("{}{}", endpoint.base_url, call.path);
@@ -311,8 +308,7 @@ impl Client {
                 inner.metrics.reused();
                 log!(log, Level::Debug, id, "reused a pooled connection");
             }
-            let cancelled = inner.cancel_epoch.load(Ordering::SeqCst) != epoch
-                || tok.as_ref().is_some_and(|t| t.is_cancelled());
+            let cancelled = tok.as_ref().is_some_and(|t| t.is_cancelled());
             match outcome {
                 Attempt::Answer {
                     status,
@@ -384,7 +380,7 @@ impl Client {
                                 retries_here + 1,
                                 wait.as_millis()
                             );
-                            if !self.sleep_unless_cancelled(wait, epoch).await {
+                            if !sleep_unless_cancelled(wait).await {
                                 return Done::answer(
                                     Some(cancelled_error()),
                                     status,
@@ -446,7 +442,7 @@ impl Client {
                             e.message,
                             wait.as_millis()
                         );
-                        if !self.sleep_unless_cancelled(wait, epoch).await {
+                        if !sleep_unless_cancelled(wait).await {
                             return Done::failed(cancelled_error());
                         }
                         retries_here += 1;
@@ -572,17 +568,6 @@ impl Client {
                 }
             }
         }
-    }
-
-    /// Waits `wait` unless a cancel arrives first; false when cancelled.
-    /// The call parks on its token (an async call holds no thread; a
-    /// blocking call's thread sleeps in `block_on_call`); `cancel_all`
-    /// cancels every token, so both kinds of cancel end the wait.
-    async fn sleep_unless_cancelled(&self, wait: Duration, epoch: u64) -> bool {
-        // Every call runs with a token; a fresh one (never cancelled) keeps
-        // a future polled some other way correct.
-        let tok = token::current().unwrap_or_else(|| Arc::new(token::CallToken::blocking()));
-        tok.sleep(wait).await && self.inner.cancel_epoch.load(Ordering::SeqCst) == epoch
     }
 
     fn finish(&self, call: &Call, started: Instant, t: &Tally, done: Done) -> Response {
@@ -786,6 +771,17 @@ pub fn read_whole(body: &mut ureq::Body, limit: u64) -> Result<Vec<u8>, (Vec<u8>
     }
     buf.truncate(filled);
     Ok(buf)
+}
+
+/// Waits `wait` unless the call's token is cancelled first (by
+/// `llmpool_call_cancel` or `cancel_all`); false when cancelled. An
+/// async call parks, holding no thread; a blocking call's thread
+/// sleeps in `block_on_call`.
+async fn sleep_unless_cancelled(wait: Duration) -> bool {
+    // Every call runs with a token; a fresh one (never cancelled) keeps
+    // a future polled some other way correct.
+    let tok = token::current().unwrap_or_else(|| Arc::new(token::CallToken::blocking()));
+    tok.sleep(wait).await
 }
 
 pub(crate) fn cancelled_error() -> Error {

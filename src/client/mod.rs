@@ -6,7 +6,6 @@
 //! HTTP exchange) and `agent` builds and warms the connection pool.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -59,8 +58,6 @@ struct Inner {
     spend: Spend,
     endpoints: Endpoints,
     key_provider: RwLock<Option<KeyProvider>>,
-    /// Bumped by `cancel_all`; a call that sees it change was cancelled.
-    cancel_epoch: AtomicU64,
     /// The tokens of the blocking calls in flight, for `cancel_all`.
     blocking: Mutex<HashMap<usize, Arc<CallToken>>>,
     /// Runs async calls (see `submit`).
@@ -169,7 +166,6 @@ impl Client {
                 spend,
                 endpoints,
                 key_provider: RwLock::new(None),
-                cancel_epoch: AtomicU64::new(0),
                 blocking: Mutex::new(HashMap::new()),
                 exec,
             }),
@@ -227,20 +223,21 @@ impl Client {
     /// or async: blocked socket I/O and backoff sleeps return at once with
     /// `Code::Cancelled`. Later calls are not affected (they use a fresh pool).
     pub fn cancel_all(&self) -> Result<(), Error> {
+        // Every call in flight has a token: cancelling them first means a
+        // call whose I/O fails under the agent's shutdown below already
+        // sees itself cancelled. A token also ends a wait, a name lookup or
+        // a connect, which the shutdown does not reach.
         self.inner.exec.cancel_all();
+        let blocking: Vec<_> = lock(&self.inner.blocking).values().cloned().collect();
+        for t in blocking {
+            t.cancel();
+        }
         let fresh = build_agent(&self.inner.opts, &self.inner.conn)?;
-        self.inner.cancel_epoch.fetch_add(1, Ordering::SeqCst);
         let old = std::mem::replace(
             &mut *self.inner.agent.write().unwrap_or_else(|p| p.into_inner()),
             fresh,
         );
         old.shutdown();
-        // Ends blocking calls in a wait, a name lookup or a connect (the
-        // agent's shutdown reached only sockets already connected).
-        let blocking: Vec<_> = lock(&self.inner.blocking).values().cloned().collect();
-        for t in blocking {
-            t.cancel();
-        }
         Ok(())
     }
 
