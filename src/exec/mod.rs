@@ -4,12 +4,13 @@
 //!
 //! - [`pool`]: worker threads (on demand, capped, retired when idle) that
 //!   poll call futures; a call parked in a wait holds no thread. Calls
-//!   waiting for a `max_concurrency` slot hold none either; a timer thread
+//!   waiting for a `max_concurrency` slot hold none either; the timer
 //!   expires those past their queue timeout.
 //! - [`token`]: a call's cancel token; sockets in use and waits are tied to
 //!   it so one call can be cancelled alone within milliseconds. Its
 //!   `sleep` is the one wait of a call.
-//! - [`timer`]: the thread that wakes parked calls when their wait is over.
+//! - [`timer`]: the thread that wakes parked calls when their wait is over
+//!   and expires calls past their queue timeout.
 //! - [`block`]: `block_on_call`, which runs the same call futures to
 //!   completion on the caller's thread for the blocking API.
 //! - [`queue`]: completions handed from library threads to one consumer

@@ -10,7 +10,8 @@
 //! small stacks and never exceed `max_threads`; work beyond the cap waits in
 //! a FIFO. Calls waiting for a `max_concurrency` slot hold no thread: they
 //! sit in a separate queue until the gate opens (a slot is released) or
-//! their queue timeout passes (checked by one timer thread).
+//! their queue timeout passes (the same timer thread that wakes parked
+//! calls expires them).
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -22,6 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use super::timer;
 use super::token::{with_call, CallToken};
 
 /// How a task starts.
@@ -90,8 +92,6 @@ struct Shared {
     work: Condvar,
     /// `in_flight` reached 0.
     drained: Condvar,
-    /// Wakes the timer thread.
-    timer: Condvar,
 }
 
 /// Work for a pool thread: a call to start, or a parked one to resume.
@@ -184,7 +184,6 @@ struct State {
     /// Threads releasing a gate slot: each takes the next ready call itself.
     returning: usize,
     in_flight: usize,
-    timer_running: bool,
     closed: bool,
 }
 
@@ -222,7 +221,6 @@ impl Executor {
                 st: Mutex::new(State::default()),
                 work: Condvar::new(),
                 drained: Condvar::new(),
-                timer: Condvar::new(),
             }),
         }
     }
@@ -248,12 +246,15 @@ impl Executor {
         };
         match &sh.gate {
             Some(g) if !(st.waiting.is_empty() && g.try_acquire()) => {
+                let deadline = Instant::now() + sh.cfg.queue_timeout;
                 st.waiting.push_back(Waiting {
                     token,
                     task,
-                    deadline: Instant::now() + sh.cfg.queue_timeout,
+                    deadline,
                 });
-                ensure_timer(sh, &mut st);
+                // Outside the lock: the timer may wake it at once.
+                drop(st);
+                expire_at(sh, deadline);
             }
             g => {
                 st.ready.push_back(Entry::New {
@@ -282,7 +283,6 @@ impl Executor {
         let mut st = lock(sh);
         st.closed = true;
         sh.work.notify_all();
-        sh.timer.notify_all();
         cancel_all(sh, st);
         if WORKER_OF.with(Cell::get) == Arc::as_ptr(sh) as usize {
             return;
@@ -308,11 +308,10 @@ impl Executor {
 
 impl Drop for Executor {
     fn drop(&mut self) {
-        // Idle threads and the timer exit; running tasks finish normally.
+        // Idle threads exit; running tasks finish normally.
         let mut st = lock(&self.sh);
         st.closed = true;
         self.sh.work.notify_all();
-        self.sh.timer.notify_all();
     }
 }
 
@@ -591,57 +590,55 @@ fn run(sh: &Arc<Shared>, e: Entry) -> Option<(u64, bool)> {
     }
 }
 
-/// Starts the timer thread for queue timeouts if it is not running.
-fn ensure_timer(sh: &Arc<Shared>, st: &mut State) {
-    if st.timer_running {
-        sh.timer.notify_one();
-        return;
-    }
-    let weak = Arc::downgrade(sh);
-    let ok = std::thread::Builder::new()
-        .name("llmpool-timer".into())
-        .stack_size(64 * 1024)
-        .spawn(move || timer(weak))
-        .is_ok();
-    st.timer_running = ok;
+/// Has the timer expire the calls waiting for a gate slot at `at`.
+fn expire_at(sh: &Arc<Shared>, at: Instant) {
+    let w = ExpireWaiting {
+        exec: Arc::downgrade(sh),
+        at,
+    };
+    timer::wake_at(at, Waker::from(Arc::new(w)));
 }
 
-/// Expires calls that waited too long for a gate slot. Exits when nothing
-/// waits (the next waiting call starts it again).
-fn timer(weak: Weak<Shared>) {
-    let Some(sh) = weak.upgrade() else { return };
-    let mut st = lock(&sh);
-    loop {
-        let now = Instant::now();
-        let mut expired = false;
-        let mut i = 0;
-        while i < st.waiting.len() {
-            if st.waiting[i].deadline <= now {
-                let w = st.waiting.remove(i).expect("index in range");
-                st.ready.push_back(Entry::New {
-                    token: w.token,
-                    task: w.task,
-                    start: Start::Expired,
-                    permitted: false,
-                });
-                expired = true;
-            } else {
-                i += 1;
-            }
-        }
-        if expired {
-            dispatch(&sh, &mut st, false);
-        }
-        // Deadlines are submit time + one timeout, so the front is the earliest.
-        let Some(next) = st.waiting.front().map(|w| w.deadline) else {
-            st.timer_running = false;
+/// The timer's wake for a queue deadline.
+struct ExpireWaiting {
+    exec: Weak<Shared>,
+    at: Instant,
+}
+
+impl Wake for ExpireWaiting {
+    fn wake(self: Arc<Self>) {
+        let Some(sh) = self.exec.upgrade() else {
             return;
         };
-        st = sh
-            .timer
-            .wait_timeout(st, next.saturating_duration_since(now))
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+        if Instant::now() < self.at {
+            // Early (the timer could not start its thread): wait again.
+            let at = self.at;
+            timer::wake_at(at, Waker::from(self));
+            return;
+        }
+        let mut st = lock(&sh);
+        expire_waiting(&sh, &mut st);
+    }
+}
+
+/// Completes as expired the calls that waited for a gate slot past their
+/// queue timeout.
+fn expire_waiting(sh: &Arc<Shared>, st: &mut State) {
+    let now = Instant::now();
+    let mut expired = false;
+    // Deadlines are submit time + one timeout: the front is the earliest.
+    while st.waiting.front().is_some_and(|w| w.deadline <= now) {
+        let w = st.waiting.pop_front().expect("front exists");
+        st.ready.push_back(Entry::New {
+            token: w.token,
+            task: w.task,
+            start: Start::Expired,
+            permitted: false,
+        });
+        expired = true;
+    }
+    if expired {
+        dispatch(sh, st, false);
     }
 }
 
