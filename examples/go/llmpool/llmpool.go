@@ -187,16 +187,22 @@ type Client struct {
 	maxConcurrency int
 }
 
+// optCString is NULL for "", else a C copy of s; free it with C.free
+// (which accepts NULL).
+func optCString(s string) *C.char {
+	if s == "" {
+		return nil
+	}
+	return C.CString(s)
+}
+
 // NewClient creates a client from a JSON object of options (see the
 // README: base_url, api_key, timeout_ms, max_retries, max_concurrency,
 // pool_max_idle_per_host, ca_file, ...). "" means all defaults plus the
 // environment (LLMPOOL_BASE_URL, LLMPOOL_API_KEY).
 func NewClient(optionsJSON string) (*Client, error) {
-	var copts *C.char
-	if optionsJSON != "" {
-		copts = C.CString(optionsJSON)
-		defer C.free(unsafe.Pointer(copts))
-	}
+	copts := optCString(optionsJSON)
+	defer C.free(unsafe.Pointer(copts))
 	var errbuf [1024]C.char
 	var p *C.llmpool_client
 	code := C.llmpool_client_new(copts, &p, &errbuf[0], C.size_t(len(errbuf)))
@@ -302,11 +308,8 @@ func (c *Client) Request(ctx context.Context, method, path, body string) (*Respo
 		defer C.free(unsafe.Pointer(cm))
 		cp := C.CString(path)
 		defer C.free(unsafe.Pointer(cp))
-		var cb *C.char
-		if body != "" {
-			cb = C.CString(body)
-			defer C.free(unsafe.Pointer(cb))
-		}
+		cb := optCString(body)
+		defer C.free(unsafe.Pointer(cb))
 		return C.go_request_async(p, cm, cp, cb, h, call)
 	})
 }
@@ -334,11 +337,8 @@ func (c *Client) RequestRaw(ctx context.Context, method, path, contentType strin
 		defer C.free(unsafe.Pointer(cm))
 		cp := C.CString(path)
 		defer C.free(unsafe.Pointer(cp))
-		var cct *C.char
-		if contentType != "" {
-			cct = C.CString(contentType)
-			defer C.free(unsafe.Pointer(cct))
-		}
+		cct := optCString(contentType)
+		defer C.free(unsafe.Pointer(cct))
 		var cb *C.uint8_t
 		if len(body) > 0 {
 			// Go memory may be passed to C for the duration of the call
