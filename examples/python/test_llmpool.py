@@ -61,6 +61,17 @@ def embeddings_answer(rows, encode, order=None):
 ROWS = [[(r * 10 + d) / 8.0 - 3.0 for d in range(6)] for r in range(4)]
 
 
+async def in_flight_after(c, tries):
+    """Polls every 10 ms, at most `tries` times, until the client has no
+    async call in flight; returns the last count read."""
+    for _ in range(tries):
+        n = c.metrics()["async"]["in_flight"]
+        if n == 0:
+            return n
+        await asyncio.sleep(0.01)
+    return c.metrics()["async"]["in_flight"]
+
+
 def serve(c, body, code=200):
     c.request("POST", "/_test/faults", {"type": "status", "code": code, "body": body})
 
@@ -584,11 +595,7 @@ class AsyncClientTest(unittest.TestCase):
                     await slow
                 self.assertLess(time.monotonic() - t0, 0.1)
                 # The cancelled call's llmpool side ended too: nothing in flight.
-                for _ in range(50):
-                    if c.metrics()["async"]["in_flight"] == 0:
-                        break
-                    await asyncio.sleep(0.01)
-                self.assertEqual(c.metrics()["async"]["in_flight"], 0)
+                self.assertEqual(await in_flight_after(c, 50), 0)
         self.run_async(go())
 
     def test_request_raw_bytes_headers_and_concurrency(self):
@@ -643,11 +650,7 @@ class AsyncClientTest(unittest.TestCase):
                 took = time.monotonic() - t0
                 print("\n  AsyncClient: request_raw cancelled in %.1f ms" % (took * 1000))
                 self.assertLess(took, 0.1)
-                for _ in range(50):
-                    if c.metrics()["async"]["in_flight"] == 0:
-                        break
-                    await asyncio.sleep(0.01)
-                self.assertEqual(c.metrics()["async"]["in_flight"], 0)
+                self.assertEqual(await in_flight_after(c, 50), 0)
         self.run_async(go())
 
     def test_warm_on_library_threads_errors_and_task_cancel(self):
@@ -699,14 +702,11 @@ class AsyncClientTest(unittest.TestCase):
                 with self.assertRaises(asyncio.CancelledError):
                     await slow
                 self.assertLess(time.monotonic() - t0, 0.1)
-                for _ in range(300):
-                    if c.metrics()["async"]["in_flight"] == 0:
-                        break
-                    await asyncio.sleep(0.01)
+                in_flight = await in_flight_after(c, 300)
                 ended = time.monotonic() - t0
                 print("  AsyncClient: warm task cancelled; llmpool side ended after %.2f s"
                       % ended)
-                self.assertEqual(c.metrics()["async"]["in_flight"], 0)
+                self.assertEqual(in_flight, 0)
                 self.assertLess(ended, 0.5)
         self.run_async(go())
 
@@ -725,11 +725,7 @@ class AsyncClientTest(unittest.TestCase):
                     if d:
                         break
                 self.assertLess(time.monotonic() - t0, 1.5)
-                for _ in range(50):
-                    if c.metrics()["async"]["in_flight"] == 0:
-                        break
-                    await asyncio.sleep(0.01)
-                self.assertEqual(c.metrics()["async"]["in_flight"], 0)
+                self.assertEqual(await in_flight_after(c, 50), 0)
         self.run_async(go())
 
 
