@@ -20,6 +20,7 @@ pub mod response;
 pub mod sse;
 pub mod store;
 pub mod stream;
+pub mod sync;
 
 pub mod ffi;
 

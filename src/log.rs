@@ -96,7 +96,7 @@ impl Logger {
     /// Replaces the sink; `None` turns logging off (also the stderr
     /// fallback). `min` is clamped to 1..=5.
     pub fn set_sink(&self, min: i32, sink: Option<Sink>) {
-        let mut s = self.sink.write().unwrap_or_else(|p| p.into_inner());
+        let mut s = crate::sync::write(&self.sink);
         let level = if sink.is_some() { min.clamp(1, 5) } else { 0 };
         *s = sink;
         self.min.store(level as u8, Ordering::Release);
@@ -113,7 +113,7 @@ impl Logger {
         if secret.is_empty() {
             return;
         }
-        let mut s = self.secrets.write().unwrap_or_else(|p| p.into_inner());
+        let mut s = crate::sync::write(&self.secrets);
         if !s.iter().any(|k| k == secret) {
             s.push(secret.to_string());
             s.sort_by_key(|k| std::cmp::Reverse(k.len()));
@@ -122,7 +122,7 @@ impl Logger {
 
     /// Removes every secret from `text` (see [`redact`]).
     pub fn redact(&self, text: &str) -> String {
-        let secrets = self.secrets.read().unwrap_or_else(|p| p.into_inner());
+        let secrets = crate::sync::read(&self.secrets);
         redact(text, &secrets)
     }
 
@@ -138,7 +138,7 @@ impl Logger {
         };
         let line = self.redact(&line);
         // Cloned out so the callback may set another callback without deadlock.
-        let sink = self.sink.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let sink = crate::sync::read(&self.sink).clone();
         if let Some(sink) = sink {
             sink(level, &line);
         }

@@ -82,7 +82,7 @@ impl Metrics {
     /// Records one HTTP answer's status (every attempt, retried or not).
     pub fn status(&self, endpoint: &str, status: u16) {
         {
-            let mut d = self.detail.lock().unwrap_or_else(|p| p.into_inner());
+            let mut d = crate::sync::lock(&self.detail);
             *d.statuses.entry(status).or_default() += 1;
         }
         self.labelled().answer(endpoint, status);
@@ -95,7 +95,7 @@ impl Metrics {
     }
 
     fn labelled(&self) -> std::sync::MutexGuard<'_, Labelled> {
-        self.labelled.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.labelled)
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -119,7 +119,7 @@ impl Metrics {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
         let us = latency.as_micros().min(u64::MAX as u128) as u64;
-        let mut d = self.detail.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = crate::sync::lock(&self.detail);
         *d.codes.entry(code.name()).or_default() += 1;
         d.max_us = d.max_us.max(us);
         if d.latencies_us.len() < LATENCY_WINDOW {
@@ -137,7 +137,7 @@ impl Metrics {
     /// call by call.
     pub fn warn(&self, w: impl Into<String>) {
         let w = w.into();
-        let mut d = self.detail.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = crate::sync::lock(&self.detail);
         d.warnings.retain(|old| *old != w);
         d.warnings.push(w);
         if d.warnings.len() > MAX_WARNINGS {
@@ -154,7 +154,7 @@ impl Metrics {
     pub fn to_json(&self, conn: &ConnStats) -> Value {
         let requests = self.requests.load(Ordering::Relaxed);
         let errors = self.errors.load(Ordering::Relaxed);
-        let d = self.detail.lock().unwrap_or_else(|p| p.into_inner());
+        let d = crate::sync::lock(&self.detail);
         let mut sorted = d.latencies_us.clone();
         sorted.sort_unstable();
         let pct = |q: f64| -> Value {

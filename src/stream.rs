@@ -147,14 +147,14 @@ impl Client {
             in_scope(Level::Debug, || {
                 "stream started: reading events".to_string()
             });
-            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut st = crate::sync::lock(&state);
             read_stream(body, limit, idle, started, &mut st, on_delta).map_err(|(bytes, e)| {
                 st.own_error = Some(e.clone());
                 (bytes, e)
             })
         };
         let mut patch = |r: &mut Response| {
-            let st = std::mem::take(&mut *state.lock().unwrap_or_else(|p| p.into_inner()));
+            let st = std::mem::take(&mut *crate::sync::lock(&state));
             if r.status / 100 == 2 {
                 in_scope(Level::Info, || {
                     format!(

@@ -8,13 +8,14 @@ use ureq::http;
 use ureq::unversioned::transport::{Connector, RustlsConnector};
 use ureq::Agent;
 
-use super::{read, read_whole, Client};
+use super::{read_whole, Client};
 use crate::error::{from_ureq, Error};
 use crate::net::buffers::{MAX_RESPONSE_HEAD, OUTPUT_WINDOW, TLS_INPUT};
 use crate::net::resolver::CachingResolver;
 use crate::net::transport::{ConnReady, ConnStats, CountedTls, PoolConnector};
 use crate::net::tunnel::ProxyConnector;
 use crate::options::Options;
+use crate::sync::read;
 
 impl Client {
     /// Opens up to `n` connections to the first available endpoint ahead of
@@ -62,19 +63,17 @@ impl Client {
                                 .map_err(|e| Error::invalid(e.to_string()))
                                 .and_then(|r| agent.run(r).map_err(|e| from_ureq(&e)));
                             {
-                                let mut k = gate.0.lock().unwrap_or_else(|p| p.into_inner());
+                                let mut k = crate::sync::lock(&gate.0);
                                 *k += 1;
                                 gate.1.notify_all();
                                 let deadline = Instant::now() + inner.opts.connect_timeout;
                                 while *k < n && Instant::now() < deadline {
-                                    k = gate
-                                        .1
-                                        .wait_timeout(
-                                            k,
-                                            deadline.saturating_duration_since(Instant::now()),
-                                        )
-                                        .unwrap_or_else(|p| p.into_inner())
-                                        .0;
+                                    k = crate::sync::wait_timeout(
+                                        &gate.1,
+                                        k,
+                                        deadline.saturating_duration_since(Instant::now()),
+                                    )
+                                    .0;
                                 }
                             }
                             match result {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use ureq::http;
 use ureq::Agent;
 
-use super::{header, read, BodyReader, Call, Client};
+use super::{header, BodyReader, Call, Client};
 use crate::body;
 use crate::cost::{estimate_prompt_tokens, requested_max_output_tokens};
 use crate::error::{from_ureq, Code, Error};
@@ -21,6 +21,7 @@ use crate::policy::failover::Circuit;
 use crate::policy::ratelimit::Ticket;
 use crate::policy::retry::{jitter, Decision};
 use crate::response::Response;
+use crate::sync::read;
 
 /// How many times a call silently reconnects after finding a pooled
 /// connection dead before any response byte arrived.

@@ -6,7 +6,7 @@
 //! HTTP exchange) and `agent` builds and warms the connection pool.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -26,6 +26,7 @@ use crate::policy::ratelimit::RateLimiter;
 use crate::policy::retry::RetryPolicy;
 use crate::prometheus::CallRecord;
 use crate::response::Response;
+use crate::sync::{lock, read};
 
 mod agent;
 mod attempt;
@@ -195,7 +196,7 @@ impl Client {
         if let Some(k) = &key {
             self.inner.log.add_secret(k.expose());
         }
-        *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = key;
+        *crate::sync::write(&self.inner.key) = key;
         Ok(())
     }
 
@@ -204,18 +205,14 @@ impl Client {
     /// and retries the call once at once. A second 401 is returned.
     /// Endpoints with their own `api_key` are not refreshed.
     pub fn set_key_provider(&self, provider: Option<KeyProvider>) {
-        *self
-            .inner
-            .key_provider
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = provider;
+        *crate::sync::write(&self.inner.key_provider) = provider;
     }
 
     /// Drops every idle pooled connection now; calls in flight finish on
     /// their own connections, which are then closed rather than pooled.
     pub fn reset_pool(&self) -> Result<(), Error> {
         let fresh = build_agent(&self.inner.opts, &self.inner.conn)?;
-        *self.inner.agent.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *crate::sync::write(&self.inner.agent) = fresh;
         Ok(())
     }
 
@@ -233,10 +230,7 @@ impl Client {
             t.cancel();
         }
         let fresh = build_agent(&self.inner.opts, &self.inner.conn)?;
-        let old = std::mem::replace(
-            &mut *self.inner.agent.write().unwrap_or_else(|p| p.into_inner()),
-            fresh,
-        );
+        let old = std::mem::replace(&mut *crate::sync::write(&self.inner.agent), fresh);
         old.shutdown();
         Ok(())
     }
@@ -486,14 +480,6 @@ impl Client {
         self.record(r.info["model"].as_str(), &r, started);
         r
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Parses a request body that must be a JSON object.

@@ -274,7 +274,7 @@ impl Spend {
     }
 
     fn count(&self, model: &str, usage: Option<Usage>, cost: Option<f64>) {
-        let mut m = self.per_model.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = crate::sync::lock(&self.per_model);
         let t = m.entry(model.to_string()).or_default();
         t.calls += 1;
         if let Some(u) = usage {
@@ -289,13 +289,13 @@ impl Spend {
     }
 
     fn count_hit(&self, model: &str) {
-        let mut m = self.per_model.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = crate::sync::lock(&self.per_model);
         m.entry(model.to_string()).or_default().cache_hits += 1;
     }
 
     /// The `cost` section of the metrics JSON.
     pub fn to_json(&self) -> Value {
-        let m = self.per_model.lock().unwrap_or_else(|p| p.into_inner());
+        let m = crate::sync::lock(&self.per_model);
         let mut total = 0.0;
         let per_model: serde_json::Map<String, Value> = m
             .iter()

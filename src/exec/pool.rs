@@ -205,7 +205,7 @@ thread_local! {
 }
 
 fn lock(sh: &Shared) -> MutexGuard<'_, State> {
-    sh.st.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(&sh.st)
 }
 
 /// Refused: the executor is closing (its client is being freed).
@@ -289,7 +289,7 @@ impl Executor {
         }
         let mut st = lock(sh);
         while st.in_flight > 0 {
-            st = sh.drained.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = crate::sync::wait(&sh.drained, st);
         }
     }
 
@@ -501,11 +501,7 @@ fn worker(weak: Weak<Shared>) {
             break;
         }
         st.idle += 1;
-        let (g, _) = sh
-            .work
-            .wait_timeout(st, sh.cfg.idle)
-            .unwrap_or_else(|p| p.into_inner());
-        st = g;
+        st = crate::sync::wait_timeout(&sh.work, st, sh.cfg.idle).0;
         if st.wakes > 0 {
             st.wakes -= 1;
         } else {
@@ -555,7 +551,7 @@ fn run(sh: &Arc<Shared>, e: Entry) -> Option<(u64, bool)> {
     let mut cx = Context::from_waker(&waker);
     let id = cell.token.id();
     loop {
-        let mut slot = cell.fut.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = crate::sync::lock(&cell.fut);
         let ready = match slot.as_mut() {
             None => true,
             Some(fut) => {

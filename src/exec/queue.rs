@@ -34,7 +34,7 @@ impl<T> CompletionQueue<T> {
 
     /// Adds a completion; the fd becomes readable if it was not.
     pub fn push(&self, item: T) {
-        let mut q = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = crate::sync::lock(&self.items);
         if q.is_empty() {
             // Under the lock, so the counter's state always matches the queue's.
             self.signal(1);
@@ -45,7 +45,7 @@ impl<T> CompletionQueue<T> {
     /// The oldest completion, or `None` at once when there is none; the fd
     /// stops being readable when the last one is taken.
     pub fn pop(&self) -> Option<T> {
-        let mut q = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = crate::sync::lock(&self.items);
         let item = q.pop_front();
         if item.is_some() && q.is_empty() {
             self.drain();
@@ -55,7 +55,7 @@ impl<T> CompletionQueue<T> {
 
     /// Takes every waiting completion (for teardown).
     pub fn take_all(&self) -> Vec<T> {
-        let mut q = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = crate::sync::lock(&self.items);
         if !q.is_empty() {
             self.drain();
         }

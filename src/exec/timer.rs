@@ -53,7 +53,7 @@ static TIMERS: Mutex<Timers> = Mutex::new(Timers {
 static TICK: Condvar = Condvar::new();
 
 fn lock() -> MutexGuard<'static, Timers> {
-    TIMERS.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(&TIMERS)
 }
 
 /// Wakes `waker` at `at` (at once when `at` has passed). A waker woken
@@ -110,11 +110,9 @@ fn run() {
             Some(d) => d.at - now,
             None => IDLE,
         };
-        let (g, res) = TICK
-            .wait_timeout(t, wait)
-            .unwrap_or_else(|p| p.into_inner());
+        let (g, timed_out) = crate::sync::wait_timeout(&TICK, t, wait);
         t = g;
-        if res.timed_out() && t.heap.is_empty() {
+        if timed_out && t.heap.is_empty() {
             t.running = false;
             return;
         }

@@ -69,12 +69,12 @@ impl CallToken {
     /// to call any number of times, from any thread, also after the call ended.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
-        let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let sockets = crate::sync::lock(&self.sockets);
         for s in sockets.iter().filter_map(Weak::upgrade) {
             let _ = s.shutdown(Shutdown::Both);
         }
         drop(sockets);
-        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let waker = crate::sync::lock(&self.waker).take();
         if let Some(w) = waker {
             w.wake();
         }
@@ -84,7 +84,7 @@ impl CallToken {
     /// before the socket was registered has it shut down at once (the flag
     /// is read under the same lock `cancel` takes, so no cancel is missed).
     pub fn register(&self, s: &Arc<TcpStream>) {
-        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sockets = crate::sync::lock(&self.sockets);
         if self.is_cancelled() {
             let _ = s.shutdown(Shutdown::Both);
         }
@@ -93,10 +93,7 @@ impl CallToken {
 
     /// Forgets the sockets of the attempt that just ended.
     pub fn clear_sockets(&self) {
-        self.sockets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        crate::sync::lock(&self.sockets).clear();
     }
 
     /// Waits `d` unless cancelled first: true when the time ran out,
@@ -131,7 +128,7 @@ impl Future for Sleep {
         if Instant::now() >= self.deadline {
             return Poll::Ready(true);
         }
-        *tok.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+        *crate::sync::lock(&tok.waker) = Some(cx.waker().clone());
         // `cancel` sets the flag before taking the waker: checking again
         // after storing it means no cancel is missed.
         if tok.is_cancelled() {
@@ -148,7 +145,7 @@ impl Future for Sleep {
 impl Drop for Sleep {
     fn drop(&mut self) {
         // A later cancel must not wake a task for a wait that is over.
-        let mut w = self.token.waker.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = crate::sync::lock(&self.token.waker);
         *w = None;
     }
 }

@@ -118,7 +118,7 @@ impl CachingResolver {
         let key = format!("{host}:{port}");
         let now = Instant::now();
         {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = crate::sync::lock(&self.cache);
             if let Some((at, addrs)) = cache.get(&key) {
                 if now.duration_since(*at) < self.ttl {
                     return Ok(addrs.clone());
@@ -126,7 +126,7 @@ impl CachingResolver {
             }
         }
         let addrs = self.look_up(uri, config, timeout)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = crate::sync::lock(&self.cache);
         // Bounded: a client talks to a handful of gateways, but never let a
         // misuse grow this without limit.
         if cache.len() >= 256 {

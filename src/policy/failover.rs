@@ -154,7 +154,7 @@ impl EndpointState {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// The breaker's state at `now`.

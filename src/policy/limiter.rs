@@ -45,7 +45,7 @@ impl Limiter {
 
     /// A slot now, without waiting; pair with [`Limiter::release`].
     pub fn try_acquire(&self) -> bool {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used = crate::sync::lock(&self.used);
         if *used >= self.max {
             return false;
         }
@@ -56,7 +56,7 @@ impl Limiter {
     /// Frees a slot taken by `try_acquire` (a `Permit` does this on drop).
     pub fn release(&self) {
         {
-            let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+            let mut used = crate::sync::lock(&self.used);
             *used -= 1;
             self.freed.notify_one();
         }
@@ -67,23 +67,19 @@ impl Limiter {
 
     /// Whether every slot is taken right now (a caller would wait).
     pub fn is_full(&self) -> bool {
-        *self.used.lock().unwrap_or_else(|p| p.into_inner()) >= self.max
+        *crate::sync::lock(&self.used) >= self.max
     }
 
     /// A slot, or `None` when none came free within `timeout`.
     pub fn acquire(&self, timeout: Duration) -> Option<Permit<'_>> {
         let deadline = Instant::now() + timeout;
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used = crate::sync::lock(&self.used);
         while *used >= self.max {
             let now = Instant::now();
             if now >= deadline {
                 return None;
             }
-            used = self
-                .freed
-                .wait_timeout(used, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            used = crate::sync::wait_timeout(&self.freed, used, deadline - now).0;
         }
         *used += 1;
         Some(Permit(self))
