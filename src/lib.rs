@@ -16,6 +16,7 @@ pub mod net;
 pub mod options;
 pub mod policy;
 pub mod prometheus;
+pub mod request;
 pub mod response;
 pub mod sse;
 pub mod store;

@@ -219,8 +219,8 @@ impl PriceTable {
         fallback_max_output_tokens: u64,
     ) -> Option<f64> {
         let usage = Usage {
-            prompt_tokens: super::estimate::estimate_prompt_tokens(request),
-            completion_tokens: super::estimate::requested_max_output_tokens(request)
+            prompt_tokens: crate::request::estimate::estimate_prompt_tokens(request),
+            completion_tokens: crate::request::estimate::requested_max_output_tokens(request)
                 .unwrap_or(fallback_max_output_tokens),
             cached_tokens: 0,
         };

@@ -5,7 +5,7 @@
 //! request looks like it needs one. Rules are plain data (no regex, no
 //! scripting) so a config file stays auditable.
 
-use super::estimate::estimate_prompt_tokens;
+use crate::request::estimate::estimate_prompt_tokens;
 use serde_json::{json, Value};
 
 /// Outcome of routing one request.

@@ -1,0 +1,3 @@
+//! What a request is, read once where its JSON is parsed.
+
+pub mod estimate;
