@@ -10,6 +10,7 @@ pub mod client;
 pub mod cost;
 pub mod error;
 pub mod exec;
+pub mod headers;
 pub mod log;
 pub mod metrics;
 pub mod net;

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde_json::Value;
+use crate::response::{Cost, Info, Tokens};
 
 /// OTel's advice for `gen_ai.client.operation.duration` (seconds).
 const DURATION_BUCKETS: &[f64] = &[
@@ -75,8 +75,8 @@ pub struct CallRecord<'a> {
     pub endpoint: &'a str,
     pub code: &'static str,
     pub seconds: f64,
-    /// The response's `info` (usage, cost_usd, ttft_ms).
-    pub info: &'a Value,
+    /// The call's record (usage, cost, time to first token).
+    pub info: &'a Info,
 }
 
 impl Labelled {
@@ -105,15 +105,9 @@ impl Labelled {
             .entry((model.clone(), r.endpoint.to_string(), r.code))
             .or_default()
             .observe(DURATION_BUCKETS, r.seconds);
-        let usage = &r.info["usage"];
-        let input = usage["prompt_tokens"]
-            .as_u64()
-            .or_else(|| usage["input_tokens"].as_u64());
-        let output = usage["completion_tokens"]
-            .as_u64()
-            .or_else(|| usage["output_tokens"].as_u64());
+        let Tokens { input, output, .. } = r.info.tokens();
         // A cache hit used no tokens at the server.
-        let hit = r.info["cache_hit"] == Value::Bool(true);
+        let hit = r.info.cache_hit == Some(true);
         for (kind, n) in [("input", input), ("output", output)] {
             let n = n.filter(|_| !hit);
             if let Some(n) = n {
@@ -123,10 +117,12 @@ impl Labelled {
                     .observe(TOKEN_BUCKETS, n as f64);
             }
         }
-        if let Some(c) = r.info["cost_usd"].as_f64().filter(|c| c.is_finite()) {
-            *self.cost.entry(model.clone()).or_default() += c;
+        if let Some(Cost::Usd(c)) = r.info.cost {
+            if c.is_finite() {
+                *self.cost.entry(model.clone()).or_default() += c;
+            }
         }
-        if let Some(ms) = r.info["ttft_ms"].as_f64() {
+        if let Some(ms) = r.info.stream.as_ref().and_then(|s| s.ttft_ms) {
             self.ttft
                 .entry(model)
                 .or_default()
@@ -371,7 +367,15 @@ mod tests {
     #[test]
     fn histograms_are_cumulative_and_labels_escaped() {
         let mut l = Labelled::default();
-        let info = json!({"usage": {"prompt_tokens": 10, "completion_tokens": 3}, "cost_usd": 0.5, "ttft_ms": 30.0});
+        let info = Info {
+            usage: Some(json!({"prompt_tokens": 10, "completion_tokens": 3})),
+            cost: Some(Cost::Usd(0.5)),
+            stream: Some(crate::response::StreamFacts {
+                ttft_ms: Some(30.0),
+                ..Default::default()
+            }),
+            ..Info::default()
+        };
         for s in [0.005, 0.03, 100.0] {
             l.call(CallRecord {
                 model: Some("m\"x"),
@@ -432,7 +436,7 @@ mod tests {
                 endpoint: "e",
                 code: "LLMPOOL_OK",
                 seconds: 0.1,
-                info: &Value::Null,
+                info: &Info::default(),
             });
         }
         assert_eq!(l.calls.len(), MAX_MODELS + 1);

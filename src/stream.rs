@@ -50,9 +50,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::client::{parse_object, Client};
-use crate::error::{from_ureq, Code, Error};
+use crate::error::{Code, Error};
 use crate::log::{in_scope, Level};
-use crate::response::Response;
+use crate::net::error::from_ureq;
+use crate::response::{Response, StreamFacts};
 use crate::sse::{interpret, SseEvent, SseParser, StreamItem};
 
 /// Bytes read into one buffer per `read` call.
@@ -358,19 +359,16 @@ fn apply(r: &mut Response, st: State) {
     }
     r.text = st.text;
     let info = &mut r.info;
-    if !info.is_object() {
-        *info = json!({});
+    info.stream = Some(StreamFacts {
+        ttft_ms: st.ttft_ms,
+        chunks: st.chunks,
+        error: st.stream_error,
+    });
+    info.finish_reason = st.finish_reason;
+    if st.usage.is_some() {
+        info.usage = st.usage;
     }
-    info["ttft_ms"] = st.ttft_ms.map_or(Value::Null, |t| json!(t));
-    info["chunks"] = json!(st.chunks);
-    info["finish_reason"] = st.finish_reason.map_or(Value::Null, Value::String);
-    if let Some(u) = st.usage {
-        info["usage"] = u;
-    }
-    if let Some(m) = st.model {
-        info["model"] = Value::String(m);
-    }
-    if let Some(raw) = st.stream_error {
-        info["stream_error"] = serde_json::from_str(&raw).unwrap_or(Value::String(raw));
+    if st.model.is_some() {
+        info.model = st.model;
     }
 }

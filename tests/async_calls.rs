@@ -44,8 +44,8 @@ fn retries_and_retry_after_as_for_blocking_calls() {
     let (h, rx) = chat(&c, CHAT);
     let r = wait(&rx);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["retries"], 2);
-    assert_eq!(r.info["call_id"], h.id());
+    assert_eq!(r.info_json()["retries"], 2);
+    assert_eq!(r.info_json()["call_id"], h.id());
     assert!(
         t0.elapsed() >= Duration::from_millis(150),
         "Retry-After honoured"
@@ -67,8 +67,8 @@ fn failover_and_budget_apply_to_async_calls() {
     .unwrap();
     let r = wait(&chat(&c, CHAT).1);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["failovers"], 1);
-    assert_eq!(r.info["endpoint"], good.base_url());
+    assert_eq!(r.info_json()["failovers"], 1);
+    assert_eq!(r.info_json()["endpoint"], good.base_url());
 
     // gpt-4.1 output is $8/MTok: max_tokens 100000 alone is $0.80.
     let b = client(
@@ -202,7 +202,7 @@ fn calls_in_retry_after_hold_no_thread() {
     let took = t0.elapsed();
     for r in &rs {
         assert_eq!(r.code, Code::Ok, "{}", r.error);
-        assert_eq!(r.info["retries"], 1);
+        assert_eq!(r.info_json()["retries"], 1);
     }
     let m = c.metrics();
     println!(
@@ -270,12 +270,12 @@ fn warm_async_opens_connections_on_library_threads() {
         .expect("submit");
     let (r, on) = rx.recv_timeout(Duration::from_secs(10)).expect("done ran");
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["opened"], 4, "{}", r.info);
-    assert_eq!(r.info["call_id"], h.id());
+    assert_eq!(r.info_json()["opened"], 4, "{}", r.info_json());
+    assert_eq!(r.info_json()["call_id"], h.id());
     assert_ne!(on, caller);
     assert_eq!(s.connections_accepted(), 4);
     // The next calls use the warmed connections.
-    assert_eq!(c.chat(CHAT).info["connection_reused"], true);
+    assert_eq!(c.chat(CHAT).info_json()["connection_reused"], true);
 }
 
 #[test]
@@ -289,6 +289,6 @@ fn warm_async_against_a_dead_gateway_says_why() {
         .expect("submit");
     let r = wait(&rx);
     assert_eq!(r.code, Code::Connect, "{}", r.error);
-    assert_eq!(r.info["opened"], 0);
+    assert_eq!(r.info_json()["opened"], 0);
     assert!(!r.error.is_empty());
 }

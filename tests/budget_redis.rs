@@ -132,18 +132,18 @@ fn redis_down_closed_refuses_unsent_and_keeps_the_spend_of_answered_calls() {
         h.join().unwrap()
     });
     assert_eq!(call.code, Code::Ok, "{}", call.error);
-    let warning = call.info["warnings"][0]
+    let warning = call.info_json()["warnings"][0]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(warning.contains("kept"), "{}", call.info);
+    assert!(warning.contains("kept"), "{}", call.info_json());
     no_password(&warning);
-    no_password(&call.info.to_string());
+    no_password(&call.info_json().to_string());
     std::thread::sleep(Duration::from_millis(3000));
-    let cost = call.info["cost_usd"].as_f64().unwrap();
+    let cost = call.info_json()["cost_usd"].as_f64().unwrap();
     let after = c.chat(&chat(50));
     assert_eq!(after.code, Code::Ok, "{}", after.error);
-    let total = first + cost + after.info["cost_usd"].as_f64().unwrap();
+    let total = first + cost + after.info_json()["cost_usd"].as_f64().unwrap();
     let fresh =
         Client::from_json(Some(&opts_timeout(&s, &r, 1.0, "closed", "closed:", 1000))).unwrap();
     let spent = budget(&fresh)["spent_usd"].as_f64().unwrap();
@@ -164,7 +164,7 @@ fn redis_down_open_goes_on_locally_and_reconciles() {
     let mut total = 0.0;
     let mut cost = |resp: &llmpool::Response| {
         assert_eq!(resp.code, Code::Ok, "{}", resp.error);
-        total += resp.info["cost_usd"].as_f64().unwrap();
+        total += resp.info_json()["cost_usd"].as_f64().unwrap();
     };
     cost(&c.chat(&chat(50)));
     r.command(&["CLIENT", "PAUSE", "4000", "ALL"])

@@ -38,10 +38,10 @@ fn one_clients_answer_serves_another() {
     let b = shared(&s, &redis, json!({}));
     let r = a.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["cache_hit"], false);
+    assert_eq!(r.info_json()["cache_hit"], false);
     let hit = b.chat(CHAT);
     assert_eq!(hit.code, Code::Ok, "{}", hit.error);
-    assert_eq!(hit.info["cache_hit"], true);
+    assert_eq!(hit.info_json()["cache_hit"], true);
     assert_eq!(hit.text, r.text);
     assert_eq!(hit.body, r.body);
     assert_eq!(s.requests(), 1, "the second client went to the gateway");
@@ -55,7 +55,7 @@ fn one_clients_answer_serves_another() {
     assert!(ttl > 290_000 && ttl <= 300_000, "{ttl}");
     // A different request is a miss.
     let other = CHAT.replace("hi", "hello");
-    assert_eq!(b.chat(&other).info["cache_hit"], false);
+    assert_eq!(b.chat(&other).info_json()["cache_hit"], false);
     assert_eq!(s.requests(), 2);
 }
 
@@ -68,10 +68,10 @@ fn ttl_and_the_entry_cap_hold() {
     let a = shared(&s, &redis, json!({"ttl_ms": 300}));
     let b = shared(&s, &redis, json!({"ttl_ms": 300}));
     assert_eq!(a.chat(CHAT).code, Code::Ok);
-    assert_eq!(b.chat(CHAT).info["cache_hit"], true);
+    assert_eq!(b.chat(CHAT).info_json()["cache_hit"], true);
     std::thread::sleep(Duration::from_millis(400));
     let c = shared(&s, &redis, json!({"ttl_ms": 300}));
-    assert_eq!(c.chat(CHAT).info["cache_hit"], false);
+    assert_eq!(c.chat(CHAT).info_json()["cache_hit"], false);
     assert_eq!(s.requests(), 2);
 
     // An answer over max_entry_bytes is not stored in Redis.
@@ -80,8 +80,8 @@ fn ttl_and_the_entry_cap_hold() {
     let req = CHAT.replace("hi", "too big to share");
     assert_eq!(small_a.chat(&req).code, Code::Ok);
     // ...but still locally.
-    assert_eq!(small_a.chat(&req).info["cache_hit"], true);
-    assert_eq!(small_b.chat(&req).info["cache_hit"], false);
+    assert_eq!(small_a.chat(&req).info_json()["cache_hit"], true);
+    assert_eq!(small_b.chat(&req).info_json()["cache_hit"], false);
     assert_eq!(small_a.metrics()["cost"]["cache"]["shared"]["too_big"], 1);
 }
 
@@ -113,12 +113,15 @@ fn down_and_back(on_error: &str) {
     redis.stop();
     // A's own answer still comes from its local cache; no error.
     let r = a.chat(CHAT);
-    assert_eq!((r.code, &r.info["cache_hit"]), (Code::Ok, &json!(true)));
+    assert_eq!(
+        (r.code, &r.info_json()["cache_hit"]),
+        (Code::Ok, &json!(true))
+    );
     // A new client misses (Redis is down) but its call works.
     let b = shared(&s, &redis, json!({}));
     let r = b.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["cache_hit"], false);
+    assert_eq!(r.info_json()["cache_hit"], false);
     assert!(
         b.metrics()["cost"]["cache"]["shared"]["errors"]
             .as_u64()
@@ -132,7 +135,7 @@ fn down_and_back(on_error: &str) {
     let other = CHAT.replace("hi", "after restart");
     assert_eq!(b.chat(&other).code, Code::Ok);
     let c = shared(&s, &redis, json!({}));
-    assert_eq!(c.chat(&other).info["cache_hit"], true);
+    assert_eq!(c.chat(&other).info_json()["cache_hit"], true);
     assert_eq!(s.requests(), 3);
 }
 

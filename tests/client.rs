@@ -19,7 +19,7 @@ fn thousand_sequential_calls_use_one_connection() {
         let r = c.chat(CHAT);
         assert_eq!(r.code, Code::Ok, "call {i}: {}", r.error);
         assert_eq!(r.text, "Echo: hi");
-        assert_eq!(r.info["connection_reused"], json!(i > 0));
+        assert_eq!(r.info_json()["connection_reused"], json!(i > 0));
     }
     assert_eq!(s.connections_accepted(), 1);
     let m = c.metrics();
@@ -37,7 +37,7 @@ fn info_reports_the_call() {
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok);
     assert_eq!(r.status, 200);
-    let i = &r.info;
+    let i = &r.info_json();
     assert_eq!(i["attempts"], 1);
     assert_eq!(i["connections_opened"], 1);
     assert_eq!(i["connection_reused"], false);
@@ -61,7 +61,7 @@ fn post_is_retried_on_listed_statuses() {
     s.push_fault(status(502, &[]));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["attempts"], 3);
+    assert_eq!(r.info_json()["attempts"], 3);
     assert_eq!(s.requests_to("/chat/completions"), 3);
     let m = c.metrics();
     assert_eq!(m["retries"], 2);
@@ -79,7 +79,7 @@ fn retries_stop_at_max_retries_with_the_last_answer() {
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::HttpStatus);
     assert_eq!(r.status, 500);
-    assert_eq!(r.info["attempts"], 3);
+    assert_eq!(r.info_json()["attempts"], 3);
     assert!(r.error.contains("HTTP 500"), "{}", r.error);
     assert!(r.error.contains("2 retries"), "{}", r.error);
     assert!(!r.body.is_empty());
@@ -97,7 +97,7 @@ fn other_4xx_are_not_retried_and_keep_the_body() {
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::HttpStatus);
     assert_eq!(r.status, 400);
-    assert_eq!(r.info["attempts"], 1);
+    assert_eq!(r.info_json()["attempts"], 1);
     assert!(r.error.contains("bad model name"), "{}", r.error);
     assert!(String::from_utf8_lossy(&r.body).contains("bad model name"));
 }
@@ -113,7 +113,7 @@ fn insufficient_quota_429_is_not_retried() {
     });
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::HttpStatus);
-    assert_eq!(r.info["attempts"], 1);
+    assert_eq!(r.info_json()["attempts"], 1);
     assert!(r.error.contains("insufficient_quota"), "{}", r.error);
 }
 
@@ -146,7 +146,7 @@ fn retry_after_is_honoured_and_capped() {
         headers: vec![("x-should-retry".into(), "false".into())],
     });
     let r = c.chat(CHAT);
-    assert_eq!(r.info["attempts"], 1);
+    assert_eq!(r.info_json()["attempts"], 1);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn refused_connection_is_a_connect_error_after_retries() {
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Connect, "{}", r.error);
     assert_eq!(r.status, 0);
-    assert_eq!(r.info["attempts"], 3);
+    assert_eq!(r.info_json()["attempts"], 3);
     assert!(r.error.contains("refused"), "{}", r.error);
 }
 
@@ -207,7 +207,8 @@ fn broken_answers_are_clear_errors() {
     assert_eq!(r.code, Code::Io, "{}", r.error);
     assert_eq!(r.status, 200);
     assert_eq!(
-        r.info["attempts"], 1,
+        r.info_json()["attempts"],
+        1,
         "a POST whose answer began is not re-sent"
     );
     s.push_fault(Fault::MalformedStatusLine);
@@ -228,7 +229,7 @@ fn api_key_is_sent_only_when_set_and_never_leaks() {
     assert_eq!(r.code, Code::HttpStatus);
     assert_eq!(r.status, 401);
     assert!(!r.error.contains("sk-wrong-secret-123"));
-    assert!(!r.info.to_string().contains("sk-wrong-secret-123"));
+    assert!(!r.info_json().to_string().contains("sk-wrong-secret-123"));
     assert!(!c.metrics().to_string().contains("sk-wrong-secret-123"));
     assert!(!format!("{c:?}").contains("sk-wrong-secret-123"));
     c.set_api_key(Some("sk-right")).unwrap();
@@ -266,7 +267,7 @@ fn tls_trusts_the_given_ca_and_refuses_unknown_ones() {
     let c = client(&s, json!({}));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(c.chat(CHAT).info["connection_reused"], true);
+    assert_eq!(c.chat(CHAT).info_json()["connection_reused"], true);
     let unknown = Client::from_json(Some(
         &json!({"base_url": s.base_url(), "max_retries": 0}).to_string(),
     ))
@@ -335,7 +336,7 @@ fn reset_pool_drops_idle_connections() {
     assert_eq!(c.chat(CHAT).code, Code::Ok);
     c.reset_pool().unwrap();
     let r = c.chat(CHAT);
-    assert_eq!(r.info["connection_reused"], false);
+    assert_eq!(r.info_json()["connection_reused"], false);
     assert_eq!(s.connections_accepted(), 2);
 }
 
@@ -406,13 +407,13 @@ fn failures_before_any_connection_are_connect_errors_not_reuse() {
     let c = client_for(&url, json!({"max_retries": 1}));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Connect);
-    assert_eq!(r.info["connection_reused"], false);
-    assert_eq!(r.info["reconnects_after_idle_close"], 0);
+    assert_eq!(r.info_json()["connection_reused"], false);
+    assert_eq!(r.info_json()["reconnects_after_idle_close"], 0);
     assert_eq!(c.metrics()["connections_reused"], 0);
     // A name that cannot resolve (the .invalid TLD is reserved, RFC 2606).
     let c = client_for("http://llmpool-test.invalid/v1", json!({"max_retries": 0}));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Connect, "{}", r.error);
-    assert_eq!(r.info["attempts"], 1);
-    assert_eq!(r.info["connection_reused"], false);
+    assert_eq!(r.info_json()["attempts"], 1);
+    assert_eq!(r.info_json()["connection_reused"], false);
 }

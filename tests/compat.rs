@@ -274,7 +274,7 @@ fn assert_ok(what: &str, r: &Response) {
 
 /// `usage` from the call details, else from the JSON body.
 fn usage_of(r: &Response) -> Value {
-    match &r.info["usage"] {
+    match &r.info_json()["usage"] {
         Value::Null => r.json().map(|v| v["usage"].clone()).unwrap_or(Value::Null),
         u => u.clone(),
     }
@@ -377,7 +377,7 @@ fn llama_server_chat_stream_auth_keepalive() {
         r.status,
         r.text,
         usage_of(&r),
-        r.info["model"]
+        r.info_json()["model"]
     );
     assert_ok("llama chat", &r);
     assert!(
@@ -409,9 +409,9 @@ fn llama_server_chat_stream_auth_keepalive() {
         r.status,
         seen.len(),
         r.text,
-        r.info["usage"],
-        r.info["finish_reason"],
-        r.info["ttft_ms"],
+        r.info_json()["usage"],
+        r.info_json()["finish_reason"],
+        r.info_json()["ttft_ms"],
         header(&r, "content-type")
     );
     assert_ok("llama stream", &r);
@@ -433,7 +433,7 @@ fn llama_server_chat_stream_auth_keepalive() {
         "llama stream content-type {:?}",
         header(&r, "content-type")
     );
-    let u = &r.info["usage"];
+    let u = &r.info_json()["usage"];
     assert!(
         u["completion_tokens"].as_u64().unwrap_or(0) > 0,
         "llama stream usage: {u}"
@@ -443,14 +443,14 @@ fn llama_server_chat_stream_auth_keepalive() {
         "llama stream usage: {u}"
     );
     assert!(
-        r.info["finish_reason"].is_string(),
+        r.info_json()["finish_reason"].is_string(),
         "llama stream finish_reason: {}",
-        r.info["finish_reason"]
+        r.info_json()["finish_reason"]
     );
     assert!(
-        r.info["chunks"].as_u64().unwrap_or(0) >= 2,
+        r.info_json()["chunks"].as_u64().unwrap_or(0) >= 2,
         "llama stream chunks: {}",
-        r.info["chunks"]
+        r.info_json()["chunks"]
     );
     // After [DONE] llmpool drains the chunked terminator and pools the
     // connection, but this llama-server closes it right after a streamed
@@ -466,15 +466,16 @@ fn llama_server_chat_stream_auth_keepalive() {
          connections opened {opened_before} -> {opened_after}, reconnects_after_idle_close \
          {reconnects_before} -> {reconnects_after}",
         r.code,
-        r.info["retries"],
-        r.info["attempts"],
-        r.info["connection_reused"]
+        r.info_json()["retries"],
+        r.info_json()["attempts"],
+        r.info_json()["connection_reused"]
     );
     assert_ok("llama chat after stream", &r);
     assert_eq!(
-        r.info["retries"], 0,
+        r.info_json()["retries"],
+        0,
         "reconnect after a stream cost a retry: {}",
-        r.info
+        r.info_json()
     );
     assert!(
         opened_after <= opened_before + 1,
@@ -499,7 +500,7 @@ fn llama_server_chat_stream_auth_keepalive() {
         "[llama stream abort] code {} text {:?} chunks {}",
         r.code,
         r.text,
-        r.info["chunks"]
+        r.info_json()["chunks"]
     );
     assert_eq!(
         r.code,
@@ -735,7 +736,7 @@ fn litellm_proxy_chat_stream_reuse() {
         r.status,
         r.text,
         usage_of(&r),
-        r.info["model"],
+        r.info_json()["model"],
         r.headers
             .iter()
             .map(|(k, _)| k.as_str())
@@ -755,8 +756,8 @@ fn litellm_proxy_chat_stream_reuse() {
         r.status,
         seen.len(),
         r.text,
-        r.info["usage"],
-        r.info["finish_reason"],
+        r.info_json()["usage"],
+        r.info_json()["finish_reason"],
         header(&r, "content-type"),
         r.body.len()
     );
@@ -783,12 +784,12 @@ fn litellm_proxy_chat_stream_reuse() {
         header(&r, "content-type")
     );
     assert!(
-        r.info["finish_reason"].is_string(),
+        r.info_json()["finish_reason"].is_string(),
         "litellm finish_reason: {}",
-        r.info["finish_reason"]
+        r.info_json()["finish_reason"]
     );
 
-    let u = &r.info["usage"];
+    let u = &r.info_json()["usage"];
     assert!(
         u["total_tokens"].as_u64().unwrap_or(0) > 0,
         "litellm stream usage (stream_options.include_usage): {u}"
@@ -818,7 +819,7 @@ fn litellm_proxy_chat_stream_reuse() {
     report!(
         "[litellm reuse] stream + plain call: connections opened {opened_before} -> {opened_after}, \
          plain call connection_reused {}",
-        r.info["connection_reused"]
+        r.info_json()["connection_reused"]
     );
     assert_eq!(
         opened_after, opened_before,

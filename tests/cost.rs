@@ -26,14 +26,15 @@ fn cost_is_reported_per_call_and_per_model() {
     let c = client(&s, json!({})).unwrap();
     let r = c.chat(&chat("gpt-4.1", "hello there", json!({})));
     assert_eq!(r.code, Code::Ok);
-    let u = &r.info["usage"];
+    let u = &r.info_json()["usage"];
     let expected = u["prompt_tokens"].as_f64().unwrap() * 2.0 / 1e6
         + u["completion_tokens"].as_f64().unwrap() * 8.0 / 1e6;
-    let got = r.info["cost_usd"].as_f64().unwrap();
+    let got = r.info_json()["cost_usd"].as_f64().unwrap();
     assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
     let r = c.chat(&chat("my-private-model", "hello", json!({})));
     assert_eq!(
-        r.info["cost_usd"], "unknown",
+        r.info_json()["cost_usd"],
+        "unknown",
         "an unknown model never costs a silent 0"
     );
     let m = c.metrics();
@@ -60,8 +61,8 @@ fn prices_can_be_overridden_and_extended() {
     )
     .unwrap();
     let r = c.chat(&chat("my-model", "x", json!({})));
-    let total = r.info["usage"]["total_tokens"].as_f64().unwrap();
-    assert!((r.info["cost_usd"].as_f64().unwrap() - total / 1e6).abs() < 1e-12);
+    let total = r.info_json()["usage"]["total_tokens"].as_f64().unwrap();
+    assert!((r.info_json()["cost_usd"].as_f64().unwrap() - total / 1e6).abs() < 1e-12);
     let e = client(&s, json!({"prices": {"m": {"input": -1, "output": 1}}})).unwrap_err();
     assert_eq!(e.code, Code::InvalidArgument);
     assert!(e.message.contains("prices"), "{}", e.message);
@@ -143,11 +144,11 @@ fn cache_hits_never_reach_the_network() {
     // Same request, other key order and whitespace.
     let b = r#"{ "messages": [ {"content":"same", "role":"user"} ], "temperature": 0, "model": "gpt-4.1" }"#;
     let first = c.chat(a);
-    assert_eq!(first.info["cache_hit"], false);
+    assert_eq!(first.info_json()["cache_hit"], false);
     let second = c.chat(b);
     assert_eq!(second.code, Code::Ok);
-    assert_eq!(second.info["cache_hit"], true);
-    assert_eq!(second.info["cost_usd"], 0.0);
+    assert_eq!(second.info_json()["cache_hit"], true);
+    assert_eq!(second.info_json()["cost_usd"], 0.0);
     assert_eq!(second.text, first.text);
     assert_eq!(s.requests(), 1);
     // Non-deterministic requests are not cached by default; opt-in and opt-out work.
@@ -159,7 +160,7 @@ fn cache_hits_never_reach_the_network() {
     let opt_in =
         r#"{"model":"gpt-4.1","llmpool_cache":true,"messages":[{"role":"user","content":"x"}]}"#;
     c.chat(opt_in);
-    assert_eq!(c.chat(opt_in).info["cache_hit"], true);
+    assert_eq!(c.chat(opt_in).info_json()["cache_hit"], true);
     assert_eq!(s.requests(), 4);
     let sent = s.recorded().last().unwrap().json().unwrap();
     assert!(
@@ -167,7 +168,7 @@ fn cache_hits_never_reach_the_network() {
         "the directive is not sent upstream"
     );
     let opt_out = r#"{"model":"gpt-4.1","temperature":0,"llmpool_cache":false,"messages":[{"role":"user","content":"same"}]}"#;
-    assert_eq!(c.chat(opt_out).info["cache_hit"], false);
+    assert_eq!(c.chat(opt_out).info_json()["cache_hit"], false);
     assert_eq!(s.requests(), 5);
     let m = c.metrics();
     assert_eq!(m["cost"]["cache"]["hits"], 2);
@@ -180,14 +181,14 @@ fn routing_picks_a_model_for_auto() {
     let c = client(&s, json!({ "routing": routing })).unwrap();
     let r = c.chat(&chat("auto", "What is 2+2?", json!({})));
     assert_eq!(r.code, Code::Ok);
-    assert_eq!(r.info["model"], "deepseek-v3.2");
-    assert_eq!(r.info["routed_from"], "auto");
+    assert_eq!(r.info_json()["model"], "deepseek-v3.2");
+    assert_eq!(r.info_json()["routed_from"], "auto");
     let r = c.chat(&chat(
         "auto",
         "Prove step by step that sqrt(2) is irrational",
         json!({}),
     ));
-    assert_eq!(r.info["model"], "gpt-4.1");
+    assert_eq!(r.info_json()["model"], "gpt-4.1");
     let sent: Vec<String> = s
         .recorded()
         .iter()
@@ -199,5 +200,5 @@ fn routing_picks_a_model_for_auto() {
         "no routing for explicit models",
         json!({}),
     ));
-    assert!(r.info.get("routed_from").is_none());
+    assert!(r.info_json().get("routed_from").is_none());
 }

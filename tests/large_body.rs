@@ -183,9 +183,9 @@ fn a_4mb_embeddings_call_needs_less_than_3x_its_body_and_reads_usage() {
         // Room for the NUL the C API appends, so handing the body to C
         // does not reallocate (copy) it.
         assert!(r.body.capacity() > r.body.len());
-        assert_eq!(r.info["model"], "emb-large");
-        assert_eq!(r.info["usage"]["prompt_tokens"], 2048);
-        let cost = r.info["cost_usd"].as_f64().expect("priced");
+        assert_eq!(r.info_json()["model"], "emb-large");
+        assert_eq!(r.info_json()["usage"]["prompt_tokens"], 2048);
+        let cost = r.info_json()["cost_usd"].as_f64().expect("priced");
         assert!((cost - 2048.0 * 0.02 / 1e6).abs() < 1e-12, "{cost}");
         check_matrix(&r);
     }
@@ -225,7 +225,7 @@ fn the_test_servers_float_embeddings_decode_and_chat_is_not_embeddings() {
     assert_eq!(m.dim * 3, want.len());
     let chat = c.chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
     assert_eq!(chat.code, Code::Ok);
-    assert_eq!(chat.info["finish_reason"], "stop");
+    assert_eq!(chat.info_json()["finish_reason"], "stop");
     let e = chat.embeddings().unwrap_err();
     assert_eq!(e.code, Code::InvalidArgument);
     assert!(

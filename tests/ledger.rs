@@ -178,7 +178,7 @@ fn an_answered_call_keeps_its_code_when_its_spend_cannot_be_written() {
         "bookkeeping never fails a paid call: {}",
         r.error
     );
-    let warning = r.info["warnings"][0].as_str().unwrap().to_string();
+    let warning = r.info_json()["warnings"][0].as_str().unwrap().to_string();
     assert!(
         warning.contains("spend.json") && warning.contains("kept"),
         "{warning}"
@@ -196,7 +196,8 @@ fn an_answered_call_keeps_its_code_when_its_spend_cannot_be_written() {
     std::fs::write(&ledger, saved).unwrap();
     let next = c.chat(&chat(50));
     assert_eq!(next.code, Code::Ok, "{}", next.error);
-    let want = r.info["cost_usd"].as_f64().unwrap() + next.info["cost_usd"].as_f64().unwrap();
+    let want = r.info_json()["cost_usd"].as_f64().unwrap()
+        + next.info_json()["cost_usd"].as_f64().unwrap();
     let doc = read_ledger(&ledger);
     assert!(
         (doc["spent_usd"].as_f64().unwrap() - want).abs() < 1e-12,

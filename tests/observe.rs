@@ -140,14 +140,14 @@ fn no_log_line_metric_or_info_contains_the_key() {
         body: format!(r#"{{"error":{{"message":"bad key {MARKER}"}}}}"#),
         headers: vec![("x-echo".into(), format!("Bearer {MARKER}"))],
     });
-    infos.push(c.chat(CHAT).info);
+    infos.push(c.chat(CHAT).info_json());
     server.push_fault(status(503, &[]));
-    infos.push(c.chat(CHAT).info);
-    infos.push(c.chat(&CHAT.replace("hi", MARKER)).info);
-    infos.push(c.chat_stream(CHAT, &mut |_, _| true).info);
+    infos.push(c.chat(CHAT).info_json());
+    infos.push(c.chat(&CHAT.replace("hi", MARKER)).info_json());
+    infos.push(c.chat_stream(CHAT, &mut |_, _| true).info_json());
     let refreshed = "sk-MARKER-second-91d4e6";
     c.set_api_key(Some(refreshed)).unwrap();
-    infos.push(c.chat(&CHAT.replace("hi", refreshed)).info);
+    infos.push(c.chat(&CHAT.replace("hi", refreshed)).info_json());
     let log = text(&lines);
     assert!(log.contains("request body:"), "TRACE bodies are on: {log}");
     assert!(log.lines().count() > 20, "{log}");
@@ -189,17 +189,22 @@ fn timings_add_up_and_pooled_calls_skip_the_handshakes() {
         let c = client(&server, json!({}));
         let first = c.chat(CHAT);
         assert_eq!(first.code, Code::Ok, "{}", first.error);
-        let (dns, connect, hs, ttfb, total) = timings(&first.info);
-        println!("tls={tls} first: {}", first.info["timings_ms"]);
-        assert!(connect > 0.0 && ttfb > 0.0, "{}", first.info);
-        assert_eq!(hs > 0.0, tls, "{}", first.info);
-        assert!(dns + connect + hs + ttfb <= total, "{}", first.info);
+        let (dns, connect, hs, ttfb, total) = timings(&first.info_json());
+        println!("tls={tls} first: {}", first.info_json()["timings_ms"]);
+        assert!(connect > 0.0 && ttfb > 0.0, "{}", first.info_json());
+        assert_eq!(hs > 0.0, tls, "{}", first.info_json());
+        assert!(dns + connect + hs + ttfb <= total, "{}", first.info_json());
         let second = c.chat(CHAT);
-        let (dns, connect, hs, ttfb, total) = timings(&second.info);
-        println!("tls={tls} pooled: {}", second.info["timings_ms"]);
-        assert_eq!(second.info["connection_reused"], true);
-        assert_eq!((dns, connect, hs), (0.0, 0.0, 0.0), "{}", second.info);
-        assert!(ttfb > 0.0 && ttfb <= total, "{}", second.info);
+        let (dns, connect, hs, ttfb, total) = timings(&second.info_json());
+        println!("tls={tls} pooled: {}", second.info_json()["timings_ms"]);
+        assert_eq!(second.info_json()["connection_reused"], true);
+        assert_eq!(
+            (dns, connect, hs),
+            (0.0, 0.0, 0.0),
+            "{}",
+            second.info_json()
+        );
+        assert!(ttfb > 0.0 && ttfb <= total, "{}", second.info_json());
     }
 }
 
@@ -235,7 +240,7 @@ fn failover_circuit_cache_budget_and_key_refresh_are_logged() {
     let cached =
         r#"{"model":"gpt-4.1","temperature":0,"messages":[{"role":"user","content":"c"}]}"#;
     assert_eq!(c.chat(cached).code, Code::Ok);
-    assert_eq!(c.chat(cached).info["cache_hit"], true);
+    assert_eq!(c.chat(cached).info_json()["cache_hit"], true);
     let r = c.chat(r#"{"model":"claude-sonnet-4.5","messages":[{"role":"user","content":"x"}]}"#);
     assert_eq!(r.code, Code::BudgetExceeded, "{}", r.error);
     let log = text(&lines);

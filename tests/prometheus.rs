@@ -88,7 +88,7 @@ fn promtool_accepts_the_exposition_after_a_mix_of_calls() {
     assert_eq!(streamed.code, Code::Ok, "{}", streamed.error);
     // The same request again: answered from the cache.
     let hit = c.chat(&chat("gpt-4.1", "one"));
-    assert_eq!(hit.info["cache_hit"], true, "{}", hit.info);
+    assert_eq!(hit.info_json()["cache_hit"], true, "{}", hit.info_json());
     let refused = c.chat(&chat("claude-sonnet-4.5", "too dear"));
     assert_eq!(refused.code, Code::BudgetExceeded, "{}", refused.error);
     let e = c.embeddings(r#"{"model":"gemini-2.5-flash","input":"x"}"#);

@@ -37,7 +37,7 @@ fn https_calls_share_one_pooled_connect_tunnel() {
         let r = c.chat(CHAT);
         assert_eq!(r.code, Code::Ok, "call {i}: {}", r.error);
         assert_eq!(r.text, "Echo: hi");
-        assert_eq!(r.info["proxy"], json!(p.label()));
+        assert_eq!(r.info_json()["proxy"], json!(p.label()));
     }
     assert_eq!(p.requests("CONNECT "), 1, "tinyproxy log:\n{}", p.log());
     assert_eq!(p.requests(&format!("CONNECT 127.0.0.1:{} ", s.port())), 1);
@@ -58,7 +58,7 @@ fn plain_http_goes_in_absolute_form() {
         let r = c.chat(CHAT);
         assert_eq!(r.code, Code::Ok, "{}", r.error);
         assert_eq!(r.text, "Echo: hi");
-        assert_eq!(r.info["proxy"], json!(p.label()));
+        assert_eq!(r.info_json()["proxy"], json!(p.label()));
     }
     let m = c.request("GET", "/models", None);
     assert_eq!(m.code, Code::Ok, "{}", m.error);
@@ -84,7 +84,7 @@ fn basic_auth_good_and_wrong_credentials() {
         let c = client(s, json!({"proxy": good}));
         let r = c.chat(CHAT);
         assert_eq!(r.code, Code::Ok, "{}: {}", s.base_url(), r.error);
-        assert_eq!(r.info["proxy"], json!(p.label()));
+        assert_eq!(r.info_json()["proxy"], json!(p.label()));
 
         let c = client(s, json!({"proxy": bad, "max_retries": 3}));
         let r = c.chat(CHAT);
@@ -95,14 +95,14 @@ fn basic_auth_good_and_wrong_credentials() {
         for secret in ["wrong-pw", auth.1, "alice:", "YWxpY2"] {
             assert!(!r.error.contains(secret), "{secret} in {}", r.error);
             assert!(
-                !r.info.to_string().contains(secret),
+                !r.info_json().to_string().contains(secret),
                 "{secret} in {}",
-                r.info
+                r.info_json()
             );
             assert!(!c.metrics().to_string().contains(secret));
             assert!(!format!("{c:?} {:?}", c.options()).contains(secret));
         }
-        assert_eq!(r.info["proxy"], json!(p.label()));
+        assert_eq!(r.info_json()["proxy"], json!(p.label()));
     }
     // A refused CONNECT is not retried: the proxy would refuse again.
     let c = client(&tls, json!({"proxy": bad, "max_retries": 3}));
@@ -110,7 +110,7 @@ fn basic_auth_good_and_wrong_credentials() {
     assert_eq!(r.code, Code::Connect, "{}", r.error);
     assert!(r.error.contains("refused CONNECT"), "{}", r.error);
     assert!(r.error.contains("refused the credentials"), "{}", r.error);
-    assert_eq!(r.info["attempts"], 1);
+    assert_eq!(r.info_json()["attempts"], 1);
     // Without credentials the error says the proxy wants some.
     let c = client(&tls, json!({"proxy": p.url(None)}));
     let r = c.chat(CHAT);
@@ -142,7 +142,7 @@ fn proxy_down_names_the_proxy_and_hides_credentials() {
         "{}",
         r.error
     );
-    assert_eq!(r.info["proxy"], json!(format!("127.0.0.1:{port}")));
+    assert_eq!(r.info_json()["proxy"], json!(format!("127.0.0.1:{port}")));
     assert_eq!(s.connections_accepted(), 0);
 }
 
@@ -158,7 +158,7 @@ fn environment_proxies_follow_curl_rules() {
     let c = client_env(&s, json!({}), &[("HTTPS_PROXY", p.url(None))]).unwrap();
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["proxy"], json!(p.label()));
+    assert_eq!(r.info_json()["proxy"], json!(p.label()));
     assert_eq!(p.requests("CONNECT "), 1);
 
     // A dead HTTPS_PROXY with NO_PROXY covering the gateway: direct, and works.
@@ -175,7 +175,7 @@ fn environment_proxies_follow_curl_rules() {
         let c = client_env(&s, json!({}), &env).unwrap();
         let r = c.chat(CHAT);
         assert_eq!(r.code, Code::Ok, "NO_PROXY={no_proxy}: {}", r.error);
-        assert_eq!(r.info["proxy"], Value::Null);
+        assert_eq!(r.info_json()["proxy"], Value::Null);
     }
     // NO_PROXY for another port does not cover the gateway.
     let env = [
@@ -189,13 +189,13 @@ fn environment_proxies_follow_curl_rules() {
     let c = client_env(&s, json!({}), &[("http_proxy", dead.clone())]).unwrap();
     assert_eq!(c.chat(CHAT).code, Code::Ok);
     let c = client_env(&s, json!({}), &[("ALL_PROXY", p.url(None))]).unwrap();
-    assert_eq!(c.chat(CHAT).info["proxy"], json!(p.label()));
+    assert_eq!(c.chat(CHAT).info_json()["proxy"], json!(p.label()));
 
     // "proxy": "" ignores the environment; the option wins over it.
     let c = client_env(&s, json!({"proxy": ""}), &[("HTTPS_PROXY", dead.clone())]).unwrap();
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["proxy"], Value::Null);
+    assert_eq!(r.info_json()["proxy"], Value::Null);
     let c = client_env(
         &s,
         json!({"proxy": p.url(None)}),

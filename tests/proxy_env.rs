@@ -51,7 +51,7 @@ fn process_environment_proxies() {
     set_env(&[("HTTPS_PROXY", &dead), ("NO_PROXY", "localhost,127.0.0.1")]);
     let r = chat(json!({}));
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["proxy"], Value::Null);
+    assert_eq!(r.info_json()["proxy"], Value::Null);
 
     // Without NO_PROXY the dead proxy is used, and named.
     set_env(&[("HTTPS_PROXY", &dead)]);
@@ -68,7 +68,7 @@ fn process_environment_proxies() {
     for _ in 0..10 {
         let r = c.chat(CHAT);
         assert_eq!(r.code, Code::Ok, "{}", r.error);
-        assert_eq!(r.info["proxy"], json!(p.label()));
+        assert_eq!(r.info_json()["proxy"], json!(p.label()));
     }
     assert_eq!(p.requests("CONNECT "), 1, "log:\n{}", p.log());
     set_env(&[]);

@@ -87,7 +87,7 @@ fn tokens_are_estimated_then_corrected_with_real_usage() {
     let req = r#"{"model":"gpt-4.1","max_tokens":500,"messages":[{"role":"user","content":"hi"}]}"#;
     let r = c.chat(req);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    let used = r.info["usage"]["total_tokens"].as_u64().unwrap();
+    let used = r.info_json()["usage"]["total_tokens"].as_u64().unwrap();
     assert!(used < 100, "{used}");
     // Corrected to the real usage, the next call waits ~used/100 s, not 5 s.
     let t = Instant::now();

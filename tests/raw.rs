@@ -116,7 +116,7 @@ fn retries_resend_the_same_bytes() {
     let body = binary(300_000);
     let r = c.request_raw("PUT", "/echo", Some("application/x-test"), Some(&body));
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["retries"], 2);
+    assert_eq!(r.info_json()["retries"], 2);
     assert!(r.body == body);
     let rec = s.recorded();
     assert_eq!(rec.len(), 3);

@@ -115,7 +115,13 @@ fn fault_matrix() {
         let r = c.chat(CHAT);
         let elapsed = t.elapsed();
         assert_eq!(r.code, row.code, "{}: {}", row.name, r.error);
-        assert_eq!(r.info["attempts"], row.attempts, "{}: {}", row.name, r.info);
+        assert_eq!(
+            r.info_json()["attempts"],
+            row.attempts,
+            "{}: {}",
+            row.name,
+            r.info_json()
+        );
         assert_eq!(
             s.requests() - before,
             row.server_requests,
@@ -159,8 +165,8 @@ fn close_without_response_depends_on_reuse() {
     s.push_fault(Fault::CloseWithoutResponse);
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["attempts"], 2);
-    assert_eq!(r.info["reconnects_after_idle_close"], 1);
+    assert_eq!(r.info_json()["attempts"], 2);
+    assert_eq!(r.info_json()["reconnects_after_idle_close"], 1);
     assert_eq!(s.requests(), 3);
 
     let s = TestServer::plain();
@@ -168,7 +174,7 @@ fn close_without_response_depends_on_reuse() {
     s.push_fault(Fault::CloseWithoutResponse);
     let r = fresh.chat(CHAT);
     assert_eq!(r.code, Code::Io, "{}", r.error);
-    assert_eq!(r.info["attempts"], 1);
+    assert_eq!(r.info_json()["attempts"], 1);
     assert_eq!(
         s.requests(),
         1,
@@ -187,7 +193,7 @@ fn listed_5xx_k_times_then_200() {
             }
             let r = c.chat(CHAT);
             assert_eq!(r.code, Code::Ok, "{code} x{k}: {}", r.error);
-            assert_eq!(r.info["attempts"], k + 1);
+            assert_eq!(r.info_json()["attempts"], k + 1);
             assert_eq!(s.requests() as u64, k + 1);
         }
     }
@@ -201,7 +207,7 @@ fn rate_limits_wait_as_told() {
     let t = Instant::now();
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["attempts"], 2);
+    assert_eq!(r.info_json()["attempts"], 2);
     assert!(t.elapsed() >= Duration::from_secs(1));
     assert!(t.elapsed() < Duration::from_secs(3));
     s.push_fault(status(429, &[("retry-after-ms", "150")]));
@@ -220,7 +226,7 @@ fn refused_connections_fail_after_retries() {
     let t = Instant::now();
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Connect);
-    assert_eq!(r.info["attempts"], 3);
+    assert_eq!(r.info_json()["attempts"], 3);
     assert!(t.elapsed() < Duration::from_secs(2));
 }
 
@@ -259,16 +265,20 @@ fn key_provider_refreshes_once_on_401() {
     })));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["attempts"], 2);
+    assert_eq!(r.info_json()["attempts"], 2);
     assert_eq!(asked.load(Ordering::SeqCst), 1);
-    assert_eq!(c.chat(CHAT).info["attempts"], 1, "the new key is kept");
+    assert_eq!(
+        c.chat(CHAT).info_json()["attempts"],
+        1,
+        "the new key is kept"
+    );
     assert_eq!(s.connections_accepted(), 1, "the pool is kept");
     // A provider that hands out a key the server also rejects: one retry, then 401.
     s.set_required_key(Some("sk-newer".into()));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::HttpStatus);
     assert_eq!(r.status, 401);
-    assert_eq!(r.info["attempts"], 2);
+    assert_eq!(r.info_json()["attempts"], 2);
     assert_eq!(c.metrics()["key_refreshes"], 2);
 }
 
@@ -287,13 +297,13 @@ fn failover_to_the_next_endpoint_and_circuit_breaker() {
     for _ in 0..2 {
         let r = c.chat(CHAT);
         assert_eq!(r.code, Code::Ok, "{}", r.error);
-        assert_eq!(r.info["endpoint"], good.base_url());
-        assert_eq!(r.info["failovers"], 1);
+        assert_eq!(r.info_json()["endpoint"], good.base_url());
+        assert_eq!(r.info_json()["failovers"], 1);
     }
     // The breaker is open now: the dead endpoint is skipped.
     let r = c.chat(CHAT);
-    assert_eq!(r.info["failovers"], 0);
-    assert_eq!(r.info["attempts"], 1);
+    assert_eq!(r.info_json()["failovers"], 0);
+    assert_eq!(r.info_json()["attempts"], 1);
     let m = c.metrics();
     assert_eq!(m["endpoints"][0]["circuit"], "open");
     assert_eq!(m["endpoints"][1]["circuit"], "closed");
@@ -315,7 +325,7 @@ fn failover_after_5xx_retries() {
     .unwrap();
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["endpoint"], good.base_url());
+    assert_eq!(r.info_json()["endpoint"], good.base_url());
     assert_eq!(bad.requests(), 2);
     assert_eq!(
         good.recorded()[0].header("authorization"),
@@ -330,7 +340,7 @@ fn failover_after_5xx_retries() {
     bad.push_fault(status(400, &[]));
     let r = c2.chat(CHAT);
     assert_eq!(r.code, Code::HttpStatus);
-    assert_eq!(r.info["failovers"], 0);
+    assert_eq!(r.info_json()["failovers"], 0);
 }
 
 #[test]
@@ -338,11 +348,11 @@ fn pool_max_age_retires_old_connections() {
     let s = TestServer::plain();
     let c = client(&s, json!({"pool_max_age_ms": 200}));
     assert_eq!(c.chat(CHAT).code, Code::Ok);
-    assert_eq!(c.chat(CHAT).info["connection_reused"], true);
+    assert_eq!(c.chat(CHAT).info_json()["connection_reused"], true);
     std::thread::sleep(Duration::from_millis(300));
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok);
-    assert_eq!(r.info["connection_reused"], false);
+    assert_eq!(r.info_json()["connection_reused"], false);
     assert_eq!(s.connections_accepted(), 2);
 }
 
@@ -360,7 +370,7 @@ fn warm_opens_connections_ahead_of_calls() {
             scope.spawn(|| {
                 let r = c.chat(CHAT);
                 assert_eq!(r.code, Code::Ok);
-                assert_eq!(r.info["connection_reused"], true);
+                assert_eq!(r.info_json()["connection_reused"], true);
             });
         }
     });

@@ -59,7 +59,7 @@ fn deltas_arrive_in_order_and_info_has_the_stream_details() {
             assert_eq!(content, d);
         }
     }
-    let i = &r.info;
+    let i = &r.info_json();
     assert_eq!(i["chunks"], 8);
     assert_eq!(i["finish_reason"], "stop");
     assert!(i["ttft_ms"].as_f64().unwrap() > 0.0, "{i}");
@@ -90,7 +90,7 @@ fn callers_stream_options_are_kept() {
     assert_eq!(r.code, Code::Ok, "{}", r.error);
     assert_eq!(r.text, "Echo: no usage");
     assert_eq!(seen.len(), 5, "no usage chunk");
-    assert_eq!(r.info["usage"], Value::Null);
+    assert_eq!(r.info_json()["usage"], Value::Null);
     let body: Value = serde_json::from_str(&s.recorded().pop().unwrap().body).unwrap();
     assert_eq!(body["stream"], true, "stream is forced on");
     assert_eq!(body["stream_options"]["include_usage"], false);
@@ -112,11 +112,11 @@ fn a_stream_returns_its_connection_to_the_pool() {
     for i in 0..3 {
         let (r, _) = stream(&c, CHAT);
         assert_eq!(r.code, Code::Ok, "{}", r.error);
-        assert_eq!(r.info["connection_reused"], json!(i > 0));
+        assert_eq!(r.info_json()["connection_reused"], json!(i > 0));
     }
     let r = c.chat(CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["connection_reused"], true);
+    assert_eq!(r.info_json()["connection_reused"], true);
     assert_eq!(s.connections_accepted(), 1);
     assert_eq!(c.metrics()["connections_opened"], 1);
 }
@@ -135,7 +135,7 @@ fn callback_returning_false_cancels_and_keeps_the_partial_text() {
     assert_eq!(calls, 3, "no callback after the abort");
     // Role chunk, "Echo: ", "a ".
     assert_eq!(r.text, "Echo: a ");
-    assert_eq!(r.info["chunks"], 3);
+    assert_eq!(r.info_json()["chunks"], 3);
     assert_eq!(r.status, 200);
     // The next call works (on a new connection: the aborted one is dropped).
     let (r, _) = stream(&c, CHAT);
@@ -159,12 +159,12 @@ fn error_object_mid_stream_is_a_protocol_error_with_the_partial_text() {
     assert!(r.error.contains("mid-stream"), "{}", r.error);
     assert_eq!(r.text, "Echo: one ");
     assert_eq!(deltas(&seen), r.text);
-    assert_eq!(r.info["chunks"], 3);
+    assert_eq!(r.info_json()["chunks"], 3);
     assert_eq!(
-        r.info["stream_error"]["error"]["message"],
+        r.info_json()["stream_error"]["error"]["message"],
         "upstream overloaded"
     );
-    assert_eq!(r.info["attempts"], 1, "not retried");
+    assert_eq!(r.info_json()["attempts"], 1, "not retried");
     assert_eq!(c.chat(CHAT).code, Code::Ok);
 }
 
@@ -180,7 +180,8 @@ fn dropped_connection_mid_stream_is_io_with_the_partial_text() {
     assert!(r.text.len() < "Echo: a b c d e f g h".len());
     assert_eq!(deltas(&seen), r.text);
     assert_eq!(
-        r.info["attempts"], 1,
+        r.info_json()["attempts"],
+        1,
         "a stream is not retried after its headers"
     );
     assert_eq!(stream(&c, CHAT).0.code, Code::Ok);
@@ -193,7 +194,7 @@ fn truncated_chunked_stream_is_io() {
     s.push_fault(Fault::TruncatedChunked);
     let (r, _) = stream(&c, &request("a b c", json!({})));
     assert_eq!(r.code, Code::Io, "{}", r.error);
-    assert_eq!(r.info["chunks"], 1);
+    assert_eq!(r.info_json()["chunks"], 1);
     assert_eq!(stream(&c, CHAT).0.code, Code::Ok);
 }
 
@@ -259,7 +260,7 @@ fn cancel_from_another_thread_returns_a_blocked_stream_promptly() {
     // Only the first (role) chunk came before the 10 s gap.
     assert_eq!(seen, 1);
     assert_eq!(r.text, "");
-    assert_eq!(r.info["chunks"], 1);
+    assert_eq!(r.info_json()["chunks"], 1);
     let (r, _) = stream(&c, CHAT);
     assert_eq!(r.code, Code::Ok, "later streams run normally: {}", r.error);
 }
@@ -273,8 +274,8 @@ fn comments_event_and_id_fields_and_crlf_parse_fine() {
     assert_eq!(r.code, Code::Ok, "{}", r.error);
     assert_eq!(r.text, "Echo: with comments");
     assert_eq!(deltas(&seen), r.text);
-    assert_eq!(r.info["finish_reason"], "stop");
-    assert!(r.info["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(r.info_json()["finish_reason"], "stop");
+    assert!(r.info_json()["usage"]["total_tokens"].as_u64().unwrap() > 0);
     let body = String::from_utf8_lossy(&r.body);
     assert!(body.contains(": keep-alive\r\n"), "{body}");
     // The connection still goes back to the pool.
@@ -298,7 +299,7 @@ fn non_2xx_answer_is_http_status_with_the_json_error_body() {
     assert!(seen.is_empty());
     assert_eq!(r.json().unwrap()["error"]["message"], "bad model name");
     assert_eq!(r.text, "");
-    assert_eq!(r.info["chunks"], 0);
+    assert_eq!(r.info_json()["chunks"], 0);
 
     // 503 is retried before the stream starts, like any chat call.
     s.push_fault(Fault::Status {
@@ -308,7 +309,7 @@ fn non_2xx_answer_is_http_status_with_the_json_error_body() {
     });
     let (r, seen) = stream(&c, CHAT);
     assert_eq!(r.code, Code::Ok, "{}", r.error);
-    assert_eq!(r.info["attempts"], 2);
+    assert_eq!(r.info_json()["attempts"], 2);
     assert_eq!(deltas(&seen), "Echo: hi");
 }
 

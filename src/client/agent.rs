@@ -9,8 +9,9 @@ use ureq::unversioned::transport::{Connector, RustlsConnector};
 use ureq::Agent;
 
 use super::{read_whole, Client};
-use crate::error::{from_ureq, Error};
+use crate::error::Error;
 use crate::net::buffers::{MAX_RESPONSE_HEAD, OUTPUT_WINDOW, TLS_INPUT};
+use crate::net::error::from_ureq;
 use crate::net::resolver::CachingResolver;
 use crate::net::transport::{ConnReady, ConnStats, CountedTls, PoolConnector};
 use crate::net::tunnel::ProxyConnector;

@@ -9,14 +9,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use serde_json::{json, Value};
-use ureq::http;
+use serde_json::Value;
 use ureq::Agent;
 
-use crate::cost::spend::{Prepared, Spend};
-use crate::error::{Code, Error};
+use crate::cost::spend::Spend;
+use crate::error::Error;
 use crate::exec::{block_on_call, CallToken, Executor};
-use crate::log::{log, next_call_id, Level, Logger, Scoped};
+use crate::log::Logger;
 use crate::metrics::Metrics;
 use crate::net::transport::ConnStats;
 use crate::options::{process_env, valid_api_key, ApiKey, Options};
@@ -29,12 +28,21 @@ use crate::response::Response;
 use crate::sync::{lock, read};
 
 mod agent;
-mod attempt;
+mod call;
+mod exchange;
+mod failover;
+mod gate;
+mod retry;
+mod spend;
 mod submit;
 
 pub(crate) use agent::build_agent;
-pub use attempt::read_whole;
+pub(crate) use call::{raw_call, request_call};
+pub use call::{BodyReader, Call};
+pub use exchange::read_whole;
 pub use submit::{DoneFn, EventFn};
+// Where callers have always found it.
+pub use crate::request::parse_object;
 
 /// Gives a fresh API key when the gateway answers 401 (see
 /// [`Client::set_key_provider`]); `None` means no new key is available.
@@ -63,6 +71,9 @@ struct Inner {
     blocking: Mutex<HashMap<usize, Arc<CallToken>>>,
     /// Runs async calls (see `submit`).
     exec: Executor,
+    /// Whether calls need their prompt-token estimate (a budget, routing
+    /// or a rate limit reads it).
+    needs_estimate: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -73,29 +84,6 @@ impl std::fmt::Debug for Client {
             .finish()
     }
 }
-
-/// One HTTP call to make: method, path below `base_url`, and JSON body.
-#[derive(Debug, Clone)]
-pub struct Call {
-    pub method: http::Method,
-    pub path: String,
-    pub body: Option<Vec<u8>>,
-    /// The model the request asked for, reported in `info` when the answer has none.
-    pub model: Option<String>,
-    /// A streamed answer: no whole-call timeout, `stream_idle_timeout_ms`
-    /// between reads instead.
-    pub stream: bool,
-    /// `None`: a JSON call (`application/json` when there is a body).
-    /// `Some(ct)`: a raw call, sent with that `Content-Type` (none when
-    /// empty) and `Accept: */*`.
-    pub content_type: Option<String>,
-}
-
-/// Reads a 2xx answer's body: the whole of it, or event by event for a
-/// stream. On failure it returns what it read so far with the error.
-/// `Send`: an async call may resume on another library thread after a wait.
-pub type BodyReader<'a> =
-    dyn FnMut(&mut ureq::Body) -> Result<Vec<u8>, (Vec<u8>, Error)> + Send + 'a;
 
 impl Client {
     /// Builds a client from an options JSON object (see `Options`); `None`
@@ -153,6 +141,7 @@ impl Client {
         );
         let endpoints = Endpoints::from_options(&opts);
         let exec = submit::executor(&opts, limiter.as_ref());
+        let needs_estimate = spend.needs_estimate() || ratelimit.active();
         Ok(Client {
             inner: Arc::new(Inner {
                 key: RwLock::new(opts.api_key.clone()),
@@ -169,6 +158,7 @@ impl Client {
                 key_provider: RwLock::new(None),
                 blocking: Mutex::new(HashMap::new()),
                 exec,
+                needs_estimate,
             }),
         })
     }
@@ -291,7 +281,7 @@ impl Client {
 
     /// Any method and path below `base_url`, with an optional JSON body.
     pub fn request(&self, method: &str, path: &str, body_json: Option<&str>) -> Response {
-        match request_call(method, path, body_json) {
+        match request_call(method, path, body_json, self.inner.needs_estimate) {
             Ok(call) => self.block_on_call(self.execute_fut(call)),
             Err(e) => Response::failed(e, Instant::now()),
         }
@@ -299,9 +289,11 @@ impl Client {
 
     /// Records a finished call in the labelled (Prometheus) metrics.
     pub(crate) fn record(&self, model: Option<&str>, r: &Response, started: Instant) {
-        let endpoint = r.info["endpoint"]
-            .as_str()
-            .unwrap_or(&self.inner.opts.base_url);
+        let endpoint = r
+            .info
+            .endpoint
+            .as_ref()
+            .map_or(self.inner.opts.base_url.as_str(), |e| e.url.as_str());
         self.inner.metrics.record_call(CallRecord {
             model,
             endpoint,
@@ -336,6 +328,17 @@ impl Client {
         }
     }
 
+    /// A call without cost control (`request`, `request_raw`): the rate
+    /// gate and everything below it.
+    pub(crate) async fn execute_fut(&self, call: Call) -> Response {
+        let started = Instant::now();
+        let max = self.inner.opts.max_response_bytes;
+        let model = call.facts.model.clone();
+        let r = self.run_call(call, &mut |b| read_whole(b, max)).await;
+        self.record(model.as_deref(), &r, started);
+        r
+    }
+
     fn json_call(&self, path: &str, request_json: &str) -> Response {
         match parse_object(request_json, "request_json") {
             Ok(v) => self.block_on_call(self.json_call_fut(path, request_json, v)),
@@ -356,217 +359,4 @@ impl Client {
         )
         .await
     }
-
-    /// A JSON POST with cost control around it: routing, cache, budget.
-    /// `request_json` is the body as text and `v` the same body parsed (the
-    /// caller has parsed it already). `stream` calls read their body with
-    /// `on_body`; `patch` completes the response (e.g. a stream's text and
-    /// usage) before its cost is settled. Runs in a logging context of its
-    /// own.
-    pub(crate) async fn spent_call(
-        &self,
-        path: &str,
-        request_json: &str,
-        v: Value,
-        stream: bool,
-        on_body: &mut BodyReader<'_>,
-        patch: &mut (dyn FnMut(&mut Response) + Send),
-    ) -> Response {
-        let call_id = next_call_id();
-        let call = async move {
-            let started = Instant::now();
-            let spend = &self.inner.spend;
-            let asked = model_of(&v);
-            let mut prepared = match spend.before("POST", path, request_json, v) {
-                Err(e) => {
-                    let r = Response::failed(e, started);
-                    self.inner.metrics.finish(r.code, started.elapsed());
-                    self.record(asked.as_deref(), &r, started);
-                    log!(
-                        self.inner.log,
-                        Level::Warn,
-                        Some(call_id),
-                        "refused before sending POST {path}: {}: {}",
-                        r.code.name(),
-                        r.error
-                    );
-                    return r;
-                }
-                Ok(Err((p, hit))) => {
-                    log!(
-                        self.inner.log,
-                        Level::Info,
-                        Some(call_id),
-                        "cache hit for POST {path} (model {}): answered without a request",
-                        p.model.as_deref().unwrap_or("?")
-                    );
-                    return self.cache_hit(p, hit, started);
-                }
-                Ok(Ok(p)) => p,
-            };
-            let call = Call {
-                method: http::Method::POST,
-                path: path.to_string(),
-                // `settle` needs the rest of `prepared`, not the body.
-                body: Some(std::mem::take(&mut prepared.body)),
-                model: prepared.model.clone(),
-                stream,
-                content_type: None,
-            };
-            let mut r = self.run_call(call, on_body).await;
-            patch(&mut r);
-            let model = prepared.model.clone();
-            // Settling never changes the outcome: bookkeeping errors are warnings.
-            self.settle(prepared, &mut r);
-            self.record(model.as_deref(), &r, started);
-            r
-        };
-        Scoped::new(&self.inner.log, call_id, call).await
-    }
-
-    /// Applies cost accounting to a finished response.
-    pub(crate) fn settle(&self, p: Prepared, r: &mut Response) {
-        // `finish` (or a stream's patch) already put the usage into info:
-        // no second parse of the body on the hot path.
-        let usage_src = r
-            .info
-            .get("usage")
-            .filter(|u| u.is_object())
-            .map(|u| json!({ "usage": u }));
-        if let Some(w) = self.inner.spend.after(
-            p,
-            r.is_ok(),
-            r.status,
-            &r.headers,
-            &r.body,
-            usage_src.as_ref(),
-            &mut r.info,
-        ) {
-            crate::log::in_scope(Level::Warn, || w.clone());
-            self.inner.metrics.warn(w.clone());
-            r.info["warnings"] = json!([w]);
-        }
-    }
-
-    fn cache_hit(&self, p: Prepared, hit: crate::cost::spend::Hit, started: Instant) -> Response {
-        let sum = crate::body::fields(&hit.entry.body).unwrap_or_default();
-        let r = Response {
-            code: Code::Ok,
-            status: hit.entry.status,
-            text: sum.text,
-            error: String::new(),
-            info: json!({
-                "attempts": 0,
-                "retries": 0,
-                "connection_reused": false,
-                "connections_opened": 0,
-                "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
-                "status": hit.entry.status,
-                "request_id": header(&hit.entry.headers, "x-request-id"),
-                "model": sum.model.or(p.model.clone()),
-                "usage": sum.usage,
-                "finish_reason": sum.finish_reason,
-                "cache_hit": true,
-                "cost_usd": 0.0,
-                "routed_from": p.routed_from,
-                "endpoint": self.inner.opts.base_url,
-                "timings_ms": {"dns": 0.0, "connect": 0.0, "tls": 0.0, "ttfb": 0.0,
-                    "total": started.elapsed().as_secs_f64() * 1000.0},
-            }),
-            headers: hit.entry.headers,
-            body: hit.entry.body,
-        };
-        self.inner.metrics.finish(Code::Ok, started.elapsed());
-        self.record(r.info["model"].as_str(), &r, started);
-        r
-    }
-}
-
-/// Parses a request body that must be a JSON object.
-pub fn parse_object(text: &str, what: &str) -> Result<Value, Error> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(Error::invalid(format!("{what}: expected a JSON object"))),
-        Err(e) => Err(Error::invalid(format!("{what}: invalid JSON: {e}"))),
-    }
-}
-
-/// Checks a `request` call's arguments and builds it.
-fn request_call(method: &str, path: &str, body_json: Option<&str>) -> Result<Call, Error> {
-    let method = parse_method(method)?;
-    if !path.starts_with('/') {
-        return Err(Error::invalid(format!(
-            "path: must start with '/', got \"{path}\""
-        )));
-    }
-    let (body, model) = match body_json {
-        None => (None, None),
-        Some(text) => {
-            let v = parse_object(text, "body_json")?;
-            (Some(text.as_bytes().to_vec()), model_of(&v))
-        }
-    };
-    Ok(Call {
-        method,
-        path: path.to_string(),
-        body,
-        model,
-        stream: false,
-        content_type: None,
-    })
-}
-
-/// The call [`Client::request_raw`] makes, or why its arguments are refused.
-fn raw_call(
-    method: &str,
-    path: &str,
-    content_type: Option<&str>,
-    body: Option<&[u8]>,
-) -> Result<Call, Error> {
-    let method = parse_method(method)?;
-    if !path.starts_with('/') {
-        return Err(Error::invalid(format!(
-            "path: must start with '/', got \"{path}\""
-        )));
-    }
-    let ct = content_type.unwrap_or("");
-    if ct.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
-        return Err(Error::invalid(
-            "content_type: must be printable ASCII without line breaks",
-        ));
-    }
-    Ok(Call {
-        method,
-        path: path.to_string(),
-        body: body.map(<[u8]>::to_vec),
-        model: None,
-        stream: false,
-        content_type: Some(ct.to_string()),
-    })
-}
-
-fn model_of(v: &Value) -> Option<String> {
-    v["model"].as_str().map(str::to_string)
-}
-
-fn parse_method(m: &str) -> Result<http::Method, Error> {
-    match m.to_ascii_uppercase().as_str() {
-        "GET" => Ok(http::Method::GET),
-        "POST" => Ok(http::Method::POST),
-        "PUT" => Ok(http::Method::PUT),
-        "PATCH" => Ok(http::Method::PATCH),
-        "DELETE" => Ok(http::Method::DELETE),
-        "HEAD" => Ok(http::Method::HEAD),
-        "OPTIONS" => Ok(http::Method::OPTIONS),
-        _ => Err(Error::invalid(format!(
-            "method: expected GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS, got \"{m}\""
-        ))),
-    }
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }

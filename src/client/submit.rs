@@ -107,7 +107,7 @@ impl Client {
         body_json: Option<&str>,
         done: DoneFn,
     ) -> Result<CallHandle, Error> {
-        let call = request_call(method, path, body_json)?;
+        let call = request_call(method, path, body_json, self.inner.needs_estimate)?;
         self.submit(Work::Request(call), done)
     }
 
@@ -174,10 +174,7 @@ impl Client {
                 let mut r = ran.unwrap_or_else(|p| {
                     Response::failed(Error::new(Code::Panic, panic_message(&*p)), submitted)
                 });
-                if !r.info.is_object() {
-                    r.info = json!({});
-                }
-                r.info["call_id"] = json!(id);
+                r.info.call_id = Some(id);
                 done(r);
             })
         });
@@ -226,7 +223,7 @@ impl Client {
                     ),
                     Err(e) => (Response::failed(e, started), 0),
                 };
-                r.info["opened"] = json!(opened);
+                r.info.opened = Some(opened);
                 // Cancelled: said so even when some connections opened first.
                 if token::current().is_some_and(|t| t.is_cancelled()) {
                     r.code = Code::Cancelled;

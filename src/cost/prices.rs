@@ -42,7 +42,11 @@ impl Usage {
     /// usable prompt token count, so callers can tell "not reported" from
     /// "zero". Missing completion tokens (embeddings) count as 0.
     pub fn from_response_json(v: &Value) -> Option<Usage> {
-        let u = v.get("usage")?;
+        Usage::from_usage(v.get("usage")?)
+    }
+
+    /// [`Usage::from_response_json`] for the `usage` object itself.
+    pub fn from_usage(u: &Value) -> Option<Usage> {
         let prompt_tokens = u
             .get("prompt_tokens")
             .or_else(|| u.get("input_tokens"))
@@ -218,10 +222,26 @@ impl PriceTable {
         request: &Value,
         fallback_max_output_tokens: u64,
     ) -> Option<f64> {
+        self.max_cost(
+            model,
+            crate::request::estimate::estimate_prompt_tokens(request),
+            crate::request::estimate::requested_max_output_tokens(request),
+            fallback_max_output_tokens,
+        )
+    }
+
+    /// [`PriceTable::estimate_max_cost`] from a request's facts (its
+    /// prompt-token estimate and output cap) rather than its JSON.
+    pub fn max_cost(
+        &self,
+        model: &str,
+        prompt_tokens: u64,
+        max_output: Option<u64>,
+        fallback_max_output_tokens: u64,
+    ) -> Option<f64> {
         let usage = Usage {
-            prompt_tokens: crate::request::estimate::estimate_prompt_tokens(request),
-            completion_tokens: crate::request::estimate::requested_max_output_tokens(request)
-                .unwrap_or(fallback_max_output_tokens),
+            prompt_tokens,
+            completion_tokens: max_output.unwrap_or(fallback_max_output_tokens),
             cached_tokens: 0,
         };
         self.cost(model, &usage)

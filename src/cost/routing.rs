@@ -136,12 +136,22 @@ impl Router {
     /// client then sets `request["model"]` to the decision's model before
     /// pricing, budgeting or cache-keying the call.
     pub fn route(&self, request: &Value) -> Option<RouteDecision> {
+        self.route_estimated(request, None)
+    }
+
+    /// [`Router::route`] with the request's prompt-token estimate when the
+    /// caller has it already (else it is made here if a rule needs it).
+    pub fn route_estimated(
+        &self,
+        request: &Value,
+        prompt_tokens: Option<u64>,
+    ) -> Option<RouteDecision> {
         let from = request.get("model").and_then(Value::as_str)?;
         if !self.aliases.iter().any(|a| a == from) {
             return None;
         }
         // Computed lazily and once: most rule sets only need one of them.
-        let mut tokens = None;
+        let mut tokens = prompt_tokens;
         let mut text = None;
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.cond.matches(request, &mut tokens, &mut text) {

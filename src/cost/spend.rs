@@ -15,6 +15,9 @@ use crate::cost::{
 };
 use crate::error::{Code, Error};
 use crate::options::Options;
+use crate::request::estimate::estimate_prompt_tokens;
+use crate::request::RequestFacts;
+use crate::response::{Cost, Info, Route};
 
 /// Output tokens assumed for the budget check when a request sets no
 /// `max_tokens`: a worst case for most chat answers.
@@ -63,6 +66,24 @@ pub struct Prepared {
     pub route_rule: Option<String>,
     cache_key: Option<CacheKey>,
     reservation: Option<Reservation>,
+}
+
+impl Prepared {
+    /// Which alias and rule chose the model, when routing did.
+    pub fn route(&self) -> Option<Route> {
+        Some(Route {
+            from: self.routed_from.clone()?,
+            rule: self.route_rule.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// What `before` decided.
+pub enum Ready {
+    /// Send the request.
+    Send(Prepared),
+    /// A cache hit: answer with the stored entry, send nothing.
+    Cached(Prepared, Hit),
 }
 
 /// A cache hit: the stored answer.
@@ -140,16 +161,22 @@ impl Spend {
         }
     }
 
-    /// Routes, checks the cache and reserves budget for a JSON request.
-    ///
-    /// `Ok(Err(hit))` is a cache hit to return without any network traffic.
+    /// Whether a call needs its prompt-token estimate here (a budget, or
+    /// routing rules that may look at it).
+    pub fn needs_estimate(&self) -> bool {
+        self.budget.is_some() || self.router.is_some()
+    }
+
+    /// Routes, checks the cache and reserves budget for a JSON request
+    /// whose `facts` were read from `v`; routing updates `facts.model`.
     pub fn before(
         &self,
         method: &str,
         path: &str,
         original: &str,
         mut v: Value,
-    ) -> Result<Result<Prepared, (Prepared, Hit)>, Error> {
+        facts: &mut RequestFacts,
+    ) -> Result<Ready, Error> {
         let cacheable = self
             .cache
             .as_ref()
@@ -157,13 +184,18 @@ impl Spend {
         let mut rewritten = take_cache_directive(&mut v).is_some();
         let mut routed_from = None;
         let mut route_rule = None;
-        if let Some(d) = self.router.as_ref().and_then(|r| r.route(&v)) {
+        let routed = self
+            .router
+            .as_ref()
+            .and_then(|r| r.route_estimated(&v, facts.prompt_tokens));
+        if let Some(d) = routed {
+            facts.model = Some(d.model.clone());
             v["model"] = Value::String(d.model.clone());
             routed_from = Some(d.from);
             route_rule = Some(d.rule);
             rewritten = true;
         }
-        let model = v["model"].as_str().map(str::to_string);
+        let model = facts.model.clone();
         let body = if rewritten {
             serde_json::to_vec(&v).unwrap_or_else(|_| original.as_bytes().to_vec())
         } else {
@@ -184,15 +216,18 @@ impl Spend {
                 .or_else(|| self.shared_get(&key));
             if let Some(entry) = found {
                 self.count_hit(model.as_deref().unwrap_or("unknown"));
-                return Ok(Err((prepared, Hit { entry })));
+                return Ok(Ready::Cached(prepared, Hit { entry }));
             }
             prepared.cache_key = Some(key);
         }
         if let Some(budget) = &self.budget {
             let name = model.as_deref().unwrap_or("");
+            let prompt = facts
+                .prompt_tokens
+                .unwrap_or_else(|| estimate_prompt_tokens(&v));
             let est = self
                 .prices
-                .estimate_max_cost(name, &v, DEFAULT_MAX_OUTPUT_TOKENS)
+                .max_cost(name, prompt, facts.max_output, DEFAULT_MAX_OUTPUT_TOKENS)
                 .ok_or_else(|| {
                     Error::new(
                         Code::BudgetExceeded,
@@ -206,7 +241,7 @@ impl Spend {
                 .map_err(|e| Error::new(Code::BudgetExceeded, e.to_string()))?;
             prepared.reservation = Some(r);
         }
-        Ok(Ok(prepared))
+        Ok(Ready::Send(prepared))
     }
 
     /// Records usage and cost, settles the budget, fills the cache, and adds
@@ -216,7 +251,6 @@ impl Spend {
     /// call itself stands (the gateway answered and bills it; the spend is
     /// kept and written later), so bookkeeping never turns it into a failure
     /// that a caller might retry and pay twice.
-    #[allow(clippy::too_many_arguments)]
     pub fn after(
         &self,
         p: Prepared,
@@ -224,25 +258,23 @@ impl Spend {
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
-        parsed: Option<&Value>,
-        info: &mut Value,
+        info: &mut Info,
     ) -> Option<String> {
-        let model = info["model"]
-            .as_str()
-            .map(str::to_string)
+        let model = info
+            .model
+            .clone()
             .or(p.model.clone())
             .unwrap_or_else(|| "unknown".to_string());
-        let usage = parsed.and_then(Usage::from_response_json);
+        let usage = info.usage.as_ref().and_then(Usage::from_usage);
         let cost = usage.and_then(|u| self.prices.cost(&model, &u));
-        info["cost_usd"] = match (usage, cost) {
-            (Some(_), Some(c)) => json!(c),
-            (None, _) if !ok => json!(0.0),
-            _ => json!("unknown"),
-        };
-        info["cache_hit"] = json!(false);
-        if let Some(from) = &p.routed_from {
-            info["routed_from"] = json!(from);
-            info["route_rule"] = json!(p.route_rule);
+        info.cost = Some(match (usage, cost) {
+            (Some(_), Some(c)) => Cost::Usd(c),
+            (None, _) if !ok => Cost::Usd(0.0),
+            _ => Cost::Unknown,
+        });
+        info.cache_hit = Some(false);
+        if let Some(route) = p.route() {
+            info.route = Some(route);
         }
         if ok || usage.is_some() {
             self.count(&model, usage, cost);

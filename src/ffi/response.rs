@@ -8,7 +8,8 @@ use super::code::llmpool_code;
 use super::util::{c_string, guard, str_arg};
 use crate::body::Matrix;
 use crate::error::{Code, Error};
-use crate::response::Response;
+use crate::headers::Headers;
+use crate::response::{Info, Response};
 
 /// The result of one call, success or failure. Created by llmpool, owned by
 /// the caller, freed with `llmpool_response_free`. Accessors never fail: the
@@ -21,16 +22,18 @@ pub struct llmpool_response {
     body: Vec<u8>,
     text: CString,
     error: CString,
-    info_json: serde_json::Value,
-    /// `info_json` as text, made on first use: most callers never read it,
-    /// and serialising it on every call showed up on loopback benchmarks.
+    /// The call's record; JSON only here, at the C boundary.
+    info_record: Info,
+    /// `info_record` as JSON text, made on first use: most callers never
+    /// read it, and serialising it on every call showed up on loopback
+    /// benchmarks.
     info: OnceLock<CString>,
     /// The async call this answers (`info.call_id`), 0 for blocking calls.
     call_id: u64,
     /// The embedding vectors, decoded on first use (see `ffi/embeddings.rs`).
     pub(crate) embeddings: OnceLock<Embeddings>,
     /// Response headers (lower-case names), as received.
-    headers: Vec<(String, String)>,
+    headers: Headers,
     /// `headers` as C strings, one per name (repeated headers joined with
     /// ", "), made on the first `llmpool_response_header`.
     header_c: OnceLock<Vec<(String, CString)>>,
@@ -53,14 +56,14 @@ impl llmpool_response {
     pub(crate) fn new(r: Response) -> llmpool_response {
         let mut body = r.body;
         body.push(0);
-        let call_id = r.info.get("call_id").and_then(|v| v.as_u64()).unwrap_or(0);
+        let call_id = r.info.call_id.unwrap_or(0);
         llmpool_response {
             call_id,
             code: r.code,
             status: r.status,
             text: c_string(&r.text),
             error: c_string(&r.error),
-            info_json: r.info,
+            info_record: r.info,
             info: OnceLock::new(),
             embeddings: OnceLock::new(),
             body,
@@ -71,18 +74,8 @@ impl llmpool_response {
 
     fn header(&self, name: &str) -> Option<&CString> {
         let all = self.header_c.get_or_init(|| {
-            let mut out: Vec<(String, String)> = Vec::new();
-            for (k, v) in &self.headers {
-                let k = k.to_ascii_lowercase();
-                match out.iter_mut().find(|(n, _)| *n == k) {
-                    Some((_, joined)) => {
-                        joined.push_str(", ");
-                        joined.push_str(v);
-                    }
-                    None => out.push((k, v.clone())),
-                }
-            }
-            out.into_iter().map(|(k, v)| (k, c_string(&v))).collect()
+            let joined = self.headers.joined();
+            joined.into_iter().map(|(k, v)| (k, c_string(&v))).collect()
         });
         all.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -184,7 +177,7 @@ pub unsafe extern "C" fn llmpool_response_info(r: *const llmpool_response) -> *c
     // SAFETY: NULL or a live response from llmpool.
     unsafe { r.as_ref() }.map_or(c"{}".as_ptr(), |r| {
         r.info
-            .get_or_init(|| c_string(&r.info_json.to_string()))
+            .get_or_init(|| c_string(&r.info_record.to_json(r.status).to_string()))
             .as_ptr()
     })
 }

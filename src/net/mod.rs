@@ -5,6 +5,7 @@
 
 pub mod buffers;
 pub mod connect;
+pub mod error;
 pub mod proxy;
 pub mod resolver;
 mod sys;

@@ -2,10 +2,15 @@
 
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::body::Matrix;
 use crate::error::{Code, Error};
+use crate::headers::Headers;
+
+mod info;
+
+pub use info::{Cost, Endpoint, Info, Route, StreamFacts, Timings, Tokens};
 
 /// Everything a caller may want to know about one call.
 #[derive(Debug, Clone)]
@@ -19,10 +24,11 @@ pub struct Response {
     pub text: String,
     /// "" on success, else why the call failed.
     pub error: String,
-    /// Call details: attempts, connection reuse, latency, request id, model, usage…
-    pub info: Value,
+    /// Call details: attempts, connection reuse, latency, request id,
+    /// model, usage… (JSON only at the C boundary: [`Response::info_json`]).
+    pub info: Info,
     /// Response headers (lowercase names).
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
 }
 
 impl Response {
@@ -40,18 +46,8 @@ impl Response {
             body: Vec::new(),
             text: String::new(),
             error,
-            info: json!({
-                "attempts": 0,
-                "retries": 0,
-                "connection_reused": false,
-                "connections_opened": 0,
-                "latency_ms": started.elapsed().as_secs_f64() * 1000.0,
-                "status": 0,
-                "request_id": null,
-                "model": null,
-                "usage": null,
-            }),
-            headers: Vec::new(),
+            info: Info::elapsed(started.elapsed().as_secs_f64() * 1000.0),
+            headers: Headers::default(),
         }
     }
 
@@ -62,10 +58,12 @@ impl Response {
 
     /// The first response header with this (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
+    }
+
+    /// The call details as the JSON object `llmpool_response_info` gives.
+    pub fn info_json(&self) -> Value {
+        self.info.to_json(self.status)
     }
 
     /// The body parsed as JSON, if it is JSON.

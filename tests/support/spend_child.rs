@@ -40,7 +40,7 @@ pub fn child_main() {
         match r.code {
             Code::Ok => {
                 ok += 1;
-                cost += r.info["cost_usd"]
+                cost += r.info_json()["cost_usd"]
                     .as_f64()
                     .expect("a priced call has a cost");
             }
@@ -53,7 +53,9 @@ pub fn child_main() {
             }
             other => panic!("unexpected {other:?}: {}", r.error),
         }
-        warnings += r.info["warnings"].as_array().map_or(0, |w| w.len() as u64);
+        warnings += r.info_json()["warnings"]
+            .as_array()
+            .map_or(0, |w| w.len() as u64);
     }
     println!("RESULT {ok} {refused} {cost:e} {warnings}");
 }
