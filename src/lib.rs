@@ -6,8 +6,10 @@
 
 pub mod batch;
 pub mod body;
+pub mod civil;
 pub mod client;
 pub mod cost;
+pub mod env;
 pub mod error;
 pub mod exec;
 pub mod headers;
@@ -19,6 +21,7 @@ pub mod policy;
 pub mod prometheus;
 pub mod request;
 pub mod response;
+pub mod secret;
 pub mod sse;
 pub mod store;
 pub mod stream;

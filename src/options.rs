@@ -3,49 +3,22 @@
 //! Unknown keys and wrong types are errors that name the key, so a typo never
 //! silently falls back to a default.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+pub use crate::env::{process_env, EnvLookup};
 use crate::error::Error;
 use crate::net::proxy::Proxies;
+use crate::net::tls::TlsOptions;
+pub use crate::policy::failover::Endpoint;
 use crate::policy::ratelimit::RateLimitConfig;
+pub use crate::secret::{valid_api_key, ApiKey};
 use crate::store::redis::RedisConfig;
 
 /// The default gateway: the HolySheep relay.
 pub const DEFAULT_BASE_URL: &str = "https://api.holysheep.ai/v1";
-
-/// An API key. Its `Debug` output never shows the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Wraps a key; empty keys are treated as "no key" by the caller.
-    pub fn new(key: impl Into<String>) -> ApiKey {
-        ApiKey(key.into())
-    }
-
-    /// The key itself, only for building the `Authorization` header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
-
-/// One gateway endpoint for failover.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Endpoint {
-    pub base_url: String,
-    pub api_key: Option<ApiKey>,
-    pub weight: u32,
-}
 
 /// Every option, with defaults applied.
 #[derive(Debug, Clone)]
@@ -163,16 +136,17 @@ pub fn preset_sizes(name: &str) -> Option<(usize, usize)> {
     }
 }
 
-/// Where environment variables come from; a closure so tests need not touch
-/// the real process environment.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// The process environment.
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 impl Options {
+    /// The TLS settings, for `net::tls`.
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            ca_file: self.ca_file.clone(),
+            ca_pem: self.ca_pem.clone(),
+            bundled_roots: self.tls_bundled_roots,
+            insecure_skip_verify: self.insecure_skip_tls_verify,
+        }
+    }
+
     /// Parses the options JSON (`None` or `""` means all defaults), then fills
     /// `base_url` and `api_key` from the environment when the JSON has none.
     pub fn from_json(json: Option<&str>, env: EnvLookup<'_>) -> Result<Options, Error> {
@@ -311,12 +285,6 @@ fn string(key: &str, v: &Value) -> Result<String, Error> {
     v.as_str()
         .map(str::to_string)
         .ok_or_else(|| type_err(key, "a string"))
-}
-
-/// An API key must fit in an HTTP header: printable ASCII. The error never
-/// quotes the key.
-pub fn valid_api_key(key: &str) -> bool {
-    key.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 fn api_key(key: &str, v: &Value) -> Result<ApiKey, Error> {

@@ -108,7 +108,7 @@ const OUTPUT_BUFFER: usize = 16 * 1024;
 
 /// Builds an agent whose pool, timeouts and TLS follow the options.
 pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, Error> {
-    let tls = crate::net::tls::tls_config(o)?;
+    let tls = crate::net::tls::tls_config(&o.tls())?;
     let mut cfg = Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)

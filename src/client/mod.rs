@@ -139,7 +139,12 @@ impl Client {
             #[cfg(feature = "redis")]
             redis.clone(),
         );
-        let endpoints = Endpoints::from_options(&opts);
+        let endpoints = Endpoints::new(
+            &opts.base_url,
+            &opts.endpoints,
+            opts.circuit_failures,
+            opts.cooldown,
+        );
         let exec = submit::executor(&opts, limiter.as_ref());
         let needs_estimate = spend.needs_estimate() || ratelimit.active();
         Ok(Client {

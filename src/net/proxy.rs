@@ -12,8 +12,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::env::EnvLookup;
 use crate::error::Error;
-use crate::options::EnvLookup;
 
 /// One HTTP forward proxy. Its `Debug` and [`ProxyUrl::label`] never show
 /// the credentials.

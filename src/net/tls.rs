@@ -3,13 +3,22 @@
 use ureq::tls::{parse_pem, Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
 
 use crate::error::Error;
-use crate::options::Options;
+
+/// The TLS options (`ca_file`, `ca_pem`, `tls_bundled_roots`,
+/// `insecure_skip_tls_verify`).
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    pub ca_file: Option<String>,
+    pub ca_pem: Option<String>,
+    pub bundled_roots: bool,
+    pub insecure_skip_verify: bool,
+}
 
 /// Builds ureq's TLS config. `ca_file` and `ca_pem` add trusted roots to the
 /// bundled Mozilla ones (a corporate proxy's CA, a private gateway's CA);
 /// with `tls_bundled_roots: false` they replace them, as curl's `--cacert`
 /// does. Both may be given together.
-pub fn tls_config(o: &Options) -> Result<TlsConfig, Error> {
+pub fn tls_config(o: &TlsOptions) -> Result<TlsConfig, Error> {
     let mut certs: Vec<Certificate<'static>> = Vec::new();
     if let Some(path) = &o.ca_file {
         let pem = std::fs::read(path)
@@ -19,11 +28,11 @@ pub fn tls_config(o: &Options) -> Result<TlsConfig, Error> {
     if let Some(pem) = &o.ca_pem {
         certs.extend(certs_from_pem(pem.as_bytes(), "ca_pem")?);
     }
-    let roots = if certs.is_empty() && o.tls_bundled_roots {
+    let roots = if certs.is_empty() && o.bundled_roots {
         RootCerts::WebPki
     } else {
         let mut all: Vec<Certificate<'static>> = Vec::new();
-        if o.tls_bundled_roots {
+        if o.bundled_roots {
             all.extend(
                 webpki_root_certs::TLS_SERVER_ROOT_CERTS
                     .iter()
@@ -36,7 +45,7 @@ pub fn tls_config(o: &Options) -> Result<TlsConfig, Error> {
     Ok(TlsConfig::builder()
         .provider(TlsProvider::Rustls)
         .root_certs(roots)
-        .disable_verification(o.insecure_skip_tls_verify)
+        .disable_verification(o.insecure_skip_verify)
         .build())
 }
 
@@ -61,9 +70,17 @@ fn certs_from_pem(pem: &[u8], key: &str) -> Result<Vec<Certificate<'static>>, Er
 mod tests {
     use super::*;
 
+    /// The options' defaults: bundled roots on.
+    fn on() -> TlsOptions {
+        TlsOptions {
+            bundled_roots: true,
+            ..TlsOptions::default()
+        }
+    }
+
     const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBeTCCAR+gAwIBAgIUVpoFjpP5Ym0LQ1+3mAj9ZCOqQXowCgYIKoZIzj0EAwIw\nEjEQMA4GA1UEAwwHdGVzdC1jYTAeFw0yNjAxMDEwMDAwMDBaFw0zNjAxMDEwMDAw\nMDBaMBIxEDAOBgNVBAMMB3Rlc3QtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC\nAAQ=\n-----END CERTIFICATE-----\n";
 
-    fn root_count(o: &Options) -> usize {
+    fn root_count(o: &TlsOptions) -> usize {
         match tls_config(o).unwrap().root_certs() {
             RootCerts::Specific(v) => v.len(),
             other => panic!("{other:?}"),
@@ -74,34 +91,34 @@ mod tests {
     fn custom_cas_add_to_the_bundled_roots_unless_told_otherwise() {
         let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS.len();
         assert!(bundled > 100);
-        let o = Options {
+        let o = TlsOptions {
             ca_pem: Some(CA.into()),
-            ..Options::default()
+            ..on()
         };
         assert_eq!(root_count(&o), bundled + 1);
-        let o = Options {
+        let o = TlsOptions {
             ca_pem: Some(CA.into()),
-            tls_bundled_roots: false,
-            ..Options::default()
+            bundled_roots: false,
+            ..on()
         };
         assert_eq!(root_count(&o), 1);
         assert!(matches!(
-            tls_config(&Options::default()).unwrap().root_certs(),
+            tls_config(&on()).unwrap().root_certs(),
             RootCerts::WebPki
         ));
     }
 
     #[test]
     fn empty_or_missing_ca_is_a_clear_error() {
-        let o = Options {
+        let o = TlsOptions {
             ca_pem: Some("not a pem".into()),
-            ..Options::default()
+            ..on()
         };
         let e = tls_config(&o).unwrap_err();
         assert!(e.message.contains("ca_pem"), "{}", e.message);
-        let o = Options {
+        let o = TlsOptions {
             ca_file: Some("/nonexistent/ca.pem".into()),
-            ..Options::default()
+            ..on()
         };
         let e = tls_config(&o).unwrap_err();
         assert!(e.message.contains("/nonexistent/ca.pem"), "{}", e.message);

@@ -11,7 +11,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::options::{ApiKey, Options};
+use crate::secret::ApiKey;
+
+/// One gateway endpoint for failover.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub base_url: String,
+    pub api_key: Option<ApiKey>,
+    pub weight: u32,
+}
 
 /// Breaker state, as reported in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,20 +56,26 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// `endpoints` when given, else the single `base_url`.
-    pub fn from_options(o: &Options) -> Endpoints {
-        let list = if o.endpoints.is_empty() {
-            vec![EndpointState::new(o.base_url.clone(), None, 1)]
+    /// `endpoints` when given, else the single `base_url`; a breaker opens
+    /// after `circuit_failures` failures in a row for `cooldown`.
+    pub fn new(
+        base_url: &str,
+        endpoints: &[Endpoint],
+        circuit_failures: u32,
+        cooldown: Duration,
+    ) -> Endpoints {
+        let list = if endpoints.is_empty() {
+            vec![EndpointState::new(base_url.to_string(), None, 1)]
         } else {
-            o.endpoints
+            endpoints
                 .iter()
                 .map(|e| EndpointState::new(e.base_url.clone(), e.api_key.clone(), e.weight))
                 .collect()
         };
         Endpoints {
             list,
-            failures_to_open: o.circuit_failures.max(1),
-            cooldown: o.cooldown,
+            failures_to_open: circuit_failures.max(1),
+            cooldown,
         }
     }
 
@@ -170,24 +184,18 @@ impl EndpointState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::Endpoint;
 
     fn eps(weights: &[u32]) -> Endpoints {
-        let o = Options {
-            endpoints: weights
-                .iter()
-                .enumerate()
-                .map(|(i, w)| Endpoint {
-                    base_url: format!("http://127.0.0.1:{}/v1", 9000 + i),
-                    api_key: None,
-                    weight: *w,
-                })
-                .collect(),
-            circuit_failures: 2,
-            cooldown: Duration::from_millis(100),
-            ..Options::default()
-        };
-        Endpoints::from_options(&o)
+        let list: Vec<Endpoint> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Endpoint {
+                base_url: format!("http://127.0.0.1:{}/v1", 9000 + i),
+                api_key: None,
+                weight: *w,
+            })
+            .collect();
+        Endpoints::new("http://unused/v1", &list, 2, Duration::from_millis(100))
     }
 
     #[test]
@@ -225,8 +233,8 @@ mod tests {
 
     #[test]
     fn single_base_url_without_endpoints() {
-        let e = Endpoints::from_options(&Options::default());
+        let e = Endpoints::new("https://gw.example/v1", &[], 5, Duration::from_secs(1));
         assert_eq!(e.len(), 1);
-        assert_eq!(e.get(0).base_url, crate::options::DEFAULT_BASE_URL);
+        assert_eq!(e.get(0).base_url, "https://gw.example/v1");
     }
 }

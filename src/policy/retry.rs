@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cost::budget::days_from_civil;
+use crate::civil::days_from_civil;
 
 /// The retry settings taken from the client options.
 #[derive(Debug, Clone)]
