@@ -2,61 +2,54 @@
 
 use std::fmt;
 
-/// Stable result codes. The numbers are part of the C ABI and never change;
-/// new codes get new numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i32)]
-pub enum Code {
-    Ok = 0,
-    InvalidArgument = 1,
-    Connect = 2,
-    Tls = 3,
-    Timeout = 4,
-    HttpStatus = 5,
-    Io = 6,
-    Protocol = 7,
-    PoolExhausted = 8,
-    BudgetExceeded = 9,
-    Cancelled = 10,
-    RateLimited = 11,
-    Panic = 99,
+/// The one table of result codes: variant, number (part of the C ABI:
+/// never changed, new codes get new numbers) and C name. `ffi::code`
+/// mirrors it as the `llmpool_code` enum cbindgen writes into the header,
+/// and a test compares both with the header.
+macro_rules! codes {
+    ($($variant:ident = $n:literal => $name:literal,)*) => {
+        /// Stable result codes (see [`codes!`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(i32)]
+        pub enum Code {
+            $($variant = $n,)*
+        }
+
+        impl Code {
+            /// Every code, for tests and for `llmpool_code_name`.
+            pub const ALL: [Code; [$($n),*].len()] = [$(Code::$variant),*];
+
+            /// The C name with a NUL, for C callers.
+            pub fn c_name(self) -> &'static str {
+                match self {
+                    $(Code::$variant => concat!($name, "\0"),)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    Ok = 0 => "LLMPOOL_OK",
+    InvalidArgument = 1 => "LLMPOOL_INVALID_ARGUMENT",
+    Connect = 2 => "LLMPOOL_CONNECT",
+    Tls = 3 => "LLMPOOL_TLS",
+    Timeout = 4 => "LLMPOOL_TIMEOUT",
+    HttpStatus = 5 => "LLMPOOL_HTTP_STATUS",
+    Io = 6 => "LLMPOOL_IO",
+    Protocol = 7 => "LLMPOOL_PROTOCOL",
+    PoolExhausted = 8 => "LLMPOOL_POOL_EXHAUSTED",
+    BudgetExceeded = 9 => "LLMPOOL_BUDGET_EXCEEDED",
+    Cancelled = 10 => "LLMPOOL_CANCELLED",
+    RateLimited = 11 => "LLMPOOL_RATE_LIMITED",
+    Panic = 99 => "LLMPOOL_PANIC",
 }
 
 impl Code {
-    /// Every code, for tests and for `llmpool_code_name`.
-    pub const ALL: [Code; 13] = [
-        Code::Ok,
-        Code::InvalidArgument,
-        Code::Connect,
-        Code::Tls,
-        Code::Timeout,
-        Code::HttpStatus,
-        Code::Io,
-        Code::Protocol,
-        Code::PoolExhausted,
-        Code::BudgetExceeded,
-        Code::Cancelled,
-        Code::RateLimited,
-        Code::Panic,
-    ];
-
     /// The C name of the code, e.g. `"LLMPOOL_TIMEOUT"`.
     pub fn name(self) -> &'static str {
-        match self {
-            Code::Ok => "LLMPOOL_OK",
-            Code::InvalidArgument => "LLMPOOL_INVALID_ARGUMENT",
-            Code::Connect => "LLMPOOL_CONNECT",
-            Code::Tls => "LLMPOOL_TLS",
-            Code::Timeout => "LLMPOOL_TIMEOUT",
-            Code::HttpStatus => "LLMPOOL_HTTP_STATUS",
-            Code::Io => "LLMPOOL_IO",
-            Code::Protocol => "LLMPOOL_PROTOCOL",
-            Code::PoolExhausted => "LLMPOOL_POOL_EXHAUSTED",
-            Code::BudgetExceeded => "LLMPOOL_BUDGET_EXCEEDED",
-            Code::Cancelled => "LLMPOOL_CANCELLED",
-            Code::RateLimited => "LLMPOOL_RATE_LIMITED",
-            Code::Panic => "LLMPOOL_PANIC",
-        }
+        let n = self.c_name();
+        &n[..n.len() - 1]
     }
 
     /// The code for a raw number, if it is one.
@@ -116,29 +109,28 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
 
+    /// The header is the published table: every code there, with its
+    /// number, and nothing else.
     #[test]
-    fn codes_keep_their_numbers_and_names() {
-        let expected = [
-            (0, "LLMPOOL_OK"),
-            (1, "LLMPOOL_INVALID_ARGUMENT"),
-            (2, "LLMPOOL_CONNECT"),
-            (3, "LLMPOOL_TLS"),
-            (4, "LLMPOOL_TIMEOUT"),
-            (5, "LLMPOOL_HTTP_STATUS"),
-            (6, "LLMPOOL_IO"),
-            (7, "LLMPOOL_PROTOCOL"),
-            (8, "LLMPOOL_POOL_EXHAUSTED"),
-            (9, "LLMPOOL_BUDGET_EXCEEDED"),
-            (10, "LLMPOOL_CANCELLED"),
-            (11, "LLMPOOL_RATE_LIMITED"),
-            (99, "LLMPOOL_PANIC"),
-        ];
-        for (n, name) in expected {
-            let c = Code::from_i32(n).unwrap();
-            assert_eq!(c as i32, n);
-            assert_eq!(c.name(), name);
-        }
+    fn codes_match_the_header() {
+        let h = include_str!("../include/llmpool.h");
+        let start = h.find("enum llmpool_code").expect("enum in the header");
+        let body = &h[start..start + h[start..].find('}').unwrap()];
+        let mut published: Vec<(String, i32)> = body
+            .lines()
+            .filter_map(|l| {
+                let (name, n) = l.trim().trim_end_matches(',').split_once(" = ")?;
+                Some((name.to_string(), n.parse().ok()?))
+            })
+            .collect();
+        published.sort_by_key(|(_, n)| *n);
+        let ours: Vec<(String, i32)> = Code::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), *c as i32))
+            .collect();
+        assert_eq!(published, ours);
         assert_eq!(Code::from_i32(12), None);
         assert_eq!(Code::from_i32(-1), None);
+        assert_eq!(Code::Timeout.c_name(), "LLMPOOL_TIMEOUT\0");
     }
 }

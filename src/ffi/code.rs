@@ -74,22 +74,7 @@ pub extern "C" fn llmpool_version() -> *const c_char {
 /// passes is well defined.
 #[no_mangle]
 pub extern "C" fn llmpool_code_name(code: c_int) -> *const c_char {
-    let name: &'static str = match Code::from_i32(code) {
-        Some(Code::Ok) => "LLMPOOL_OK\0",
-        Some(Code::InvalidArgument) => "LLMPOOL_INVALID_ARGUMENT\0",
-        Some(Code::Connect) => "LLMPOOL_CONNECT\0",
-        Some(Code::Tls) => "LLMPOOL_TLS\0",
-        Some(Code::Timeout) => "LLMPOOL_TIMEOUT\0",
-        Some(Code::HttpStatus) => "LLMPOOL_HTTP_STATUS\0",
-        Some(Code::Io) => "LLMPOOL_IO\0",
-        Some(Code::Protocol) => "LLMPOOL_PROTOCOL\0",
-        Some(Code::PoolExhausted) => "LLMPOOL_POOL_EXHAUSTED\0",
-        Some(Code::BudgetExceeded) => "LLMPOOL_BUDGET_EXCEEDED\0",
-        Some(Code::Cancelled) => "LLMPOOL_CANCELLED\0",
-        Some(Code::RateLimited) => "LLMPOOL_RATE_LIMITED\0",
-        Some(Code::Panic) => "LLMPOOL_PANIC\0",
-        None => "LLMPOOL_UNKNOWN\0",
-    };
+    let name = Code::from_i32(code).map_or("LLMPOOL_UNKNOWN\0", Code::c_name);
     name.as_ptr() as *const c_char
 }
 
