@@ -4,7 +4,6 @@
 //! The logic is a safe Rust core ([`Client`]); `ffi` is the thin `extern "C"`
 //! boundary that checks pointers and catches panics.
 
-pub mod batch;
 pub mod body;
 pub mod civil;
 pub mod client;
@@ -24,10 +23,12 @@ pub mod response;
 pub mod secret;
 pub mod sse;
 pub mod store;
-pub mod stream;
 pub mod sync;
 
 pub mod ffi;
+
+// Where callers have always found them.
+pub use client::{batch, stream};
 
 pub use client::Client;
 pub use error::{Code, Error};

@@ -28,12 +28,14 @@ use crate::response::Response;
 use crate::sync::{lock, read};
 
 mod agent;
+pub mod batch;
 mod call;
 mod exchange;
 mod failover;
 mod gate;
 mod retry;
 mod spend;
+pub mod stream;
 mod submit;
 
 pub(crate) use agent::build_agent;

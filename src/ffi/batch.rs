@@ -7,7 +7,7 @@ use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::{llmpool_response, panic_response};
 use super::util::{guard, str_arg};
-use crate::batch::{batch_code, run_batch};
+use crate::client::batch::{batch_code, run_batch};
 use crate::error::{Code, Error};
 use crate::response::Response;
 
