@@ -1,17 +1,19 @@
 //! Batches: many calls on one client, a bounded number in flight at once.
 //!
-//! [`chat_batch`] runs every request of a slice through [`Client::chat`] on
-//! a few scoped worker threads that share the client's pool. Workers take
-//! the next request index from an atomic counter, so at most
-//! `max_concurrency` calls are in flight, and hand each finished response to
-//! the calling thread over a channel. The calling thread stores it in its
-//! slot (results come back in request order) and calls `progress` — so
+//! [`chat_batch`] submits the requests as async calls on the client's
+//! executor (the same pipeline, threads and parking as `llmpool_chat_async`;
+//! no threads of its own), at most `max_concurrency` at a time, and waits on
+//! the calling thread for their responses. The calling thread stores each in
+//! its slot (results come back in request order) and calls `progress` — so
 //! **`progress` always runs on the thread that called the batch**, never on
-//! a worker, and needs to be neither `Send` nor thread-safe.
+//! a library thread, and needs to be neither `Send` nor thread-safe.
 //!
 //! One failing item never fails the others: every item gets its own
 //! [`Response`] with its own code, status and error. A panic while running
 //! one item becomes an `LLMPOOL_PANIC` response for that item only.
+//!
+//! [`run_batch`] runs a caller's own blocking closure per item instead, on
+//! scoped threads: a closure that blocks cannot be parked on the executor.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -53,13 +55,51 @@ pub fn chat_batch(
     max_concurrency: usize,
     progress: impl FnMut(usize, usize),
 ) -> Vec<Response> {
-    run_batch(
-        client,
-        requests,
-        max_concurrency,
-        |c, r| c.chat(r),
-        progress,
-    )
+    let items: Vec<Result<&str, Error>> = requests.iter().map(|r| Ok(*r)).collect();
+    chat_items(client, &items, max_concurrency, progress)
+}
+
+/// [`chat_batch`] for items that may already have failed (a bad argument
+/// from C): those get their error as their response, unsent.
+pub fn chat_items(
+    client: &Client,
+    items: &[Result<&str, Error>],
+    max_concurrency: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Vec<Response> {
+    let total = items.len();
+    let window = effective_concurrency(client, max_concurrency, total);
+    let mut slots: Vec<Option<Response>> = (0..total).map(|_| None).collect();
+    let (tx, rx) = mpsc::channel::<(usize, Response)>();
+    let submit = |i: usize| {
+        let started = Instant::now();
+        let sent = items[i].as_ref().map_err(Error::clone).and_then(|req| {
+            let tx = tx.clone();
+            client.chat_async(req, Box::new(move |r| drop(tx.send((i, r)))))
+        });
+        if let Err(e) = sent {
+            drop(tx.send((i, Response::failed(e, started))));
+        }
+    };
+    let (mut next, mut in_flight, mut done) = (0, 0, 0);
+    loop {
+        while in_flight < window && next < total {
+            submit(next);
+            next += 1;
+            in_flight += 1;
+        }
+        if in_flight == 0 {
+            break;
+        }
+        // Every submitted item sends exactly once (its `done` runs exactly
+        // once), and `tx` is alive here: `recv` cannot fail.
+        let Ok((i, r)) = rx.recv() else { break };
+        in_flight -= 1;
+        slots[i] = Some(r);
+        done += 1;
+        progress(done, total);
+    }
+    unwrap_slots(slots)
 }
 
 /// The engine behind [`chat_batch`]: runs `call(client, &items[i])` for
@@ -138,6 +178,10 @@ pub fn run_batch<T: Sync>(
         }
     });
 
+    unwrap_slots(slots)
+}
+
+fn unwrap_slots(slots: Vec<Option<Response>>) -> Vec<Response> {
     slots
         .into_iter()
         .map(|r| {

@@ -7,7 +7,7 @@ use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::{llmpool_response, panic_response};
 use super::util::{guard, str_arg};
-use crate::client::batch::{batch_code, run_batch};
+use crate::client::batch::{batch_code, chat_items};
 use crate::error::{Code, Error};
 use crate::response::Response;
 
@@ -87,21 +87,12 @@ pub unsafe extern "C" fn llmpool_chat_batch(
                 // SAFETY: each entry is NULL or NUL-terminated per the contract.
                 .map(|(i, p)| unsafe { str_arg(*p, &format!("requests_json[{i}]")) })
                 .collect();
-            let responses = run_batch(
-                &c.client,
-                &items,
-                max_concurrency,
-                |client, item| match item {
-                    Ok(req) => client.chat(req),
-                    Err(e) => Response::failed(e.clone(), Instant::now()),
-                },
-                |done, total| {
-                    if let Some(cb) = progress {
-                        // SAFETY: the caller vouches for the callback and `userdata`.
-                        unsafe { cb(userdata, done, total) };
-                    }
-                },
-            );
+            let responses = chat_items(&c.client, &items, max_concurrency, |done, total| {
+                if let Some(cb) = progress {
+                    // SAFETY: the caller vouches for the callback and `userdata`.
+                    unsafe { cb(userdata, done, total) };
+                }
+            });
             let code = batch_code(&responses);
             for (slot, r) in out.iter_mut().zip(responses) {
                 // SAFETY: `slot` is a valid pointer write.
