@@ -177,7 +177,7 @@ fn cache_hits_never_reach_the_network() {
 #[test]
 fn routing_picks_a_model_for_auto() {
     let s = TestServer::plain();
-    let routing = llmpool::cost::Router::seed_example();
+    let routing = llmpool::cost::Router::example_config();
     let c = client(&s, json!({ "routing": routing })).unwrap();
     let r = c.chat(&chat("auto", "What is 2+2?", json!({})));
     assert_eq!(r.code, Code::Ok);

@@ -117,7 +117,7 @@ impl Router {
     /// The example configuration: simple queries go to the cheap
     /// `deepseek-v3.2`, long prompts, reasoning keywords, tool use and JSON
     /// mode go to `gpt-4.1`.
-    pub fn seed_example() -> Value {
+    pub fn example_config() -> Value {
         json!({
             "aliases": ["auto", "smart"],
             "rules": [
@@ -328,8 +328,8 @@ fn model_name(v: &Value, at: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn seed() -> Router {
-        Router::from_json(&Router::seed_example()).unwrap()
+    fn example() -> Router {
+        Router::from_json(&Router::example_config()).unwrap()
     }
 
     fn chat(model: &str, user: &str) -> Value {
@@ -343,7 +343,7 @@ mod tests {
 
     #[test]
     fn non_alias_passes_through() {
-        let r = seed();
+        let r = example();
         assert_eq!(r.route(&chat("gpt-4.1", "prove it")), None);
         assert_eq!(r.route(&json!({"messages": []})), None);
         assert_eq!(r.route(&json!({"model": 5})), None);
@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn simple_query_goes_cheap() {
-        let r = seed();
+        let r = example();
         let d = r
             .route(&chat("auto", "What is the capital of France?"))
             .unwrap();
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn each_condition() {
-        let r = seed();
+        let r = example();
         let long = "word ".repeat(2000);
         assert_eq!(
             routed(&r, &chat("auto", &long)),
@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn contains_any_ignores_assistant_text() {
-        let r = seed();
+        let r = example();
         let req = json!({"model": "auto", "messages": [
             {"role": "assistant", "content": "let me analyze"},
             {"role": "user", "content": [{"type": "text", "text": "ok thanks"}]}

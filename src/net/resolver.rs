@@ -4,8 +4,8 @@
 //! and ureq resolves before every request, pooled connection or not: on a
 //! keep-alive pool that thread costs more than the request itself (measured
 //! ~100 µs per call on loopback). IP literals need no lookup at all, and
-//! names are cached for `dns_cache_ttl_ms` (the seed's aiohttp
-//! `ttl_dns_cache`); only a miss goes to ureq's resolver.
+//! names are cached for `dns_cache_ttl_ms` (as aiohttp's `ttl_dns_cache`
+//! does); only a miss goes to ureq's resolver.
 //!
 //! `getaddrinfo` blocks and cannot be interrupted, so an async call (one
 //! with a cancel token) looks a name up on a helper thread and waits for it

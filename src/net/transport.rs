@@ -3,7 +3,8 @@
 //!
 //! ureq's own `TcpConnector` hides its socket, so it cannot set TCP keep-alive
 //! nor report when a connection is opened. This connector does both. TLS is
-//! layered on top by ureq's `RustlsConnector` in the chain built in `client.rs`.
+//! layered on top (ureq's `RustlsConnector` inside `CountedTls`) in the
+//! connector chain built in `client/agent.rs`.
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
@@ -560,8 +561,7 @@ impl Transport for CountedTcp {
         // read to its end) and before reusing one: either way it is idle,
         // so its buffers go back (see `ConnBuffers`).
         self.buffers.release_idle();
-        // Past its age, say no, and it is dropped (the seed rotates its
-        // pool hourly).
+        // Past its age (`pool_max_age_ms`), say no, and it is dropped.
         if self
             .retire_at
             .is_some_and(|t| std::time::Instant::now() >= t)
