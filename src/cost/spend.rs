@@ -38,7 +38,7 @@ pub struct Spend {
     router: Option<Router>,
     /// `cache.shared`: the Redis side of the cache.
     #[cfg(feature = "redis")]
-    shared_cache: Option<crate::store::cache::SharedCache>,
+    shared_cache: Option<crate::cost::cache::redis::SharedCache>,
     per_model: Mutex<BTreeMap<String, ModelTotals>>,
 }
 
@@ -100,7 +100,7 @@ impl Spend {
         }
         #[cfg(feature = "redis")]
         let shared_cache = shared.zip(redis).map(|(c, store)| {
-            crate::store::cache::SharedCache::new(
+            crate::cost::cache::redis::SharedCache::new(
                 store.clone(),
                 c.ttl().as_millis() as u64,
                 c.max_entry_bytes(),

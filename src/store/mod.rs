@@ -5,8 +5,4 @@
 //! and the shared cache use. Built without the feature, the option is refused
 //! with a clear error and everything else works as before.
 
-#[cfg(feature = "redis")]
-pub mod cache;
-#[cfg(feature = "redis")]
-pub mod ratelimit;
 pub mod redis;

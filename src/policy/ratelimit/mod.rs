@@ -20,6 +20,9 @@
 //! prefix, and the clock is Redis's; when Redis cannot be reached each
 //! process falls back to its own local buckets.
 
+#[cfg(feature = "redis")]
+mod redis;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -312,7 +315,7 @@ impl RateLimiter {
     ) -> (Result<f64, f64>, Backend) {
         #[cfg(feature = "redis")]
         if let Some(store) = &self.redis {
-            match crate::store::ratelimit::book(store, all, blocks, max_wait_us) {
+            match redis::book(store, all, blocks, max_wait_us) {
                 Ok(r) => return (r, Backend::Redis),
                 Err(_) => {
                     self.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -369,7 +372,7 @@ impl RateLimiter {
         }
         #[cfg(feature = "redis")]
         if let (Backend::Redis, Some(store)) = (ticket.backend, &self.redis) {
-            if crate::store::ratelimit::shift(store, &deltas).is_ok() {
+            if redis::shift(store, &deltas).is_ok() {
                 return;
             }
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -418,7 +421,7 @@ impl RateLimiter {
         }
         #[cfg(feature = "redis")]
         if let Some(store) = &self.redis {
-            if crate::store::ratelimit::block(store, &blocks).is_err() {
+            if redis::block(store, &blocks).is_err() {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::redis::{RedisStore, StoreError};
-use crate::cost::{CacheKey, CachedEntry};
+use super::{CacheKey, CachedEntry};
+use crate::store::redis::{RedisStore, StoreError};
 
 /// The Redis side of a shared cache.
 #[derive(Debug, Clone)]
@@ -167,7 +167,7 @@ fn decode(raw: &[u8], key: &CacheKey) -> Option<CachedEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::ResponseCache;
+    use crate::cost::cache::ResponseCache;
 
     fn key(text: &str) -> CacheKey {
         ResponseCache::key("POST", "/chat/completions", Some(&json!({"q": text})))

@@ -6,10 +6,10 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use ::redis::Script;
 
-use super::redis::{RedisStore, StoreError};
-use crate::policy::ratelimit::Demand;
+use super::Demand;
+use crate::store::redis::{RedisStore, StoreError};
 
 /// KEYS: n buckets, then block keys. ARGV: max_wait_us, n, then
 /// (interval_us, tolerance_us, cost) per bucket. Returns {booked, wait_us}.

@@ -5,6 +5,9 @@
 //! the full canonical request, so a hit can never return another request's
 //! answer.
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
