@@ -101,12 +101,8 @@ enum Store {
     Redis(redis::RedisBook),
 }
 
-/// The shared store a budget can live in (none in a build without Redis).
-#[cfg(feature = "redis")]
+/// The shared store a budget can live in.
 pub type SharedStore = crate::store::redis::RedisStore;
-/// The shared store a budget can live in (none in a build without Redis).
-#[cfg(not(feature = "redis"))]
-pub type SharedStore = std::convert::Infallible;
 
 #[derive(Debug)]
 struct Inner {

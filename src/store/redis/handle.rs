@@ -6,13 +6,28 @@ use std::time::{Duration, Instant};
 
 use ::redis::{Client, Connection, FromRedisValue, RedisError, Script, ToRedisArgs};
 
-use super::{scrub, OnError, RedisConfig, StoreError};
+use super::{scrub, OnError, RedisConfig, StoreError, MAX_IDLE, RETRY_AFTER_DOWN};
 use crate::error::Error;
 
-/// Idle connections kept for reuse.
-pub const MAX_IDLE: usize = 16;
-/// How long after failing to reach Redis calls skip it without trying.
-pub const RETRY_AFTER_DOWN: Duration = Duration::from_millis(500);
+/// With the feature the option is taken as it is.
+pub(super) fn supported(_key: &str) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Whether the redis crate can connect to `url`; the message names no password.
+pub(super) fn parses(url: &str) -> Result<(), String> {
+    use ::redis::IntoConnectionInfo;
+    url.into_connection_info()
+        .map(|_| ())
+        .map_err(|e| scrub(&e.to_string(), url))
+}
+
+impl RedisConfig {
+    /// The URL itself, only for connecting.
+    fn expose_url(&self) -> &str {
+        &self.url
+    }
+}
 
 /// A shared, thread-safe handle to one Redis (see the module doc).
 #[derive(Clone)]
@@ -210,7 +225,7 @@ impl RedisStore {
 
     fn checkin(&self, conn: Connection) {
         let mut idle = lock(&self.inner.idle);
-        if idle.len() < super::handle::MAX_IDLE {
+        if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
     }
@@ -258,4 +273,63 @@ fn connection_lost(e: &RedisError) -> bool {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded data stays consistent even if a holder panicked.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn parses_with_defaults_and_hides_the_password() {
+        let c =
+            RedisConfig::parse("redis", &json!({"url": "redis://:hunter2@127.0.0.1:1/0"})).unwrap();
+        assert_eq!(c.prefix, "llmpool:");
+        assert_eq!(c.timeout, Duration::from_millis(500));
+        assert_eq!(c.on_error, OnError::Closed);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = RedisConfig::parse(
+            "redis",
+            &json!({"url": "rediss://h:6380", "prefix": "app1:", "timeout_ms": 50, "on_error": "open"}),
+        )
+        .unwrap();
+        assert_eq!((c.prefix.as_str(), c.on_error), ("app1:", OnError::Open));
+        let store = RedisStore::new(&c).unwrap();
+        assert_eq!(store.key("rl:x"), "app1:rl:x");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_never_the_password() {
+        let err = |v: Value| RedisConfig::parse("redis", &v).unwrap_err().message;
+        assert!(err(json!("redis://h")).contains("\"redis\""));
+        assert!(err(json!({})).contains("redis.url"));
+        assert!(err(json!({"url": 5})).contains("redis.url"));
+        assert!(err(json!({"url": "redis://h", "prefx": "a"})).contains("redis.prefx"));
+        assert!(err(json!({"url": "redis://h", "timeout_ms": 0})).contains("redis.timeout_ms"));
+        assert!(err(json!({"url": "redis://h", "on_error": "maybe"})).contains("redis.on_error"));
+        let m = err(json!({"url": "http://:topsecret@h"}));
+        assert!(m.contains("redis.url") && !m.contains("topsecret"), "{m}");
+        let m = err(json!({"url": "redis://:topsecret@"}));
+        assert!(m.contains("redis.url") && !m.contains("topsecret"), "{m}");
+    }
+
+    #[test]
+    fn an_unreachable_redis_fails_fast_and_names_no_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("redis://:topsecret@127.0.0.1:{port}/0");
+        let c = RedisConfig::parse("redis", &json!({"url": url, "timeout_ms": 200})).unwrap();
+        let s = RedisStore::new(&c).unwrap();
+        let e = s.ping().unwrap_err();
+        assert!(e.unreachable());
+        assert!(!e.message.contains("topsecret"), "{e}");
+        assert!(e.message.contains(":***@127.0.0.1"), "{e}");
+        // Within RETRY_AFTER_DOWN the handle answers without connecting.
+        let e2 = s.ping().unwrap_err();
+        assert!(e2.message.contains("retrying shortly"), "{e2}");
+        assert!(!format!("{s:?} {s}").contains("topsecret"));
+    }
 }

@@ -89,11 +89,7 @@ impl RedisConfig {
     /// members and wrong types are errors naming `key.member`. Built without
     /// the `redis` feature, any value is refused with an error saying so.
     pub fn parse(key: &str, v: &Value) -> Result<RedisConfig, Error> {
-        if !cfg!(feature = "redis") {
-            return Err(Error::invalid(format!(
-                "option \"{key}\": this build of llmpool lacks Redis support (it was built without the `redis` cargo feature)"
-            )));
-        }
+        handle::supported(key)?;
         let obj = v.as_object().ok_or_else(|| {
             Error::invalid(format!(
                 "option \"{key}\": expected an object like {{\"url\": \"redis://127.0.0.1:6379/0\"}}"
@@ -161,12 +157,6 @@ impl RedisConfig {
         redact_url(&self.url)
     }
 
-    /// The URL itself, only for connecting.
-    #[cfg(feature = "redis")]
-    fn expose_url(&self) -> &str {
-        &self.url
-    }
-
     fn check_url(&self, key: &str) -> Result<(), Error> {
         let shown = self.redacted_url();
         let bad = |why: &str| {
@@ -183,15 +173,7 @@ impl RedisConfig {
         if host.is_empty() || host.starts_with('/') {
             return Err(bad("no host"));
         }
-        #[cfg(feature = "redis")]
-        {
-            use ::redis::IntoConnectionInfo;
-            if let Err(e) = self.url.as_str().into_connection_info() {
-                let msg = scrub(&e.to_string(), &self.url);
-                return Err(bad(&format!("cannot be parsed: {msg}")));
-            }
-        }
-        Ok(())
+        handle::parses(&self.url).map_err(|msg| bad(&format!("cannot be parsed: {msg}")))
     }
 }
 
@@ -282,16 +264,62 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-#[cfg(feature = "redis")]
-pub use handle::{RedisStore, MAX_IDLE, RETRY_AFTER_DOWN};
+/// Idle connections kept for reuse.
+pub const MAX_IDLE: usize = 16;
+/// How long after failing to reach Redis calls skip it without trying.
+pub const RETRY_AFTER_DOWN: Duration = Duration::from_millis(500);
+
+pub use handle::RedisStore;
 
 #[cfg(feature = "redis")]
 mod handle;
+/// Built without the `redis` feature no handle can exist (the option is
+/// refused when parsed), so an `Option<RedisStore>` is always `None` and the
+/// code that takes one needs no `cfg` of its own.
+#[cfg(not(feature = "redis"))]
+mod handle {
+    use super::RedisConfig;
+    use crate::error::Error;
+
+    #[derive(Debug, Clone)]
+    pub enum RedisStore {}
+
+    impl RedisStore {
+        pub fn new(_: &RedisConfig) -> Result<RedisStore, Error> {
+            Err(unsupported("redis"))
+        }
+    }
+
+    pub(super) fn supported(key: &str) -> Result<(), Error> {
+        Err(unsupported(key))
+    }
+
+    fn unsupported(key: &str) -> Error {
+        Error::invalid(format!(
+            "option \"{key}\": this build of llmpool lacks Redis support (it was built without the `redis` cargo feature)"
+        ))
+    }
+
+    pub(super) fn parses(_url: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::RedisConfig;
+        use serde_json::json;
+
+        #[test]
+        fn without_the_feature_the_option_says_so() {
+            let e = RedisConfig::parse("redis", &json!({"url": "redis://h"})).unwrap_err();
+            assert!(e.message.contains("lacks Redis support"), "{}", e.message);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn passwords_are_redacted() {
@@ -309,68 +337,5 @@ mod tests {
             scrub("bad p@ss and p%40ss", "redis://u:p%40ss@h"),
             "bad *** and ***"
         );
-    }
-
-    #[cfg(feature = "redis")]
-    #[test]
-    fn parses_with_defaults_and_hides_the_password() {
-        let c =
-            RedisConfig::parse("redis", &json!({"url": "redis://:hunter2@127.0.0.1:1/0"})).unwrap();
-        assert_eq!(c.prefix, "llmpool:");
-        assert_eq!(c.timeout, Duration::from_millis(500));
-        assert_eq!(c.on_error, OnError::Closed);
-        assert!(!format!("{c:?}").contains("hunter2"));
-        let c = RedisConfig::parse(
-            "redis",
-            &json!({"url": "rediss://h:6380", "prefix": "app1:", "timeout_ms": 50, "on_error": "open"}),
-        )
-        .unwrap();
-        assert_eq!((c.prefix.as_str(), c.on_error), ("app1:", OnError::Open));
-        let store = RedisStore::new(&c).unwrap();
-        assert_eq!(store.key("rl:x"), "app1:rl:x");
-    }
-
-    #[cfg(feature = "redis")]
-    #[test]
-    fn bad_values_name_the_key_and_never_the_password() {
-        let err = |v: Value| RedisConfig::parse("redis", &v).unwrap_err().message;
-        assert!(err(json!("redis://h")).contains("\"redis\""));
-        assert!(err(json!({})).contains("redis.url"));
-        assert!(err(json!({"url": 5})).contains("redis.url"));
-        assert!(err(json!({"url": "redis://h", "prefx": "a"})).contains("redis.prefx"));
-        assert!(err(json!({"url": "redis://h", "timeout_ms": 0})).contains("redis.timeout_ms"));
-        assert!(err(json!({"url": "redis://h", "on_error": "maybe"})).contains("redis.on_error"));
-        let m = err(json!({"url": "http://:topsecret@h"}));
-        assert!(m.contains("redis.url") && !m.contains("topsecret"), "{m}");
-        let m = err(json!({"url": "redis://:topsecret@"}));
-        assert!(m.contains("redis.url") && !m.contains("topsecret"), "{m}");
-    }
-
-    #[cfg(feature = "redis")]
-    #[test]
-    fn an_unreachable_redis_fails_fast_and_names_no_password() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("redis://:topsecret@127.0.0.1:{port}/0");
-        let c = RedisConfig::parse("redis", &json!({"url": url, "timeout_ms": 200})).unwrap();
-        let s = RedisStore::new(&c).unwrap();
-        let e = s.ping().unwrap_err();
-        assert!(e.unreachable());
-        assert!(!e.message.contains("topsecret"), "{e}");
-        assert!(e.message.contains(":***@127.0.0.1"), "{e}");
-        // Within RETRY_AFTER_DOWN the handle answers without connecting.
-        let e2 = s.ping().unwrap_err();
-        assert!(e2.message.contains("retrying shortly"), "{e2}");
-        assert!(!format!("{s:?} {s}").contains("topsecret"));
-    }
-
-    #[cfg(not(feature = "redis"))]
-    #[test]
-    fn without_the_feature_the_option_says_so() {
-        let e = RedisConfig::parse("redis", &json!({"url": "redis://h"})).unwrap_err();
-        assert!(e.message.contains("lacks Redis support"), "{}", e.message);
     }
 }
