@@ -1,4 +1,5 @@
-//! In-memory response cache.
+//! Response cache: this process's LRU ([`ResponseCache`]) and, with
+//! `"shared": true`, a [`SharedCache`] in Redis asked after it (see `redis`).
 //!
 //! Identical deterministic requests (temperature 0) return identical
 //! answers, and paying for them twice is pure waste. The cache is keyed on
