@@ -1,5 +1,5 @@
 //! Response cache: this process's LRU ([`ResponseCache`]) and, with
-//! `"shared": true`, a [`SharedCache`] in Redis asked after it (see `redis`).
+//! `"shared": true`, a `SharedCache` in Redis asked after it (see `redis`).
 //!
 //! Identical deterministic requests (temperature 0) return identical
 //! answers, and paying for them twice is pure waste. The cache is keyed on
