@@ -127,20 +127,13 @@ impl Client {
         };
         let limiter =
             (opts.max_concurrency > 0).then(|| Arc::new(Limiter::new(opts.max_concurrency)));
-        #[cfg(feature = "redis")]
         let redis = opts
             .redis
             .as_ref()
             .map(crate::store::redis::RedisStore::new)
             .transpose()?;
-        #[cfg(not(feature = "redis"))]
-        let redis: Option<crate::cost::budget::SharedStore> = None;
         let spend = Spend::from_options(&opts, redis.as_ref())?;
-        let ratelimit = RateLimiter::new(
-            opts.rate_limits.clone(),
-            #[cfg(feature = "redis")]
-            redis.clone(),
-        );
+        let ratelimit = RateLimiter::new(opts.rate_limits.clone(), redis.as_ref());
         let endpoints = Endpoints::new(
             &opts.base_url,
             &opts.endpoints,

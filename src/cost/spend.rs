@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::cost::budget::SharedStore;
+use crate::cost::cache::SharedCache;
 use crate::cost::{
     take_cache_directive, Budget, CacheKey, CachedEntry, PriceTable, Reservation, ResponseCache,
     Router, Usage,
@@ -18,6 +18,7 @@ use crate::options::Options;
 use crate::request::estimate::estimate_prompt_tokens;
 use crate::request::RequestFacts;
 use crate::response::{Cost, Info, Route};
+use crate::store::redis::RedisStore;
 
 /// Output tokens assumed for the budget check when a request sets no
 /// `max_tokens`: a worst case for most chat answers.
@@ -40,8 +41,7 @@ pub struct Spend {
     cache: Option<ResponseCache>,
     router: Option<Router>,
     /// `cache.shared`: the Redis side of the cache.
-    #[cfg(feature = "redis")]
-    shared_cache: Option<crate::store::cache::SharedCache>,
+    shared_cache: Option<Box<dyn SharedCache>>,
     per_model: Mutex<BTreeMap<String, ModelTotals>>,
 }
 
@@ -94,7 +94,7 @@ pub struct Hit {
 impl Spend {
     /// Validates the cost options; errors name the option.
     /// `redis`, when set, holds the budget (see [`Budget::shared`]).
-    pub fn from_options(o: &Options, redis: Option<&SharedStore>) -> Result<Spend, Error> {
+    pub fn from_options(o: &Options, redis: Option<&RedisStore>) -> Result<Spend, Error> {
         let mut prices = PriceTable::with_defaults();
         if let Some(p) = &o.prices {
             prices
@@ -119,14 +119,7 @@ impl Spend {
                 "option \"cache.shared\": needs the \"redis\" option (where the shared entries live)",
             ));
         }
-        #[cfg(feature = "redis")]
-        let shared_cache = shared.zip(redis).map(|(c, store)| {
-            crate::store::cache::SharedCache::new(
-                store.clone(),
-                c.ttl().as_millis() as u64,
-                c.max_entry_bytes(),
-            )
-        });
+        let shared_cache = shared.zip(redis).map(|(c, store)| c.shared_in(store));
         let router = o
             .routing
             .as_ref()
@@ -138,7 +131,6 @@ impl Spend {
             budget,
             cache,
             router,
-            #[cfg(feature = "redis")]
             shared_cache,
             per_model: Mutex::new(BTreeMap::new()),
         })
@@ -146,18 +138,13 @@ impl Spend {
 
     /// The Redis side of the cache: a hit there, or `None` (miss, or Redis
     /// unreachable: the local cache already answered what it could).
-    fn shared_get(&self, _key: &CacheKey) -> Option<CachedEntry> {
-        #[cfg(feature = "redis")]
-        if let Some(s) = &self.shared_cache {
-            return s.lookup(_key);
-        }
-        None
+    fn shared_get(&self, key: &CacheKey) -> Option<CachedEntry> {
+        self.shared_cache.as_ref()?.lookup(key)
     }
 
-    fn shared_put(&self, _key: &CacheKey, _entry: &CachedEntry) {
-        #[cfg(feature = "redis")]
+    fn shared_put(&self, key: &CacheKey, entry: &CachedEntry) {
         if let Some(s) = &self.shared_cache {
-            s.store(_key, _entry);
+            s.store(key, entry);
         }
     }
 
@@ -349,9 +336,7 @@ impl Spend {
             .collect();
         let cache = self.cache.as_ref().map(|c| {
             let (hits, misses, entries, bytes) = c.stats();
-            #[allow(unused_mut)]
             let mut j = json!({"hits": hits, "misses": misses, "entries": entries, "bytes": bytes});
-            #[cfg(feature = "redis")]
             if let Some(s) = &self.shared_cache {
                 j["shared"] = s.to_json();
             }

@@ -35,8 +35,6 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    // Only the Redis store asks (before a round trip).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         !self.has_spend() && self.released.is_empty()
     }
@@ -53,6 +51,10 @@ impl Pending {
 
     /// Adds the kept spend to `book` and drops the released holds from it.
     pub fn apply_to(&self, book: &mut Book) {
+        // Nearly always nothing is pending: skip the walk.
+        if self.is_empty() {
+            return;
+        }
         book.absorb_spend(&self.spend);
         for id in &self.released {
             book.holds.remove(id);

@@ -16,9 +16,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
 
-use super::book::{Book, Pending};
+use super::book::{Book, Hold, Pending};
+use super::limits::Limits;
 use super::period::Period;
+use super::{unix_ms, BookStore, BudgetError, Spent};
 
 /// This process's side of the ledger: what is not written yet, and what was last seen.
 #[derive(Debug, Default)]
@@ -220,4 +223,54 @@ impl Ledger {
 
 fn lock(m: &Mutex<Local>) -> MutexGuard<'_, Local> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl BookStore for Ledger {
+    fn reserve(
+        &self,
+        period_key: &str,
+        now_ms: u64,
+        id: &str,
+        hold: Hold,
+        limits: &Limits<'_>,
+    ) -> Result<(), BudgetError> {
+        self.update(Some(period_key), now_ms, false, |b| {
+            limits.place(b, period_key, id, hold)
+        })
+        .map_err(|e| {
+            limits.unusable(
+                format!("{e}: the budget cannot be checked, so the call was not sent"),
+                "budget ledger",
+            )
+        })?
+    }
+
+    fn commit(&self, period_key: &str, now_ms: u64, spent: &Spent<'_>) -> Result<(), String> {
+        self.update(Some(period_key), now_ms, true, |b| {
+            spent.apply(b, period_key)
+        })
+        .inspect_err(|_| self.defer_spend(spent.model_key, spent.usd, spent.id))
+    }
+
+    fn release(&self, id: &str, now: SystemTime) {
+        // No roll: a release spends nothing, in whatever period.
+        let removed = self.update(None, unix_ms(now), false, |b| {
+            b.holds.remove(id);
+        });
+        if removed.is_err() {
+            self.defer_release(id);
+        }
+    }
+
+    fn snapshot(&self, period_key: &str, now_ms: u64) -> (Book, Option<String>) {
+        Ledger::snapshot(self, period_key, now_ms)
+    }
+
+    fn describe(&self) -> String {
+        "ledger_file".to_string()
+    }
+
+    fn ledger_file(&self) -> Option<String> {
+        Some(self.path().display().to_string())
+    }
 }

@@ -10,22 +10,38 @@
 
 mod book;
 mod ledger;
+mod limits;
+mod memory;
 mod owner;
 mod period;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(not(feature = "redis"))]
+mod redis {
+    //! Never called: without the feature no `RedisStore` exists.
+    use super::{BookStore, Period};
+    use crate::store::redis::RedisStore;
+
+    pub(super) fn book(store: &RedisStore, _: Period) -> Box<dyn BookStore> {
+        match *store {}
+    }
+}
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use book::{Book, Hold};
 use ledger::Ledger;
+use limits::Limits;
+use memory::MemoryBook;
 pub use period::{civil_from_days, days_from_civil, Period};
+
+use crate::store::redis::RedisStore;
 
 /// How long a hold counts when its process cannot be seen to end: the
 /// client sets it from its timeouts and retries (see
@@ -93,27 +109,70 @@ impl Drop for Reservation {
     }
 }
 
-#[derive(Debug)]
-enum Store {
-    Memory(Mutex<Book>),
-    File(Ledger),
-    #[cfg(feature = "redis")]
-    Redis(redis::RedisBook),
+/// Where a budget's book is kept: this process's memory, a ledger file
+/// shared by the processes of one machine, or Redis. Each store checks a
+/// reservation against the book as it holds it, so holds of every process
+/// sharing it count.
+trait BookStore: Send + Sync + fmt::Debug {
+    /// Places `hold` as `id` when `limits` allow it; refuses, naming the
+    /// budget, when they do not or the store cannot be used.
+    fn reserve(
+        &self,
+        period_key: &str,
+        now_ms: u64,
+        id: &str,
+        hold: Hold,
+        limits: &Limits<'_>,
+    ) -> Result<(), BudgetError>;
+
+    /// Spends and frees the hold in one step. The spend is never lost: a
+    /// store that cannot be written keeps it for later, and the `Err` only
+    /// reports that.
+    fn commit(&self, period_key: &str, now_ms: u64, spent: &Spent<'_>) -> Result<(), String>;
+
+    /// Frees hold `id` without spending (kept for later when the store
+    /// cannot be written; the hold expires anyway).
+    fn release(&self, id: &str, now: SystemTime);
+
+    /// The book as the store holds it, and why it could not be read.
+    fn snapshot(&self, period_key: &str, now_ms: u64) -> (Book, Option<String>);
+
+    /// The metrics' `store`: `"memory"`, `"ledger_file"` or the Redis used.
+    fn describe(&self) -> String;
+
+    /// The metrics' `ledger_file`.
+    fn ledger_file(&self) -> Option<String> {
+        None
+    }
 }
 
-/// The shared store a budget can live in (none in a build without Redis).
-#[cfg(feature = "redis")]
-pub type SharedStore = crate::store::redis::RedisStore;
-/// The shared store a budget can live in (none in a build without Redis).
-#[cfg(not(feature = "redis"))]
-pub type SharedStore = std::convert::Infallible;
+/// The real cost of a finished call and the hold it frees.
+struct Spent<'a> {
+    id: &'a str,
+    /// False for a reservation of another budget, already freed there.
+    held_here: bool,
+    model_key: &'a str,
+    usd: f64,
+}
+
+impl Spent<'_> {
+    /// Frees the hold and spends in one step: freeing first and spending
+    /// later would let another caller reserve the freed money in between.
+    fn apply(&self, book: &mut Book, period_key: &str) {
+        if self.held_here {
+            book.holds.remove(self.id);
+        }
+        book.roll(period_key);
+        book.spend(self.model_key, self.usd);
+    }
+}
 
 #[derive(Debug)]
 struct Inner {
     limit_usd: Option<f64>,
     period: Period,
     per_model: BTreeMap<String, f64>,
-    store: Store,
+    store: Box<dyn BookStore>,
     hold_ttl: Duration,
     next_hold: AtomicU64,
 }
@@ -160,7 +219,7 @@ impl Budget {
     pub fn shared(
         v: &Value,
         hold_ttl: Duration,
-        redis: Option<&SharedStore>,
+        redis: Option<&RedisStore>,
     ) -> Result<Budget, String> {
         let obj = v
             .as_object()
@@ -208,17 +267,15 @@ impl Budget {
         if limit_usd.is_none() && per_model.is_empty() {
             return Err("budget.limit_usd: required (or give budget.per_model limits)".into());
         }
-        let store = match (ledger, redis) {
-            #[cfg(feature = "redis")]
-            (None, Some(r)) => Store::Redis(redis::RedisBook::new(r.clone(), period)),
-            #[cfg(feature = "redis")]
+        let store: Box<dyn BookStore> = match (ledger, redis) {
+            (None, Some(r)) => redis::book(r, period),
             (Some(_), Some(_)) => {
                 return Err(
                     "budget.ledger_file: not used with the \"redis\" option, which then holds the budget for every process and machine; remove one of them".into(),
                 )
             }
-            (Some(path), _) => Store::File(Ledger::open(path, period, create)?),
-            (None, _) => Store::Memory(Mutex::new(Book::default())),
+            (Some(path), _) => Box::new(Ledger::open(path, period, create)?),
+            (None, _) => Box::new(MemoryBook::default()),
         };
         Ok(Budget {
             inner: Arc::new(Inner {
@@ -265,43 +322,9 @@ impl Budget {
             owner: owner::this_owner(),
         };
         let key = inner.period.key(now);
-        let place = |book: &mut Book, hold: Hold| -> Result<(), BudgetError> {
-            book.roll(&key);
-            inner.check(book, &model_key, amount)?;
-            book.holds.insert(id.clone(), hold);
-            Ok(())
-        };
-        let unusable = |message: String, budget: &str| BudgetError {
-            message,
-            budget: budget.into(),
-            remaining_usd: 0.0,
-            limit_usd: inner.limit_usd.unwrap_or(0.0),
-        };
-        match &inner.store {
-            Store::Memory(m) => place(&mut lock(m), hold)?,
-            Store::File(l) => l
-                .update(Some(&key), now_ms, false, |b| place(b, hold))
-                .map_err(|e| {
-                    unusable(
-                        format!("{e}: the budget cannot be checked, so the call was not sent"),
-                        "budget ledger",
-                    )
-                })??,
-            #[cfg(feature = "redis")]
-            Store::Redis(r) => {
-                let limits = redis::Limits {
-                    total: inner.limit_usd,
-                    model: inner.per_model.get(&model_key).copied(),
-                    model_key: &model_key,
-                };
-                let refused = r
-                    .reserve(&key, now_ms, &id, hold, &limits)
-                    .map_err(|e| unusable(e, "budget store"))?;
-                if let Err(why) = refused {
-                    return Err(inner.refusal(&model_key, amount, why));
-                }
-            }
-        }
+        inner
+            .store
+            .reserve(&key, now_ms, &id, hold, &inner.limits(&model_key))?;
         Ok(Reservation {
             budget: Arc::downgrade(inner),
             id,
@@ -335,32 +358,17 @@ impl Budget {
             // bill the spend here.
             r.settle();
         }
-        // Release and spend in one step: releasing first and spending later
-        // would let another caller reserve the freed money in between.
-        let hold = if r.settled { None } else { Some(r.id.clone()) };
+        let held_here = !r.settled;
         r.settled = true;
-        let key = inner.period.key(now);
-        let spend = |book: &mut Book| {
-            if let Some(id) = &hold {
-                book.holds.remove(id);
-            }
-            book.roll(&key);
-            book.spend(&r.model_key, actual);
+        let spent = Spent {
+            id: &r.id,
+            held_here,
+            model_key: &r.model_key,
+            usd: actual,
         };
-        match &inner.store {
-            Store::Memory(m) => {
-                spend(&mut lock(m));
-                Ok(())
-            }
-            Store::File(l) => l
-                .update(Some(&key), unix_ms(now), true, spend)
-                .inspect_err(|_| l.defer_spend(&r.model_key, actual, &r.id)),
-            #[cfg(feature = "redis")]
-            Store::Redis(store) => {
-                let id = hold.as_deref().unwrap_or("");
-                store.settle(&key, id, Some((&r.model_key, actual)))
-            }
-        }
+        inner
+            .store
+            .commit(&inner.period.key(now), unix_ms(now), &spent)
     }
 
     /// Frees a reservation without spending (the call failed before the
@@ -378,28 +386,9 @@ impl Budget {
     pub fn snapshot(&self, now: SystemTime) -> Value {
         let inner = &self.inner;
         let key = inner.period.key(now);
-        let (book, error, file) = match &inner.store {
-            Store::Memory(m) => {
-                let mut b = lock(m);
-                b.roll(&key);
-                (b.clone(), None, None)
-            }
-            Store::File(l) => {
-                let (b, e) = l.snapshot(&key, unix_ms(now));
-                (b, e, Some(l.path().display().to_string()))
-            }
-            #[cfg(feature = "redis")]
-            Store::Redis(r) => {
-                let (b, e) = r.snapshot(&key, unix_ms(now));
-                (b, e, None)
-            }
-        };
-        let store = match &inner.store {
-            Store::Memory(_) => "memory".to_string(),
-            Store::File(_) => "ledger_file".to_string(),
-            #[cfg(feature = "redis")]
-            Store::Redis(r) => r.describe(),
-        };
+        let (book, error) = inner.store.snapshot(&key, unix_ms(now));
+        let store = inner.store.describe();
+        let file = inner.store.ledger_file();
         let mut per_model = Map::new();
         let names: std::collections::BTreeSet<&String> = book
             .per_model
@@ -446,82 +435,18 @@ impl Inner {
         }
     }
 
-    fn check(&self, book: &Book, model_key: &str, amount: f64) -> Result<(), BudgetError> {
-        if let Some(limit) = self.limit_usd {
-            check(
-                self.period.budget_name(),
-                limit,
-                book.spent + book.held(),
-                amount,
-            )?;
+    fn limits<'a>(&self, model_key: &'a str) -> Limits<'a> {
+        Limits {
+            period: self.period,
+            total: self.limit_usd,
+            model: self.per_model.get(model_key).copied(),
+            model_key,
         }
-        if let Some(&limit) = self.per_model.get(model_key) {
-            let used = book.spent_for(model_key) + book.held_for(model_key);
-            check(
-                &format!("per-model budget for {model_key}"),
-                limit,
-                used,
-                amount,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// The error for a reservation Redis refused: the same words as a
-    /// local refusal.
-    #[cfg(feature = "redis")]
-    fn refusal(&self, model_key: &str, amount: f64, why: redis::Refusal) -> BudgetError {
-        let (name, limit, used) = match why {
-            redis::Refusal::Total(used) => (
-                self.period.budget_name().to_string(),
-                self.limit_usd.unwrap_or(0.0),
-                used,
-            ),
-            redis::Refusal::Model(used) => (
-                format!("per-model budget for {model_key}"),
-                self.per_model.get(model_key).copied().unwrap_or(0.0),
-                used,
-            ),
-        };
-        // Redis compared in its own arithmetic; on a knife edge where ours
-        // disagrees, the refusal still stands.
-        check(&name, limit, used, amount)
-            .err()
-            .unwrap_or(BudgetError {
-                message: format!("{name} exhausted: $0.0000 of ${limit:.4} remains"),
-                budget: name,
-                remaining_usd: 0.0,
-                limit_usd: limit,
-            })
     }
 
     fn release(&self, id: &str) {
-        match &self.store {
-            Store::Memory(m) => {
-                lock(m).holds.remove(id);
-            }
-            Store::File(l) => {
-                // No roll: a release spends nothing, in whatever period.
-                let removed = l.update(None, unix_ms(SystemTime::now()), false, |b| {
-                    b.holds.remove(id);
-                });
-                if removed.is_err() {
-                    l.defer_release(id);
-                }
-            }
-            #[cfg(feature = "redis")]
-            Store::Redis(r) => {
-                // Kept for later when Redis is down; the hold expires anyway.
-                let _ = r.settle(&self.period.key(SystemTime::now()), id, None);
-            }
-        }
+        self.store.release(id, SystemTime::now());
     }
-}
-
-fn lock(m: &Mutex<Book>) -> MutexGuard<'_, Book> {
-    // A panic while holding the lock cannot leave the book inconsistent in
-    // a way that matters more than refusing all further accounting would.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A hold id unique across processes and machines sharing a store: this
@@ -550,24 +475,6 @@ fn sanitize(x: f64) -> f64 {
     }
 }
 
-fn check(name: &str, limit: f64, used: f64, amount: f64) -> Result<(), BudgetError> {
-    let remaining = (limit - used).max(0.0);
-    if remaining <= 0.0 || used + amount > limit {
-        let message = if remaining <= 0.0 {
-            format!("{name} exhausted: ${remaining:.4} of ${limit:.4} remains")
-        } else {
-            format!("{name} exceeded: estimated ${amount:.4} but ${remaining:.4} of ${limit:.4} remains")
-        };
-        return Err(BudgetError {
-            message,
-            budget: name.to_string(),
-            remaining_usd: remaining,
-            limit_usd: limit,
-        });
-    }
-    Ok(())
-}
-
 fn usd(v: &Value, at: &str) -> Result<f64, String> {
     match v.as_f64() {
         Some(x) if x.is_finite() && x >= 0.0 => Ok(x),
@@ -580,6 +487,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::path::Path;
+    use std::sync::Mutex;
     use std::time::Duration;
 
     fn at(y: i64, m: u32, d: u32) -> SystemTime {

@@ -28,12 +28,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use ::redis::Script;
 
 use super::book::{Book, Hold, Pending};
+use super::limits::{check, Limits};
 use super::owner::{fate, Fate, Owner};
 use super::period::Period;
+use super::{BookStore, BudgetError, Spent};
 use crate::store::redis::{OnError, RedisStore, StoreError};
 
 const HOLDS: &str = "{budget}:holds";
@@ -113,18 +116,40 @@ return 1
     )
 });
 
-/// The limits a reservation is checked against.
-pub(crate) struct Limits<'a> {
-    pub total: Option<f64>,
-    pub model: Option<f64>,
-    pub model_key: &'a str,
+/// What Redis answered to a reservation.
+enum Answer {
+    Placed,
+    Refused(Refusal),
 }
 
-/// Why Redis refused: which limit and how much of it was used.
+/// Which limit refused, and how much of it was used (spent and held).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Refusal {
+enum Refusal {
     Total(f64),
     Model(f64),
+}
+
+/// The error for a reservation Redis refused: the same words as a local
+/// refusal.
+fn refusal(limits: &Limits<'_>, why: Refusal, amount: f64) -> BudgetError {
+    let (name, limit, used) = match why {
+        Refusal::Total(used) => (
+            limits.period.budget_name().to_string(),
+            limits.total.unwrap_or(0.0),
+            used,
+        ),
+        Refusal::Model(used) => (limits.model_name(), limits.model.unwrap_or(0.0), used),
+    };
+    // Redis compared in its own arithmetic; on a knife edge where ours
+    // disagrees, the refusal still stands.
+    check(&name, limit, used, amount)
+        .err()
+        .unwrap_or(BudgetError {
+            message: format!("{name} exhausted: $0.0000 of ${limit:.4} remains"),
+            budget: name,
+            remaining_usd: 0.0,
+            limit_usd: limit,
+        })
 }
 
 #[derive(Debug, Default)]
@@ -139,29 +164,99 @@ struct Local {
 }
 
 #[derive(Debug)]
-pub(crate) struct RedisBook {
+struct RedisBook {
     store: RedisStore,
     period: Period,
     local: Mutex<Local>,
 }
 
-impl RedisBook {
-    pub fn new(store: RedisStore, period: Period) -> RedisBook {
-        RedisBook {
-            store,
-            period,
-            local: Mutex::new(Local::default()),
-        }
+pub(super) fn book(store: &RedisStore, period: Period) -> Box<dyn BookStore> {
+    Box::new(RedisBook {
+        store: store.clone(),
+        period,
+        local: Mutex::new(Local::default()),
+    })
+}
+
+impl BookStore for RedisBook {
+    /// Places hold `id`, or says which limit refused. Refuses as unusable
+    /// when Redis cannot be used and `on_error` is `"closed"` (the message
+    /// says so and names Redis without its password).
+    fn reserve(
+        &self,
+        period_key: &str,
+        now_ms: u64,
+        id: &str,
+        hold: Hold,
+        limits: &Limits<'_>,
+    ) -> Result<(), BudgetError> {
+        let amount = hold.usd;
+        let mut local = lock(&self.local);
+        let remote = self
+            .flush(period_key, &mut local)
+            .and_then(|()| self.try_reserve(period_key, now_ms, id, &hold, limits, &mut local));
+        let remote = match remote {
+            Ok(Answer::Refused(_)) => {
+                // Holds of this machine's dead processes must not refuse us.
+                match self.drop_gone_holds(period_key) {
+                    Ok(0) | Err(_) => remote,
+                    Ok(_) => self.try_reserve(period_key, now_ms, id, &hold, limits, &mut local),
+                }
+            }
+            other => other,
+        };
+        let why = match remote {
+            Ok(answer) => {
+                local.last_error = None;
+                match answer {
+                    Answer::Placed => return Ok(()),
+                    Answer::Refused(why) => why,
+                }
+            }
+            Err(e) => {
+                local.last_error = Some(e.message.clone());
+                if !e.unreachable() || self.store.on_error() == OnError::Closed {
+                    return Err(limits.unusable(
+                        format!(
+                            "the budget store ({}) is unreachable: {e}; the call was not sent",
+                            self.describe()
+                        ),
+                        "budget store",
+                    ));
+                }
+                match Self::reserve_locally(&mut local, period_key, id, hold, limits) {
+                    Ok(()) => return Ok(()),
+                    Err(why) => why,
+                }
+            }
+        };
+        Err(refusal(limits, why, amount))
     }
 
-    pub fn describe(&self) -> String {
+    fn commit(&self, period_key: &str, _now_ms: u64, spent: &Spent<'_>) -> Result<(), String> {
+        let id = if spent.held_here { spent.id } else { "" };
+        self.settle(period_key, id, Some((spent.model_key, spent.usd)))
+    }
+
+    fn release(&self, id: &str, now: SystemTime) {
+        // Kept for later when Redis is down; the hold expires anyway.
+        let _ = self.settle(&self.period.key(now), id, None);
+    }
+
+    fn snapshot(&self, period_key: &str, now_ms: u64) -> (Book, Option<String>) {
+        RedisBook::snapshot(self, period_key, now_ms)
+    }
+
+    fn describe(&self) -> String {
         format!(
             "redis {} (prefix {})",
             self.store.redacted_url(),
             self.store.prefix()
         )
     }
+}
 
+impl RedisBook {
     fn spend_key(&self, period_key: &str) -> String {
         format!("{{budget}}:spend:{}:{period_key}", self.period.as_str())
     }
@@ -174,51 +269,6 @@ impl RedisBook {
         }
     }
 
-    /// Places hold `id`, or says which limit refused. `Err` only when
-    /// Redis cannot be used and `on_error` is `"closed"` (the message says
-    /// so and names Redis without its password).
-    pub fn reserve(
-        &self,
-        period_key: &str,
-        now_ms: u64,
-        id: &str,
-        hold: Hold,
-        limits: &Limits<'_>,
-    ) -> Result<Result<(), Refusal>, String> {
-        let mut local = lock(&self.local);
-        let remote = self
-            .flush(period_key, &mut local)
-            .and_then(|()| self.try_reserve(period_key, now_ms, id, &hold, limits, &mut local));
-        let remote = match remote {
-            Ok(Err(_)) => {
-                // Holds of this machine's dead processes must not refuse us.
-                match self.drop_gone_holds(period_key) {
-                    Ok(0) | Err(_) => remote,
-                    Ok(_) => self.try_reserve(period_key, now_ms, id, &hold, limits, &mut local),
-                }
-            }
-            other => other,
-        };
-        match remote {
-            Ok(r) => {
-                local.last_error = None;
-                Ok(r)
-            }
-            Err(e) => {
-                local.last_error = Some(e.message.clone());
-                if !e.unreachable() || self.store.on_error() == OnError::Closed {
-                    return Err(format!(
-                        "the budget store ({}) is unreachable: {e}; the call was not sent",
-                        self.describe()
-                    ));
-                }
-                Ok(Self::reserve_locally(
-                    &mut local, period_key, id, hold, limits,
-                ))
-            }
-        }
-    }
-
     fn try_reserve(
         &self,
         period_key: &str,
@@ -227,7 +277,7 @@ impl RedisBook {
         hold: &Hold,
         limits: &Limits<'_>,
         local: &mut Local,
-    ) -> Result<Result<(), Refusal>, StoreError> {
+    ) -> Result<Answer, StoreError> {
         let num = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
         let owner = hold.owner.as_ref().map_or(String::new(), owner_string);
         let (ok, which, used, spent, held): (i64, String, String, String, String) =
@@ -259,9 +309,9 @@ impl RedisBook {
             },
         );
         Ok(match (ok, which.as_str()) {
-            (1, _) => Ok(()),
-            (_, "model") => Err(Refusal::Model(f(&used))),
-            _ => Err(Refusal::Total(f(&used))),
+            (1, _) => Answer::Placed,
+            (_, "model") => Answer::Refused(Refusal::Model(f(&used))),
+            _ => Answer::Refused(Refusal::Total(f(&used))),
         })
     }
 
@@ -298,12 +348,7 @@ impl RedisBook {
 
     /// Drops hold `id` and records `spend` (model, usd); kept for later when
     /// Redis cannot be reached, so nothing spent is lost.
-    pub fn settle(
-        &self,
-        period_key: &str,
-        id: &str,
-        spend: Option<(&str, f64)>,
-    ) -> Result<(), String> {
+    fn settle(&self, period_key: &str, id: &str, spend: Option<(&str, f64)>) -> Result<(), String> {
         let mut local = lock(&self.local);
         let was_local = local.local_holds.remove(id).is_some();
         let release = (!was_local).then_some(id);
@@ -374,7 +419,7 @@ impl RedisBook {
 
     /// The book as Redis holds it now (with what this process keeps), or
     /// the last one seen and why Redis could not be read.
-    pub fn snapshot(&self, period_key: &str, now_ms: u64) -> (Book, Option<String>) {
+    fn snapshot(&self, period_key: &str, now_ms: u64) -> (Book, Option<String>) {
         let mut local = lock(&self.local);
         let read = self.store.with_conn(|c| {
             ::redis::pipe()
@@ -480,6 +525,7 @@ mod tests {
         local.last_seen.roll("k");
         local.last_seen.spend("m", 0.5);
         let limits = Limits {
+            period: Period::Month,
             total: Some(1.0),
             model: None,
             model_key: "m",

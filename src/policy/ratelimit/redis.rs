@@ -5,11 +5,12 @@
 //! {req,tok}:<model>` keys whose TTL is the time left until the reset.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
-use redis::Script;
+use ::redis::Script;
 
-use super::redis::{RedisStore, StoreError};
-use crate::policy::ratelimit::Demand;
+use super::{Booking, Buckets, Demand};
+use crate::store::redis::{RedisStore, StoreError};
 
 /// KEYS: n buckets, then block keys. ARGV: max_wait_us, n, then
 /// (interval_us, tolerance_us, cost) per bucket. Returns {booked, wait_us}.
@@ -83,46 +84,59 @@ fn rl(key: &str) -> String {
     format!("rl:{key}")
 }
 
-/// Books a slot: `Ok(Ok(wait_us))`, or `Ok(Err(needed_us))` when it would
-/// be more than `max_wait_us` away.
-pub fn book(
-    store: &RedisStore,
-    all: &[Demand],
-    blocks: &[String],
-    max_wait_us: f64,
-) -> Result<Result<f64, f64>, StoreError> {
-    let keys: Vec<String> = all
-        .iter()
-        .map(|d| rl(&d.key))
-        .chain(blocks.iter().map(|b| rl(b)))
-        .collect();
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let mut args = vec![format!("{max_wait_us:.0}"), all.len().to_string()];
-    for d in all {
-        args.push(format!("{}", d.interval_us));
-        args.push(format!("{}", d.tolerance_us));
-        args.push(format!("{}", d.cost));
+/// The buckets in Redis, shared by every process with the same prefix.
+#[derive(Debug)]
+struct RedisBuckets {
+    store: RedisStore,
+}
+
+pub(super) fn buckets(store: &RedisStore) -> Box<dyn Buckets<Error = StoreError>> {
+    Box::new(RedisBuckets {
+        store: store.clone(),
+    })
+}
+
+impl Buckets for RedisBuckets {
+    type Error = StoreError;
+
+    fn book(
+        &self,
+        all: &[Demand],
+        blocks: &[String],
+        max_wait_us: f64,
+    ) -> Result<Booking, StoreError> {
+        let keys: Vec<String> = all
+            .iter()
+            .map(|d| rl(&d.key))
+            .chain(blocks.iter().map(|b| rl(b)))
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut args = vec![format!("{max_wait_us:.0}"), all.len().to_string()];
+        for d in all {
+            args.push(format!("{}", d.interval_us));
+            args.push(format!("{}", d.tolerance_us));
+            args.push(format!("{}", d.cost));
+        }
+        let (booked, wait): (i64, i64) = self.store.eval(&BOOK, &keys, args)?;
+        let wait = wait.max(0) as f64;
+        Ok(if booked == 1 {
+            Booking::Booked { wait_us: wait }
+        } else {
+            Booking::TooFar { needed_us: wait }
+        })
     }
-    let (booked, wait): (i64, i64) = store.eval(&BOOK, &keys, args)?;
-    let wait = wait.max(0) as f64;
-    Ok(if booked == 1 { Ok(wait) } else { Err(wait) })
-}
 
-/// Adds `delta_us` to each bucket (token corrections after a call).
-pub fn shift(store: &RedisStore, deltas: &[(String, f64)]) -> Result<(), StoreError> {
-    let keys: Vec<String> = deltas.iter().map(|(k, _)| rl(k)).collect();
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let args: Vec<String> = deltas.iter().map(|(_, d)| format!("{d:.0}")).collect();
-    store.eval::<i64>(&SHIFT, &keys, args).map(|_| ())
-}
+    fn shift(&self, deltas: &[(String, f64)]) -> Result<(), StoreError> {
+        let keys: Vec<String> = deltas.iter().map(|(k, _)| rl(k)).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let args: Vec<String> = deltas.iter().map(|(_, d)| format!("{d:.0}")).collect();
+        self.store.eval::<i64>(&SHIFT, &keys, args).map(|_| ())
+    }
 
-/// Blocks each key for its duration (the gateway said 0 remaining).
-pub fn block(
-    store: &RedisStore,
-    blocks: &[(String, std::time::Duration)],
-) -> Result<(), StoreError> {
-    let keys: Vec<String> = blocks.iter().map(|(k, _)| rl(k)).collect();
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let args: Vec<u128> = blocks.iter().map(|(_, d)| d.as_millis().max(1)).collect();
-    store.eval::<i64>(&BLOCK, &keys, args).map(|_| ())
+    fn block(&self, blocks: &[(String, Duration)]) -> Result<(), StoreError> {
+        let keys: Vec<String> = blocks.iter().map(|(k, _)| rl(k)).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let args: Vec<u128> = blocks.iter().map(|(_, d)| d.as_millis().max(1)).collect();
+        self.store.eval::<i64>(&BLOCK, &keys, args).map(|_| ())
+    }
 }

@@ -1,14 +1,31 @@
-//! In-memory response cache.
+//! Response cache: this process's LRU ([`ResponseCache`]) and, with
+//! `"shared": true`, a `SharedCache` in Redis asked after it (see `redis`).
 //!
 //! Identical deterministic requests (temperature 0) return identical
 //! answers, and paying for them twice is pure waste. The cache is keyed on
 //! the full canonical request, so a hit can never return another request's
 //! answer.
 
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(not(feature = "redis"))]
+mod redis {
+    //! Never called: without the feature no `RedisStore` exists.
+    use super::SharedCache;
+    use crate::store::redis::RedisStore;
+
+    pub(super) fn shared(store: &RedisStore, _: u64, _: u64) -> Box<dyn SharedCache> {
+        match *store {}
+    }
+}
+
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::store::redis::RedisStore;
 
 /// Top-level request field with the per-call cache directive.
 ///
@@ -96,6 +113,20 @@ impl Inner {
         self.next_tick += 1;
         self.next_tick
     }
+}
+
+/// The cache every process with the same store sees, asked after this
+/// process's own [`ResponseCache`] and filled beside it. It never fails a
+/// call: a store that cannot be reached is a miss.
+pub(crate) trait SharedCache: Send + Sync + fmt::Debug {
+    /// A stored answer for `key`, or `None` (a miss, or the store is down).
+    fn lookup(&self, key: &CacheKey) -> Option<CachedEntry>;
+
+    /// Keeps `entry` for the cache's TTL when it fits.
+    fn store(&self, key: &CacheKey, entry: &CachedEntry);
+
+    /// The `cache.shared` section of the metrics.
+    fn to_json(&self) -> Value;
 }
 
 /// Thread-safe LRU cache with TTL and entry/byte limits.
@@ -189,6 +220,11 @@ impl ResponseCache {
     /// How long an entry lives.
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// The shared side of this cache (`shared`), kept in `store`.
+    pub(crate) fn shared_in(&self, store: &RedisStore) -> Box<dyn SharedCache> {
+        redis::shared(store, self.ttl.as_millis() as u64, self.max_entry_bytes)
     }
 
     /// Builds the key for a request.

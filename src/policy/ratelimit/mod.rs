@@ -20,99 +20,34 @@
 //! prefix, and the clock is Redis's; when Redis cannot be reached each
 //! process falls back to its own local buckets.
 
-use std::collections::{BTreeMap, HashMap};
+mod config;
+mod gateway;
+mod local;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(not(feature = "redis"))]
+mod redis {
+    //! Never called: without the feature no `RedisStore` exists.
+    use super::Buckets;
+    use crate::store::redis::{RedisStore, StoreError};
+
+    pub(super) fn buckets(store: &RedisStore) -> Box<dyn Buckets<Error = StoreError>> {
+        match *store {}
+    }
+}
+
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::error::Error;
-#[cfg(feature = "redis")]
-use crate::store::redis::RedisStore;
+pub use config::{Limits, RateLimitConfig};
+use gateway::header;
+pub use gateway::parse_reset;
+use local::LocalBuckets;
 
-/// Requests and tokens per minute; `None` is unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-}
-
-/// The parsed `"rate_limits"` option.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitConfig {
-    pub global: Limits,
-    pub per_model: BTreeMap<String, Limits>,
-    /// Honour the gateway's `x-ratelimit-remaining-*`/`-reset-*` headers.
-    pub adaptive: bool,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> RateLimitConfig {
-        RateLimitConfig {
-            global: Limits::default(),
-            per_model: BTreeMap::new(),
-            adaptive: true,
-        }
-    }
-}
-
-impl RateLimitConfig {
-    /// Parses the option `key`; errors name the offending member.
-    pub fn parse(key: &str, v: &Value) -> Result<RateLimitConfig, Error> {
-        let obj = v.as_object().ok_or_else(|| {
-            Error::invalid(format!(
-                "option \"{key}\": expected an object like {{\"rpm\": 600, \"tpm\": 100000}}"
-            ))
-        })?;
-        let mut cfg = RateLimitConfig::default();
-        for (k, v) in obj {
-            let path = format!("{key}.{k}");
-            match k.as_str() {
-                "rpm" => cfg.global.rpm = Some(per_minute(&path, v)?),
-                "tpm" => cfg.global.tpm = Some(per_minute(&path, v)?),
-                "adaptive" => {
-                    cfg.adaptive = v.as_bool().ok_or_else(|| {
-                        Error::invalid(format!("option \"{path}\": expected true or false"))
-                    })?
-                }
-                "per_model" => {
-                    let models = v.as_object().ok_or_else(|| {
-                        Error::invalid(format!(
-                            "option \"{path}\": expected an object of model names to {{\"rpm\", \"tpm\"}}"
-                        ))
-                    })?;
-                    for (model, lv) in models {
-                        let mpath = format!("{path}.{model}");
-                        let lobj = lv.as_object().ok_or_else(|| {
-                            Error::invalid(format!(
-                                "option \"{mpath}\": expected an object like {{\"rpm\": 60}}"
-                            ))
-                        })?;
-                        let mut l = Limits::default();
-                        for (lk, x) in lobj {
-                            let p = format!("{mpath}.{lk}");
-                            match lk.as_str() {
-                                "rpm" => l.rpm = Some(per_minute(&p, x)?),
-                                "tpm" => l.tpm = Some(per_minute(&p, x)?),
-                                _ => return Err(Error::invalid(format!("unknown option \"{p}\""))),
-                            }
-                        }
-                        cfg.per_model.insert(model.clone(), l);
-                    }
-                }
-                _ => return Err(Error::invalid(format!("unknown option \"{path}\""))),
-            }
-        }
-        Ok(cfg)
-    }
-}
-
-fn per_minute(path: &str, v: &Value) -> Result<u64, Error> {
-    v.as_u64()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| Error::invalid(format!("option \"{path}\": expected a positive integer")))
-}
+use crate::store::redis::{RedisStore, StoreError};
 
 /// One bucket a call must fit: its key (below `rl:`), microseconds per
 /// unit, tolerance in microseconds, and the units this call costs.
@@ -160,13 +95,35 @@ pub struct Refusal {
     pub why: String,
 }
 
-/// The buckets and blocks of one process, on a monotonic clock.
-#[derive(Debug, Default)]
-struct Local {
-    /// Theoretical arrival time per bucket, in µs since `epoch`.
-    tat: HashMap<String, f64>,
-    /// The gateway said "0 remaining" for this key until this time (µs).
-    blocked_until: HashMap<String, f64>,
+/// What a bucket store answered to a booking.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Booking {
+    /// Booked: send after waiting this many µs.
+    Booked { wait_us: f64 },
+    /// Not booked: the earliest slot is this many µs away, more than the
+    /// caller may wait.
+    TooFar { needed_us: f64 },
+}
+
+/// Where buckets and the gateway's blocks are kept: in this process
+/// ([`LocalBuckets`], which cannot fail) or in Redis.
+trait Buckets: Send + Sync + fmt::Debug {
+    type Error;
+
+    /// Books the earliest slot that fits every demand and block, unless it
+    /// is more than `max_wait_us` away.
+    fn book(
+        &self,
+        all: &[Demand],
+        blocks: &[String],
+        max_wait_us: f64,
+    ) -> Result<Booking, Self::Error>;
+
+    /// Adds each delta (µs) to its bucket: token corrections after a call.
+    fn shift(&self, deltas: &[(String, f64)]) -> Result<(), Self::Error>;
+
+    /// Blocks each key for its duration (the gateway said 0 remaining).
+    fn block(&self, blocks: &[(String, Duration)]) -> Result<(), Self::Error>;
 }
 
 /// Every rate limit of one client (see the module doc).
@@ -174,10 +131,10 @@ struct Local {
 pub struct RateLimiter {
     config: Option<RateLimitConfig>,
     adaptive: bool,
-    epoch: Instant,
-    local: Mutex<Local>,
-    #[cfg(feature = "redis")]
-    redis: Option<RedisStore>,
+    /// Always kept: the fallback when the shared buckets cannot be reached.
+    local: LocalBuckets,
+    /// Redis, when the client has a `"redis"` option.
+    shared: Option<Box<dyn Buckets<Error = StoreError>>>,
     /// Bookings that fell back to local buckets because Redis failed.
     pub fallbacks: AtomicU64,
     /// Calls that had to wait, and calls refused.
@@ -192,24 +149,19 @@ fn block_keys(model: &str) -> [String; 2] {
 
 impl RateLimiter {
     /// `config` is the `rate_limits` option (none: only the gateway's
-    /// headers are honoured, unless `adaptive` is off there).
-    pub fn new(
-        config: Option<RateLimitConfig>,
-        #[cfg(feature = "redis")] redis: Option<RedisStore>,
-    ) -> RateLimiter {
+    /// headers are honoured, unless `adaptive` is off there); with `redis`
+    /// the buckets are shared through it.
+    pub fn new(config: Option<RateLimitConfig>, redis: Option<&RedisStore>) -> RateLimiter {
         RateLimiter {
             adaptive: config.as_ref().is_none_or(|c| c.adaptive),
             config,
-            epoch: Instant::now(),
-            local: Mutex::new(Local::default()),
-            #[cfg(feature = "redis")]
-            redis,
+            local: LocalBuckets::new(),
+            shared: redis.map(redis::buckets),
             fallbacks: AtomicU64::new(0),
             waited: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
     }
-
     /// Whether this limiter can ever make a call wait.
     pub fn active(&self) -> bool {
         self.adaptive || self.config.is_some()
@@ -264,7 +216,7 @@ impl RateLimiter {
         let max_wait_us = max_wait.as_micros().min(u64::MAX as u128) as f64;
         let (booked, backend) = self.book(&all, &blocks, max_wait_us);
         match booked {
-            Ok(wait_us) => {
+            Booking::Booked { wait_us } => {
                 if wait_us > 0.0 {
                     self.waited.fetch_add(1, Ordering::Relaxed);
                 }
@@ -274,7 +226,7 @@ impl RateLimiter {
                     token_demands,
                 })
             }
-            Err(needed_us) => {
+            Booking::TooFar { needed_us } => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 let needed = Duration::from_micros(needed_us.max(0.0) as u64);
                 Err(Refusal {
@@ -304,51 +256,17 @@ impl RateLimiter {
     }
 
     /// Books in Redis when configured and reachable, else locally.
-    fn book(
-        &self,
-        all: &[Demand],
-        blocks: &[String],
-        max_wait_us: f64,
-    ) -> (Result<f64, f64>, Backend) {
-        #[cfg(feature = "redis")]
-        if let Some(store) = &self.redis {
-            match crate::store::ratelimit::book(store, all, blocks, max_wait_us) {
-                Ok(r) => return (r, Backend::Redis),
+    fn book(&self, all: &[Demand], blocks: &[String], max_wait_us: f64) -> (Booking, Backend) {
+        if let Some(shared) = &self.shared {
+            match shared.book(all, blocks, max_wait_us) {
+                Ok(b) => return (b, Backend::Redis),
                 Err(_) => {
                     self.fallbacks.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        (self.book_local(all, blocks, max_wait_us), Backend::Local)
-    }
-
-    fn now_us(&self) -> f64 {
-        self.epoch.elapsed().as_micros() as f64
-    }
-
-    fn book_local(&self, all: &[Demand], blocks: &[String], max_wait_us: f64) -> Result<f64, f64> {
-        let now = self.now_us();
-        let mut st = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wait: f64 = 0.0;
-        for b in blocks {
-            if let Some(until) = st.blocked_until.get(b) {
-                wait = wait.max(until - now);
-            }
-        }
-        for d in all {
-            let tat = st.tat.get(&d.key).copied().unwrap_or(now).max(now);
-            wait = wait.max(tat - d.tolerance_us - now);
-        }
-        if wait > max_wait_us {
-            return Err(wait);
-        }
-        let at = now + wait;
-        for d in all {
-            let tat = st.tat.get(&d.key).copied().unwrap_or(now).max(at);
-            st.tat.insert(d.key.clone(), tat + d.cost * d.interval_us);
-        }
-        st.blocked_until.retain(|_, until| *until > now);
-        Ok(wait)
+        let Ok(b) = self.local.book(all, blocks, max_wait_us);
+        (b, Backend::Local)
     }
 
     /// Corrects the token buckets with the call's real token count.
@@ -367,19 +285,13 @@ impl RateLimiter {
         if deltas.is_empty() {
             return;
         }
-        #[cfg(feature = "redis")]
-        if let (Backend::Redis, Some(store)) = (ticket.backend, &self.redis) {
-            if crate::store::ratelimit::shift(store, &deltas).is_ok() {
+        if let (Backend::Redis, Some(shared)) = (ticket.backend, &self.shared) {
+            if shared.shift(&deltas).is_ok() {
                 return;
             }
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
-        let mut st = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, delta) in deltas {
-            if let Some(tat) = st.tat.get_mut(&key) {
-                *tat += delta;
-            }
-        }
+        let Ok(()) = self.local.shift(&deltas);
     }
 
     /// Reads the gateway's `x-ratelimit-*` headers from an answer for
@@ -416,21 +328,14 @@ impl RateLimiter {
         if blocks.is_empty() {
             return;
         }
-        #[cfg(feature = "redis")]
-        if let Some(store) = &self.redis {
-            if crate::store::ratelimit::block(store, &blocks).is_err() {
+        if let Some(shared) = &self.shared {
+            if shared.block(&blocks).is_err() {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
             }
         }
         // Also locally: a Redis that fails later still leaves this process
         // knowing what the gateway said.
-        let now = self.now_us();
-        let mut st = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, d) in blocks {
-            let until = now + d.as_micros() as f64;
-            let e = st.blocked_until.entry(key).or_insert(until);
-            *e = e.max(until);
-        }
+        let Ok(()) = self.local.block(&blocks);
     }
 
     /// The `rate_limits` section of the metrics.
@@ -443,55 +348,6 @@ impl RateLimiter {
     }
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// Parses a reset duration as OpenAI sends it (`6m0s`, `1s`, `20ms`,
-/// `1h2m3.5s`, `250us`) or a plain number of seconds (`"0.5"`). At most a
-/// day: anything longer is not believed.
-pub fn parse_reset(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let secs = if let Ok(n) = s.parse::<f64>() {
-        n
-    } else {
-        let mut total = 0.0;
-        let mut rest = s;
-        while !rest.is_empty() {
-            let num_end = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(rest.len());
-            if num_end == 0 {
-                return None;
-            }
-            let n: f64 = rest[..num_end].parse().ok()?;
-            rest = &rest[num_end..];
-            let unit_end = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let scale = match &rest[..unit_end] {
-                "h" => 3600.0,
-                "m" => 60.0,
-                "s" => 1.0,
-                "ms" => 1e-3,
-                "us" | "µs" => 1e-6,
-                "ns" => 1e-9,
-                _ => return None,
-            };
-            total += n * scale;
-            rest = &rest[unit_end..];
-        }
-        total
-    };
-    (secs.is_finite() && (0.0..=86_400.0).contains(&secs)).then(|| Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,49 +356,8 @@ mod tests {
     fn limiter(v: Value) -> RateLimiter {
         RateLimiter::new(
             Some(RateLimitConfig::parse("rate_limits", &v).unwrap()),
-            #[cfg(feature = "redis")]
             None,
         )
-    }
-
-    #[test]
-    fn parses_and_names_bad_keys() {
-        let c = RateLimitConfig::parse(
-            "rate_limits",
-            &json!({"rpm": 600, "per_model": {"gpt-4.1": {"tpm": 1000}}}),
-        )
-        .unwrap();
-        assert_eq!(c.global.rpm, Some(600));
-        assert_eq!(c.per_model["gpt-4.1"].tpm, Some(1000));
-        let err = |v: Value| {
-            RateLimitConfig::parse("rate_limits", &v)
-                .unwrap_err()
-                .message
-        };
-        assert!(err(json!({"rpn": 1})).contains("rate_limits.rpn"));
-        assert!(err(json!({"rpm": 0})).contains("rate_limits.rpm"));
-        assert!(err(json!({"tpm": "5"})).contains("rate_limits.tpm"));
-        assert!(
-            err(json!({"per_model": {"m": {"rpx": 1}}})).contains("rate_limits.per_model.m.rpx")
-        );
-        assert!(err(json!({"per_model": {"m": 3}})).contains("rate_limits.per_model.m"));
-        assert!(err(json!([])).contains("\"rate_limits\""));
-    }
-
-    #[test]
-    fn parses_openai_reset_durations() {
-        assert_eq!(parse_reset("6m0s"), Some(Duration::from_secs(360)));
-        assert_eq!(parse_reset("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_reset("20ms"), Some(Duration::from_millis(20)));
-        assert_eq!(
-            parse_reset("1h2m3.5s"),
-            Some(Duration::from_secs_f64(3723.5))
-        );
-        assert_eq!(parse_reset("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_reset("7d"), None);
-        assert_eq!(parse_reset("s"), None);
-        assert_eq!(parse_reset("-1s"), None);
-        assert_eq!(parse_reset("48h"), None);
     }
 
     #[test]
@@ -604,11 +419,7 @@ mod tests {
 
     #[test]
     fn the_gateways_zero_remaining_blocks_until_its_reset() {
-        let l = RateLimiter::new(
-            None,
-            #[cfg(feature = "redis")]
-            None,
-        );
+        let l = RateLimiter::new(None, None);
         assert!(l.active());
         let h = |r: &str, reset: &str| {
             vec![

@@ -16,12 +16,12 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::redis::{RedisStore, StoreError};
-use crate::cost::{CacheKey, CachedEntry};
+use super::{CacheKey, CachedEntry, SharedCache};
+use crate::store::redis::{RedisStore, StoreError};
 
 /// The Redis side of a shared cache.
 #[derive(Debug, Clone)]
-pub struct SharedCache {
+struct RedisCache {
     store: RedisStore,
     ttl_ms: u64,
     max_entry_bytes: u64,
@@ -37,7 +37,7 @@ struct Counts {
 }
 
 /// The Redis key (below the prefix) for a canonical request.
-pub fn redis_key(key: &CacheKey) -> String {
+fn redis_key(key: &CacheKey) -> String {
     let text = key.as_str();
     // FNV-1a: stable across processes, builds and Rust versions (unlike
     // `DefaultHasher`); collisions are caught by comparing the stored key.
@@ -49,19 +49,23 @@ pub fn redis_key(key: &CacheKey) -> String {
     format!("cache:{h:016x}-{}", text.len())
 }
 
-impl SharedCache {
-    pub fn new(store: RedisStore, ttl_ms: u64, max_entry_bytes: u64) -> SharedCache {
-        SharedCache {
-            store,
-            ttl_ms,
-            max_entry_bytes,
-            counts: Arc::default(),
-        }
-    }
+pub(super) fn shared(
+    store: &RedisStore,
+    ttl_ms: u64,
+    max_entry_bytes: u64,
+) -> Box<dyn SharedCache> {
+    Box::new(RedisCache {
+        store: store.clone(),
+        ttl_ms,
+        max_entry_bytes,
+        counts: Arc::default(),
+    })
+}
 
-    /// [`SharedCache::get`], counted; an error is a miss (the caller has
+impl SharedCache for RedisCache {
+    /// [`RedisCache::get`], counted; an error is a miss (the caller has
     /// its local cache).
-    pub fn lookup(&self, key: &CacheKey) -> Option<CachedEntry> {
+    fn lookup(&self, key: &CacheKey) -> Option<CachedEntry> {
         let c = &self.counts;
         match self.get(key) {
             Ok(Some(e)) => {
@@ -79,8 +83,8 @@ impl SharedCache {
         }
     }
 
-    /// [`SharedCache::put`], counted.
-    pub fn store(&self, key: &CacheKey, entry: &CachedEntry) {
+    /// [`RedisCache::put`], counted.
+    fn store(&self, key: &CacheKey, entry: &CachedEntry) {
         match self.put(key, entry) {
             Ok(true) => {}
             Ok(false) => {
@@ -92,8 +96,7 @@ impl SharedCache {
         }
     }
 
-    /// The `cache.shared` section of the metrics.
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         let c = &self.counts;
         json!({
             "hits": c.hits.load(Ordering::Relaxed),
@@ -102,9 +105,11 @@ impl SharedCache {
             "too_big": c.too_big.load(Ordering::Relaxed),
         })
     }
+}
 
+impl RedisCache {
     /// The stored answer for `key`, if Redis has a fresh one.
-    pub fn get(&self, key: &CacheKey) -> Result<Option<CachedEntry>, StoreError> {
+    fn get(&self, key: &CacheKey) -> Result<Option<CachedEntry>, StoreError> {
         let k = self.store.key(&redis_key(key));
         let raw: Option<Vec<u8>> = self
             .store
@@ -114,7 +119,7 @@ impl SharedCache {
 
     /// Stores `entry` with the cache's TTL; `Ok(false)` when it is over
     /// `max_entry_bytes` or its body is not UTF-8 (not stored).
-    pub fn put(&self, key: &CacheKey, entry: &CachedEntry) -> Result<bool, StoreError> {
+    fn put(&self, key: &CacheKey, entry: &CachedEntry) -> Result<bool, StoreError> {
         let Some(doc) = encode(key, entry) else {
             return Ok(false);
         };
@@ -167,7 +172,7 @@ fn decode(raw: &[u8], key: &CacheKey) -> Option<CachedEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::ResponseCache;
+    use crate::cost::cache::ResponseCache;
 
     fn key(text: &str) -> CacheKey {
         ResponseCache::key("POST", "/chat/completions", Some(&json!({"q": text})))
