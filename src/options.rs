@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::cost::spend::SpendConfig;
 pub use crate::env::{process_env, EnvLookup};
 use crate::error::Error;
 use crate::net::proxy::Proxies;
@@ -138,6 +139,27 @@ pub fn preset_sizes(name: &str) -> Option<(usize, usize)> {
 }
 
 impl Options {
+    /// The cost settings, for `cost::spend`.
+    pub fn spend(&self) -> SpendConfig {
+        SpendConfig {
+            prices: self.prices.clone(),
+            budget: self.budget.clone(),
+            cache: self.cache.clone(),
+            routing: self.routing.clone(),
+            hold_ttl: self.hold_ttl(),
+        }
+    }
+
+    /// How long a budget hold counts when its process may have died unseen:
+    /// a call can wait in the queue, then try `max_retries + 1` times, each
+    /// up to `timeout` plus the longest wait before it; a minute of margin
+    /// on top.
+    fn hold_ttl(&self) -> Duration {
+        let attempts = self.max_retries.saturating_add(1);
+        let per_try = self.timeout + self.max_backoff.max(self.max_retry_after);
+        self.queue_timeout + per_try.saturating_mul(attempts) + Duration::from_secs(60)
+    }
+
     /// The TLS settings, for `net::tls`.
     pub fn tls(&self) -> TlsOptions {
         TlsOptions {

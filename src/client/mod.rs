@@ -132,7 +132,7 @@ impl Client {
             .as_ref()
             .map(crate::store::redis::RedisStore::new)
             .transpose()?;
-        let spend = Spend::from_options(&opts, redis.as_ref())?;
+        let spend = Spend::new(&opts.spend(), redis.as_ref())?;
         let ratelimit = RateLimiter::new(opts.rate_limits.clone(), redis.as_ref());
         let endpoints = Endpoints::new(
             &opts.base_url,

@@ -14,7 +14,6 @@ use crate::cost::{
     Router, Usage,
 };
 use crate::error::{Code, Error};
-use crate::options::Options;
 use crate::request::estimate::estimate_prompt_tokens;
 use crate::request::RequestFacts;
 use crate::response::{Cost, Info, Route};
@@ -24,13 +23,16 @@ use crate::store::redis::RedisStore;
 /// `max_tokens`: a worst case for most chat answers.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
 
-/// How long a budget hold counts when its process may have died unseen: a
-/// call can wait in the queue, then try `max_retries + 1` times, each up to
-/// `timeout` plus the longest wait before it; a minute of margin on top.
-fn hold_ttl(o: &Options) -> Duration {
-    let attempts = o.max_retries.saturating_add(1);
-    let per_try = o.timeout + o.max_backoff.max(o.max_retry_after);
-    o.queue_timeout + per_try.saturating_mul(attempts) + Duration::from_secs(60)
+/// The cost options (`prices`, `budget`, `cache`, `routing`) as given, and
+/// how long a budget hold counts when its process may have died unseen
+/// (`options.rs` works it out from the call's timeouts and retries).
+#[derive(Debug, Clone, Default)]
+pub struct SpendConfig {
+    pub prices: Option<Value>,
+    pub budget: Option<Value>,
+    pub cache: Option<Value>,
+    pub routing: Option<Value>,
+    pub hold_ttl: Duration,
 }
 
 /// Cost-control state of one client.
@@ -94,7 +96,7 @@ pub struct Hit {
 impl Spend {
     /// Validates the cost options; errors name the option.
     /// `redis`, when set, holds the budget (see [`Budget::shared`]).
-    pub fn from_options(o: &Options, redis: Option<&RedisStore>) -> Result<Spend, Error> {
+    pub fn new(o: &SpendConfig, redis: Option<&RedisStore>) -> Result<Spend, Error> {
         let mut prices = PriceTable::with_defaults();
         if let Some(p) = &o.prices {
             prices
@@ -104,7 +106,7 @@ impl Spend {
         let budget = o
             .budget
             .as_ref()
-            .map(|b| Budget::shared(b, hold_ttl(o), redis))
+            .map(|b| Budget::shared(b, o.hold_ttl, redis))
             .transpose()
             .map_err(|e| Error::invalid(format!("option \"budget\": {e}")))?;
         let cache = o

@@ -45,7 +45,7 @@ use crate::store::redis::RedisStore;
 
 /// How long a hold counts when its process cannot be seen to end: the
 /// client sets it from its timeouts and retries (see
-/// `Spend::from_options`).
+/// `Spend::new`).
 pub const DEFAULT_HOLD_TTL: Duration = Duration::from_secs(600);
 
 /// Why [`Budget::reserve`] refused a call.
