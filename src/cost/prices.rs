@@ -135,17 +135,17 @@ impl PriceTable {
                 .ok_or_else(|| format!("{at}: expected an object"))?;
             let mut input = None;
             let mut output = None;
-            let mut cached: Option<Option<f64>> = None;
+            let mut cached = CachedPrice::Unsaid;
             for (k, val) in spec {
                 match k.as_str() {
                     "input" => input = Some(price_number(val, &at, k)?),
                     "output" => output = Some(price_number(val, &at, k)?),
                     "cached_input" => {
-                        cached = Some(if val.is_null() {
-                            None
+                        cached = if val.is_null() {
+                            CachedPrice::NoDiscount
                         } else {
-                            Some(price_number(val, &at, k)?)
-                        })
+                            CachedPrice::Per(price_number(val, &at, k)?)
+                        }
                     }
                     other => {
                         return Err(format!(
@@ -158,7 +158,7 @@ impl PriceTable {
                 Some(old) => ModelPrice {
                     input_per_mtok: input.unwrap_or(old.input_per_mtok),
                     output_per_mtok: output.unwrap_or(old.output_per_mtok),
-                    cached_input_per_mtok: cached.unwrap_or(old.cached_input_per_mtok),
+                    cached_input_per_mtok: cached.or(old.cached_input_per_mtok),
                 },
                 None => ModelPrice {
                     input_per_mtok: input.ok_or_else(|| {
@@ -167,7 +167,7 @@ impl PriceTable {
                     output_per_mtok: output.ok_or_else(|| {
                         format!("{at}.output: required for a model without a default price")
                     })?,
-                    cached_input_per_mtok: cached.flatten(),
+                    cached_input_per_mtok: cached.or(None),
                 },
             };
             next.insert(model.clone(), price);
@@ -245,6 +245,26 @@ impl PriceTable {
             cached_tokens: 0,
         };
         self.cost(model, &usage)
+    }
+}
+
+/// What an option says of a model's `cached_input` price.
+#[derive(Clone, Copy)]
+enum CachedPrice {
+    /// Nothing: the old price (or none) stays.
+    Unsaid,
+    /// `null`: cached input costs what input costs.
+    NoDiscount,
+    Per(f64),
+}
+
+impl CachedPrice {
+    fn or(self, old: Option<f64>) -> Option<f64> {
+        match self {
+            CachedPrice::Unsaid => old,
+            CachedPrice::NoDiscount => None,
+            CachedPrice::Per(p) => Some(p),
+        }
     }
 }
 

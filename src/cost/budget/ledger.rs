@@ -222,7 +222,7 @@ impl Ledger {
 }
 
 fn lock(m: &Mutex<Local>) -> MutexGuard<'_, Local> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(&m)
 }
 
 impl BookStore for Ledger {

@@ -15,7 +15,7 @@ impl MemoryBook {
         // A panic while holding the lock cannot leave the book inconsistent
         // in a way that matters more than refusing all further accounting
         // would.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.0)
     }
 }
 

@@ -500,7 +500,7 @@ fn parse_owner(s: &str) -> Option<Owner> {
 }
 
 fn lock(m: &Mutex<Local>) -> MutexGuard<'_, Local> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(&m)
 }
 
 #[cfg(test)]

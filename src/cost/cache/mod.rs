@@ -274,7 +274,7 @@ impl ResponseCache {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // The cache holds no invariant worth failing every later call over.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     /// Returns a fresh entry and marks it most recently used; an expired

@@ -272,7 +272,7 @@ fn connection_lost(e: &RedisError) -> bool {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded data stays consistent even if a holder panicked.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(&m)
 }
 
 #[cfg(test)]
