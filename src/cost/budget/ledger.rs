@@ -222,7 +222,7 @@ impl Ledger {
 }
 
 fn lock(m: &Mutex<Local>) -> MutexGuard<'_, Local> {
-    crate::sync::lock(&m)
+    crate::sync::lock(m)
 }
 
 impl BookStore for Ledger {

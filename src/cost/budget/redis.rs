@@ -500,7 +500,7 @@ fn parse_owner(s: &str) -> Option<Owner> {
 }
 
 fn lock(m: &Mutex<Local>) -> MutexGuard<'_, Local> {
-    crate::sync::lock(&m)
+    crate::sync::lock(m)
 }
 
 #[cfg(test)]

@@ -272,7 +272,7 @@ fn connection_lost(e: &RedisError) -> bool {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded data stays consistent even if a holder panicked.
-    crate::sync::lock(&m)
+    crate::sync::lock(m)
 }
 
 #[cfg(test)]
