@@ -26,12 +26,12 @@ impl Client {
     pub fn warm(&self, n: usize) -> Result<usize, Error> {
         let inner = &*self.inner;
         let n = n.min(256);
-        let before = inner.conn.opened.load(Ordering::Relaxed);
+        let before = inner.wire.conn.opened.load(Ordering::Relaxed);
         let ep = inner
             .endpoints
             .get(inner.endpoints.order(Instant::now())[0]);
         let url = format!("{}/models", ep.base_url);
-        let agent = read(&inner.agent).clone();
+        let agent = read(&inner.wire.agent).clone();
         // Every request holds its connection until all have answered (or a
         // timeout passes): otherwise a fast server lets them share one.
         let gate = (Mutex::new(0usize), Condvar::new());
@@ -55,7 +55,7 @@ impl Client {
                                 crate::log::Scope::enter(&inner.log, crate::log::next_call_id());
                             let mut b =
                                 http::Request::get(&url).header("accept", "application/json");
-                            let key = ep.api_key.clone().or_else(|| read(&inner.key).clone());
+                            let key = ep.api_key.clone().or_else(|| read(&inner.wire.key).clone());
                             if let Some(k) = key {
                                 b = b.header("authorization", format!("Bearer {}", k.expose()));
                             }
@@ -94,7 +94,7 @@ impl Client {
                 .filter_map(|h| h.join().ok().flatten())
                 .collect()
         });
-        let opened = (inner.conn.opened.load(Ordering::Relaxed) - before) as usize;
+        let opened = (inner.wire.conn.opened.load(Ordering::Relaxed) - before) as usize;
         match errors.into_iter().next() {
             Some(e) if opened == 0 => Err(e),
             _ => Ok(opened),

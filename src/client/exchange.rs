@@ -91,7 +91,7 @@ impl Client {
         let endpoint = inner.endpoints.get(ep);
         t.attempts += 1;
         transport::begin_attempt();
-        let agent = read(&inner.agent).clone();
+        let agent = read(&inner.wire.agent).clone();
         let url = format!("{}{}", endpoint.base_url, call.path);
         in_scope(Level::Debug, || {
             format!("sending {} {url} (attempt {})", call.method, t.attempts)
@@ -138,7 +138,7 @@ impl Client {
                 in_scope(Level::Trace, || format!("response body: {}", clip(body)));
             }
             let model = call.facts.model.as_deref().unwrap_or("");
-            inner.ratelimit.observe(model, headers);
+            inner.gate.ratelimit.observe(model, headers);
         }
         outcome
     }
@@ -163,7 +163,7 @@ impl Client {
             Some("") => b.header("accept", "*/*"),
             Some(ct) => b.header("accept", "*/*").header("content-type", ct),
         };
-        let client_key = read(&inner.key);
+        let client_key = read(&inner.wire.key);
         if let Some(key) = endpoint_key.or(client_key.as_ref()) {
             b = b.header("authorization", format!("Bearer {}", key.expose()));
         }

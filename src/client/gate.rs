@@ -39,7 +39,7 @@ impl Client {
                     // No answer at all: the gateway counted nothing.
                     let used = r.info.tokens().total.or((r.status == 0).then_some(0));
                     if let Some(used) = used {
-                        inner.ratelimit.correct(&t, used);
+                        inner.gate.ratelimit.correct(&t, used);
                     }
                 }
                 r
@@ -61,6 +61,7 @@ impl Client {
         let inner = &*self.inner;
         let deadline = started + inner.opts.queue_timeout;
         let limiter = inner
+            .gate
             .limiter
             .as_ref()
             .filter(|_| !token::current_permitted());
@@ -120,7 +121,7 @@ impl Client {
         deadline: Instant,
     ) -> Result<Option<Ticket>, Error> {
         let inner = &*self.inner;
-        let rl = &inner.ratelimit;
+        let rl = &inner.gate.ratelimit;
         if !rl.active() {
             return Ok(None);
         }

@@ -56,26 +56,49 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
+/// The client's state, grouped by the layer of the call that owns it
+/// (see docs/architecture.md).
 struct Inner {
     opts: Options,
-    policy: RetryPolicy,
-    agent: RwLock<Agent>,
-    key: RwLock<Option<ApiKey>>,
-    metrics: Metrics,
     log: Arc<Logger>,
-    conn: Arc<ConnStats>,
-    limiter: Option<Arc<Limiter>>,
-    ratelimit: RateLimiter,
+    metrics: Metrics,
+    /// The spend layer: prices, budget, cache, routing.
     spend: Spend,
+    gate: Gate,
+    /// The failover layer: endpoints and their circuit breakers.
     endpoints: Endpoints,
+    retry: Retry,
+    wire: Wire,
+    calls: Calls,
+}
+
+/// The rate gate's state.
+struct Gate {
+    ratelimit: RateLimiter,
+    /// `max_concurrency`, when set.
+    limiter: Option<Arc<Limiter>>,
+}
+
+/// The retry layer's state.
+struct Retry {
+    policy: RetryPolicy,
+    /// Asked for a fresh key on a 401.
     key_provider: RwLock<Option<KeyProvider>>,
+}
+
+/// The exchange layer's state: the pooled agent and what it sends with.
+struct Wire {
+    agent: RwLock<Agent>,
+    conn: Arc<ConnStats>,
+    key: RwLock<Option<ApiKey>>,
+}
+
+/// The calls in flight.
+struct Calls {
     /// The tokens of the blocking calls in flight, for `cancel_all`.
     blocking: Mutex<HashMap<usize, Arc<CallToken>>>,
     /// Runs async calls (see `submit`).
     exec: Executor,
-    /// Whether calls need their prompt-token estimate (a budget, routing
-    /// or a rate limit reads it).
-    needs_estimate: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -141,26 +164,35 @@ impl Client {
             opts.cooldown,
         );
         let exec = submit::executor(&opts, limiter.as_ref());
-        let needs_estimate = spend.needs_estimate() || ratelimit.active();
         Ok(Client {
             inner: Arc::new(Inner {
-                key: RwLock::new(opts.api_key.clone()),
+                wire: Wire {
+                    agent: RwLock::new(agent),
+                    conn,
+                    key: RwLock::new(opts.api_key.clone()),
+                },
                 opts,
-                policy,
-                agent: RwLock::new(agent),
                 metrics,
                 log,
-                conn,
-                limiter,
-                ratelimit,
                 spend,
+                gate: Gate { ratelimit, limiter },
                 endpoints,
-                key_provider: RwLock::new(None),
-                blocking: Mutex::new(HashMap::new()),
-                exec,
-                needs_estimate,
+                retry: Retry {
+                    policy,
+                    key_provider: RwLock::new(None),
+                },
+                calls: Calls {
+                    blocking: Mutex::new(HashMap::new()),
+                    exec,
+                },
             }),
         })
+    }
+
+    /// Whether calls need their prompt-token estimate (a budget, routing
+    /// or a rate limit reads it): a walk over every message is not free.
+    fn needs_estimate(&self) -> bool {
+        self.inner.spend.needs_estimate() || self.inner.gate.ratelimit.active()
     }
 
     /// The options this client was built with.
@@ -170,7 +202,7 @@ impl Client {
 
     /// Whether an API key is set (the key itself is never exposed).
     pub fn has_api_key(&self) -> bool {
-        read(&self.inner.key).is_some()
+        read(&self.inner.wire.key).is_some()
     }
 
     /// Replaces the API key for every later request on every thread; the
@@ -186,7 +218,7 @@ impl Client {
         if let Some(k) = &key {
             self.inner.log.add_secret(k.expose());
         }
-        *crate::sync::write(&self.inner.key) = key;
+        *crate::sync::write(&self.inner.wire.key) = key;
         Ok(())
     }
 
@@ -195,14 +227,14 @@ impl Client {
     /// and retries the call once at once. A second 401 is returned.
     /// Endpoints with their own `api_key` are not refreshed.
     pub fn set_key_provider(&self, provider: Option<KeyProvider>) {
-        *crate::sync::write(&self.inner.key_provider) = provider;
+        *crate::sync::write(&self.inner.retry.key_provider) = provider;
     }
 
     /// Drops every idle pooled connection now; calls in flight finish on
     /// their own connections, which are then closed rather than pooled.
     pub fn reset_pool(&self) -> Result<(), Error> {
-        let fresh = build_agent(&self.inner.opts, &self.inner.conn)?;
-        *crate::sync::write(&self.inner.agent) = fresh;
+        let fresh = build_agent(&self.inner.opts, &self.inner.wire.conn)?;
+        *crate::sync::write(&self.inner.wire.agent) = fresh;
         Ok(())
     }
 
@@ -214,13 +246,13 @@ impl Client {
         // call whose I/O fails under the agent's shutdown below already
         // sees itself cancelled. A token also ends a wait, a name lookup or
         // a connect, which the shutdown does not reach.
-        self.inner.exec.cancel_all();
-        let blocking: Vec<_> = lock(&self.inner.blocking).values().cloned().collect();
+        self.inner.calls.exec.cancel_all();
+        let blocking: Vec<_> = lock(&self.inner.calls.blocking).values().cloned().collect();
         for t in blocking {
             t.cancel();
         }
-        let fresh = build_agent(&self.inner.opts, &self.inner.conn)?;
-        let old = std::mem::replace(&mut *crate::sync::write(&self.inner.agent), fresh);
+        let fresh = build_agent(&self.inner.opts, &self.inner.wire.conn)?;
+        let old = std::mem::replace(&mut *crate::sync::write(&self.inner.wire.agent), fresh);
         old.shutdown();
         Ok(())
     }
@@ -237,8 +269,8 @@ impl Client {
         let token = Arc::new(CallToken::blocking());
         // The token's address is unique while it is registered.
         let key = Arc::as_ptr(&token) as usize;
-        lock(&self.inner.blocking).insert(key, token.clone());
-        let _in_flight = InFlight(&self.inner.blocking, key);
+        lock(&self.inner.calls.blocking).insert(key, token.clone());
+        let _in_flight = InFlight(&self.inner.calls.blocking, key);
         block_on_call(&token, fut)
     }
 
@@ -261,11 +293,11 @@ impl Client {
 
     /// The metrics JSON object.
     pub fn metrics(&self) -> Value {
-        let mut m = self.inner.metrics.to_json(&self.inner.conn);
+        let mut m = self.inner.metrics.to_json(&self.inner.wire.conn);
         m["cost"] = self.inner.spend.to_json();
-        m["rate_limits"] = self.inner.ratelimit.to_json();
+        m["rate_limits"] = self.inner.gate.ratelimit.to_json();
         m["endpoints"] = self.inner.endpoints.to_json(Instant::now());
-        m["async"] = submit::stats_json(&self.inner.exec);
+        m["async"] = submit::stats_json(&self.inner.calls.exec);
         m
     }
 
@@ -281,7 +313,7 @@ impl Client {
 
     /// Any method and path below `base_url`, with an optional JSON body.
     pub fn request(&self, method: &str, path: &str, body_json: Option<&str>) -> Response {
-        match request_call(method, path, body_json, self.inner.needs_estimate) {
+        match request_call(method, path, body_json, self.needs_estimate()) {
             Ok(call) => self.block_on_call(self.execute_fut(call)),
             Err(e) => Response::failed(e, Instant::now()),
         }
@@ -307,7 +339,7 @@ impl Client {
     /// metrics; see [`crate::prometheus`]. Never contains a key or a URL
     /// password.
     pub fn metrics_prometheus(&self) -> String {
-        let text = self.inner.metrics.prometheus(&self.inner.conn);
+        let text = self.inner.metrics.prometheus(&self.inner.wire.conn);
         self.inner.log.redact(&text)
     }
 

@@ -120,6 +120,7 @@ impl Client {
         let h = |name: &str| headers.get(name).map(str::to_string);
         let decision =
             inner
+                .retry
                 .policy
                 .decide(used.retries, status, &h, &body, SystemTime::now(), jitter());
         match decision {
@@ -128,7 +129,7 @@ impl Client {
                     format!(
                         "retry {}/{}: HTTP {status}, waiting {} ms",
                         used.retries + 1,
-                        inner.policy.max_retries,
+                        inner.retry.policy.max_retries,
                         wait.as_millis()
                     )
                 });
@@ -185,13 +186,13 @@ impl Client {
         let retryable = (matches!(e.code, Code::Connect)
             && !matches!(raw, Some(ureq::Error::ConnectProxyFailed(_))))
             || matches!(raw, Some(ureq::Error::Timeout(ureq::Timeout::Connect)));
-        if retryable && used.retries < inner.policy.max_retries {
-            let wait = inner.policy.backoff(used.retries, jitter());
+        if retryable && used.retries < inner.retry.policy.max_retries {
+            let wait = inner.retry.policy.backoff(used.retries, jitter());
             in_scope(Level::Warn, || {
                 format!(
                     "retry {}/{}: {}, waiting {} ms",
                     used.retries + 1,
-                    inner.policy.max_retries,
+                    inner.retry.policy.max_retries,
                     e.message,
                     wait.as_millis()
                 )
@@ -206,7 +207,7 @@ impl Client {
 
     /// Asks the key provider for a fresh key; true when it gave a new one.
     fn refresh_key(&self) -> bool {
-        let provider = read(&self.inner.key_provider).clone();
+        let provider = read(&self.inner.retry.key_provider).clone();
         let Some(provider) = provider else {
             return false;
         };

@@ -33,7 +33,7 @@ impl Client {
         let call_id = next_call_id();
         let call = async move {
             let started = Instant::now();
-            let mut facts = RequestFacts::read(&v, self.inner.needs_estimate);
+            let mut facts = RequestFacts::read(&v, self.needs_estimate());
             facts.stream = stream;
             let asked = facts.model.clone();
             let before = self

@@ -107,7 +107,7 @@ impl Client {
         body_json: Option<&str>,
         done: DoneFn,
     ) -> Result<CallHandle, Error> {
-        let call = request_call(method, path, body_json, self.inner.needs_estimate)?;
+        let call = request_call(method, path, body_json, self.needs_estimate())?;
         self.submit(Work::Request(call), done)
     }
 
@@ -148,7 +148,7 @@ impl Client {
     /// `done` callbacks (not when called from inside one: see
     /// [`Executor::close`]). Blocking calls are not affected.
     pub fn close_async(&self) {
-        self.inner.exec.close();
+        self.inner.calls.exec.close();
     }
 
     fn json_async(
@@ -178,7 +178,7 @@ impl Client {
                 done(r);
             })
         });
-        self.inner.exec.submit(token, task).map_err(|_| {
+        self.inner.calls.exec.submit(token, task).map_err(|_| {
             Error::new(
                 Code::Cancelled,
                 "client: being freed, no new async calls are accepted",
