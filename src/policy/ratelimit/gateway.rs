@@ -2,12 +2,7 @@
 
 use std::time::Duration;
 
-pub(super) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
+pub(super) use crate::headers::find as header;
 
 /// Parses a reset duration as OpenAI sends it (`6m0s`, `1s`, `20ms`,
 /// `1h2m3.5s`, `250us`) or a plain number of seconds (`"0.5"`). At most a
