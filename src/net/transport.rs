@@ -86,6 +86,10 @@ thread_local! {
     /// The id of this thread's current attempt, so a connection knows
     /// whether the current attempt opened it.
     static SEQ: Cell<u64> = const { Cell::new(0) };
+    /// The connection opened last on this thread (id, peer, TLS version
+    /// seen in its ServerHello), for the "opened" log line.
+    static CONN_INFO: Cell<(u64, SocketAddr, Option<&'static str>)> =
+        const { Cell::new((0, SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)), None)) };
 }
 
 /// Starts a new attempt on this thread and forgets the previous one.
@@ -286,13 +290,6 @@ fn authority(details: &ConnectionDetails) -> String {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-thread_local! {
-    /// The connection opened last on this thread (id, peer, TLS version
-    /// seen in its ServerHello), for the "opened" log line.
-    static CONN_INFO: Cell<(u64, SocketAddr, Option<&'static str>)> =
-        const { Cell::new((0, SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)), None)) };
 }
 
 /// The TLS version a ServerHello announces: TLS 1.3 suites are 0x13xx
