@@ -4,6 +4,7 @@
 //! The logic is a safe Rust core ([`Client`]); `ffi` is the thin `extern "C"`
 //! boundary that checks pointers and catches panics.
 
+pub mod assemble;
 pub mod body;
 pub mod civil;
 pub mod client;

@@ -13,6 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "leaves",
         &[
             "error", "sync", "env", "secret", "civil", "headers", "log", "body", "sse", "request",
+            "assemble",
         ],
     ),
     ("runtime", &["exec", "response", "net", "store"]),
