@@ -51,6 +51,20 @@ typedef enum llmpool_code {
   LLMPOOL_PANIC = 99,
 } llmpool_code;
 
+// What a delta carries.
+typedef enum llmpool_delta_kind {
+  // Answer text (chat `content`, Responses `output_text`, Messages `text_delta`).
+  LLMPOOL_DELTA_CONTENT = 0,
+  // Reasoning text (`reasoning_content` / `reasoning`, reasoning summary
+  // deltas, `thinking_delta`): show it as "thinking…".
+  LLMPOOL_DELTA_REASONING = 1,
+  // A refusal's text.
+  LLMPOOL_DELTA_REFUSAL = 2,
+  // A fragment of a tool call's arguments (may be empty, e.g. the
+  // fragment that only names the call).
+  LLMPOOL_DELTA_TOOL_CALL = 3,
+} llmpool_delta_kind;
+
 // Log levels, from the most to the least severe. The numbers are stable.
 // A callback set with `min_level` receives every line whose level number is
 // at most `min_level`.
@@ -70,6 +84,16 @@ typedef enum llmpool_log_level {
   // Request and response bodies, only with the option `"log_bodies": true`.
   LLMPOOL_LOG_TRACE = 5,
 } llmpool_log_level;
+
+// The API a stream speaks (the `api` argument of `llmpool_stream_deltas`).
+typedef enum llmpool_api {
+  // `POST /chat/completions` (as `llmpool_chat_stream`).
+  LLMPOOL_API_CHAT = 0,
+  // `POST /responses` (as `llmpool_responses_stream`).
+  LLMPOOL_API_RESPONSES = 1,
+  // `POST /messages` (as `llmpool_messages_stream`).
+  LLMPOOL_API_MESSAGES = 2,
+} llmpool_api;
 
 // One async call in flight (or finished). Created by the `*_async`
 // functions when their `call` argument is non-NULL, owned by the caller,
@@ -98,17 +122,6 @@ typedef struct llmpool_queue llmpool_queue;
 // read from any thread, but not freed while another thread reads it.
 typedef struct llmpool_response llmpool_response;
 
-// Receives the result of an async call: called exactly once per call
-// submitted with `LLMPOOL_OK`, on a library thread (never on the thread
-// that submitted it), with the `userdata` given at submit and a response
-// that the callee owns and frees with `llmpool_response_free` (it may keep
-// it, pass it to another thread, or free it at once; `response` is never
-// NULL). `llmpool_response_call_id(response)` names the call. The callback
-// may call any llmpool function, including submitting more async calls or
-// `llmpool_client_free` on its own client (see there). It should return
-// soon: while it runs, its library thread serves no other call.
-typedef void (*llmpool_done_cb)(void *userdata, struct llmpool_response *response);
-
 // Called by `llmpool_chat_stream` once per chunk event, in order, on the
 // thread that called `llmpool_chat_stream`.
 //
@@ -131,11 +144,48 @@ typedef int (*llmpool_stream_cb)(void *userdata,
                                  const char *event_json,
                                  size_t event_len);
 
+// Receives the result of an async call: called exactly once per call
+// submitted with `LLMPOOL_OK`, on a library thread (never on the thread
+// that submitted it), with the `userdata` given at submit and a response
+// that the callee owns and frees with `llmpool_response_free` (it may keep
+// it, pass it to another thread, or free it at once; `response` is never
+// NULL). `llmpool_response_call_id(response)` names the call. The callback
+// may call any llmpool function, including submitting more async calls or
+// `llmpool_client_free` on its own client (see there). It should return
+// soon: while it runs, its library thread serves no other call.
+typedef void (*llmpool_done_cb)(void *userdata, struct llmpool_response *response);
+
 // Called by `llmpool_chat_batch` after each finished item with the number
 // of items finished so far and the batch size. It always runs on the thread
 // that called `llmpool_chat_batch` (never on a worker thread), `done`
 // counts up from 1, and the last call is `(total, total)`.
 typedef void (*llmpool_progress_cb)(void *userdata, size_t done, size_t total);
+
+// One delta, valid only while the callback runs (copy what you keep).
+typedef struct llmpool_delta {
+  enum llmpool_delta_kind kind;
+  // The choice it belongs to (chat `n` > 1); 0 for the other APIs.
+  uint32_t choice;
+  // For a tool call: its position among the choice's calls (chat), its
+  // output item (Responses) or its content block (Messages); else 0.
+  uint32_t call_index;
+  // A tool call's id once known, else NULL. NUL-terminated.
+  const char *id;
+  // A tool call's function name once known, else NULL. NUL-terminated.
+  const char *name;
+  // The text or argument fragment: `text_len` bytes of UTF-8, also
+  // NUL-terminated. Never NULL.
+  const char *text;
+  size_t text_len;
+} llmpool_delta;
+
+// Receives each typed delta of a stream, in order: on the calling thread
+// for `llmpool_stream_deltas`, on a library thread for
+// `llmpool_stream_deltas_async` (never two at once for one call).
+// `delta` and its strings are owned by llmpool and valid only until the
+// callback returns. Return 0 to go on; any other value aborts the stream
+// with `LLMPOOL_CANCELLED` (what arrived is kept in the response).
+typedef int (*llmpool_delta_cb)(void *userdata, const struct llmpool_delta *delta);
 
 // Receives one log line. `level` is an `llmpool_log_level`; `message` is
 // `len` bytes of UTF-8 without a trailing newline, also NUL-terminated,
@@ -160,6 +210,121 @@ typedef int (*llmpool_key_provider_cb)(void *userdata, char *buf, size_t buf_len
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// `POST {base_url}/responses` (OpenAI's Responses API) with `request_json`,
+// through retries, failover, routing, the budget, rate limits, the cache
+// and metrics like `llmpool_chat`. `llmpool_response_text` is the output
+// text joined, `llmpool_response_completion` the `response` object, and
+// the cost comes from its `usage` (`input_tokens`, `output_tokens`,
+// `input_tokens_details.cached_tokens`). Results and ownership as for
+// `llmpool_chat`.
+//
+// # Safety
+// As for `llmpool_chat`.
+enum llmpool_code llmpool_responses(struct llmpool_client *client,
+                                    const char *request_json,
+                                    struct llmpool_response **out);
+
+// `POST {base_url}/messages` (Anthropic's Messages API) with
+// `request_json`, like `llmpool_responses`. Sends `anthropic-version`
+// (option `anthropic_version`, default "2023-06-01") and the key as
+// `x-api-key` (option `anthropic_auth`: "x-api-key", the default, as
+// api.anthropic.com wants it, or "bearer" for relays that want
+// `Authorization: Bearer`). `llmpool_response_text` is the text blocks
+// joined; the cost counts cache reads and writes
+// (`cache_read_input_tokens`, `cache_creation_input_tokens`) at their
+// prices (`cached_input`, `cache_write_input`); a model without a
+// cache-write price costs "unknown" when the answer wrote to the cache.
+//
+// # Safety
+// As for `llmpool_chat`.
+enum llmpool_code llmpool_messages(struct llmpool_client *client,
+                                   const char *request_json,
+                                   struct llmpool_response **out);
+
+// Streams the Responses API: `request_json` plus `"stream": true`,
+// `on_event(userdata, ...)` on the calling thread for every event in
+// order, with `delta` the event's `response.output_text.delta` text (""
+// for other events) and `event_json` its JSON. As `llmpool_chat_stream`
+// otherwise (non-zero from `on_event` aborts with `LLMPOOL_CANCELLED`).
+//
+// The stream ends with `LLMPOOL_OK` at `response.completed` or
+// `response.incomplete` (then `info.finish_reason` says why, e.g.
+// "max_output_tokens"); `response.failed` and an `error` event give
+// `LLMPOOL_PROTOCOL` with the server's message; a body that ends before
+// any of them gives `LLMPOOL_IO`. `llmpool_response_completion` is the
+// final `response` object (assembled from the events when the stream
+// broke off).
+//
+// # Safety
+// As for `llmpool_chat_stream`.
+enum llmpool_code llmpool_responses_stream(struct llmpool_client *client,
+                                           const char *request_json,
+                                           llmpool_stream_cb on_event,
+                                           void *userdata,
+                                           struct llmpool_response **out);
+
+// Streams the Messages API: `request_json` plus `"stream": true`;
+// `on_event` as for `llmpool_responses_stream`, with `delta` each
+// `text_delta`'s text. `ping` events are skipped. `message_stop` ends the
+// stream with `LLMPOOL_OK`; an `error` event (such as `overloaded_error`)
+// gives `LLMPOOL_PROTOCOL` with its message. `llmpool_response_completion`
+// is the final `message`, its `tool_use` blocks' `input` parsed from the
+// joined `partial_json`.
+//
+// # Safety
+// As for `llmpool_chat_stream`.
+enum llmpool_code llmpool_messages_stream(struct llmpool_client *client,
+                                          const char *request_json,
+                                          llmpool_stream_cb on_event,
+                                          void *userdata,
+                                          struct llmpool_response **out);
+
+// `llmpool_responses` without blocking; otherwise exactly like
+// `llmpool_chat_async`.
+//
+// # Safety
+// As for `llmpool_chat_async`.
+enum llmpool_code llmpool_responses_async(struct llmpool_client *client,
+                                          const char *request_json,
+                                          llmpool_done_cb done,
+                                          void *userdata,
+                                          struct llmpool_call **call);
+
+// `llmpool_messages` without blocking; otherwise exactly like
+// `llmpool_chat_async`.
+//
+// # Safety
+// As for `llmpool_chat_async`.
+enum llmpool_code llmpool_messages_async(struct llmpool_client *client,
+                                         const char *request_json,
+                                         llmpool_done_cb done,
+                                         void *userdata,
+                                         struct llmpool_call **call);
+
+// `llmpool_responses_stream` without blocking; `on_event` and `done` as
+// for `llmpool_chat_stream_async`.
+//
+// # Safety
+// As for `llmpool_chat_stream_async`.
+enum llmpool_code llmpool_responses_stream_async(struct llmpool_client *client,
+                                                 const char *request_json,
+                                                 llmpool_stream_cb on_event,
+                                                 llmpool_done_cb done,
+                                                 void *userdata,
+                                                 struct llmpool_call **call);
+
+// `llmpool_messages_stream` without blocking; `on_event` and `done` as
+// for `llmpool_chat_stream_async`.
+//
+// # Safety
+// As for `llmpool_chat_stream_async`.
+enum llmpool_code llmpool_messages_stream_async(struct llmpool_client *client,
+                                                const char *request_json,
+                                                llmpool_stream_cb on_event,
+                                                llmpool_done_cb done,
+                                                void *userdata,
+                                                struct llmpool_call **call);
 
 // `llmpool_chat` without blocking: queues the call and returns at once
 // (no network I/O, no DNS, no wait for `max_concurrency` on this thread).
@@ -538,6 +703,39 @@ const char *llmpool_version(void);
 // passes is well defined.
 const char *llmpool_code_name(int code);
 
+// Streams `request_json` on `api` (an `llmpool_api` value), calling
+// `on_delta(userdata, delta)` for each typed delta; otherwise exactly like
+// `llmpool_chat_stream`, `llmpool_responses_stream` or
+// `llmpool_messages_stream` (same request, response, codes). An `api`
+// that is not an `llmpool_api` value, or a NULL `on_delta`, is
+// `LLMPOOL_INVALID_ARGUMENT` without network traffic.
+//
+// # Safety
+// `client` is NULL or a live client; `request_json` is NULL or
+// NUL-terminated; `on_delta` is NULL or safe to call with `userdata` on
+// this thread; `out` is NULL or valid for one pointer write.
+enum llmpool_code llmpool_stream_deltas(struct llmpool_client *client,
+                                        int api,
+                                        const char *request_json,
+                                        llmpool_delta_cb on_delta,
+                                        void *userdata,
+                                        struct llmpool_response **out);
+
+// `llmpool_stream_deltas` without blocking: `on_delta` runs on a library
+// thread for each delta, then `done` once with the response; otherwise
+// exactly like `llmpool_chat_stream_async`.
+//
+// # Safety
+// As for `llmpool_chat_stream_async`; `on_delta` is NULL or safe to call
+// from any thread with `userdata`.
+enum llmpool_code llmpool_stream_deltas_async(struct llmpool_client *client,
+                                              int api,
+                                              const char *request_json,
+                                              llmpool_delta_cb on_delta,
+                                              llmpool_done_cb done,
+                                              void *userdata,
+                                              struct llmpool_call **call);
+
 // The vectors of an embeddings answer (`llmpool_embeddings`) as one
 // contiguous row-major `count x dim` float32 matrix: row `i` is the vector
 // whose `index` is `i`, whatever order the answer listed them in.
@@ -711,6 +909,23 @@ const char *llmpool_response_error(const struct llmpool_response *r);
 // # Safety
 // `r` is NULL or a response from llmpool that has not been freed.
 const char *llmpool_response_info(const struct llmpool_response *r);
+
+// The answer as one JSON object in its API's non-streaming shape, or NULL
+// when there is none (a failed call without an answer, an HTTP error, an
+// embeddings or raw call, a NULL `r`). For a chat stream it is the
+// `chat.completion` the same request without `stream` would have
+// returned (every choice in index order with `message.content`,
+// `refusal`, reasoning fields under the names the gateway used,
+// `tool_calls`, `finish_reason`, joined `logprobs`; `usage` from the
+// stream); for a Responses stream the final `response`; for a Messages
+// stream the final `message`; for a call without `stream`, the body. A
+// stream that failed or was cancelled keeps what arrived
+// (`finish_reason: null` where none came). Owned by `r`: valid until
+// `llmpool_response_free(r)`.
+//
+// # Safety
+// `r` is NULL or a response from llmpool that has not been freed.
+const char *llmpool_response_completion(const struct llmpool_response *r);
 
 // The id of the async call this response answers (as `llmpool_call_id`
 // and `call_id` in the info); 0 for blocking calls and a NULL response.

@@ -21,6 +21,17 @@ use crate::store::redis::RedisConfig;
 /// The default gateway: the HolySheep relay.
 pub const DEFAULT_BASE_URL: &str = "https://api.holysheep.ai/v1";
 
+/// The `anthropic-version` sent with Messages API calls unless
+/// `anthropic_version` says otherwise.
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// How a Messages API call sends the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnthropicAuth {
+    XApiKey,
+    Bearer,
+}
+
 /// Every option, with defaults applied.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -70,6 +81,11 @@ pub struct Options {
     pub redis: Option<RedisConfig>,
     /// `log_bodies`: request and response bodies in the log at TRACE.
     pub log_bodies: bool,
+    /// The Messages API's `anthropic-version` header.
+    pub anthropic_version: String,
+    /// How the Messages API gets the key: `x-api-key` (api.anthropic.com)
+    /// or `Authorization: Bearer` (relays that want it).
+    pub anthropic_auth: AnthropicAuth,
     /// `"rate_limits"`: requests and tokens per minute.
     pub rate_limits: Option<RateLimitConfig>,
 }
@@ -117,6 +133,8 @@ impl Default for Options {
             routing: None,
             redis: None,
             log_bodies: false,
+            anthropic_version: DEFAULT_ANTHROPIC_VERSION.to_string(),
+            anthropic_auth: AnthropicAuth::XApiKey,
             rate_limits: None,
         }
     }
@@ -251,6 +269,26 @@ impl Options {
                     string(k, v)?;
                 }
                 "log_bodies" => o.log_bodies = boolean(k, v)?,
+                "anthropic_version" => {
+                    o.anthropic_version = string(k, v)?;
+                    if o.anthropic_version
+                        .bytes()
+                        .any(|b| !(0x21..0x7f).contains(&b))
+                    {
+                        return Err(Error::invalid(format!(
+                            "option \"{k}\": must be printable ASCII without spaces"
+                        )));
+                    }
+                }
+                "anthropic_auth" => {
+                    o.anthropic_auth = match string(k, v)?.as_str() {
+                        "x-api-key" => AnthropicAuth::XApiKey,
+                        "bearer" => AnthropicAuth::Bearer,
+                        other => return Err(Error::invalid(format!(
+                            "option \"{k}\": expected \"x-api-key\" or \"bearer\", got \"{other}\""
+                        ))),
+                    }
+                }
                 "rate_limits" => o.rate_limits = Some(RateLimitConfig::parse(k, v)?),
                 _ => return Err(Error::invalid(format!("unknown option \"{k}\""))),
             }

@@ -2,6 +2,7 @@
 
 use ureq::http;
 
+use crate::assemble::Api;
 use crate::error::Error;
 use crate::request::{parse_object, RequestFacts};
 
@@ -29,7 +30,18 @@ pub type BodyReader<'a> =
 impl Call {
     /// A JSON API whose 2xx body must be JSON.
     pub(crate) fn path_is_json_api(&self) -> bool {
-        matches!(self.path.as_str(), "/chat/completions" | "/embeddings")
+        self.api().is_some() || self.path == "/embeddings"
+    }
+
+    /// The answer API this call speaks, if it is one of the three
+    /// (a JSON call to its path: `request_raw` bodies are left alone).
+    pub(crate) fn api(&self) -> Option<Api> {
+        if self.content_type.is_some() {
+            return None;
+        }
+        [Api::Chat, Api::Responses, Api::Messages]
+            .into_iter()
+            .find(|a| a.path() == self.path)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ureq::http;
 
 use super::{BodyReader, Call, Client};
+use crate::assemble::Api;
 use crate::body;
 use crate::error::{Code, Error};
 use crate::exec::token;
@@ -14,8 +15,8 @@ use crate::headers::Headers;
 use crate::log::{in_scope, Level};
 use crate::net::error::from_ureq;
 use crate::net::transport::{self, AttemptIo};
-use crate::options::ApiKey;
-use crate::response::{Info, Response, Timings};
+use crate::options::{AnthropicAuth, ApiKey};
+use crate::response::{Completion, Info, Response, Timings};
 use crate::sync::read;
 
 /// What a call's attempts have done so far, over every endpoint.
@@ -163,9 +164,16 @@ impl Client {
             Some("") => b.header("accept", "*/*"),
             Some(ct) => b.header("accept", "*/*").header("content-type", ct),
         };
+        let messages = call.api() == Some(Api::Messages);
+        if messages {
+            b = b.header("anthropic-version", inner.opts.anthropic_version.as_str());
+        }
         let client_key = read(&inner.wire.key);
         if let Some(key) = endpoint_key.or(client_key.as_ref()) {
-            b = b.header("authorization", format!("Bearer {}", key.expose()));
+            b = match inner.opts.anthropic_auth {
+                AnthropicAuth::XApiKey if messages => b.header("x-api-key", key.expose()),
+                _ => b.header("authorization", format!("Bearer {}", key.expose())),
+            };
         }
         drop(client_key);
         for (k, v) in &inner.opts.headers {
@@ -237,9 +245,16 @@ impl Client {
             headers,
             body,
         } = done;
+        let api = call.api();
         // The few fields llmpool needs, without a tree of the whole body
-        // (an embeddings answer is megabytes of floats).
-        let read = body::fields(&body);
+        // (an embeddings answer is megabytes of floats); the Responses and
+        // Messages answers are small and read as a tree.
+        let read = match api {
+            Some(a @ (Api::Responses | Api::Messages)) if !call.facts.stream => {
+                answer_fields(a, &body)
+            }
+            _ => body::fields(&body),
+        };
         // A 2xx JSON call whose body is not JSON is a broken answer, not a success.
         if let (None, false, true, false, Err(e)) = (
             &err,
@@ -272,6 +287,11 @@ impl Client {
             timings: timings(&t.io, elapsed),
             ..Info::default()
         };
+        let answered = err.is_none() && (200..300).contains(&status) && !body.is_empty();
+        let completion = match api {
+            Some(_) if answered && !call.facts.stream => Completion::Body,
+            _ => Completion::None,
+        };
         let (code, error) = match err {
             None => (Code::Ok, String::new()),
             Some(e) => (e.code, e.message),
@@ -284,8 +304,25 @@ impl Client {
             error,
             info,
             headers,
+            completion,
         }
     }
+}
+
+/// [`body::fields`] for a Responses or Messages answer.
+fn answer_fields(api: Api, body: &[u8]) -> Result<body::Fields, body::NotJson> {
+    let v: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        // The scanner says where and why it is not JSON.
+        Err(_) => return body::fields(body),
+    };
+    let a = crate::assemble::read_answer(api, &v);
+    Ok(body::Fields {
+        text: a.text,
+        finish_reason: a.finish_reason,
+        model: a.model,
+        usage: a.usage.unwrap_or(serde_json::Value::Null),
+    })
 }
 
 /// The phases of the last attempt (dns, connect and tls are 0 when it used

@@ -311,6 +311,17 @@ impl Client {
         self.json_call("/embeddings", request_json)
     }
 
+    /// `POST {base_url}/responses` (OpenAI's Responses API).
+    pub fn responses(&self, request_json: &str) -> Response {
+        self.json_call("/responses", request_json)
+    }
+
+    /// `POST {base_url}/messages` (Anthropic's Messages API), with
+    /// `anthropic-version` and the key as `anthropic_auth` says.
+    pub fn messages(&self, request_json: &str) -> Response {
+        self.json_call("/messages", request_json)
+    }
+
     /// Any method and path below `base_url`, with an optional JSON body.
     pub fn request(&self, method: &str, path: &str, body_json: Option<&str>) -> Response {
         match request_call(method, path, body_json, self.needs_estimate()) {

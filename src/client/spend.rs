@@ -12,7 +12,7 @@ use crate::cost::spend::{Hit, Prepared, Ready};
 use crate::error::Code;
 use crate::log::{log, next_call_id, Level, Scoped};
 use crate::request::RequestFacts;
-use crate::response::{Cost, Endpoint, Info, Response, Timings};
+use crate::response::{Completion, Cost, Endpoint, Info, Response, Timings};
 
 impl Client {
     /// A JSON POST with cost control around it: routing, cache, budget.
@@ -63,7 +63,7 @@ impl Client {
                         "cache hit for POST {path} (model {}): answered without a request",
                         p.model.as_deref().unwrap_or("?")
                     );
-                    return self.cache_hit(p, hit, started);
+                    return self.cache_hit(path, p, hit, started);
                 }
                 Ok(Ready::Send(p)) => p,
             };
@@ -100,7 +100,7 @@ impl Client {
         }
     }
 
-    fn cache_hit(&self, p: Prepared, hit: Hit, started: Instant) -> Response {
+    fn cache_hit(&self, path: &str, p: Prepared, hit: Hit, started: Instant) -> Response {
         let sum = crate::body::fields(&hit.entry.body).unwrap_or_default();
         let headers = crate::headers::Headers::from(hit.entry.headers);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -131,6 +131,10 @@ impl Client {
             },
             headers,
             body: hit.entry.body,
+            completion: match path {
+                "/embeddings" => Completion::None,
+                _ => Completion::Body,
+            },
         };
         self.inner.metrics.finish(Code::Ok, started.elapsed());
         self.record(r.info.model.as_deref(), &r, started);

@@ -1,16 +1,22 @@
-//! Streaming chat completions over Server-Sent Events.
+//! Streaming over Server-Sent Events: chat completions, the Responses API
+//! and the Messages API.
 //!
-//! [`Client::chat_stream`] sends a chat request with `"stream": true`, reads
-//! the `text/event-stream` answer as it arrives (parsed by [`crate::sse`]),
-//! and hands every chunk to a callback on the calling thread. The call goes
-//! through the same routing, budget, retries (up to the response headers),
-//! metrics and cost accounting as [`Client::chat`].
+//! [`Client::chat_stream`] (and [`Client::stream`] for any of the three
+//! APIs) sends the request with `"stream": true`, reads the
+//! `text/event-stream` answer as it arrives (parsed by [`crate::sse`], each
+//! event's JSON parsed once and handed to [`crate::assemble`]), and hands
+//! every event and every typed delta to the caller. The call goes through
+//! the same routing, budget, retries (up to the response headers), metrics
+//! and cost accounting as [`Client::chat`].
 //!
 //! # Results
 //!
 //! The returned [`Response`] always holds what arrived, also on failure:
 //!
-//! * `text`: the concatenated `choices[0].delta.content` of every chunk;
+//! * `text`: choice 0's content (Responses: the output text; Messages: the
+//!   text blocks), joined;
+//! * `completion`: the assembled answer in its API's non-streaming shape
+//!   (see [`crate::assemble`]), also when the stream failed part-way;
 //! * `body`: the raw SSE bytes read (a non-2xx answer keeps its JSON body);
 //! * `info`: the usual call details plus `ttft_ms` (milliseconds from the
 //!   start of the call to the first non-empty delta, `null` when none
@@ -49,29 +55,63 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::assemble::{self, Api, Assembler, Delta};
 use crate::client::{parse_object, Client};
 use crate::error::{Code, Error};
 use crate::log::{in_scope, Level};
 use crate::net::error::from_ureq;
-use crate::response::{Response, StreamFacts};
-use crate::sse::{interpret, SseEvent, SseParser, StreamItem};
+use crate::response::{Completion, Response, StreamFacts};
+use crate::sse::{SseEvent, SseParser};
 
 /// Bytes read into one buffer per `read` call.
 const READ_BUF: usize = 16 * 1024;
 
-/// After `[DONE]`, at most this many further body bytes are read to put the
-/// connection back in the pool; a server sending more loses the connection.
+/// After the end event, at most this many further body bytes are read to
+/// put the connection back in the pool; a server sending more loses the
+/// connection.
 const MAX_DRAIN: usize = 64 * 1024;
 
+/// What a stream's caller sees, per event and per delta.
+pub trait StreamSink: Send {
+    /// Every event but keep-alives and the end: its text (chat: choice 0's
+    /// `delta.content`; Responses: an `output_text` delta; Messages: a
+    /// `text_delta`; else "") and its raw JSON. `false` aborts the stream.
+    fn event(&mut self, _text: &str, _raw: &str) -> bool {
+        true
+    }
+
+    /// Every typed delta, before its event. `false` aborts the stream.
+    fn delta(&mut self, _d: &Delta) -> bool {
+        true
+    }
+}
+
+/// A sink of events only (the `llmpool_stream_cb` kind).
+struct Events<'a>(&'a mut (dyn FnMut(&str, &str) -> bool + Send));
+
+impl StreamSink for Events<'_> {
+    fn event(&mut self, text: &str, raw: &str) -> bool {
+        (self.0)(text, raw)
+    }
+}
+
+/// A sink of typed deltas only.
+struct Deltas<'a>(&'a mut (dyn FnMut(&Delta) -> bool + Send));
+
+impl StreamSink for Deltas<'_> {
+    fn delta(&mut self, d: &Delta) -> bool {
+        (self.0)(d)
+    }
+}
+
 /// What the body reader learned, for the response patch.
-#[derive(Default)]
 struct State {
-    text: String,
+    api: Api,
+    assembler: Assembler,
     chunks: u64,
     ttft_ms: Option<f64>,
-    finish_reason: Option<String>,
-    usage: Option<Value>,
-    model: Option<String>,
+    /// The end event arrived.
+    ended: bool,
     /// The raw data of a mid-stream error event.
     stream_error: Option<String>,
     /// The callback returned `false`.
@@ -79,6 +119,21 @@ struct State {
     /// The error this module decided on (its message replaces the generic
     /// "answer cut short" wording of the transport layer).
     own_error: Option<Error>,
+}
+
+impl State {
+    fn new(api: Api) -> State {
+        State {
+            api,
+            assembler: Assembler::new(api),
+            chunks: 0,
+            ttft_ms: None,
+            ended: false,
+            stream_error: None,
+            aborted_by_callback: false,
+            own_error: None,
+        }
+    }
 }
 
 /// Why event handling stopped.
@@ -94,7 +149,7 @@ impl Client {
     /// `"stream_options": {"include_usage": true}`.
     ///
     /// `on_delta(delta, event_json)` runs on the calling thread once per
-    /// chunk event, in order, with `choices[0].delta.content` (may be empty,
+    /// chunk event, in order, with choice 0's `delta.content` (may be empty,
     /// e.g. for the role chunk or the usage chunk) and the event's raw JSON.
     /// Returning `false` aborts the stream: the response then has
     /// `Code::Cancelled` and the text received so far. `[DONE]` and error
@@ -110,14 +165,64 @@ impl Client {
         request_json: &str,
         on_delta: &mut (dyn FnMut(&str, &str) -> bool + Send),
     ) -> Response {
-        self.block_on_call(self.chat_stream_fut(request_json, on_delta))
+        self.stream(Api::Chat, request_json, &mut Events(on_delta))
     }
 
-    /// The future of [`Client::chat_stream`] (what an async stream runs).
-    pub(crate) async fn chat_stream_fut(
+    /// Streams any of the three APIs, handing events and typed deltas to
+    /// `sink` (see [`Client::chat_stream`] for the chat request).
+    pub fn stream(&self, api: Api, request_json: &str, sink: &mut dyn StreamSink) -> Response {
+        self.block_on_call(self.stream_fut(api, request_json, sink))
+    }
+
+    /// [`Client::stream`] with a callback of events only (as
+    /// [`Client::chat_stream`]'s, for any API).
+    pub fn stream_events(
         &self,
+        api: Api,
         request_json: &str,
-        on_delta: &mut (dyn FnMut(&str, &str) -> bool + Send),
+        on_event: &mut (dyn FnMut(&str, &str) -> bool + Send),
+    ) -> Response {
+        self.stream(api, request_json, &mut Events(on_event))
+    }
+
+    /// [`Client::stream`] with a callback of typed deltas only.
+    pub fn stream_deltas(
+        &self,
+        api: Api,
+        request_json: &str,
+        on_delta: &mut (dyn FnMut(&Delta) -> bool + Send),
+    ) -> Response {
+        self.stream(api, request_json, &mut Deltas(on_delta))
+    }
+
+    /// The future of an events-only stream (what an async stream runs).
+    pub(crate) async fn stream_events_fut(
+        &self,
+        api: Api,
+        request_json: &str,
+        on_event: &mut (dyn FnMut(&str, &str) -> bool + Send),
+    ) -> Response {
+        self.stream_fut(api, request_json, &mut Events(on_event))
+            .await
+    }
+
+    /// The future of [`Client::stream_deltas`].
+    pub(crate) async fn stream_deltas_fut(
+        &self,
+        api: Api,
+        request_json: &str,
+        on_delta: &mut (dyn FnMut(&Delta) -> bool + Send),
+    ) -> Response {
+        self.stream_fut(api, request_json, &mut Deltas(on_delta))
+            .await
+    }
+
+    /// The future of [`Client::stream`].
+    pub(crate) async fn stream_fut(
+        &self,
+        api: Api,
+        request_json: &str,
+        sink: &mut dyn StreamSink,
     ) -> Response {
         let started = Instant::now();
         let mut v = match parse_object(request_json, "request_json") {
@@ -125,59 +230,61 @@ impl Client {
             Err(e) => return Response::failed(e, started),
         };
         v["stream"] = Value::Bool(true);
-        match v.get_mut("stream_options") {
-            None | Some(Value::Null) => {
-                v["stream_options"] = json!({"include_usage": true});
-            }
-            Some(Value::Object(o)) => {
-                o.entry("include_usage").or_insert(Value::Bool(true));
-            }
-            Some(_) => {
-                return Response::failed(
-                    Error::invalid("request_json: \"stream_options\" must be an object"),
-                    started,
-                )
+        if api == Api::Chat {
+            if let Err(e) = ask_for_usage(&mut v) {
+                return Response::failed(e, started);
             }
         }
         let request = v.to_string();
         let limit = self.options().max_response_bytes;
         let idle = self.options().stream_idle_timeout;
-        let state = Mutex::new(State::default());
+        let state = Mutex::new(State::new(api));
 
         let mut on_body = |body: &mut ureq::Body| {
             in_scope(Level::Debug, || {
                 "stream started: reading events".to_string()
             });
             let mut st = crate::sync::lock(&state);
-            read_stream(body, limit, idle, started, &mut st, on_delta).map_err(|(bytes, e)| {
+            read_stream(body, limit, idle, started, &mut st, sink).map_err(|(bytes, e)| {
                 st.own_error = Some(e.clone());
                 (bytes, e)
             })
         };
         let mut patch = |r: &mut Response| {
-            let st = std::mem::take(&mut *crate::sync::lock(&state));
+            let st = std::mem::replace(&mut *crate::sync::lock(&state), State::new(api));
+            apply(r, st);
             if r.status / 100 == 2 {
                 in_scope(Level::Info, || {
                     format!(
                         "stream ended: {}, {} chunks, finish_reason={}",
                         r.code.name(),
-                        st.chunks,
-                        st.finish_reason.as_deref().unwrap_or("none")
+                        r.info.stream.as_ref().map_or(0, |s| s.chunks),
+                        r.info.finish_reason.as_deref().unwrap_or("none")
                     )
                 });
             }
-            apply(r, st);
         };
-        self.spent_call(
-            "/chat/completions",
-            &request,
-            v,
-            true,
-            &mut on_body,
-            &mut patch,
-        )
-        .await
+        self.spent_call(api.path(), &request, v, true, &mut on_body, &mut patch)
+            .await
     }
+}
+
+/// Sets `stream_options.include_usage` unless the request says otherwise.
+fn ask_for_usage(v: &mut Value) -> Result<(), Error> {
+    match v.get_mut("stream_options") {
+        None | Some(Value::Null) => {
+            v["stream_options"] = json!({"include_usage": true});
+        }
+        Some(Value::Object(o)) => {
+            o.entry("include_usage").or_insert(Value::Bool(true));
+        }
+        Some(_) => {
+            return Err(Error::invalid(
+                "request_json: \"stream_options\" must be an object",
+            ))
+        }
+    }
+    Ok(())
 }
 
 /// Reads and dispatches the whole event stream. Ok(all bytes) on success,
@@ -188,7 +295,7 @@ fn read_stream(
     idle: Duration,
     started: Instant,
     st: &mut State,
-    on_delta: &mut (dyn FnMut(&str, &str) -> bool + Send),
+    sink: &mut dyn StreamSink,
 ) -> Result<Vec<u8>, (Vec<u8>, Error)> {
     let mut reader = body.with_config().limit(limit).reader();
     let mut parser = SseParser::new();
@@ -218,19 +325,24 @@ fn read_stream(
                 .map_err(|e| Error::new(Code::Protocol, e.to_string()));
             let stop = match last {
                 Err(e) => Some(Stop::Fail(e)),
-                Ok(ev) => ev.and_then(|ev| handle(&ev, started, st, on_delta)),
+                Ok(ev) => ev.and_then(|ev| handle(&ev, started, st, sink)),
             };
             return match stop {
                 Some(Stop::Fail(e)) => Err((all, e)),
                 Some(Stop::Done) => Ok(all),
-                None if st.finish_reason.is_some() => Ok(all),
+                None if ended_well(st) => Ok(all),
                 None => Err((
                     all,
                     Error::new(
                         Code::Io,
                         format!(
-                            "the stream ended after {} chunks without [DONE] or a finish_reason",
-                            st.chunks
+                            "the stream ended after {} chunks without {}",
+                            st.chunks,
+                            match st.api {
+                                Api::Chat => "[DONE] or a finish_reason",
+                                Api::Responses => "response.completed",
+                                Api::Messages => "message_stop or a stop_reason",
+                            }
                         ),
                     ),
                 )),
@@ -242,7 +354,7 @@ fn read_stream(
             Err(e) => return Err((all, Error::new(Code::Protocol, e.to_string()))),
         };
         for ev in &events {
-            match handle(ev, started, st, on_delta) {
+            match handle(ev, started, st, sink) {
                 None => {}
                 Some(Stop::Fail(e)) => return Err((all, e)),
                 Some(Stop::Done) => {
@@ -254,6 +366,14 @@ fn read_stream(
     }
 }
 
+/// A body that ended without its end event is still complete when the
+/// answer says why it stopped (some gateways close right after it).
+fn ended_well(st: &State) -> bool {
+    match st.api {
+        Api::Chat | Api::Messages => st.assembler.finish().finish_reason.is_some(),
+        Api::Responses => st.ended,
+    }
+}
 /// Reads what follows `[DONE]` (normally only the chunked terminator) so
 /// the connection can go back to the pool. Errors are ignored: the answer is
 /// complete, the connection is then simply not reused.
@@ -274,50 +394,119 @@ fn handle(
     ev: &SseEvent,
     started: Instant,
     st: &mut State,
-    on_delta: &mut dyn FnMut(&str, &str) -> bool,
+    sink: &mut dyn StreamSink,
 ) -> Option<Stop> {
-    match interpret(ev) {
-        Err(msg) => Some(Stop::Fail(Error::new(Code::Protocol, msg))),
-        Ok(StreamItem::Done) => Some(Stop::Done),
-        Ok(StreamItem::Error { message, raw }) => {
-            st.stream_error = Some(raw);
-            Some(Stop::Fail(Error::new(
+    let data = ev.data.as_str();
+    let name = ev.event.as_deref();
+    if data.trim() == "[DONE]" {
+        st.ended = true;
+        return Some(Stop::Done);
+    }
+    if name == Some("ping") {
+        return None;
+    }
+    let v = match serde_json::from_str::<Value>(data) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return Some(Stop::Fail(Error::new(
                 Code::Protocol,
                 format!(
-                    "the server sent an error mid-stream after {} chunks: {message}",
-                    st.chunks
+                    "stream chunk is not a JSON object (data: {:?})",
+                    snippet(data)
                 ),
             )))
         }
-        Ok(StreamItem::Chunk(c)) => {
-            st.chunks += 1;
-            if st.ttft_ms.is_none() && !c.content.is_empty() {
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                st.ttft_ms = Some(ms);
-                in_scope(Level::Debug, || {
-                    format!("stream first token after {ms:.1} ms")
-                });
-            }
-            st.text.push_str(&c.content);
-            if let Some(f) = c.finish_reason {
-                st.finish_reason = Some(f);
-            }
-            if let Some(u) = c.usage.filter(Value::is_object) {
-                st.usage = Some(u);
-            }
-            if let Some(m) = c.model {
-                st.model = Some(m);
-            }
-            if on_delta(&c.content, &c.raw) {
-                None
-            } else {
-                st.aborted_by_callback = true;
-                Some(Stop::Fail(Error::new(
-                    Code::Cancelled,
-                    format!("stream aborted by the callback after {} chunks", st.chunks),
-                )))
-            }
+        Err(_) if name == Some("error") => Value::String(data.trim().to_string()),
+        Err(e) => {
+            return Some(Stop::Fail(Error::new(
+                Code::Protocol,
+                format!(
+                    "invalid JSON in stream chunk: {e} (data: {:?})",
+                    snippet(data)
+                ),
+            )))
         }
+    };
+    if name == Some("error") && st.api == Api::Chat {
+        return Some(fail_mid_stream(st, data, &error_text(&v)));
+    }
+    let mut aborted = false;
+    let mut first = None;
+    let step = st.assembler.feed(name, &v, &mut |d| {
+        if first.is_none() && !d.text.is_empty() {
+            first = Some(d.kind);
+        }
+        if !aborted && !sink.delta(&d) {
+            aborted = true;
+        }
+    });
+    if first.is_some() && st.ttft_ms.is_none() {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        st.ttft_ms = Some(ms);
+        in_scope(Level::Debug, || {
+            format!("stream first token after {ms:.1} ms")
+        });
+    }
+    match step {
+        assemble::Step::Failed { message } => return Some(fail_mid_stream(st, data, &message)),
+        assemble::Step::Done => {
+            st.ended = true;
+            return Some(Stop::Done);
+        }
+        assemble::Step::More => {}
+    }
+    st.chunks += 1;
+    if !aborted && !sink.event(event_text(st.api, &v), data) {
+        aborted = true;
+    }
+    if aborted {
+        st.aborted_by_callback = true;
+        return Some(Stop::Fail(Error::new(
+            Code::Cancelled,
+            format!("stream aborted by the callback after {} chunks", st.chunks),
+        )));
+    }
+    None
+}
+
+fn fail_mid_stream(st: &mut State, raw: &str, message: &str) -> Stop {
+    st.stream_error = Some(raw.to_string());
+    Stop::Fail(Error::new(
+        Code::Protocol,
+        format!(
+            "the server sent an error mid-stream after {} chunks: {message}",
+            st.chunks
+        ),
+    ))
+}
+
+fn error_text(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.is_empty() => "stream error event without details".to_string(),
+        Value::String(s) => s.clone(),
+        v => assemble::error_message(v),
+    }
+}
+
+/// The text an event carries for an events callback.
+fn event_text(api: Api, v: &Value) -> &str {
+    match api {
+        Api::Chat => assemble::chat::chunk_content(v),
+        Api::Responses if v["type"] == "response.output_text.delta" => {
+            v["delta"].as_str().unwrap_or("")
+        }
+        Api::Messages if v["delta"]["type"] == "text_delta" => {
+            v["delta"]["text"].as_str().unwrap_or("")
+        }
+        _ => "",
+    }
+}
+
+/// At most 200 characters of `s`, for error messages.
+fn snippet(s: &str) -> &str {
+    match s.char_indices().nth(200) {
+        Some((i, _)) => &s[..i],
+        None => s,
     }
 }
 
@@ -357,18 +546,25 @@ fn apply(r: &mut Response, st: State) {
             r.error = e.message.clone();
         }
     }
-    r.text = st.text;
     let info = &mut r.info;
     info.stream = Some(StreamFacts {
         ttft_ms: st.ttft_ms,
         chunks: st.chunks,
         error: st.stream_error,
     });
-    info.finish_reason = st.finish_reason;
-    if st.usage.is_some() {
-        info.usage = st.usage;
+    if r.status / 100 != 2 {
+        // An error answer: its body is the error, nothing was assembled.
+        return;
     }
-    if st.model.is_some() {
-        info.model = st.model;
+    let a = st.assembler.finish();
+    info.finish_reason = a.finish_reason;
+    if a.usage.is_some() {
+        info.usage = a.usage;
     }
+    if a.model.is_some() {
+        info.model = a.model;
+    }
+    info.bad_arguments = a.bad_arguments;
+    r.text = a.text;
+    r.completion = Completion::Assembled(a.completion);
 }

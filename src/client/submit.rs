@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{parse_object, raw_call, request_call, Client};
+use crate::assemble::{Api, Delta};
 use crate::error::{panic_message, Code, Error};
 use crate::exec::{
     pool, token, BoxFuture, CallHandle, CallToken, CatchPanic, Config, Executor, Gate, Start, Task,
@@ -29,6 +30,15 @@ pub type DoneFn = Box<dyn FnOnce(Response) + Send>;
 
 /// A stream's per-chunk callback (`delta`, `event_json`); `false` aborts.
 pub type EventFn = Box<dyn FnMut(&str, &str) -> bool + Send>;
+
+/// A stream's typed-delta callback; `false` aborts.
+pub type DeltaFn = Box<dyn FnMut(&Delta) -> bool + Send>;
+
+/// What an async stream hands its caller.
+enum Sink {
+    Events(EventFn),
+    Deltas(DeltaFn),
+}
 
 /// How long a library thread waits for more work before it exits.
 const IDLE_THREAD: Duration = Duration::from_secs(10);
@@ -80,8 +90,9 @@ enum Work {
     },
     Request(super::Call),
     Stream {
+        api: Api,
         text: String,
-        on_event: EventFn,
+        sink: Sink,
     },
     /// `warm(n)`: its network I/O on a library thread, not the caller's.
     Warm(usize),
@@ -141,7 +152,48 @@ impl Client {
     ) -> Result<CallHandle, Error> {
         parse_object(request_json, "request_json")?;
         let text = request_json.to_string();
-        self.submit(Work::Stream { text, on_event }, done)
+        let sink = Sink::Events(on_event);
+        let api = Api::Chat;
+        self.submit(Work::Stream { api, text, sink }, done)
+    }
+
+    /// `responses` without blocking; as [`Client::chat_async`].
+    pub fn responses_async(&self, request_json: &str, done: DoneFn) -> Result<CallHandle, Error> {
+        self.json_async("/responses", request_json, done)
+    }
+
+    /// `messages` without blocking; as [`Client::chat_async`].
+    pub fn messages_async(&self, request_json: &str, done: DoneFn) -> Result<CallHandle, Error> {
+        self.json_async("/messages", request_json, done)
+    }
+
+    /// A stream of any of the three APIs without blocking: `on_event` per
+    /// event on a library thread (as for [`Client::chat_stream_async`]).
+    pub fn stream_async(
+        &self,
+        api: Api,
+        request_json: &str,
+        on_event: EventFn,
+        done: DoneFn,
+    ) -> Result<CallHandle, Error> {
+        parse_object(request_json, "request_json")?;
+        let text = request_json.to_string();
+        let sink = Sink::Events(on_event);
+        self.submit(Work::Stream { api, text, sink }, done)
+    }
+
+    /// [`Client::stream_async`] with typed deltas.
+    pub fn stream_deltas_async(
+        &self,
+        api: Api,
+        request_json: &str,
+        on_delta: DeltaFn,
+        done: DoneFn,
+    ) -> Result<CallHandle, Error> {
+        parse_object(request_json, "request_json")?;
+        let text = request_json.to_string();
+        let sink = Sink::Deltas(on_delta);
+        self.submit(Work::Stream { api, text, sink }, done)
     }
 
     /// Refuses new async calls, cancels those in flight and waits for their
@@ -211,9 +263,10 @@ impl Client {
         match work {
             Work::Json { path, text, v } => self.json_call_fut(path, &text, v).await,
             Work::Request(call) => self.execute_fut(call).await,
-            Work::Stream { text, mut on_event } => {
-                self.chat_stream_fut(&text, &mut *on_event).await
-            }
+            Work::Stream { api, text, sink } => match sink {
+                Sink::Events(mut f) => self.stream_events_fut(api, &text, &mut *f).await,
+                Sink::Deltas(mut f) => self.stream_deltas_fut(api, &text, &mut *f).await,
+            },
             Work::Warm(n) => {
                 let started = Instant::now();
                 let (mut r, opened) = match self.warm(n) {

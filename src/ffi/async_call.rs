@@ -52,7 +52,7 @@ fn done_fn(done: unsafe extern "C" fn(*mut c_void, *mut llmpool_response), ud: U
 /// # Safety
 /// `client` is NULL or a live client; `call` is NULL or valid for one
 /// pointer write.
-unsafe fn submit(
+pub(crate) unsafe fn submit(
     client: *mut llmpool_client,
     done: llmpool_done_cb,
     userdata: *mut c_void,

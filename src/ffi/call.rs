@@ -40,7 +40,7 @@ pub(crate) unsafe fn client_ref<'a>(c: *const llmpool_client) -> Result<&'a llmp
 ///
 /// # Safety
 /// As for `llmpool_chat`.
-unsafe fn json_call(
+pub(crate) unsafe fn json_call(
     client: *mut llmpool_client,
     request_json: *const c_char,
     out: *mut *mut llmpool_response,

@@ -7,11 +7,13 @@
 
 #![allow(non_camel_case_types)]
 
+mod apis;
 mod async_call;
 mod batch;
 mod call;
 mod client;
 mod code;
+mod delta;
 mod embeddings;
 mod log;
 mod queue;
@@ -20,11 +22,13 @@ mod response;
 mod stream;
 mod util;
 
+pub use apis::*;
 pub use async_call::*;
 pub use batch::*;
 pub use call::*;
 pub use client::*;
 pub use code::*;
+pub use delta::*;
 pub use embeddings::*;
 pub use log::*;
 pub use queue::*;

@@ -9,7 +9,7 @@ use super::util::{c_string, guard, str_arg};
 use crate::body::Matrix;
 use crate::error::{Code, Error};
 use crate::headers::Headers;
-use crate::response::{Info, Response};
+use crate::response::{Completion, Info, Response};
 
 /// The result of one call, success or failure. Created by llmpool, owned by
 /// the caller, freed with `llmpool_response_free`. Accessors never fail: the
@@ -28,6 +28,10 @@ pub struct llmpool_response {
     /// read it, and serialising it on every call showed up on loopback
     /// benchmarks.
     info: OnceLock<CString>,
+    /// The answer in its API's non-streaming shape, as JSON text, made on
+    /// first use.
+    completion_record: Completion,
+    completion: OnceLock<Option<CString>>,
     /// The async call this answers (`info.call_id`), 0 for blocking calls.
     call_id: u64,
     /// The embedding vectors, decoded on first use (see `ffi/embeddings.rs`).
@@ -64,6 +68,8 @@ impl llmpool_response {
             text: c_string(&r.text),
             error: c_string(&r.error),
             info_record: r.info,
+            completion_record: r.completion,
+            completion: OnceLock::new(),
             info: OnceLock::new(),
             embeddings: OnceLock::new(),
             body,
@@ -180,6 +186,40 @@ pub unsafe extern "C" fn llmpool_response_info(r: *const llmpool_response) -> *c
             .get_or_init(|| c_string(&r.info_record.to_json(r.status).to_string()))
             .as_ptr()
     })
+}
+
+/// The answer as one JSON object in its API's non-streaming shape, or NULL
+/// when there is none (a failed call without an answer, an HTTP error, an
+/// embeddings or raw call, a NULL `r`). For a chat stream it is the
+/// `chat.completion` the same request without `stream` would have
+/// returned (every choice in index order with `message.content`,
+/// `refusal`, reasoning fields under the names the gateway used,
+/// `tool_calls`, `finish_reason`, joined `logprobs`; `usage` from the
+/// stream); for a Responses stream the final `response`; for a Messages
+/// stream the final `message`; for a call without `stream`, the body. A
+/// stream that failed or was cancelled keeps what arrived
+/// (`finish_reason: null` where none came). Owned by `r`: valid until
+/// `llmpool_response_free(r)`.
+///
+/// # Safety
+/// `r` is NULL or a response from llmpool that has not been freed.
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_response_completion(r: *const llmpool_response) -> *const c_char {
+    guard(
+        |_| std::ptr::null(),
+        || {
+            // SAFETY: NULL or a live response from llmpool.
+            let Some(r) = (unsafe { r.as_ref() }) else {
+                return std::ptr::null();
+            };
+            let text = r.completion.get_or_init(|| match &r.completion_record {
+                Completion::None => None,
+                Completion::Body => Some(c_string(&String::from_utf8_lossy(r.body_bytes()))),
+                Completion::Assembled(v) => Some(c_string(&v.to_string())),
+            });
+            text.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
+        },
+    )
 }
 
 /// The id of the async call this response answers (as `llmpool_call_id`

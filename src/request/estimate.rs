@@ -41,7 +41,8 @@ pub fn estimate_text_tokens(s: &str) -> u64 {
 /// - `tools` (serialized), since tool schemas are sent as prompt text;
 /// - `input` (embeddings / responses): a string, an array of strings, or
 ///   arrays of token ids (counted one per id);
-/// - `prompt` (legacy completions): a string or array of strings.
+/// - `prompt` (legacy completions): a string or array of strings;
+/// - `system` (Messages API) and `instructions` (Responses API).
 pub fn estimate_prompt_tokens(request: &Value) -> u64 {
     let mut total: u64 = 0;
     if let Some(messages) = request.get("messages").and_then(Value::as_array) {
@@ -71,6 +72,12 @@ pub fn estimate_prompt_tokens(request: &Value) -> u64 {
     for field in ["input", "prompt"] {
         if let Some(v) = request.get(field) {
             total += input_tokens(v);
+        }
+    }
+    // The Messages API's system prompt and the Responses API's instructions.
+    for field in ["system", "instructions"] {
+        if let Some(v) = request.get(field) {
+            total += content_tokens(v);
         }
     }
     total

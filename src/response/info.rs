@@ -6,6 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
+pub use crate::assemble::BadArguments;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Info {
     pub attempts: u32,
@@ -34,6 +36,8 @@ pub struct Info {
     /// Connections a warm-up opened.
     pub opened: Option<usize>,
     pub warnings: Vec<String>,
+    /// Tool calls of the answer whose arguments are not valid JSON.
+    pub bad_arguments: Vec<BadArguments>,
 }
 
 /// `info.timings_ms`: the phases of the last attempt (dns, connect and tls
@@ -182,6 +186,14 @@ impl Info {
         }
         if !self.warnings.is_empty() {
             put("warnings", json!(self.warnings));
+        }
+        if !self.bad_arguments.is_empty() {
+            let list: Vec<Value> = self
+                .bad_arguments
+                .iter()
+                .map(|b| json!({"at": b.at, "name": b.name, "error": b.error}))
+                .collect();
+            put("invalid_tool_arguments", Value::Array(list));
         }
         Value::Object(m)
     }

@@ -10,7 +10,19 @@ use crate::headers::Headers;
 
 mod info;
 
-pub use info::{Cost, Endpoint, Info, Route, StreamFacts, Timings, Tokens};
+pub use info::{BadArguments, Cost, Endpoint, Info, Route, StreamFacts, Timings, Tokens};
+
+/// The answer in its API's non-streaming shape (`llmpool_response_completion`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Completion {
+    /// None: a failed call, or not a chat, Responses or Messages answer.
+    #[default]
+    None,
+    /// The body is the answer (a non-streamed call).
+    Body,
+    /// Assembled from a stream's events.
+    Assembled(Value),
+}
 
 /// Everything a caller may want to know about one call.
 #[derive(Debug, Clone)]
@@ -29,6 +41,7 @@ pub struct Response {
     pub info: Info,
     /// Response headers (lowercase names).
     pub headers: Headers,
+    pub completion: Completion,
 }
 
 impl Response {
@@ -48,6 +61,7 @@ impl Response {
             error,
             info: Info::elapsed(started.elapsed().as_secs_f64() * 1000.0),
             headers: Headers::default(),
+            completion: Completion::None,
         }
     }
 
@@ -64,6 +78,16 @@ impl Response {
     /// The call details as the JSON object `llmpool_response_info` gives.
     pub fn info_json(&self) -> Value {
         self.info.to_json(self.status)
+    }
+
+    /// The answer in its API's non-streaming shape, as JSON text; `None`
+    /// when there is none.
+    pub fn completion_json(&self) -> Option<String> {
+        match &self.completion {
+            Completion::None => None,
+            Completion::Body => Some(String::from_utf8_lossy(&self.body).into_owned()),
+            Completion::Assembled(v) => Some(v.to_string()),
+        }
     }
 
     /// The body parsed as JSON, if it is JSON.

@@ -393,6 +393,103 @@ static void test_async_args(llmpool_client *c) {
     llmpool_queue_free(q);
 }
 
+static int never_called_delta(void *ud, const llmpool_delta *d) {
+    (void)ud, (void)d;
+    CHECK(0, "delta callback called for an invalid call");
+    return 1;
+}
+
+/* The Responses and Messages APIs, typed deltas and the completion. */
+static void test_agent_apis(llmpool_client *c) {
+    const char *req = "{\"input\":\"hi\"}";
+    llmpool_response *r;
+#define BLOCKING_FAILS(fn)                                                               \
+    do {                                                                                 \
+        r = NULL;                                                                        \
+        call_fails(fn(NULL, req, &r), &r, "client");                                     \
+        r = NULL;                                                                        \
+        call_fails(fn(c, NULL, &r), &r, "request_json");                                 \
+        r = NULL;                                                                        \
+        call_fails(fn(c, BAD_UTF8, &r), &r, "UTF-8");                                    \
+        r = NULL;                                                                        \
+        call_fails(fn(c, "[]", &r), &r, "object");                                       \
+        CHECK(fn(NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "%s all NULL", #fn);     \
+    } while (0)
+    BLOCKING_FAILS(llmpool_responses);
+    BLOCKING_FAILS(llmpool_messages);
+#undef BLOCKING_FAILS
+#define STREAM_FAILS(fn)                                                                 \
+    do {                                                                                 \
+        r = NULL;                                                                        \
+        call_fails(fn(NULL, req, never_called_stream, NULL, &r), &r, "client");          \
+        r = NULL;                                                                        \
+        call_fails(fn(c, NULL, never_called_stream, NULL, &r), &r, "request_json");      \
+        r = NULL;                                                                        \
+        call_fails(fn(c, req, NULL, NULL, &r), &r, "on_event");                          \
+        r = NULL;                                                                        \
+        call_fails(fn(c, "{\"a\":", never_called_stream, NULL, &r), &r, "invalid JSON"); \
+        CHECK(fn(NULL, NULL, NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "%s all NULL", #fn); \
+    } while (0)
+    STREAM_FAILS(llmpool_responses_stream);
+    STREAM_FAILS(llmpool_messages_stream);
+#undef STREAM_FAILS
+    CHECK(llmpool_responses(NULL, req, NULL) == LLMPOOL_INVALID_ARGUMENT, "responses no out");
+    CHECK(llmpool_messages(c, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT, "messages no out");
+    CHECK(llmpool_responses_stream(c, req, NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "responses_stream no cb");
+    CHECK(llmpool_messages_stream(NULL, req, never_called_stream, NULL, NULL) ==
+              LLMPOOL_INVALID_ARGUMENT,
+          "messages_stream no client");
+    r = NULL;
+    call_fails(llmpool_stream_deltas(NULL, LLMPOOL_API_CHAT, req, never_called_delta, NULL, &r),
+               &r, "client");
+    r = NULL;
+    call_fails(llmpool_stream_deltas(c, 7, req, never_called_delta, NULL, &r), &r, "api");
+    r = NULL;
+    call_fails(llmpool_stream_deltas(c, -1, req, never_called_delta, NULL, &r), &r, "api");
+    r = NULL;
+    call_fails(llmpool_stream_deltas(c, LLMPOOL_API_MESSAGES, NULL, never_called_delta, NULL, &r),
+               &r, "request_json");
+    r = NULL;
+    call_fails(llmpool_stream_deltas(c, LLMPOOL_API_RESPONSES, req, NULL, NULL, &r), &r,
+               "on_delta");
+    CHECK(llmpool_stream_deltas(NULL, 0, NULL, NULL, NULL, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "all NULL");
+
+    llmpool_call *call = (llmpool_call *)&call;
+#define REFUSED(expr)                                                                     \
+    do {                                                                                  \
+        call = (llmpool_call *)&call;                                                     \
+        CHECK((expr) == LLMPOOL_INVALID_ARGUMENT, "%s", #expr);                            \
+        CHECK(call == NULL, "*call not cleared by %s", #expr);                             \
+    } while (0)
+    REFUSED(llmpool_responses_async(NULL, req, never_called_done, NULL, &call));
+    REFUSED(llmpool_responses_async(c, "[]", never_called_done, NULL, &call));
+    REFUSED(llmpool_responses_async(c, req, NULL, NULL, &call));
+    REFUSED(llmpool_messages_async(NULL, req, never_called_done, NULL, &call));
+    REFUSED(llmpool_messages_async(c, BAD_UTF8, never_called_done, NULL, &call));
+    REFUSED(llmpool_responses_stream_async(NULL, req, never_called_stream, never_called_done, NULL,
+                                           &call));
+    REFUSED(llmpool_responses_stream_async(c, req, NULL, never_called_done, NULL, &call));
+    REFUSED(llmpool_messages_stream_async(c, req, never_called_stream, NULL, NULL, &call));
+    REFUSED(llmpool_messages_stream_async(c, "{", never_called_stream, never_called_done, NULL,
+                                          &call));
+    REFUSED(llmpool_stream_deltas_async(NULL, 0, req, never_called_delta, never_called_done, NULL,
+                                        &call));
+    REFUSED(llmpool_stream_deltas_async(c, 3, req, never_called_delta, never_called_done, NULL,
+                                        &call));
+    REFUSED(llmpool_stream_deltas_async(c, 0, req, NULL, never_called_done, NULL, &call));
+    REFUSED(llmpool_stream_deltas_async(c, 0, req, never_called_delta, NULL, NULL, &call));
+#undef REFUSED
+
+    /* No completion for a NULL response or a refused call. */
+    CHECK(llmpool_response_completion(NULL) == NULL, "completion(NULL)");
+    r = NULL;
+    llmpool_chat(c, "[]", &r);
+    CHECK(llmpool_response_completion(r) == NULL, "completion of a refused call");
+    llmpool_response_free(r);
+}
+
 static void test_calls(void) {
     const char *refused = need_env("LLMPOOL_TEST_REFUSED_URL");
     char opts[512];
@@ -511,6 +608,7 @@ static void test_calls(void) {
 
     test_more_calls(c);
     test_async_args(c);
+    test_agent_apis(c);
 
     /* None of the above touched the network, and the key is not in the metrics. */
     char *m = llmpool_client_metrics(c);
