@@ -284,9 +284,11 @@ impl Options {
                     o.anthropic_auth = match string(k, v)?.as_str() {
                         "x-api-key" => AnthropicAuth::XApiKey,
                         "bearer" => AnthropicAuth::Bearer,
-                        other => return Err(Error::invalid(format!(
+                        other => {
+                            return Err(Error::invalid(format!(
                             "option \"{k}\": expected \"x-api-key\" or \"bearer\", got \"{other}\""
-                        ))),
+                        )))
+                        }
                     }
                 }
                 "rate_limits" => o.rate_limits = Some(RateLimitConfig::parse(k, v)?),

@@ -18,6 +18,10 @@ pub struct ModelPrice {
     /// Prompt tokens served from the provider's prompt cache. `None` means
     /// the provider gives no discount, so cached tokens bill at the input rate.
     pub cached_input_per_mtok: Option<f64>,
+    /// Prompt tokens written to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`). `None`: unknown, so an answer that
+    /// wrote to the cache has an unknown cost.
+    pub cache_write_input_per_mtok: Option<f64>,
 }
 
 /// Token usage of one call, as reported by the gateway.
@@ -29,6 +33,8 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// The subset of `prompt_tokens` that was served from the prompt cache.
     pub cached_tokens: u64,
+    /// The subset of `prompt_tokens` written to the prompt cache.
+    pub cache_write_tokens: u64,
 }
 
 impl Usage {
@@ -62,10 +68,27 @@ impl Usage {
             .and_then(|d| d.get("cached_tokens"))
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        // The Messages API counts cache reads and writes apart from
+        // `input_tokens`; here they are part of the prompt, as OpenAI counts.
+        let n = |k: &str| u.get(k).and_then(Value::as_u64);
+        let (read, write) = (
+            n("cache_read_input_tokens"),
+            n("cache_creation_input_tokens"),
+        );
+        if read.is_some() || write.is_some() {
+            let (read, write) = (read.unwrap_or(0), write.unwrap_or(0));
+            return Some(Usage {
+                prompt_tokens: prompt_tokens + read + write,
+                completion_tokens,
+                cached_tokens: read,
+                cache_write_tokens: write,
+            });
+        }
         Some(Usage {
             prompt_tokens,
             completion_tokens,
             cached_tokens,
+            cache_write_tokens: 0,
         })
     }
 }
@@ -100,6 +123,8 @@ impl PriceTable {
                     input_per_mtok: input,
                     output_per_mtok: output,
                     cached_input_per_mtok: Some(cached),
+                    // Anthropic bills 5-minute cache writes at 1.25x input.
+                    cache_write_input_per_mtok: name.starts_with("claude").then_some(input * 1.25),
                 },
             );
         }
@@ -113,7 +138,9 @@ impl PriceTable {
 
     /// Applies the `prices` client option, overriding or extending the table.
     ///
-    /// Shape: `{"model-name": {"input": 1.0, "output": 2.0, "cached_input": 0.5}}`.
+    /// Shape: `{"model-name": {"input": 1.0, "output": 2.0, "cached_input": 0.5,
+    /// "cache_write_input": 1.25}}` (`cache_write_input`: tokens written to
+    /// the prompt cache, as the Messages API reports them).
     /// For a model already in the table any subset of fields may be given;
     /// a new model needs `input` and `output`. `"cached_input": null` removes
     /// the cache discount. The update is all-or-nothing: on error the table
@@ -136,6 +163,7 @@ impl PriceTable {
             let mut input = None;
             let mut output = None;
             let mut cached = CachedPrice::Unsaid;
+            let mut write = CachedPrice::Unsaid;
             for (k, val) in spec {
                 match k.as_str() {
                     "input" => input = Some(price_number(val, &at, k)?),
@@ -147,9 +175,16 @@ impl PriceTable {
                             CachedPrice::Per(price_number(val, &at, k)?)
                         }
                     }
+                    "cache_write_input" => {
+                        write = if val.is_null() {
+                            CachedPrice::NoDiscount
+                        } else {
+                            CachedPrice::Per(price_number(val, &at, k)?)
+                        }
+                    }
                     other => {
                         return Err(format!(
-                            "{at}.{other}: unknown key (expected \"input\", \"output\" or \"cached_input\")"
+                            "{at}.{other}: unknown key (expected \"input\", \"output\", \"cached_input\" or \"cache_write_input\")"
                         ))
                     }
                 }
@@ -159,6 +194,7 @@ impl PriceTable {
                     input_per_mtok: input.unwrap_or(old.input_per_mtok),
                     output_per_mtok: output.unwrap_or(old.output_per_mtok),
                     cached_input_per_mtok: cached.or(old.cached_input_per_mtok),
+                    cache_write_input_per_mtok: write.or(old.cache_write_input_per_mtok),
                 },
                 None => ModelPrice {
                     input_per_mtok: input.ok_or_else(|| {
@@ -168,6 +204,7 @@ impl PriceTable {
                         format!("{at}.output: required for a model without a default price")
                     })?,
                     cached_input_per_mtok: cached.or(None),
+                    cache_write_input_per_mtok: write.or(None),
                 },
             };
             next.insert(model.clone(), price);
@@ -201,11 +238,19 @@ impl PriceTable {
     pub fn cost(&self, model: &str, usage: &Usage) -> Option<f64> {
         let p = self.get(model)?;
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
-        let uncached = usage.prompt_tokens - cached;
+        let written = usage.cache_write_tokens.min(usage.prompt_tokens - cached);
+        let uncached = usage.prompt_tokens - cached - written;
         let cached_rate = p.cached_input_per_mtok.unwrap_or(p.input_per_mtok);
+        // An unknown cache-write price is an unknown cost, never 0.
+        let write_rate = match (written, p.cache_write_input_per_mtok) {
+            (0, _) => 0.0,
+            (_, Some(r)) => r,
+            (_, None) => return None,
+        };
         Some(
             (uncached as f64 * p.input_per_mtok
                 + cached as f64 * cached_rate
+                + written as f64 * write_rate
                 + usage.completion_tokens as f64 * p.output_per_mtok)
                 / MTOK,
         )
@@ -243,6 +288,7 @@ impl PriceTable {
             prompt_tokens,
             completion_tokens: max_output.unwrap_or(fallback_max_output_tokens),
             cached_tokens: 0,
+            cache_write_tokens: 0,
         };
         self.cost(model, &usage)
     }
@@ -306,12 +352,14 @@ mod tests {
             prompt_tokens: 1_000_000,
             completion_tokens: 1_000_000,
             cached_tokens: 0,
+            cache_write_tokens: 0,
         };
         assert!(close(t.cost("gpt-4.1", &u).unwrap(), 10.0));
         let u = Usage {
             prompt_tokens: 1000,
             completion_tokens: 500,
             cached_tokens: 400,
+            cache_write_tokens: 0,
         };
         // 600*2 + 400*0.5 + 500*8 = 1200 + 200 + 4000 = 5400 per M.
         assert!(close(t.cost("gpt-4.1", &u).unwrap(), 0.0054));
@@ -320,6 +368,7 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 0,
             cached_tokens: 50,
+            cache_write_tokens: 0,
         };
         assert!(close(
             t.cost("deepseek-v3.2", &u).unwrap(),
@@ -363,7 +412,8 @@ mod tests {
             ModelPrice {
                 input_per_mtok: 1.0,
                 output_per_mtok: 2.0,
-                cached_input_per_mtok: None
+                cached_input_per_mtok: None,
+                cache_write_input_per_mtok: None,
             }
         );
         assert_eq!(t.get("deepseek-v3.2").unwrap().cached_input_per_mtok, None);
@@ -372,6 +422,7 @@ mod tests {
             prompt_tokens: 100,
             completion_tokens: 0,
             cached_tokens: 100,
+            cache_write_tokens: 0,
         };
         assert!(close(t.cost("my-model", &u).unwrap(), 100.0 / 1e6));
     }
@@ -417,7 +468,8 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 10,
                 completion_tokens: 5,
-                cached_tokens: 3
+                cached_tokens: 3,
+                cache_write_tokens: 0,
             })
         );
         let emb = json!({"usage": {"prompt_tokens": 8, "total_tokens": 8}});
@@ -426,7 +478,8 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 8,
                 completion_tokens: 0,
-                cached_tokens: 0
+                cached_tokens: 0,
+                cache_write_tokens: 0,
             })
         );
         let resp = json!({"usage": {"input_tokens": 4, "output_tokens": 2,
@@ -434,6 +487,43 @@ mod tests {
         assert_eq!(Usage::from_response_json(&resp).unwrap().cached_tokens, 1);
         assert_eq!(Usage::from_response_json(&json!({})), None);
         assert_eq!(Usage::from_response_json(&json!({"usage": null})), None);
+    }
+
+    #[test]
+    fn messages_usage_counts_cache_reads_and_writes_and_unknown_write_prices_stay_unknown() {
+        let u = Usage::from_usage(&json!({"input_tokens": 10, "cache_read_input_tokens": 4,
+            "cache_creation_input_tokens": 6, "output_tokens": 2}))
+        .unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.cached_tokens, u.cache_write_tokens),
+            (20, 4, 6)
+        );
+        let mut t = PriceTable::with_defaults();
+        // claude-sonnet-4.5: input 3, cached 0.30, writes 3.75, output 15.
+        let c = t.cost("claude-sonnet-4.5", &u).unwrap();
+        assert!(
+            close(c, (10.0 * 3.0 + 4.0 * 0.30 + 6.0 * 3.75 + 2.0 * 15.0) / 1e6),
+            "{c}"
+        );
+        t.apply_json(&json!({"m": {"input": 1.0, "output": 1.0}}))
+            .unwrap();
+        assert_eq!(
+            t.cost("m", &u),
+            None,
+            "a write without a write price is unknown"
+        );
+        let no_write = Usage {
+            cache_write_tokens: 0,
+            prompt_tokens: 14,
+            ..u
+        };
+        assert!(t.cost("m", &no_write).is_some());
+        t.apply_json(&json!({"m": {"cache_write_input": 2.0}}))
+            .unwrap();
+        assert!(close(
+            t.cost("m", &u).unwrap(),
+            (10.0 + 4.0 + 12.0 + 2.0) / 1e6
+        ));
     }
 
     #[test]

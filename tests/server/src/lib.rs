@@ -13,11 +13,17 @@
 //! array of them, see [`fault_from_json`]; `times` repeats one),
 //! `GET /v1/_test/stats`, `POST /v1/_test/reset`, `POST /v1/_test/close_idle`.
 //!
+//! `POST /v1/responses` and `POST /v1/messages` answer in the Responses and
+//! Messages APIs' shapes, streamed or not (see `fixtures`).
+//!
 //! Test-only request fields for chat streams: `x_test_sse_error` (string),
-//! `x_test_sse_comments` (bool), `x_test_stream_delay_ms` (integer).
+//! `x_test_sse_comments` (bool), `x_test_stream_delay_ms` (integer),
+//! `x_test_fixture` (a named stream as some gateway sends it: see
+//! `fixtures`), `x_test_split_multibyte` (bool).
 
 mod conn;
 mod faults;
+mod fixtures;
 mod http;
 mod media;
 mod routes;

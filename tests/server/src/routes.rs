@@ -113,7 +113,10 @@ pub(crate) fn words(s: &str) -> Vec<String> {
 pub(crate) fn api(shared: &Shared, req: &Request) -> Response {
     if let Some(key) = shared.required_key.lock().unwrap().clone() {
         let expected = format!("Bearer {key}");
-        if req.header("authorization") != Some(expected.as_str()) {
+        // The Messages API's own header counts too.
+        let x_api_key =
+            req.path() == "/v1/messages" && req.header("x-api-key") == Some(key.as_str());
+        if req.header("authorization") != Some(expected.as_str()) && !x_api_key {
             let msg = if req.header("authorization").is_none() {
                 "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
             } else {
@@ -126,6 +129,8 @@ pub(crate) fn api(shared: &Shared, req: &Request) -> Response {
     let known = matches!(
         path,
         "/v1/chat/completions"
+            | "/v1/responses"
+            | "/v1/messages"
             | "/v1/embeddings"
             | "/v1/models"
             | "/v1/echo"
@@ -134,6 +139,8 @@ pub(crate) fn api(shared: &Shared, req: &Request) -> Response {
     );
     match (req.method.as_str(), path) {
         ("POST", "/v1/chat/completions") => chat(shared, req).unwrap_or_else(|r| r),
+        ("POST", "/v1/responses") => agent_api(shared, req, false).unwrap_or_else(|r| r),
+        ("POST", "/v1/messages") => agent_api(shared, req, true).unwrap_or_else(|r| r),
         ("POST", "/v1/embeddings") => embeddings(req).unwrap_or_else(|r| r),
         ("POST" | "PUT", "/v1/echo") => crate::media::echo(req),
         ("POST", "/v1/audio/speech") => crate::media::speech(req).unwrap_or_else(|r| r),
@@ -240,6 +247,12 @@ fn chat(shared: &Shared, req: &Request) -> Result<Response, Response> {
         })
         .to_string()
     };
+    if let Some(name) = body.get("x_test_fixture").and_then(Value::as_str) {
+        let data = crate::fixtures::chat(name)
+            .ok_or_else(|| bad_request(&format!("unknown x_test_fixture {name:?}")))?;
+        let events = data.into_iter().map(|d| (None, d)).collect();
+        return Ok(sse(events, &body, delay));
+    }
     let mut data: Vec<String> = vec![chunk(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
@@ -299,6 +312,100 @@ fn chat(shared: &Shared, req: &Request) -> Result<Response, Response> {
         ],
         body: Body::Sse { events, delay },
     })
+}
+
+/// An SSE answer of `events` (with `x_test_split_multibyte`, each one in
+/// two writes split inside a character).
+fn sse(events: Vec<crate::fixtures::Event>, body: &Value, delay: Duration) -> Response {
+    let split = body.get("x_test_split_multibyte").and_then(Value::as_bool) == Some(true);
+    let mut out = Vec::new();
+    for (name, data) in events {
+        let mut e = String::new();
+        if let Some(n) = name {
+            e.push_str(&format!("event: {n}\n"));
+        }
+        e.push_str(&format!("data: {data}\n\n"));
+        if split {
+            out.extend(crate::fixtures::split_multibyte(e.into_bytes()));
+        } else {
+            out.push(e.into_bytes());
+        }
+    }
+    Response {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "text/event-stream".into()),
+            ("cache-control".into(), "no-cache".into()),
+        ],
+        body: Body::Sse { events: out, delay },
+    }
+}
+
+/// `POST /v1/responses` (`messages` false) and `POST /v1/messages`: an
+/// echo of the input (`input`, or the last message's content) in the
+/// API's shape, streamed with `"stream": true`. `x_test_tool` adds a tool
+/// call; `x_test_overloaded` (Messages) ends the stream with an
+/// `overloaded_error` event.
+fn agent_api(shared: &Shared, req: &Request, messages: bool) -> Result<Response, Response> {
+    let body = parse_body(req)?;
+    if !body.is_object() {
+        return Err(bad_request("The request body must be a JSON object."));
+    }
+    let last = match body.get("input") {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|m| m.get("content"))
+            .map(content_text)
+            .unwrap_or_default(),
+        None => body
+            .get("messages")
+            .and_then(Value::as_array)
+            .and_then(|m| m.last())
+            .and_then(|m| m.get("content"))
+            .map(content_text)
+            .unwrap_or_default(),
+    };
+    let text = format!("Echo: {last}");
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("test-model")
+        .to_string();
+    let n = shared.next_completion_id();
+    let flag = |k: &str| body.get(k).and_then(Value::as_bool) == Some(true);
+    let delay = Duration::from_millis(
+        body.get("x_test_stream_delay_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    );
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        let v = if messages {
+            crate::fixtures::message_object(&format!("msg_test{n}"), &model, &text)
+        } else {
+            crate::fixtures::response_object(&format!("resp_test{n}"), &model, &text)
+        };
+        return Ok(Response::json(200, &v));
+    }
+    let pieces = words(&text);
+    let events = if messages {
+        crate::fixtures::message_events(
+            &format!("msg_test{n}"),
+            &model,
+            &pieces,
+            flag("x_test_tool"),
+            flag("x_test_overloaded"),
+        )
+    } else {
+        crate::fixtures::response_events(
+            &format!("resp_test{n}"),
+            &model,
+            &pieces,
+            flag("x_test_tool"),
+        )
+    };
+    Ok(sse(events, &body, delay))
 }
 
 /// FNV-1a 64.
