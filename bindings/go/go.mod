@@ -1,3 +1,3 @@
-module llmpool-go
+module github.com/llmpool/llmpool-go
 
 go 1.19

@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"llmpool-go/llmpool"
+	"github.com/llmpool/llmpool-go"
 )
 
 const testKey = "sk-test-go-7734"

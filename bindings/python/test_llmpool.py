@@ -5,7 +5,7 @@ LLMPOOL_TEST_PLAIN_URL, LLMPOOL_TEST_KEY_URL, LLMPOOL_TEST_KEY and
 LLMPOOL_TEST_REFUSED_URL. By hand, with a server from
 ``target/debug/llmpool-testserver``:
 
-    cd examples/python && LLMPOOL_TEST_PLAIN_URL=http://127.0.0.1:PORT/v1 \
+    cd bindings/python && LLMPOOL_TEST_PLAIN_URL=http://127.0.0.1:PORT/v1 \
         python3 -m unittest -v test_llmpool
 """
 
@@ -525,8 +525,11 @@ class LogTest(unittest.TestCase):
 class ExampleTest(unittest.TestCase):
     def test_example_runs(self):
         here = os.path.dirname(os.path.abspath(__file__))
-        env = dict(os.environ, LLMPOOL_BASE_URL=PLAIN, LLMPOOL_MODEL="test-model")
-        out = subprocess.run([sys.executable, os.path.join(here, "example.py")], env=env,
+        example = os.path.join(here, "..", "..", "examples", "python", "example.py")
+        package_dir = os.path.dirname(os.path.dirname(os.path.abspath(llmpool.__file__)))
+        env = dict(os.environ, LLMPOOL_BASE_URL=PLAIN, LLMPOOL_MODEL="test-model",
+                   PYTHONPATH=package_dir)
+        out = subprocess.run([sys.executable, example], env=env,
                              capture_output=True, text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         self.assertIn("chat: Echo: Say hello in five words.", out.stdout)
