@@ -734,3 +734,30 @@ class AsyncClientTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class StubTest(unittest.TestCase):
+    """llmpool/__init__.pyi (shipped with py.typed) covers the public API."""
+
+    def test_stub_declares_every_public_name(self):
+        import ast
+        here = os.path.dirname(os.path.abspath(llmpool.__file__))
+        self.assertTrue(os.path.exists(os.path.join(here, "py.typed")))
+        with open(os.path.join(here, "__init__.pyi"), encoding="utf-8") as f:
+            stub = ast.parse(f.read())
+        top = {}
+        for node in stub.body:
+            if isinstance(node, ast.ClassDef):
+                top[node.name] = {n.name for n in node.body
+                                  if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+                top[node.name] |= {n.target.id for n in node.body
+                                   if isinstance(n, ast.AnnAssign)}
+            elif isinstance(node, (ast.FunctionDef, ast.AnnAssign)):
+                top[getattr(node, "name", None) or node.target.id] = set()
+        public = set(llmpool.__all__) | {n for n in dir(llmpool) if n.isupper()
+                                         and isinstance(getattr(llmpool, n), int)}
+        self.assertEqual(sorted(public - set(top)), [], "names missing from __init__.pyi")
+        for cls in (llmpool.Client, llmpool.AsyncClient, llmpool.Response):
+            methods = {n for n in vars(cls) if not n.startswith("_")}
+            self.assertEqual(sorted(methods - top[cls.__name__]), [],
+                             "%s members missing from __init__.pyi" % cls.__name__)
