@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 
 try:  # setuptools >= 70.1 ships bdist_wheel itself
@@ -65,14 +65,18 @@ class BuildPy(build_py):
         os.chmod(dest, 0o755)
 
 
+class BinaryDistribution(Distribution):
+    """Carries a shared library: a platlib (not purelib) wheel."""
+
+    def has_ext_modules(self):
+        return True
+
+
 class BdistWheel(bdist_wheel):
-    def finalize_options(self):
-        super().finalize_options()
-        self.root_is_pure = False
 
     def get_tag(self):
         _, _, plat = super().get_tag()
         return "py3", "none", os.environ.get("LLMPOOL_WHEEL_PLAT") or plat
 
 
-setup(version=crate_version(), cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel})
+setup(version=crate_version(), distclass=BinaryDistribution, cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel})

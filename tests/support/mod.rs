@@ -40,6 +40,13 @@ pub fn profile_dir() -> PathBuf {
 pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root());
+    cargo_env_removed(&mut cmd);
+    cmd
+}
+
+/// Removes from `cmd`'s environment the variables cargo set for this test
+/// process (see [`cargo`]), for a child that runs cargo itself.
+pub fn cargo_env_removed(cmd: &mut Command) -> &mut Command {
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         let set_by_cargo_for_tests = key == "OUT_DIR"
