@@ -89,28 +89,52 @@ fn dist() -> Option<Dist> {
     }
 }
 
+/// A fresh directory, removed (with what the test left in it) on drop.
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(what: &str) -> Tmp {
+        Tmp(fresh_dir(what))
+    }
+}
+
+impl std::ops::Deref for Tmp {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs `cmd` under the step timeout; panics with its output unless it exits 0.
 fn check(what: &str, cmd: &mut Command) -> String {
     run_with_timeout(what, cmd, STEP_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Unpacks a `.tar.gz`/`.tgz` into a fresh directory and returns it.
-fn untar(tarball: &Path, what: &str) -> PathBuf {
-    let dir = fresh_dir(what);
+fn untar(tarball: &Path, what: &str) -> Tmp {
+    let dir = Tmp::new(what);
     check(
         &format!("tar xzf {}", tarball.display()),
         Command::new("tar")
             .arg("xzf")
             .arg(tarball)
             .arg("-C")
-            .arg(&dir),
+            .arg(&*dir),
     );
     dir
 }
 
-/// The unpacked C tarball's top directory.
-fn c_tree(d: &Dist) -> PathBuf {
-    untar(&d.c_tarball, "dist-c").join(format!("llmpool-{VERSION}-linux-x86_64-gnu"))
+/// The unpacked C tarball and its top directory.
+fn c_tree(d: &Dist) -> (Tmp, PathBuf) {
+    let dir = untar(&d.c_tarball, "dist-c");
+    let top = dir.join(format!("llmpool-{VERSION}-linux-x86_64-gnu"));
+    (dir, top)
 }
 
 /// `(major, minor)` of a `GLIBC_2.17`-style version.
@@ -137,7 +161,7 @@ fn shipped_libraries_need_glibc_2_17_and_carry_the_soname() {
         SKIP.skip("no objdump/readelf (apt-get install binutils)");
         return;
     }
-    let tree = c_tree(&d);
+    let (_unpacked, tree) = c_tree(&d);
     let lib = tree.join("lib");
     let so = lib.join(format!("libllmpool.so.{VERSION}"));
     let symbols = check(
@@ -187,13 +211,13 @@ fn shipped_libraries_need_glibc_2_17_and_carry_the_soname() {
     let npm = untar(&d.npm_platform, "dist-npm-platform");
     let in_npm = std::fs::read(npm.join("package/libllmpool.so")).expect("the npm .so");
     assert!(in_npm == shipped, "the npm platform package ships another .so");
-    let unzipped = fresh_dir("dist-wheel");
+    let unzipped = Tmp::new("dist-wheel");
     check(
         "python3 -m zipfile -e",
         Command::new(support::tool("PYTHON", "python3"))
             .args(["-m", "zipfile", "-e"])
             .arg(&d.wheel)
-            .arg(&unzipped),
+            .arg(&*unzipped),
     );
     let in_wheel = std::fs::read(unzipped.join("llmpool/libllmpool.so")).expect("the wheel's .so");
     assert!(in_wheel == shipped, "the wheel ships another .so");
@@ -220,10 +244,11 @@ fn shipped_libraries_need_glibc_2_17_and_carry_the_soname() {
     );
 }
 
-/// A new venv in a fresh directory, its python's path.
-fn venv(what: &str) -> Option<PathBuf> {
+/// A new venv in a fresh directory: the directory and its python's path.
+fn venv(what: &str) -> Option<(Tmp, PathBuf)> {
     let python = support::tool("PYTHON", "python3");
-    let dir = fresh_dir(what).join("venv");
+    let tmp = Tmp::new(what);
+    let dir = tmp.join("venv");
     let made = Command::new(&python)
         .args(["-m", "venv"])
         .arg(&dir)
@@ -235,7 +260,7 @@ fn venv(what: &str) -> Option<PathBuf> {
         ));
         return None;
     }
-    Some(dir.join("bin/python"))
+    Some((tmp, dir.join("bin/python")))
 }
 
 /// pip-installs `wheel` (no index: it has no dependencies) into the venv.
@@ -280,13 +305,13 @@ asyncio.run(main())
 /// Runs PY_HELLO with `python` from an empty directory against a server.
 fn python_hello(python: &Path) -> String {
     let s = server();
-    let cwd = fresh_dir("dist-py-run");
+    let cwd = Tmp::new("dist-py-run");
     std::fs::write(cwd.join("hello.py"), PY_HELLO).expect("write hello.py");
     let mut cmd = Command::new(python);
     without_gateway_settings(&mut cmd)
         .arg("hello.py")
         .arg(&s.base_url)
-        .current_dir(&cwd)
+        .current_dir(&*cwd)
         .env_remove("LLMPOOL_LIB")
         .env_remove("PYTHONPATH")
         .env_remove("LD_LIBRARY_PATH");
@@ -311,7 +336,7 @@ fn python_hello(python: &Path) -> String {
 #[test]
 fn wheel_installs_in_a_fresh_venv_and_calls_the_test_server() {
     let Some(d) = dist() else { return };
-    let Some(python) = venv("dist-wheel-venv") else {
+    let Some((_venv, python)) = venv("dist-wheel-venv") else {
         return;
     };
     pip_install(&python, &d.wheel);
@@ -329,7 +354,7 @@ fn sdist_builds_from_source_with_cargo() {
         ));
         return;
     }
-    let out_dir = fresh_dir("dist-sdist-wheel");
+    let out_dir = Tmp::new("dist-sdist-wheel");
     let mut cmd = Command::new(&tools);
     cmd.args([
         "-m",
@@ -340,7 +365,7 @@ fn sdist_builds_from_source_with_cargo() {
         "--disable-pip-version-check",
         "-w",
     ])
-    .arg(&out_dir)
+    .arg(&*out_dir)
     .arg(&d.sdist)
     // Its own target dir, kept between runs: only the first build is slow.
     .env("CARGO_TARGET_DIR", root().join("target/dist/sdist"))
@@ -348,14 +373,14 @@ fn sdist_builds_from_source_with_cargo() {
     .env_remove("LLMPOOL_WHEEL_PLAT");
     support::cargo_env_removed(&mut cmd);
     check("pip wheel <sdist> (cargo build --release)", &mut cmd);
-    let wheel = std::fs::read_dir(&out_dir)
+    let wheel = std::fs::read_dir(&*out_dir)
         .expect("read the wheel dir")
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .expect("pip wheel wrote a wheel");
     println!("built {}", wheel.display());
-    let Some(python) = venv("dist-sdist-venv") else {
+    let Some((_venv, python)) = venv("dist-sdist-venv") else {
         return;
     };
     pip_install(&python, &wheel);
@@ -373,7 +398,7 @@ fn npm_tarballs_install_in_an_empty_dir_for_require_and_import() {
         SKIP.skip("npm part: no node/npm (Debian: apt-get install nodejs npm)");
         return;
     }
-    let app = fresh_dir("dist-npm-app");
+    let app = Tmp::new("dist-npm-app");
     std::fs::write(
         app.join("package.json"),
         "{\"name\": \"hello\", \"version\": \"1.0.0\", \"private\": true}\n",
@@ -391,7 +416,7 @@ fn npm_tarballs_install_in_an_empty_dir_for_require_and_import() {
             ])
             .arg(&d.npm_main)
             .arg(&d.npm_platform)
-            .current_dir(&app),
+            .current_dir(&*app),
     );
     let manifest = std::fs::read_to_string(app.join("node_modules/llmpool/package.json"))
         .expect("llmpool installed");
@@ -439,7 +464,7 @@ await c.close();
         without_gateway_settings(&mut cmd)
             .arg(script)
             .arg(&s.base_url)
-            .current_dir(&app)
+            .current_dir(&*app)
             .env_remove("LLMPOOL_LIB")
             .env_remove("NODE_PATH")
             .env_remove("NODE_OPTIONS");
@@ -477,7 +502,7 @@ fn c_tarball_builds_with_pkg_config_and_cmake() {
     let Some(cmake) = SKIP.tool("CMAKE", "cmake", "cmake") else {
         return;
     };
-    let tree = c_tree(&d);
+    let (_unpacked, tree) = c_tree(&d);
     let s = server();
     let app_c = root().join("examples/legacy/legacy.c");
     let run = |exe: &Path, lib_path: Option<&Path>| {
@@ -508,7 +533,7 @@ fn c_tarball_builds_with_pkg_config_and_cmake() {
         .map(str::to_string)
         .collect()
     };
-    let work = fresh_dir("dist-c-app");
+    let work = Tmp::new("dist-c-app");
     for (name, module, lib_path) in [
         ("app-shared", "llmpool", Some(tree.join("lib"))),
         ("app-static", "llmpool-static", None),
