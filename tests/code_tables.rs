@@ -52,7 +52,10 @@ fn header_enum(header: &str, enum_name: &str, strip: &str) -> Table {
         let short = name.strip_prefix(strip).unwrap_or_else(|| panic!("{name}"));
         table.insert(norm(short), value);
     }
-    assert!(table.len() >= 5, "too few values in enum {enum_name}: {table:?}");
+    assert!(
+        table.len() >= 5,
+        "too few values in enum {enum_name}: {table:?}"
+    );
     table
 }
 

@@ -148,10 +148,7 @@ fn glibc_version(v: &str) -> (u32, u32) {
 
 /// A loopback test server (the debug build of `llmpool-testserver`).
 fn server() -> Server {
-    Server::start(
-        &server_binary(&support::profile_dir()),
-        &["--port", "0"],
-    )
+    Server::start(&server_binary(&support::profile_dir()), &["--port", "0"])
 }
 
 #[test]
@@ -164,10 +161,7 @@ fn shipped_libraries_need_glibc_2_17_and_carry_the_soname() {
     let (_unpacked, tree) = c_tree(&d);
     let lib = tree.join("lib");
     let so = lib.join(format!("libllmpool.so.{VERSION}"));
-    let symbols = check(
-        "objdump -T",
-        Command::new("objdump").arg("-T").arg(&so),
-    );
+    let symbols = check("objdump -T", Command::new("objdump").arg("-T").arg(&so));
     let mut versions: Vec<&str> = symbols
         .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
         .filter(|w| w.starts_with("GLIBC_2"))
@@ -210,7 +204,10 @@ fn shipped_libraries_need_glibc_2_17_and_carry_the_soname() {
     // The same library in the npm platform package and in the wheel.
     let npm = untar(&d.npm_platform, "dist-npm-platform");
     let in_npm = std::fs::read(npm.join("package/libllmpool.so")).expect("the npm .so");
-    assert!(in_npm == shipped, "the npm platform package ships another .so");
+    assert!(
+        in_npm == shipped,
+        "the npm platform package ships another .so"
+    );
     let unzipped = Tmp::new("dist-wheel");
     check(
         "python3 -m zipfile -e",
@@ -325,7 +322,10 @@ fn python_hello(python: &Path) -> String {
     ] {
         assert!(out.contains(want), "output lacks {want:?}:\n{out}");
     }
-    let lib_line = out.lines().find(|l| l.starts_with("lib: ")).expect("lib line");
+    let lib_line = out
+        .lines()
+        .find(|l| l.starts_with("lib: "))
+        .expect("lib line");
     assert!(
         lib_line.contains("site-packages/llmpool/libllmpool.so"),
         "not the bundled library: {lib_line}"
@@ -519,7 +519,11 @@ fn c_tarball_builds_with_pkg_config_and_cmake() {
             "chat: Echo: Hello from a legacy C program\n",
             "stream: Echo: Hello from a legacy C program\n",
         ] {
-            assert!(out.contains(want), "{}: lacks {want:?}:\n{out}", exe.display());
+            assert!(
+                out.contains(want),
+                "{}: lacks {want:?}:\n{out}",
+                exe.display()
+            );
         }
     };
     let pc = |args: &[&str]| -> Vec<String> {
@@ -544,7 +548,10 @@ fn c_tarball_builds_with_pkg_config_and_cmake() {
             .args(pc(&["--cflags", "--libs", module]))
             .arg("-o")
             .arg(&exe);
-        check(&format!("cc app.c $(pkg-config --cflags --libs {module})"), &mut cmd);
+        check(
+            &format!("cc app.c $(pkg-config --cflags --libs {module})"),
+            &mut cmd,
+        );
         run(&exe, lib_path.as_deref());
     }
 

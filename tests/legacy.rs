@@ -381,7 +381,9 @@ fn staged_install_builds_with_cmake_find_package_and_pkg_config() {
         return;
     };
     if !runs("pkg-config") || !runs("readelf") {
-        SKIP.skip("install test: needs pkg-config and readelf (apt-get install pkg-config binutils)");
+        SKIP.skip(
+            "install test: needs pkg-config and readelf (apt-get install pkg-config binutils)",
+        );
         return;
     }
     let profile = profile_dir();
@@ -400,7 +402,10 @@ fn staged_install_builds_with_cmake_find_package_and_pkg_config() {
         .arg(&prefix)
         .env("DESTDIR", &stage)
         .env_remove("LLMPOOL_NATIVE_LIBS");
-    print!("{}", check_output("DESTDIR=... scripts/install.sh", &mut cmd));
+    print!(
+        "{}",
+        check_output("DESTDIR=... scripts/install.sh", &mut cmd)
+    );
     assert!(!prefix.exists(), "install.sh wrote outside DESTDIR");
     let staged = stage.join(prefix.strip_prefix("/").expect("absolute prefix"));
     let pc = std::fs::read_to_string(staged.join("lib/pkgconfig/llmpool.pc")).expect("staged .pc");
@@ -440,7 +445,9 @@ fn staged_install_builds_with_cmake_find_package_and_pkg_config() {
     let build = work.join("app-build");
     let cmake_cmd = |args: &[&std::ffi::OsStr]| {
         let mut cmd = Command::new(&cmake);
-        cmd.args(args).env("CC", &cc).env_remove("CMAKE_PREFIX_PATH");
+        cmd.args(args)
+            .env("CC", &cc)
+            .env_remove("CMAKE_PREFIX_PATH");
         cmd
     };
     print!(
@@ -464,7 +471,10 @@ fn staged_install_builds_with_cmake_find_package_and_pkg_config() {
         )
     );
     let app = build.join("app");
-    assert!(mentions_libllmpool_so(&app), "app did not link libllmpool.so");
+    assert!(
+        mentions_libllmpool_so(&app),
+        "app did not link libllmpool.so"
+    );
     // CMake's build-tree rpath finds PREFIX/lib; no LD_LIBRARY_PATH.
     run_legacy(&app, &server.base_url, None);
     let app_static = build.join("app_static");
