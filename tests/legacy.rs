@@ -17,12 +17,20 @@
 //!      installed with `--static-only`;
 //!
 //!   and runs every binary against a loopback `llmpool-testserver`.
+//! - `staged_install_builds_with_cmake_find_package_and_pkg_config`:
+//!   `DESTDIR=<stage> scripts/install.sh <prefix>` writes only under the
+//!   stage (its `.pc` names the prefix), the tree is moved into place, the
+//!   `.so` carries the SONAME `libllmpool.so.0` (`readelf -d`) behind the
+//!   links `libllmpool.so -> .so.0 -> .so.0.1.0`, and a CMake project
+//!   outside the tree (`find_package(llmpool 0.1)`, `llmpool::llmpool` and
+//!   `llmpool::llmpool_static`) and a plain `cc $(pkg-config ...)` build run
+//!   against the test server; `find_package(llmpool 1.0)` is refused.
 //! - `shared_library_exports_only_llmpool_symbols`: `nm -D --defined-only`
 //!   on `libllmpool.so` (this profile's, and the release one when present)
 //!   lists only `llmpool_*` symbols, exactly the functions declared in
 //!   `include/llmpool.h`.
 //!
-//! Without `cc` (or `$CC`), `sh`, `pkg-config` or `nm` the affected part
+//! Without `cc` (or `$CC`), `sh`, `pkg-config`, `nm`, `readelf` or `cmake` the affected part
 //! prints `SKIPPED: ...` and passes, unless `LLMPOOL_REQUIRE_ALL=1` is set,
 //! in which case the skip is a failure.
 
