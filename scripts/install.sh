@@ -146,7 +146,7 @@ write_pc "$DEST/lib/pkgconfig/llmpool-static.pc" llmpool-static \
 
 # CMake: the config finds its prefix from its own place (lib/cmake/llmpool),
 # so the same file works installed, staged with DESTDIR and unpacked.
-CMAKE_LIBS=$(echo "$NATIVE_LIBS" | sed 's/-l//g')
+CMAKE_LIBS=$(echo "$NATIVE_LIBS" | sed 's/-l//g' | tr -s ' ' ';')
 {
     echo "# llmpool $VERSION: imported targets llmpool::llmpool and llmpool::llmpool_static."
     echo "# Written by scripts/install.sh."

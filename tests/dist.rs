@@ -20,7 +20,8 @@
 //!   then `require('llmpool')` and ESM `import` both call the server.
 //! - `c_tarball_builds_with_pkg_config_and_cmake`: the unpacked C tarball
 //!   (relocatable `.pc`, CMake config) with `cc $(pkg-config ...)`, shared
-//!   and static, and a `find_package(llmpool)` project.
+//!   and static, and a `find_package(llmpool)` project linking
+//!   `llmpool::llmpool` and `llmpool::llmpool_static`.
 //!
 //! When `dist/` lacks a package the tests print `SKIPPED: ... run bash
 //! scripts/dist.sh` and pass, unless `LLMPOOL_REQUIRE_ALL=1` (set by
@@ -563,7 +564,9 @@ fn c_tarball_builds_with_pkg_config_and_cmake() {
         "cmake_minimum_required(VERSION 3.10)\nproject(app C)\n\
          find_package(llmpool REQUIRED)\n\
          add_executable(app app.c)\n\
-         target_link_libraries(app PRIVATE llmpool::llmpool)\n",
+         target_link_libraries(app PRIVATE llmpool::llmpool)\n\
+         add_executable(app_static app.c)\n\
+         target_link_libraries(app_static PRIVATE llmpool::llmpool_static)\n",
     )
     .expect("write CMakeLists.txt");
     let build = work.join("cmake-build");
@@ -582,4 +585,5 @@ fn c_tarball_builds_with_pkg_config_and_cmake() {
         Command::new(&cmake).arg("--build").arg(&build),
     );
     run(&build.join("app"), None);
+    run(&build.join("app_static"), None);
 }
