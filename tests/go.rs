@@ -131,7 +131,13 @@ fn go_program_outside_the_repository_builds_against_an_installed_prefix() {
     let archive = lib.with_file_name("libllmpool.a");
     assert!(archive.exists(), "{} was not built", archive.display());
     std::fs::copy(&archive, from.join("libllmpool.a")).expect("copy the .a");
-    let prefix = work.join("prefix");
+    // A prefix at a path that stays the same between runs, and a build
+    // cache of this test's own: go's cache keeps the package's cgo link
+    // flags (-L<prefix>/lib from pkg-config) without hashing pkg-config's
+    // answer, so another prefix (a fresh temporary one, or the build tree's
+    // .pc of the other test) would be linked against from the cache.
+    let prefix = dir.join("go-installed-prefix");
+    let _ = std::fs::remove_dir_all(&prefix);
     let out = support::output_of(
         Command::new("sh")
             .arg(root().join("scripts/install.sh"))
@@ -197,6 +203,7 @@ func main() {
         .env_remove("CGO_LDFLAGS")
         .env_remove("CGO_CFLAGS");
     go_caches(&mut cmd, &dir);
+    cmd.env("GOCACHE", dir.join("go-installed-prefix-cache"));
     if let Err(e) = run_with_timeout("go build (outside the repository)", &mut cmd, GO_TIMEOUT) {
         panic!("{e}");
     }
