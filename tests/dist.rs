@@ -17,7 +17,8 @@
 //!   builds the library from the sources it carries), installed and called.
 //! - `npm_tarballs_install_in_an_empty_dir_for_require_and_import`: `npm
 //!   install` of the two tarballs (koffi from the npm cache or registry),
-//!   then `require('llmpool')` and ESM `import` both call the server.
+//!   then `require('llmpool')` and ESM `import` both call the server, and
+//!   `tsc --strict` type-checks a TypeScript program against `index.d.ts`.
 //! - `c_tarball_builds_with_pkg_config_and_cmake`: the unpacked C tarball
 //!   (relocatable `.pc`, CMake config) with `cc $(pkg-config ...)`, shared
 //!   and static, and a `find_package(llmpool)` project linking
@@ -486,6 +487,58 @@ await c.close();
     assert!(
         out.contains("esm: Echo: hello from esm true function"),
         "{out}"
+    );
+
+    // The declarations type-check a TypeScript program using them (tsc
+    // from the npm cache or registry, as a TypeScript user gets it).
+    check(
+        "npm install typescript @types/node",
+        Command::new(&npm)
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefer-offline",
+                "--loglevel=error",
+                "--save-dev",
+                "typescript@5",
+                "@types/node@20",
+            ])
+            .current_dir(&*app),
+    );
+    std::fs::write(
+        app.join("hello.ts"),
+        r#"import llmpool, { Client, Code, LLMPoolError, Response } from 'llmpool';
+export async function hello(url: string): Promise<string> {
+  const c = new Client({ base_url: url });
+  const r: Response = await c.chat({ model: 'm', messages: [] });
+  let text: string = r.ok && r.code === Code.OK ? r.text : '';
+  for await (const { delta } of c.stream({ model: 'm', messages: [] })) text += delta;
+  const opened: number = await c.warm(1, { signal: AbortSignal.timeout(100) });
+  const e = r.toError();
+  if (e instanceof LLMPoolError) text += e.codeName + e.status;
+  await c.close();
+  return `${text} ${opened} ${llmpool.version()}`;
+}
+"#,
+    )
+    .expect("write hello.ts");
+    check(
+        "tsc --noEmit hello.ts",
+        Command::new(&node)
+            .arg(app.join("node_modules/typescript/bin/tsc"))
+            .args([
+                "--noEmit",
+                "--strict",
+                "--target",
+                "es2022",
+                "--module",
+                "nodenext",
+                "--moduleResolution",
+                "nodenext",
+                "hello.ts",
+            ])
+            .current_dir(&*app),
     );
 }
 
