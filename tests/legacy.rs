@@ -1,6 +1,6 @@
 //! Legacy embedding: `examples/legacy/legacy.c` (plain C, no Rust toolchain
 //! at link time) linked against the release static library and, after
-//! `examples/legacy/install.sh` into a temporary PREFIX, through pkg-config;
+//! `scripts/install.sh` into a temporary PREFIX, through pkg-config;
 //! plus the check that the cdylib exports only `llmpool_*` symbols.
 //!
 //! - `legacy_c_links_statically_and_via_pkg_config`: builds
@@ -17,12 +17,20 @@
 //!      installed with `--static-only`;
 //!
 //!   and runs every binary against a loopback `llmpool-testserver`.
+//! - `staged_install_builds_with_cmake_find_package_and_pkg_config`:
+//!   `DESTDIR=<stage> scripts/install.sh <prefix>` writes only under the
+//!   stage (its `.pc` names the prefix), the tree is moved into place, the
+//!   `.so` carries the SONAME `libllmpool.so.0` (`readelf -d`) behind the
+//!   links `libllmpool.so -> .so.0 -> .so.0.1.0`, and a CMake project
+//!   outside the tree (`find_package(llmpool 0.1)`, `llmpool::llmpool` and
+//!   `llmpool::llmpool_static`) and a plain `cc $(pkg-config ...)` build run
+//!   against the test server; `find_package(llmpool 1.0)` is refused.
 //! - `shared_library_exports_only_llmpool_symbols`: `nm -D --defined-only`
 //!   on `libllmpool.so` (this profile's, and the release one when present)
 //!   lists only `llmpool_*` symbols, exactly the functions declared in
 //!   `include/llmpool.h`.
 //!
-//! Without `cc` (or `$CC`), `sh`, `pkg-config` or `nm` the affected part
+//! Without `cc` (or `$CC`), `sh`, `pkg-config`, `nm`, `readelf` or `cmake` the affected part
 //! prints `SKIPPED: ...` and passes, unless `LLMPOOL_REQUIRE_ALL=1` is set,
 //! in which case the skip is a failure.
 
@@ -43,10 +51,10 @@ const SKIP: Skip = Skip::new("a legacy-embedding test", "");
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The system libraries the static library needs, as documented (and
-/// written into `llmpool.pc`) by `examples/legacy/install.sh`.
+/// written into `llmpool.pc`) by `scripts/install.sh`.
 fn documented_native_libs() -> Vec<String> {
-    let script = std::fs::read_to_string(root().join("examples/legacy/install.sh"))
-        .expect("read examples/legacy/install.sh");
+    let script = std::fs::read_to_string(root().join("scripts/install.sh"))
+        .expect("read scripts/install.sh");
     let line = script
         .lines()
         .find_map(|l| l.strip_prefix("DEFAULT_NATIVE_LIBS="))
@@ -137,31 +145,62 @@ fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
     out.split_whitespace().map(str::to_string).collect()
 }
 
-/// `sh examples/legacy/install.sh [extra] --from <release> <prefix>`, into a fresh prefix.
+/// `sh scripts/install.sh [extra] --from <release> <prefix>`, into a fresh prefix.
 fn install(release: &Path, prefix: &Path, extra: &[&str]) {
     let _ = std::fs::remove_dir_all(prefix);
     let mut cmd = Command::new("sh");
-    cmd.arg(root().join("examples/legacy/install.sh"))
+    cmd.arg(root().join("scripts/install.sh"))
         .args(extra)
         .arg("--from")
         .arg(release)
         .arg(prefix)
         .env_remove("DESTDIR")
         .env_remove("LLMPOOL_NATIVE_LIBS");
-    print!("{}", check_output("examples/legacy/install.sh", &mut cmd));
+    print!("{}", check_output("scripts/install.sh", &mut cmd));
     for f in [
         "include/llmpool.h",
         "include/llmpool.hpp",
         "lib/libllmpool.a",
         "lib/pkgconfig/llmpool.pc",
         "lib/pkgconfig/llmpool-static.pc",
+        "lib/cmake/llmpool/llmpoolConfig.cmake",
+        "lib/cmake/llmpool/llmpoolConfigVersion.cmake",
     ] {
         assert!(prefix.join(f).exists(), "install.sh did not install {f}");
     }
+    let shared = !extra.contains(&"--static-only");
     assert_eq!(
         prefix.join("lib/libllmpool.so").exists(),
-        !extra.contains(&"--static-only"),
+        shared,
         "libllmpool.so installed iff not --static-only"
+    );
+    if shared {
+        check_shared_names(&prefix.join("lib"));
+    }
+}
+
+/// `lib/libllmpool.so -> libllmpool.so.<major> -> libllmpool.so.<version>`,
+/// the last a regular file.
+fn check_shared_names(lib: &Path) {
+    let version = env!("CARGO_PKG_VERSION");
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    let link = |name: &str| {
+        std::fs::read_link(lib.join(name))
+            .unwrap_or_else(|e| panic!("{name} is not a symlink: {e}"))
+    };
+    assert_eq!(
+        link("libllmpool.so"),
+        Path::new(&format!("libllmpool.so.{major}"))
+    );
+    assert_eq!(
+        link(&format!("libllmpool.so.{major}")),
+        Path::new(&format!("libllmpool.so.{version}"))
+    );
+    let real = lib.join(format!("libllmpool.so.{version}"));
+    assert!(
+        std::fs::symlink_metadata(&real).is_ok_and(|m| m.is_file()),
+        "{} is not a file",
+        real.display()
     );
 }
 
@@ -322,6 +361,166 @@ fn legacy_c_links_statically_and_via_pkg_config() {
         "static-only build linked libllmpool.so"
     );
     run_legacy(&exe, &server.base_url, None);
+}
+
+/// The `DT_SONAME` of an ELF library, as `readelf -d` prints it.
+fn soname(lib: &Path) -> Option<String> {
+    let out = check_output(
+        &format!("readelf -d {}", lib.display()),
+        Command::new("readelf").arg("-d").arg(lib),
+    );
+    out.lines()
+        .find(|l| l.contains("(SONAME)"))
+        .and_then(|l| l.split('[').nth(1))
+        .map(|s| s.trim_end_matches(']').to_string())
+}
+
+#[test]
+fn staged_install_builds_with_cmake_find_package_and_pkg_config() {
+    if !cfg!(target_os = "linux") {
+        SKIP.skip("install test: written for Linux (ELF SONAME, LD_LIBRARY_PATH)");
+        return;
+    }
+    let Some(cc) = c_compiler() else {
+        SKIP.skip("install test: no C compiler (`cc --version` failed; set CC to use another)");
+        return;
+    };
+    let Some(cmake) = SKIP.tool("CMAKE", "cmake", "cmake for the find_package test") else {
+        return;
+    };
+    if !runs("pkg-config") || !runs("readelf") {
+        SKIP.skip(
+            "install test: needs pkg-config and readelf (apt-get install pkg-config binutils)",
+        );
+        return;
+    }
+    let profile = profile_dir();
+    let release = release_libs(&profile);
+    let server = Server::start(&server_binary(&profile), &["--port", "0"]);
+    let work = support::fresh_dir("install");
+    let prefix = work.join("opt/llmpool");
+    let stage = work.join("stage");
+
+    // DESTDIR staging: everything lands under stage/<prefix>, nothing at
+    // <prefix>, and the installed files name <prefix>.
+    let mut cmd = Command::new("sh");
+    cmd.arg(root().join("scripts/install.sh"))
+        .arg("--from")
+        .arg(&release)
+        .arg(&prefix)
+        .env("DESTDIR", &stage)
+        .env_remove("LLMPOOL_NATIVE_LIBS");
+    print!(
+        "{}",
+        check_output("DESTDIR=... scripts/install.sh", &mut cmd)
+    );
+    assert!(!prefix.exists(), "install.sh wrote outside DESTDIR");
+    let staged = stage.join(prefix.strip_prefix("/").expect("absolute prefix"));
+    let pc = std::fs::read_to_string(staged.join("lib/pkgconfig/llmpool.pc")).expect("staged .pc");
+    assert!(
+        pc.contains(&format!("prefix={}\n", prefix.display())) && !pc.contains("stage"),
+        "llmpool.pc must name PREFIX, not DESTDIR:\n{pc}"
+    );
+    check_shared_names(&staged.join("lib"));
+    // What a package manager does with the staged tree.
+    std::fs::create_dir_all(prefix.parent().expect("parent")).expect("mkdir");
+    std::fs::rename(&staged, &prefix).expect("move the staged tree into place");
+
+    let version = env!("CARGO_PKG_VERSION");
+    let so = prefix.join(format!("lib/libllmpool.so.{version}"));
+    assert_eq!(
+        soname(&so).as_deref(),
+        Some(format!("libllmpool.so.{}", env!("CARGO_PKG_VERSION_MAJOR")).as_str()),
+        "SONAME of {}",
+        so.display()
+    );
+
+    // A tiny CMake project outside the tree.
+    let src = work.join("app");
+    std::fs::create_dir_all(&src).expect("mkdir app");
+    std::fs::copy(root().join("examples/legacy/legacy.c"), src.join("app.c")).expect("copy app.c");
+    std::fs::write(
+        src.join("CMakeLists.txt"),
+        "cmake_minimum_required(VERSION 3.10)\n\
+         project(app C)\n\
+         find_package(llmpool 0.1 REQUIRED)\n\
+         add_executable(app app.c)\n\
+         target_link_libraries(app PRIVATE llmpool::llmpool)\n\
+         add_executable(app_static app.c)\n\
+         target_link_libraries(app_static PRIVATE llmpool::llmpool_static)\n",
+    )
+    .expect("write CMakeLists.txt");
+    let build = work.join("app-build");
+    let cmake_cmd = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new(&cmake);
+        cmd.args(args)
+            .env("CC", &cc)
+            .env_remove("CMAKE_PREFIX_PATH");
+        cmd
+    };
+    print!(
+        "{}",
+        check_output(
+            "cmake configure",
+            &mut cmake_cmd(&[
+                "-S".as_ref(),
+                src.as_os_str(),
+                "-B".as_ref(),
+                build.as_os_str(),
+                format!("-DCMAKE_PREFIX_PATH={}", prefix.display()).as_ref(),
+            ]),
+        )
+    );
+    print!(
+        "{}",
+        check_output(
+            "cmake --build",
+            &mut cmake_cmd(&["--build".as_ref(), build.as_os_str()]),
+        )
+    );
+    let app = build.join("app");
+    assert!(
+        mentions_libllmpool_so(&app),
+        "app did not link libllmpool.so"
+    );
+    // CMake's build-tree rpath finds PREFIX/lib; no LD_LIBRARY_PATH.
+    run_legacy(&app, &server.base_url, None);
+    let app_static = build.join("app_static");
+    assert!(
+        !mentions_libllmpool_so(&app_static),
+        "llmpool::llmpool_static linked libllmpool.so"
+    );
+    run_legacy(&app_static, &server.base_url, None);
+
+    // A version the config must refuse.
+    std::fs::write(
+        src.join("CMakeLists.txt"),
+        "cmake_minimum_required(VERSION 3.10)\nproject(app C)\nfind_package(llmpool 1.0 REQUIRED)\n",
+    )
+    .expect("write CMakeLists.txt");
+    let refused = cmake_cmd(&[
+        "-S".as_ref(),
+        src.as_os_str(),
+        "-B".as_ref(),
+        work.join("app-build-1.0").as_os_str(),
+        format!("-DCMAKE_PREFIX_PATH={}", prefix.display()).as_ref(),
+    ])
+    .output()
+    .expect("run cmake");
+    assert!(
+        !refused.status.success(),
+        "find_package(llmpool 1.0) accepted {version}"
+    );
+
+    // Plain cc with pkg-config against the moved prefix.
+    let exe = work.join("app-pc");
+    compile(
+        &cc,
+        &exe,
+        &pkg_config(&prefix, &["--cflags", "--libs", "llmpool"]),
+    );
+    run_legacy(&exe, &server.base_url, Some(&prefix.join("lib")));
+    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// The functions `include/llmpool.h` declares.

@@ -1,9 +1,9 @@
-//! Runs the Node binding's test suite (`examples/node`: `node --test test/`)
+//! Runs the Node binding's test suite (`bindings/node`: `node --test test/`)
 //! against the cdylib cargo built for this test run (`LLMPOOL_LIB`) and the
 //! loopback test server (`LLMPOOL_TESTSERVER`).
 //!
 //! Without Node.js (18 or newer) or without koffi installed in
-//! `examples/node/node_modules` (`npm ci` there) the test prints
+//! `bindings/node/node_modules` (`npm ci` there) the test prints
 //! `SKIPPED: ...` and passes, unless `LLMPOOL_REQUIRE_ALL=1` is set, in
 //! which case the skip is a failure. `NODE` picks the node binary.
 
@@ -36,7 +36,7 @@ fn node_binding_tests_pass() {
         SKIP.skip(&format!("Node.js {version} is too old (need 18 or newer)"));
         return;
     }
-    let node_dir = root().join("examples/node");
+    let node_dir = root().join("bindings/node");
     let koffi = output_of(
         Command::new(&node)
             .args([
@@ -46,7 +46,7 @@ fn node_binding_tests_pass() {
             .current_dir(&node_dir),
     );
     let Some(koffi) = koffi else {
-        SKIP.skip("koffi is not installed: run `npm ci` in examples/node");
+        SKIP.skip("koffi is not installed: run `npm ci` in bindings/node");
         return;
     };
     println!("using Node.js {version}, koffi {koffi}");

@@ -1,5 +1,5 @@
 //! Runs the Python ctypes bindings' unittest suite
-//! (`examples/python/test_llmpool.py`, which also runs
+//! (`bindings/python/test_llmpool.py`, which also runs
 //! `examples/python/example.py`) against loopback test servers, with
 //! `LLMPOOL_LIB` pointing at the cdylib cargo built for this test run.
 //!
@@ -37,7 +37,7 @@ fn python_unittest_suite_passes() {
 
     let mut cmd = Command::new(&python);
     without_gateway_settings(&mut cmd)
-        .current_dir(root().join("examples/python"))
+        .current_dir(root().join("bindings/python"))
         .args(["-B", "-m", "unittest", "-v", "test_llmpool"])
         .env_remove("PYTHONPATH")
         .env("PYTHONDONTWRITEBYTECODE", "1")

@@ -82,6 +82,13 @@ fn readme_c_example_compiles() {
         Err(e) if std::env::var("LLMPOOL_REQUIRE_ALL").is_ok_and(|v| v == "1") => {
             panic!("LLMPOOL_REQUIRE_ALL=1 but {cc} cannot run: {e}")
         }
-        Err(e) => println!("SKIPPED: README C example: {cc} cannot run: {e}"),
+        Err(e) => {
+            // Straight to stderr: libtest captures println!/eprintln!.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: README C example: {cc} cannot run: {e}"
+            );
+        }
     }
 }

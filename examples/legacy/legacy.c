@@ -7,7 +7,7 @@
  *   cc examples/legacy/legacy.c -Iinclude target/release/libllmpool.a \
  *      -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o legacy
  *
- * After `examples/legacy/install.sh /opt/llmpool`:
+ * After `scripts/install.sh /opt/llmpool`:
  *   export PKG_CONFIG_PATH=/opt/llmpool/lib/pkgconfig
  *   cc legacy.c $(pkg-config --cflags --libs llmpool-static) -o legacy  # static
  *   cc legacy.c $(pkg-config --cflags --libs llmpool) -o legacy         # shared

@@ -8,9 +8,10 @@
 //
 //   cargo build -p llmpool -p llmpool-testserver
 //   target/debug/llmpool-testserver &      # prints LISTENING <url>
-//   cd examples/node && npm ci && LLMPOOL_BASE_URL=<url> node example.js
+//   (cd bindings/node && npm ci) && LLMPOOL_BASE_URL=<url> node examples/node/example.js
+// (an application: `npm install llmpool`, then require('llmpool'))
 
-const { Client, LLMPoolError } = require('./llmpool');
+const { Client, LLMPoolError } = require('../../bindings/node');
 
 async function main() {
   const client = new Client({ timeout_ms: 30000, max_retries: 2 });

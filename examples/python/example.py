@@ -1,9 +1,9 @@
 """A tour of the llmpool Python bindings: chat, streaming, batch, embeddings,
 errors and metrics.
 
-    cargo build --release --lib
-    cd examples/python
-    LLMPOOL_BASE_URL=https://api.example.com/v1 LLMPOOL_API_KEY=sk-... python3 example.py
+    pip install llmpool        # or, in this repository: cargo build --release --lib
+                               #   and PYTHONPATH=bindings/python
+    LLMPOOL_BASE_URL=https://api.example.com/v1 LLMPOOL_API_KEY=sk-... python3 examples/python/example.py
 
 base_url and api_key come from LLMPOOL_BASE_URL / LLMPOOL_API_KEY because the
 options below do not set them; LLMPOOL_MODEL picks the model.

@@ -40,6 +40,13 @@ pub fn profile_dir() -> PathBuf {
 pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root());
+    cargo_env_removed(&mut cmd);
+    cmd
+}
+
+/// Removes from `cmd`'s environment the variables cargo set for this test
+/// process (see [`cargo`]), for a child that runs cargo itself.
+pub fn cargo_env_removed(cmd: &mut Command) -> &mut Command {
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         let set_by_cargo_for_tests = key == "OUT_DIR"
@@ -66,6 +73,25 @@ pub fn require_all() -> bool {
     std::env::var("LLMPOOL_REQUIRE_ALL").is_ok_and(|v| v == "1")
 }
 
+/// Prints `SKIPPED: <what>` where a person running `cargo test` sees it:
+/// on the captured stdout (shown with `--nocapture` and on failure) and,
+/// uncaptured, straight to the terminal (`/dev/tty` when it opens, else
+/// the process's stderr: the harness captures `print!`/`eprint!`, not
+/// writes to the stderr handle itself).
+pub fn skipped(what: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED: {what}\n");
+    print!("{line}");
+    let tty = std::fs::OpenOptions::new().write(true).open("/dev/tty");
+    let written = match tty {
+        Ok(mut t) => t.write_all(line.as_bytes()).is_ok(),
+        Err(_) => false,
+    };
+    if !written {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+}
+
 /// How one test file reports a skip: prints `SKIPPED: <label><why>` and
 /// passes, unless `LLMPOOL_REQUIRE_ALL=1`, in which case it fails with
 /// `LLMPOOL_REQUIRE_ALL=1 but <subject> would be skipped: <why>`.
@@ -87,7 +113,7 @@ impl Skip {
             "LLMPOOL_REQUIRE_ALL=1 but {} would be skipped: {why}",
             self.subject
         );
-        println!("SKIPPED: {}{why}", self.label);
+        skipped(&format!("{}{why}", self.label));
     }
 
     /// The program named by `$var` (default `default`) when `--version`
@@ -186,6 +212,7 @@ pub fn cdylib(dir: &Path) -> PathBuf {
             .map(|(_, p)| p)
     };
     if let Some(lib) = newest() {
+        soname_link(&lib);
         return lib;
     }
     let status = cargo()
@@ -193,7 +220,25 @@ pub fn cdylib(dir: &Path) -> PathBuf {
         .status()
         .expect("run cargo build --lib");
     assert!(status.success(), "cargo build --lib failed");
-    newest().unwrap_or_else(|| panic!("{name} was not built in {}", dir.display()))
+    let lib = newest().unwrap_or_else(|| panic!("{name} was not built in {}", dir.display()));
+    soname_link(&lib);
+    lib
+}
+
+/// Makes sure `libllmpool.so.0` (the SONAME, see build.rs) sits beside the
+/// cdylib, as build.rs leaves it, so programs linked against it run.
+fn soname_link(lib: &Path) {
+    #[cfg(target_os = "linux")]
+    {
+        let major = env!("CARGO_PKG_VERSION_MAJOR");
+        let link = lib.with_file_name(format!("libllmpool.so.{major}"));
+        if std::fs::metadata(&link).is_err() {
+            let _ = std::fs::remove_file(&link);
+            let _ = std::os::unix::fs::symlink("libllmpool.so", &link);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = lib;
 }
 
 /// The test server binary, built (or found up to date) with

@@ -5,8 +5,10 @@
 // https://api.holysheep.ai/v1) and LLMPOOL_API_KEY. Against the bundled
 // loopback server:
 //
-//	cargo build -p llmpool -p llmpool-testserver
-//	target/debug/llmpool-testserver &     # prints LISTENING <url>
+//	cargo build --release -p llmpool -p llmpool-testserver
+//	bash scripts/install.sh /tmp/llmpool    # headers, libllmpool, llmpool.pc
+//	export PKG_CONFIG_PATH=/tmp/llmpool/lib/pkgconfig LD_LIBRARY_PATH=/tmp/llmpool/lib
+//	target/release/llmpool-testserver &     # prints LISTENING <url>
 //	cd examples/go && LLMPOOL_BASE_URL=<url> go run ./example
 package main
 
@@ -16,7 +18,7 @@ import (
 	"fmt"
 	"os"
 
-	"llmpool-go/llmpool"
+	"github.com/llmpool/llmpool-go"
 )
 
 func main() {

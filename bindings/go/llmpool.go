@@ -14,9 +14,9 @@
 // Failures are returned as *Error values (use errors.As) carrying the
 // llmpool code, its name, the HTTP status and the body.
 //
-// Building: see cgo.go. With the cdylib built by `cargo build` (or
-// `cargo build --release`) in the repository, `go test ./...` in
-// examples/go needs nothing else.
+// Building: cgo finds libllmpool through pkg-config (`#cgo pkg-config:
+// llmpool`, see cgo.go): install the C library (scripts/install.sh, or the
+// C tarball of a release) and put its lib/pkgconfig on PKG_CONFIG_PATH.
 package llmpool
 
 /*

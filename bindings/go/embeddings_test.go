@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"llmpool-go/llmpool"
+	"github.com/llmpool/llmpool-go"
 )
 
 var embRows = func() [][]float32 {

@@ -5,7 +5,7 @@ LLMPOOL_TEST_PLAIN_URL, LLMPOOL_TEST_KEY_URL, LLMPOOL_TEST_KEY and
 LLMPOOL_TEST_REFUSED_URL. By hand, with a server from
 ``target/debug/llmpool-testserver``:
 
-    cd examples/python && LLMPOOL_TEST_PLAIN_URL=http://127.0.0.1:PORT/v1 \
+    cd bindings/python && LLMPOOL_TEST_PLAIN_URL=http://127.0.0.1:PORT/v1 \
         python3 -m unittest -v test_llmpool
 """
 
@@ -525,8 +525,11 @@ class LogTest(unittest.TestCase):
 class ExampleTest(unittest.TestCase):
     def test_example_runs(self):
         here = os.path.dirname(os.path.abspath(__file__))
-        env = dict(os.environ, LLMPOOL_BASE_URL=PLAIN, LLMPOOL_MODEL="test-model")
-        out = subprocess.run([sys.executable, os.path.join(here, "example.py")], env=env,
+        example = os.path.join(here, "..", "..", "examples", "python", "example.py")
+        package_dir = os.path.dirname(os.path.dirname(os.path.abspath(llmpool.__file__)))
+        env = dict(os.environ, LLMPOOL_BASE_URL=PLAIN, LLMPOOL_MODEL="test-model",
+                   PYTHONPATH=package_dir)
+        out = subprocess.run([sys.executable, example], env=env,
                              capture_output=True, text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         self.assertIn("chat: Echo: Say hello in five words.", out.stdout)
@@ -731,3 +734,30 @@ class AsyncClientTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class StubTest(unittest.TestCase):
+    """llmpool/__init__.pyi (shipped with py.typed) covers the public API."""
+
+    def test_stub_declares_every_public_name(self):
+        import ast
+        here = os.path.dirname(os.path.abspath(llmpool.__file__))
+        self.assertTrue(os.path.exists(os.path.join(here, "py.typed")))
+        with open(os.path.join(here, "__init__.pyi"), encoding="utf-8") as f:
+            stub = ast.parse(f.read())
+        top = {}
+        for node in stub.body:
+            if isinstance(node, ast.ClassDef):
+                top[node.name] = {n.name for n in node.body
+                                  if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+                top[node.name] |= {n.target.id for n in node.body
+                                   if isinstance(n, ast.AnnAssign)}
+            elif isinstance(node, (ast.FunctionDef, ast.AnnAssign)):
+                top[getattr(node, "name", None) or node.target.id] = set()
+        public = set(llmpool.__all__) | {n for n in dir(llmpool) if n.isupper()
+                                         and isinstance(getattr(llmpool, n), int)}
+        self.assertEqual(sorted(public - set(top)), [], "names missing from __init__.pyi")
+        for cls in (llmpool.Client, llmpool.AsyncClient, llmpool.Response):
+            methods = {n for n in vars(cls) if not n.startswith("_")}
+            self.assertEqual(sorted(methods - top[cls.__name__]), [],
+                             "%s members missing from __init__.pyi" % cls.__name__)

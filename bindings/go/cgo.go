@@ -1,20 +1,15 @@
 package llmpool
 
-// The cgo flags find include/llmpool.h and the cdylib that cargo builds in
-// the repository's target/release or target/debug (release first, both at
-// link time and through the rpath at run time). To use another build, point
-// the linker and the loader at it:
+// cgo finds the header and the library through pkg-config (llmpool.pc, as
+// scripts/install.sh installs it or the C tarball ships it):
 //
-//	CGO_LDFLAGS="-L/path/to/lib" LD_LIBRARY_PATH=/path/to/lib go test ./...
+//	PKG_CONFIG_PATH=/opt/llmpool/lib/pkgconfig LD_LIBRARY_PATH=/opt/llmpool/lib go test ./...
 //
-// (On Linux the package links with --enable-new-dtags, so LD_LIBRARY_PATH
-// is searched before the rpath.)
+// The repository's tests (cargo test --test go) write a llmpool.pc for the
+// build tree and point PKG_CONFIG_PATH at it.
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../../include
-#cgo LDFLAGS: -L${SRCDIR}/../../../target/release -L${SRCDIR}/../../../target/debug -lllmpool
-#cgo linux LDFLAGS: -Wl,--enable-new-dtags -Wl,-rpath,${SRCDIR}/../../../target/release -Wl,-rpath,${SRCDIR}/../../../target/debug
-#cgo !linux LDFLAGS: -Wl,-rpath,${SRCDIR}/../../../target/release -Wl,-rpath,${SRCDIR}/../../../target/debug
+#cgo pkg-config: llmpool
 #include <stdint.h>
 #include <stdlib.h>
 #include "llmpool.h"

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"llmpool-go/llmpool"
-	"llmpool-go/llmpool/internal/cgosleep"
+	"github.com/llmpool/llmpool-go"
+	"github.com/llmpool/llmpool-go/internal/cgosleep"
 )
 
 // resetServer clears the plain server's queued faults and counters.

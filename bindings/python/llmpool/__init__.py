@@ -10,9 +10,11 @@
                                "messages": [{"role": "user", "content": "Count"}]}):
             print(delta, end="", flush=True)
 
-The shared library is found, in this order, at ``$LLMPOOL_LIB`` (a path to
+The shared library is found, in this order, inside this package (the
+wheel ships ``llmpool/libllmpool.so``), at ``$LLMPOOL_LIB`` (a path to
 ``libllmpool.so``), in the newer of ``target/release`` and ``target/debug``
-of the repository this file lives in, or by ``ctypes.util.find_library``.
+of the repository this file lives in (``bindings/python/llmpool``), or by
+``ctypes.util.find_library``.
 
 Requests are dicts (sent as JSON) or ``str``/``bytes`` holding JSON text.
 Every failing call raises :class:`LLMPoolError` (a subclass per result code,
@@ -194,10 +196,13 @@ _LOGGER.addHandler(logging.NullHandler())
 
 
 def _candidates():
+    here = os.path.dirname(os.path.abspath(__file__))
+    bundled = os.path.join(here, "libllmpool.so")
+    if os.path.exists(bundled):
+        return [bundled]
     env = os.environ.get("LLMPOOL_LIB")
     if env:
         return [env]
-    here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.normpath(os.path.join(here, "..", "..", ".."))
     found = []
     for profile in ("release", "debug"):

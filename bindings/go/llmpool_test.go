@@ -2,7 +2,7 @@ package llmpool_test
 
 // Tests against the bundled loopback server (llmpool-testserver). TestMain
 // starts it from $LLMPOOL_TESTSERVER, else from
-// ../../../target/debug/llmpool-testserver (build it with
+// ../../target/debug/llmpool-testserver (build it with
 // `cargo build -p llmpool-testserver`), and kills it at the end.
 
 import (
@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"llmpool-go/llmpool"
+	"github.com/llmpool/llmpool-go"
 )
 
 const testKey = "sk-test-go-7734"
@@ -85,7 +85,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func TestMain(m *testing.M) {
 	bin := os.Getenv("LLMPOOL_TESTSERVER")
 	if bin == "" {
-		bin = filepath.Join("..", "..", "..", "target", "debug", "llmpool-testserver")
+		bin = filepath.Join("..", "..", "target", "debug", "llmpool-testserver")
 	}
 	plain, err := startServer(bin, "--port", "0")
 	if err != nil {

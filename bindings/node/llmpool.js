@@ -18,9 +18,10 @@
 // value: 0 = go on, 1 = stop). `chatStream()` takes a callback; `stream()`
 // wraps it as an async iterator.
 //
-// The library is found at $LLMPOOL_LIB, else the newer of
+// The library is found in the platform package (@llmpool/linux-x64-gnu,
+// an optional dependency), else at $LLMPOOL_LIB, else in the newer of
 // ../../target/release and ../../target/debug (libllmpool.so / .dylib /
-// llmpool.dll).
+// llmpool.dll) of the repository.
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -43,14 +44,38 @@ const Code = Object.freeze({
   PANIC: 99,
 });
 
+// The platform package for this machine, napi-rs/esbuild style: one npm
+// package per platform (`@llmpool/linux-x64-gnu`, ...) holding the prebuilt
+// library, listed as an optionalDependency of `llmpool` so npm installs only
+// the one whose `os`/`cpu`/`libc` match.
+function platformPackage() {
+  if (process.platform === 'linux') {
+    const report = typeof process.report?.getReport === 'function' ? process.report.getReport() : null;
+    const glibc = !report || Boolean(report.header?.glibcVersionRuntime);
+    return `@llmpool/linux-${process.arch}-${glibc ? 'gnu' : 'musl'}`;
+  }
+  return `@llmpool/${process.platform}-${process.arch}`;
+}
+
 function libraryPath() {
-  if (process.env.LLMPOOL_LIB) return process.env.LLMPOOL_LIB;
   const name =
     process.platform === 'win32'
       ? 'llmpool.dll'
       : process.platform === 'darwin'
         ? 'libllmpool.dylib'
         : 'libllmpool.so';
+  // 1. The prebuilt library of the installed platform package.
+  const pkg = platformPackage();
+  try {
+    const dir = path.dirname(require.resolve(`${pkg}/package.json`));
+    const p = path.join(dir, name);
+    if (fs.existsSync(p)) return p;
+  } catch {
+    // not installed: go on
+  }
+  // 2. An explicit path.
+  if (process.env.LLMPOOL_LIB) return process.env.LLMPOOL_LIB;
+  // 3. The repository's build tree (bindings/node -> ../../target).
   const target = path.join(__dirname, '..', '..', 'target');
   const found = ['release', 'debug']
     .map((p) => path.join(target, p, name))
@@ -58,7 +83,8 @@ function libraryPath() {
     .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
   if (found.length === 0) {
     throw new Error(
-      `llmpool: ${name} not found in ${target}/{release,debug}; run \`cargo build\` or set LLMPOOL_LIB`,
+      `llmpool: ${name} not found: install ${pkg} (an optional dependency of llmpool), ` +
+        `set LLMPOOL_LIB, or build it in the repository (\`cargo build\`, looked in ${target}/{release,debug})`,
     );
   }
   return found[0];

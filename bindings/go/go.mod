@@ -1,0 +1,3 @@
+module github.com/llmpool/llmpool-go
+
+go 1.19
