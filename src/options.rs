@@ -51,6 +51,10 @@ pub struct Options {
     pub response_header_timeout: Option<Duration>,
     pub body_timeout: Option<Duration>,
     pub stream_idle_timeout: Duration,
+    /// A stream whose first delta has not come this long after its start
+    /// (while the server sends keep-alives or empty events) is abandoned
+    /// and sent again; `None`: no limit.
+    pub first_token_timeout: Option<Duration>,
     pub tcp_keepalive: Option<Duration>,
     pub dns_cache_ttl: Duration,
     pub max_retries: u32,
@@ -108,6 +112,7 @@ impl Default for Options {
             response_header_timeout: None,
             body_timeout: None,
             stream_idle_timeout: Duration::from_millis(60_000),
+            first_token_timeout: None,
             tcp_keepalive: Some(Duration::from_millis(30_000)),
             dns_cache_ttl: Duration::from_millis(60_000),
             max_retries: 3,
@@ -238,6 +243,10 @@ impl Options {
                 }
                 "body_timeout_ms" => o.body_timeout = Some(positive_ms(k, v)?),
                 "stream_idle_timeout_ms" => o.stream_idle_timeout = positive_ms(k, v)?,
+                "first_token_timeout_ms" => {
+                    let d = ms(k, v)?;
+                    o.first_token_timeout = (!d.is_zero()).then_some(d);
+                }
                 "tcp_keepalive_ms" => {
                     let d = ms(k, v)?;
                     o.tcp_keepalive = if d.is_zero() { None } else { Some(d) };

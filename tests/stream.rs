@@ -190,12 +190,57 @@ fn dropped_connection_mid_stream_is_io_with_the_partial_text() {
 #[test]
 fn truncated_chunked_stream_is_io() {
     let s = TestServer::plain();
-    let c = client(&s, json!({}));
+    // Not sent again: only the role chunk came, no delta (see the next test).
+    let c = client(&s, json!({"max_retries": 0}));
     s.push_fault(Fault::TruncatedChunked);
     let (r, _) = stream(&c, &request("a b c", json!({})));
     assert_eq!(r.code, Code::Io, "{}", r.error);
     assert_eq!(r.info_json()["chunks"], 1);
     assert_eq!(stream(&c, CHAT).0.code, Code::Ok);
+}
+
+#[test]
+fn a_stream_that_broke_before_its_first_delta_is_sent_again() {
+    let s = TestServer::plain();
+    let c = client(&s, json!({"max_retries": 2}));
+    s.push_fault(Fault::TruncatedChunked);
+    let (r, seen) = stream(&c, &request("a b c", json!({})));
+    assert_eq!(r.code, Code::Ok, "{}", r.error);
+    assert_eq!(r.text, "Echo: a b c");
+    assert_eq!(r.info_json()["attempts"], 2);
+    assert_eq!(r.info_json()["retries"], 1);
+    // Only the empty role chunk of the broken attempt was seen twice.
+    assert_eq!(deltas(&seen), "Echo: a b c");
+    assert_eq!(s.requests_to("/chat/completions"), 2);
+}
+
+#[test]
+fn a_stream_whose_first_delta_is_late_is_abandoned_and_sent_again() {
+    let s = TestServer::plain();
+    // Keep-alive comments every 60 ms, the first delta after ~540 ms.
+    let req = request(
+        "a",
+        json!({"x_test_fixture": "slow_first_token", "x_test_stream_delay_ms": 60}),
+    );
+    let patient = client(&s, json!({}));
+    let (r, _) = stream(&patient, &req);
+    assert_eq!(r.code, Code::Ok, "{}", r.error);
+    assert_eq!(r.text, "late");
+    let c = client(&s, json!({"first_token_timeout_ms": 150, "max_retries": 1}));
+    let before = s.requests_to("/chat/completions");
+    let t = Instant::now();
+    let (r, seen) = stream(&c, &req);
+    assert_eq!(r.code, Code::Timeout, "{}", r.error);
+    assert!(r.error.contains("first_token_timeout_ms"), "{}", r.error);
+    assert_eq!(r.info_json()["attempts"], 2);
+    assert_eq!(s.requests_to("/chat/completions") - before, 2);
+    // Each attempt gave up after ~150 ms, long before the late delta.
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(deltas(&seen), "");
 }
 
 #[test]

@@ -24,8 +24,27 @@ pub struct Call {
 /// Reads a 2xx answer's body: the whole of it, or event by event for a
 /// stream. On failure it returns what it read so far with the error.
 /// `Send`: an async call may resume on another library thread after a wait.
-pub type BodyReader<'a> =
-    dyn FnMut(&mut ureq::Body) -> Result<Vec<u8>, (Vec<u8>, Error)> + Send + 'a;
+pub type BodyReader<'a> = dyn FnMut(&mut ureq::Body) -> Result<Vec<u8>, BodyFailure> + Send + 'a;
+
+/// A body read that failed: what arrived, why, and whether asking again is
+/// safe (a stream that handed its caller nothing yet).
+#[derive(Debug)]
+pub struct BodyFailure {
+    pub partial: Vec<u8>,
+    pub error: Error,
+    pub resend: bool,
+}
+
+impl BodyFailure {
+    /// A failure after which the answer is not asked for again.
+    pub fn last((partial, error): (Vec<u8>, Error)) -> BodyFailure {
+        BodyFailure {
+            partial,
+            error,
+            resend: false,
+        }
+    }
+}
 
 impl Call {
     /// A JSON API whose 2xx body must be JSON.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ureq::http;
 
-use super::{BodyReader, Call, Client};
+use super::{BodyFailure, BodyReader, Call, Client};
 use crate::assemble::Api;
 use crate::body;
 use crate::error::{Code, Error};
@@ -34,6 +34,8 @@ pub(crate) struct Tally {
 /// How one endpoint's attempts ended.
 pub(crate) struct Done {
     pub err: Option<Error>,
+    /// A stream that failed before its first delta: safe to fail over.
+    pub resend: bool,
     pub status: u16,
     pub headers: Headers,
     pub body: Vec<u8>,
@@ -43,6 +45,7 @@ impl Done {
     pub fn answer(err: Option<Error>, status: u16, headers: Headers, body: Vec<u8>) -> Done {
         Done {
             err,
+            resend: false,
             status,
             headers,
             body,
@@ -54,17 +57,26 @@ impl Done {
     }
 
     /// Failover happens when the endpoint itself looks down: no connection,
-    /// TLS failure, no answer in time, or a 5xx after its retries. Never
-    /// after a 2xx began (a stream may already have delivered text).
+    /// TLS failure, no answer in time, a 5xx after its retries, or a stream
+    /// that failed before its first delta. Never after a stream delivered
+    /// anything.
     pub fn worth_failover(&self) -> bool {
         match &self.err {
             None => false,
             Some(e) if self.status == 0 => {
                 matches!(e.code, Code::Connect | Code::Tls | Code::Timeout)
             }
+            Some(_) if self.resend => true,
             Some(e) => e.code == Code::HttpStatus && self.status >= 500,
         }
     }
+}
+
+/// A 2xx answer's body read that failed.
+pub(crate) struct BodyError {
+    pub error: Error,
+    /// Nothing reached the caller: the call may be sent again.
+    pub resend: bool,
 }
 
 /// What one exchange gave.
@@ -73,7 +85,7 @@ pub(crate) enum Attempt {
         status: u16,
         headers: Headers,
         body: Vec<u8>,
-        body_err: Option<Error>,
+        body_err: Option<BodyError>,
     },
     Failed(Error, Option<ureq::Error>),
 }
@@ -213,7 +225,7 @@ impl Client {
         let read = if (200..300).contains(&status) {
             on_body(resp.body_mut())
         } else {
-            read_whole(resp.body_mut(), inner.opts.max_response_bytes)
+            read_whole(resp.body_mut(), inner.opts.max_response_bytes).map_err(BodyFailure::last)
         };
         match read {
             Ok(body) => Attempt::Answer {
@@ -222,16 +234,20 @@ impl Client {
                 body,
                 body_err: None,
             },
-            Err((partial, mut err)) => {
-                err.message = format!(
+            Err(BodyFailure {
+                partial,
+                mut error,
+                resend,
+            }) => {
+                error.message = format!(
                     "HTTP {status} answer cut short while reading its body: {}",
-                    err.message
+                    error.message
                 );
                 Attempt::Answer {
                     status,
                     headers,
                     body: partial,
-                    body_err: Some(err),
+                    body_err: Some(BodyError { error, resend }),
                 }
             }
         }
@@ -244,6 +260,7 @@ impl Client {
             status,
             headers,
             body,
+            ..
         } = done;
         let api = call.api();
         // The few fields llmpool needs, without a tree of the whole body

@@ -40,7 +40,7 @@ mod submit;
 
 pub(crate) use agent::build_agent;
 pub(crate) use call::{raw_call, request_call};
-pub use call::{BodyReader, Call};
+pub use call::{BodyFailure, BodyReader, Call};
 pub use exchange::read_whole;
 pub use submit::{DoneFn, EventFn};
 // Where callers have always found it.
@@ -377,7 +377,9 @@ impl Client {
         let started = Instant::now();
         let max = self.inner.opts.max_response_bytes;
         let model = call.facts.model.clone();
-        let r = self.run_call(call, &mut |b| read_whole(b, max)).await;
+        let r = self
+            .run_call(call, &mut |b| read_whole(b, max).map_err(BodyFailure::last))
+            .await;
         self.record(model.as_deref(), &r, started);
         r
     }
@@ -397,7 +399,7 @@ impl Client {
             request_json,
             v,
             false,
-            &mut |b| read_whole(b, max),
+            &mut |b| read_whole(b, max).map_err(BodyFailure::last),
             &mut |_| {},
         )
         .await

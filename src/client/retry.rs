@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::exchange::{http_error, Attempt, Done, Tally};
+use super::exchange::{http_error, Attempt, BodyError, Done, Tally};
 use super::{BodyReader, Call, Client};
 use crate::error::{Code, Error};
 use crate::exec::token;
@@ -90,15 +90,39 @@ impl Client {
         &self,
         ep: usize,
         call: &Call,
-        (status, headers, body, body_err): (u16, Headers, Vec<u8>, Option<Error>),
+        (status, headers, body, body_err): (u16, Headers, Vec<u8>, Option<BodyError>),
         cancelled: bool,
         attempts: u32,
         used: &mut Budget,
     ) -> Step {
         let inner = &*self.inner;
-        if let Some(e) = body_err {
-            let e = if cancelled { cancelled_error() } else { e };
-            return Step::Return(Done::answer(Some(e), status, headers, body));
+        if let Some(BodyError { error, resend }) = body_err {
+            if cancelled {
+                let e = cancelled_error();
+                return Step::Return(Done::answer(Some(e), status, headers, body));
+            }
+            // A stream that failed before its first delta delivered nothing:
+            // sending it again duplicates nothing.
+            let resend = resend && call.facts.stream;
+            if resend && used.retries < inner.retry.policy.max_retries {
+                let wait = inner.retry.policy.backoff(used.retries, jitter());
+                in_scope(Level::Warn, || {
+                    format!(
+                        "retry {}/{}: {} (before the first delta), waiting {} ms",
+                        used.retries + 1,
+                        inner.retry.policy.max_retries,
+                        error.message,
+                        wait.as_millis()
+                    )
+                });
+                return Step::Backoff {
+                    wait,
+                    cancelled: Done::answer(Some(cancelled_error()), status, headers, body),
+                };
+            }
+            let mut done = Done::answer(Some(error), status, headers, body);
+            done.resend = resend;
+            return Step::Return(done);
         }
         if cancelled {
             return Step::Return(Done::answer(Some(cancelled_error()), status, headers, body));

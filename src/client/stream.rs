@@ -6,8 +6,17 @@
 //! `text/event-stream` answer as it arrives (parsed by [`crate::sse`], each
 //! event's JSON parsed once and handed to [`crate::assemble`]), and hands
 //! every event and every typed delta to the caller. The call goes through
-//! the same routing, budget, retries (up to the response headers), metrics
-//! and cost accounting as [`Client::chat`].
+//! the same routing, budget, retries, failover, metrics and cost accounting
+//! as [`Client::chat`].
+//!
+//! # Retries
+//!
+//! A stream is sent again (or failed over) like any call until its first
+//! delta reaches the caller: a dropped connection, an error event, an idle
+//! timeout or a late first delta (`first_token_timeout_ms`, checked while
+//! the server sends keep-alives or events without text) before it delivered
+//! nothing, so nothing is duplicated but the events without text that came
+//! first (a role chunk). After the first delta a stream is never sent again.
 //!
 //! # Results
 //!
@@ -56,7 +65,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::assemble::{self, Api, Assembler, Delta};
-use crate::client::{parse_object, Client};
+use crate::client::{parse_object, BodyFailure, Client};
 use crate::error::{Code, Error};
 use crate::log::{in_scope, Level};
 use crate::net::error::from_ureq;
@@ -112,6 +121,11 @@ struct State {
     ttft_ms: Option<f64>,
     /// The end event arrived.
     ended: bool,
+    /// A delta reached the caller (typed, or an event with text): from
+    /// then on the stream is never sent again.
+    delivered: bool,
+    /// `first_token_timeout_ms`.
+    first_token: Option<Duration>,
     /// The raw data of a mid-stream error event.
     stream_error: Option<String>,
     /// The callback returned `false`.
@@ -129,6 +143,8 @@ impl State {
             chunks: 0,
             ttft_ms: None,
             ended: false,
+            delivered: false,
+            first_token: None,
             stream_error: None,
             aborted_by_callback: false,
             own_error: None,
@@ -238,6 +254,7 @@ impl Client {
         let request = v.to_string();
         let limit = self.options().max_response_bytes;
         let idle = self.options().stream_idle_timeout;
+        let first_token = self.options().first_token_timeout;
         let state = Mutex::new(State::new(api));
 
         let mut on_body = |body: &mut ureq::Body| {
@@ -245,9 +262,18 @@ impl Client {
                 "stream started: reading events".to_string()
             });
             let mut st = crate::sync::lock(&state);
-            read_stream(body, limit, idle, started, &mut st, sink).map_err(|(bytes, e)| {
+            // A stream sent again starts over: nothing of the last one
+            // reached the caller.
+            *st = State::new(api);
+            st.first_token = first_token;
+            read_stream(body, limit, idle, started, &mut st, sink).map_err(|(partial, e)| {
                 st.own_error = Some(e.clone());
-                (bytes, e)
+                let resend = !st.delivered && !st.aborted_by_callback && e.code != Code::Cancelled;
+                BodyFailure {
+                    partial,
+                    error: e,
+                    resend,
+                }
             })
         };
         let mut patch = |r: &mut Response| {
@@ -301,6 +327,7 @@ fn read_stream(
     let mut parser = SseParser::new();
     let mut all = Vec::new();
     let mut buf = vec![0u8; READ_BUF];
+    let body_started = Instant::now();
     loop {
         let n = match reader.read(&mut buf) {
             Ok(n) => n,
@@ -363,7 +390,30 @@ fn read_stream(
                 }
             }
         }
+        if let Some(t) = st
+            .first_token
+            .filter(|t| !st.delivered && body_started.elapsed() > *t)
+        {
+            return Err((
+                all,
+                Error::new(
+                    Code::Timeout,
+                    format!(
+                        "timed out: no delta within first_token_timeout_ms ({} ms) of the stream's start",
+                        t.as_millis()
+                    ),
+                ),
+            ));
+        }
     }
+}
+
+fn aborted(st: &mut State) -> Stop {
+    st.aborted_by_callback = true;
+    Stop::Fail(Error::new(
+        Code::Cancelled,
+        format!("stream aborted by the callback after {} chunks", st.chunks),
+    ))
 }
 
 /// A body that ended without its end event is still complete when the
@@ -430,14 +480,16 @@ fn handle(
     if name == Some("error") && st.api == Api::Chat {
         return Some(fail_mid_stream(st, data, &error_text(&v)));
     }
-    let mut aborted = false;
+    let mut stopped = false;
     let mut first = None;
+    let mut any_delta = false;
     let step = st.assembler.feed(name, &v, &mut |d| {
+        any_delta = true;
         if first.is_none() && !d.text.is_empty() {
             first = Some(d.kind);
         }
-        if !aborted && !sink.delta(&d) {
-            aborted = true;
+        if !stopped && !sink.delta(&d) {
+            stopped = true;
         }
     });
     if first.is_some() && st.ttft_ms.is_none() {
@@ -446,6 +498,10 @@ fn handle(
         in_scope(Level::Debug, || {
             format!("stream first token after {ms:.1} ms")
         });
+    }
+    if stopped {
+        st.delivered = true;
+        return Some(aborted(st));
     }
     match step {
         assemble::Step::Failed { message } => return Some(fail_mid_stream(st, data, &message)),
@@ -456,15 +512,11 @@ fn handle(
         assemble::Step::More => {}
     }
     st.chunks += 1;
-    if !aborted && !sink.event(event_text(st.api, &v), data) {
-        aborted = true;
-    }
-    if aborted {
-        st.aborted_by_callback = true;
-        return Some(Stop::Fail(Error::new(
-            Code::Cancelled,
-            format!("stream aborted by the callback after {} chunks", st.chunks),
-        )));
+    let text = event_text(st.api, &v);
+    st.delivered |= any_delta || !text.is_empty();
+    if !sink.event(text, data) {
+        st.delivered = true;
+        return Some(aborted(st));
     }
     None
 }

@@ -67,6 +67,14 @@ pub type llmpool_stream_cb = Option<
 /// - `LLMPOOL_HTTP_STATUS` for a non-2xx answer, with status and JSON error
 ///   body kept and `cb` never called (429/5xx are retried first, as for
 ///   `llmpool_chat`);
+///
+/// A stream that fails before its first delta (a dropped connection, an
+/// error event, `stream_idle_timeout_ms`, or no delta within
+/// `first_token_timeout_ms` while the server sends keep-alives) is sent
+/// again or failed over within `max_retries`, like a call without a stream:
+/// `cb` may then see the events without text that came first (the role
+/// chunk) again, never a delta. After the first delta a stream is never
+/// sent again.
 /// - `LLMPOOL_INVALID_ARGUMENT` without network traffic for a NULL client,
 ///   request or `cb`, or invalid UTF-8 or JSON.
 ///

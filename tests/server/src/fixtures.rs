@@ -39,7 +39,8 @@ fn usage_chunk(id: &str) -> String {
     .to_string()
 }
 
-/// The chat fixture `name`: data payloads, `[DONE]` included.
+/// The chat fixture `name`: data payloads, `[DONE]` included (a payload
+/// starting with `:` is sent as an SSE comment line instead).
 pub(crate) fn chat(name: &str) -> Option<Vec<String>> {
     let c = |choices| chunk("chatcmpl-fx", choices);
     let role = c(delta(json!({"role": "assistant", "content": null})));
@@ -157,6 +158,15 @@ pub(crate) fn chat(name: &str) -> Option<Vec<String>> {
             c(delta(json!({"content": "wörld ✓"}))),
             c(finish("stop")),
         ],
+        // Keep-alive comments for a while before the first delta (a
+        // gateway waiting for a busy provider).
+        "slow_first_token" => {
+            let mut v = vec![role];
+            v.extend((0..8).map(|_| ": PROCESSING".to_string()));
+            v.push(c(delta(json!({"content": "late"}))));
+            v.push(c(finish("stop")));
+            v
+        }
         // A refusal.
         "refusal" => vec![
             role,

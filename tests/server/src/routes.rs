@@ -324,7 +324,11 @@ fn sse(events: Vec<crate::fixtures::Event>, body: &Value, delay: Duration) -> Re
         if let Some(n) = name {
             e.push_str(&format!("event: {n}\n"));
         }
-        e.push_str(&format!("data: {data}\n\n"));
+        if data.starts_with(':') {
+            e.push_str(&format!("{data}\n\n"));
+        } else {
+            e.push_str(&format!("data: {data}\n\n"));
+        }
         if split {
             out.extend(crate::fixtures::split_multibyte(e.into_bytes()));
         } else {
