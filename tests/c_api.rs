@@ -39,6 +39,7 @@ const C_TESTS: &[&str] = &[
     "test_log",
     "test_embeddings",
     "test_raw",
+    "test_agents",
 ];
 
 /// Longest a single C test may run.
