@@ -125,7 +125,7 @@ typedef struct llmpool_response llmpool_response;
 // Called by `llmpool_chat_stream` once per chunk event, in order, on the
 // thread that called `llmpool_chat_stream`.
 //
-// `delta` is the chunk's `choices[0].delta.content` (`delta_len` bytes of
+// `delta` is the chunk's `delta.content` of choice 0 (`delta_len` bytes of
 // UTF-8, possibly 0: the first chunk carries only the role and the last one
 // only the usage); `event_json` is the event's raw JSON (`event_len` bytes,
 // never empty). Both are also NUL-terminated (`delta[delta_len] == 0`), are
@@ -887,7 +887,9 @@ uint16_t llmpool_response_status(const struct llmpool_response *r);
 // `r` is NULL or a response from llmpool that has not been freed.
 const char *llmpool_response_body(const struct llmpool_response *r, size_t *len);
 
-// `choices[0].message.content` of a chat answer, else "". Never NULL. Owned by `r`.
+// The answer's text: choice 0's content of a chat answer (streamed or
+// not), the output text of a Responses answer, the text blocks of a
+// Messages answer; else "". Never NULL. Owned by `r`.
 //
 // # Safety
 // `r` is NULL or a response from llmpool that has not been freed.
@@ -959,8 +961,9 @@ void llmpool_response_free(struct llmpool_response *r);
 // every chunk as it arrives (see `llmpool_stream_cb`).
 //
 // When `out` is non-NULL, `*out` always receives a response (success or
-// failure); free it with `llmpool_response_free`. Its text is the
-// concatenation of every delta received (also after a failure); its body is
+// failure); free it with `llmpool_response_free`. Its text is choice 0's
+// content received, joined (also after a failure); its completion
+// (`llmpool_response_completion`) the assembled `chat.completion`; its body is
 // the raw SSE bytes read (a non-2xx answer keeps its JSON body); its info
 // adds `ttft_ms` (milliseconds to the first non-empty delta, or null),
 // `chunks` (callbacks made), `finish_reason` (or null), `usage` from the

@@ -81,6 +81,8 @@ impl Chat {
                     }
                 }
                 _ if val.is_null() => {}
+                // Most chunks repeat them: no copy unless one changed.
+                _ if self.top.get(k) == Some(val) => {}
                 _ => {
                     self.top.insert(k.clone(), val.clone());
                 }

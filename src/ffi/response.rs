@@ -149,7 +149,9 @@ pub unsafe extern "C" fn llmpool_response_body(
     ptr
 }
 
-/// `choices[0].message.content` of a chat answer, else "". Never NULL. Owned by `r`.
+/// The answer's text: choice 0's content of a chat answer (streamed or
+/// not), the output text of a Responses answer, the text blocks of a
+/// Messages answer; else "". Never NULL. Owned by `r`.
 ///
 /// # Safety
 /// `r` is NULL or a response from llmpool that has not been freed.

@@ -12,7 +12,7 @@ use crate::error::Error;
 /// Called by `llmpool_chat_stream` once per chunk event, in order, on the
 /// thread that called `llmpool_chat_stream`.
 ///
-/// `delta` is the chunk's `choices[0].delta.content` (`delta_len` bytes of
+/// `delta` is the chunk's `delta.content` of choice 0 (`delta_len` bytes of
 /// UTF-8, possibly 0: the first chunk carries only the role and the last one
 /// only the usage); `event_json` is the event's raw JSON (`event_len` bytes,
 /// never empty). Both are also NUL-terminated (`delta[delta_len] == 0`), are
@@ -43,8 +43,9 @@ pub type llmpool_stream_cb = Option<
 /// every chunk as it arrives (see `llmpool_stream_cb`).
 ///
 /// When `out` is non-NULL, `*out` always receives a response (success or
-/// failure); free it with `llmpool_response_free`. Its text is the
-/// concatenation of every delta received (also after a failure); its body is
+/// failure); free it with `llmpool_response_free`. Its text is choice 0's
+/// content received, joined (also after a failure); its completion
+/// (`llmpool_response_completion`) the assembled `chat.completion`; its body is
 /// the raw SSE bytes read (a non-2xx answer keeps its JSON body); its info
 /// adds `ttft_ms` (milliseconds to the first non-empty delta, or null),
 /// `chunks` (callbacks made), `finish_reason` (or null), `usage` from the
