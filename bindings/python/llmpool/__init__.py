@@ -76,6 +76,7 @@ CANCELLED = 10
 RATE_LIMITED = 11
 PANIC = 99
 
+
 # The API a stream speaks (llmpool_api), for Client.stream_deltas.
 API_CHAT, API_RESPONSES, API_MESSAGES = 0, 1, 2
 
