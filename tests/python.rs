@@ -46,8 +46,12 @@ fn python_unittest_suite_passes() {
         .env("LLMPOOL_TEST_KEY_URL", &keyed.base_url)
         .env("LLMPOOL_TEST_KEY", TEST_KEY)
         .env("LLMPOOL_TEST_REFUSED_URL", refused_url());
-    let out = run_with_timeout("python3 -m unittest test_llmpool test_agents", &mut cmd, RUN_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_with_timeout(
+        "python3 -m unittest test_llmpool test_agents",
+        &mut cmd,
+        RUN_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     print!("{out}");
     assert!(
         !out.contains("skipped"),
