@@ -106,6 +106,11 @@ class BlockingTest(unittest.TestCase):
             self.assertEqual(s.response.code, llmpool.CANCELLED)
             call = s.completion["choices"][0]["message"]["tool_calls"][0]
             self.assertEqual(call["function"]["name"], "get_weather")
+            # A plain break (the stream still referenced) stops it too.
+            s = c.stream_deltas(fixture("tool_call", **SLOW))
+            for _ in s:
+                break
+            self.assertEqual(s.response.code, llmpool.CANCELLED)
             # The client is fine afterwards.
             self.assertEqual(c.chat({"model": "m", "messages": []}).code, llmpool.OK)
 
@@ -208,13 +213,21 @@ class AsyncTest(unittest.TestCase):
                 async with s:
                     async for _ in s:
                         break
+                # A plain break (the finalized loop cancels), then aclose():
+                # CANCELLED with what arrived.
+                plain = c.stream_deltas(fixture("tool_call", **SLOW))
+                async for _ in plain:
+                    break
+                await plain.aclose()
+                # The C side counts a call out just after its done returned.
                 for _ in range(100):
                     if c.metrics()["async"]["in_flight"] == 0:
                         break
                     await asyncio.sleep(0.01)
-                return s, c.metrics()["async"]["in_flight"]
+                return s, c.metrics()["async"]["in_flight"], plain
 
-        s, in_flight = self.run_async(main())
+        s, in_flight, plain = self.run_async(main())
+        self.assertEqual(plain.response.code, llmpool.CANCELLED)
         self.assertEqual(in_flight, 0)
         self.assertEqual(s.response.code, llmpool.CANCELLED)
         self.assertEqual(

@@ -117,7 +117,18 @@ class DeltaStream:
         return None if self.response is None else self.response.completion
 
     def __iter__(self):
-        return self
+        # A generator, so that leaving a for loop early (break, an
+        # exception) closes it and with it the stream, even while the
+        # caller still holds this object for .completion.
+        try:
+            while True:
+                try:
+                    d = self.__next__()
+                except StopIteration:
+                    return
+                yield d
+        finally:
+            self.close()
 
     def _run(self):
         def on_delta(d):
@@ -180,9 +191,10 @@ class DeltaStream:
 class AsyncDeltaStream:
     """Async iterator over the :class:`Delta` values of one stream (see
     ``AsyncClient.stream_deltas``). The call is submitted on the first
-    ``__anext__``; leaving the loop early (``break``, an exception, task
-    cancel) cancels it, and ``aclose()`` waits for its partial response.
-    Afterwards ``response`` and ``completion`` as for :class:`DeltaStream`."""
+    iteration; leaving the loop early (``break``, an exception, task
+    cancel) cancels it, and ``await aclose()`` (or ``async with``) waits for
+    its partial response. Afterwards ``response`` and ``completion`` as for
+    :class:`DeltaStream`."""
 
     def __init__(self, aclient, api, request):
         self._aclient = aclient
@@ -198,8 +210,23 @@ class AsyncDeltaStream:
     def completion(self):
         return None if self.response is None else self.response.completion
 
-    def __aiter__(self):
-        return self
+    async def __aiter__(self):
+        # An async generator: leaving an async for early finalizes it,
+        # which cancels the call at once (await aclose() for the response).
+        try:
+            while True:
+                try:
+                    d = await self.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield d
+        finally:
+            self._cancel()
+
+    def _set_response(self, r):
+        # Also when nobody reads the queue any more (a loop left early).
+        self.response = r
+        self._queue.put_nowait(r)
 
     async def _start(self):
         from ._async import _DELTA, _DONE
@@ -210,7 +237,7 @@ class AsyncDeltaStream:
             lambda c, k, out: lib.llmpool_stream_deltas_async(c, api, data, _DELTA, _DONE, k,
                                                               out),
             on_event=lambda d: q.put_nowait(d),
-            on_done=lambda r: q.put_nowait(r))
+            on_done=self._set_response)
 
     def _release(self):
         call, self._call = self._call, None
