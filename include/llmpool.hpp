@@ -184,6 +184,17 @@ public:
     }
     /// Call details as a JSON object (attempts, latency_ms, usage, ...).
     std::string info() const { return llmpool_response_info(r_); }
+    /// The answer as one JSON object in its API's non-streaming shape: a
+    /// chat stream's assembled chat.completion (tool calls joined), a
+    /// Responses stream's final `response`, a Messages stream's final
+    /// `message`, a non-streamed call's body; std::nullopt when there is
+    /// none (embeddings, no answer). A failed or stopped stream keeps what
+    /// arrived.
+    std::optional<std::string> completion() const {
+        const char* c = llmpool_response_completion(r_);
+        if (c == nullptr) return std::nullopt;
+        return std::string(c);
+    }
     /// Why the call failed ("" on success).
     std::string error() const { return llmpool_response_error(r_); }
     /// How many connections a warm-up opened (its info's `opened`; 0 for
@@ -228,6 +239,29 @@ private:
     llmpool_response* r_ = nullptr;
 };
 
+/// One typed delta of a stream (see Client::stream_deltas). The views are
+/// valid only while the callback runs: copy what you keep.
+struct Delta {
+    llmpool_delta_kind kind;
+    /// The chat choice (n > 1); 0 for the other APIs.
+    std::uint32_t choice;
+    /// A tool call's position (chat), output item (Responses) or content
+    /// block (Messages); else 0.
+    std::uint32_t call_index;
+    /// A tool call's id and function name once known.
+    std::optional<std::string_view> id;
+    std::optional<std::string_view> name;
+    /// The text or argument fragment.
+    std::string_view text;
+
+    static Delta from_c(const llmpool_delta& d) noexcept {
+        Delta out{d.kind, d.choice, d.call_index, std::nullopt, std::nullopt, std::string_view(d.text, d.text_len)};
+        if (d.id != nullptr) out.id = std::string_view(d.id);
+        if (d.name != nullptr) out.name = std::string_view(d.name);
+        return out;
+    }
+};
+
 namespace detail {
 
 /// Rejects strings with an embedded NUL (the C API would silently truncate them).
@@ -255,6 +289,25 @@ struct StreamState {
     bool stopped = false;                                      // the callable returned false
 };
 
+/// State shared between stream_deltas() and its C callback.
+struct DeltaState {
+    void* fn;                            // the user's callable
+    bool (*invoke)(void*, const Delta&);  // calls *fn
+    std::exception_ptr error;            // what the callable threw
+    bool stopped = false;                // the callable returned false
+};
+
+/// Calls `f(d)`, which returns bool (false stops) or void (never stops).
+template <class F>
+bool call_on_delta(F& f, const Delta& d) {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&, const Delta&>>) {
+        f(d);
+        return true;
+    } else {
+        return static_cast<bool>(f(d));
+    }
+}
+
 /// State shared between chat_batch() and its progress callback.
 struct ProgressState {
     const std::function<void(std::size_t, std::size_t)>* fn;
@@ -276,6 +329,29 @@ struct AsyncBase {
     virtual ~AsyncBase() = default;
     virtual void done(Response r) noexcept = 0;
     virtual bool event(std::string_view, std::string_view) noexcept { return true; }
+    virtual bool delta(const Delta&) noexcept { return true; }
+};
+
+/// A typed-delta stream's callbacks (stream_deltas_async).
+template <class Done, class OnDelta>
+struct AsyncDeltaFns final : AsyncBase {
+    AsyncDeltaFns(Done d, OnDelta f) : done_fn(std::move(d)), delta_fn(std::move(f)) {}
+    Done done_fn;
+    OnDelta delta_fn;
+    void done(Response r) noexcept override {
+        try {
+            done_fn(std::move(r));
+        } catch (...) {
+            // As for AsyncFns::done: nowhere to report it.
+        }
+    }
+    bool delta(const Delta& d) noexcept override {
+        try {
+            return call_on_delta(delta_fn, d);
+        } catch (...) {
+            return false;  // stops the stream
+        }
+    }
 };
 
 template <class Done, class OnChunk = std::nullptr_t>
@@ -326,6 +402,21 @@ static inline int stream_trampoline(void* userdata, const char* delta, size_t de
         st->error = std::current_exception();
     }
     return 1;  // abort the stream
+}
+
+static inline int delta_trampoline(void* userdata, const llmpool_delta* d) noexcept {
+    auto* st = static_cast<DeltaState*>(userdata);
+    try {
+        if (st->invoke(st->fn, Delta::from_c(*d))) return 0;
+        st->stopped = true;
+    } catch (...) {
+        st->error = std::current_exception();
+    }
+    return 1;  // abort the stream
+}
+
+static inline int async_delta_trampoline(void* userdata, const llmpool_delta* d) noexcept {
+    return static_cast<AsyncBase*>(userdata)->delta(Delta::from_c(*d)) ? 0 : 1;
 }
 
 static inline void progress_trampoline(void* userdata, size_t done, size_t total) noexcept {
@@ -453,6 +544,22 @@ public:
         return detail::finish(rc, r);
     }
 
+    /// POST /responses (OpenAI's Responses API); text() is the output text
+    /// joined, completion() the `response` object. Throws Error on failure.
+    Response responses(const std::string& request_json) {
+        llmpool_response* r = nullptr;
+        llmpool_code rc = llmpool_responses(c_, detail::checked(request_json, "request_json").c_str(), &r);
+        return detail::finish(rc, r);
+    }
+
+    /// POST /messages (Anthropic's Messages API); text() is the text blocks
+    /// joined, completion() the `message`. Throws Error on failure.
+    Response messages(const std::string& request_json) {
+        llmpool_response* r = nullptr;
+        llmpool_code rc = llmpool_messages(c_, detail::checked(request_json, "request_json").c_str(), &r);
+        return detail::finish(rc, r);
+    }
+
     /// POST /embeddings with a JSON request; throws Error on failure.
     Response embeddings(const std::string& request_json) {
         llmpool_response* r = nullptr;
@@ -507,6 +614,63 @@ public:
     /// the exception is rethrown here. Any other failure throws Error.
     template <class F>
     Response chat_stream(const std::string& request_json, F&& on_chunk) {
+        return event_stream(&llmpool_chat_stream, request_json, std::forward<F>(on_chunk));
+    }
+
+    /// Streams the Responses API like chat_stream(): `delta` is each
+    /// response.output_text.delta's text ("" for other events). Ends at
+    /// response.completed / response.incomplete; response.failed and error
+    /// events throw Error (LLMPOOL_PROTOCOL).
+    template <class F>
+    Response responses_stream(const std::string& request_json, F&& on_event) {
+        return event_stream(&llmpool_responses_stream, request_json, std::forward<F>(on_event));
+    }
+
+    /// Streams the Messages API like chat_stream(): `delta` is each
+    /// text_delta's text. An error event (e.g. overloaded_error) throws
+    /// Error (LLMPOOL_PROTOCOL).
+    template <class F>
+    Response messages_stream(const std::string& request_json, F&& on_event) {
+        return event_stream(&llmpool_messages_stream, request_json, std::forward<F>(on_event));
+    }
+
+    /// Streams `request_json` on `api` (LLMPOOL_API_CHAT, _RESPONSES,
+    /// _MESSAGES), calling `on_delta(const llmpool::Delta&)` on this thread
+    /// for each typed delta (content, reasoning, refusal, tool-call argument
+    /// fragments); it returns bool (false stops) or void. Returns the final
+    /// Response (completion() is the assembled answer); when on_delta
+    /// returned false, code() == LLMPOOL_CANCELLED with what arrived. An
+    /// exception from on_delta aborts the stream and is rethrown here; any
+    /// other failure throws Error (its body() and the stream's partial
+    /// answer are lost then: use stream_deltas_async to keep them).
+    template <class F>
+    Response stream_deltas(llmpool_api api, const std::string& request_json, F&& on_delta) {
+        using Fn = std::remove_reference_t<F>;
+        static_assert(std::is_invocable_v<Fn&, const Delta&>, "on_delta must be callable as (const llmpool::Delta&)");
+        detail::DeltaState st{const_cast<void*>(static_cast<const void*>(std::addressof(on_delta))),
+                              [](void* fn, const Delta& d) -> bool {
+                                  return detail::call_on_delta(*static_cast<Fn*>(fn), d);
+                              },
+                              nullptr, false};
+        const std::string& req = detail::checked(request_json, "request_json");
+        llmpool_response* raw = nullptr;
+        llmpool_code rc = llmpool_stream_deltas(c_, static_cast<int>(api), req.c_str(), &detail::delta_trampoline,
+                                                &st, &raw);
+        Response r(raw);
+        if (st.error) std::rethrow_exception(st.error);
+        if (rc == LLMPOOL_CANCELLED && st.stopped) return r;
+        return detail::finish(rc, r.release());
+    }
+
+private:
+    using StreamFn = llmpool_code (*)(llmpool_client*, const char*, llmpool_stream_cb, void*, llmpool_response**);
+    using StreamAsyncFn = llmpool_code (*)(llmpool_client*, const char*, llmpool_stream_cb, llmpool_done_cb, void*,
+                                           llmpool_call**);
+
+    /// chat_stream(), responses_stream() and messages_stream(): `start` is
+    /// the C function.
+    template <class F>
+    Response event_stream(StreamFn start, const std::string& request_json, F&& on_chunk) {
         using Fn = std::remove_reference_t<F>;
         static_assert(std::is_invocable_v<Fn&, std::string_view, std::string_view>,
                       "on_chunk must be callable as (std::string_view delta, std::string_view event_json)");
@@ -525,12 +689,29 @@ public:
             false};
         const std::string& req = detail::checked(request_json, "request_json");
         llmpool_response* raw = nullptr;
-        llmpool_code rc = llmpool_chat_stream(c_, req.c_str(), &detail::stream_trampoline, &st, &raw);
+        llmpool_code rc = start(c_, req.c_str(), &detail::stream_trampoline, &st, &raw);
         Response r(raw);
         if (st.error) std::rethrow_exception(st.error);
         if (rc == LLMPOOL_CANCELLED && st.stopped) return r;
         return detail::finish(rc, r.release());
     }
+
+    /// chat_stream_async() and its Responses and Messages forms.
+    template <class C, class F>
+    Call event_stream_async(StreamAsyncFn start, const char* what, const std::string& request_json, C&& on_chunk,
+                            F&& done) {
+        const std::string& req = detail::checked(request_json, "request_json");
+        auto fns = std::make_unique<detail::AsyncFns<std::decay_t<F>, std::decay_t<C>>>(std::forward<F>(done),
+                                                                                         std::forward<C>(on_chunk));
+        llmpool_call* call = nullptr;
+        llmpool_code rc = start(c_, req.c_str(), &detail::async_event_trampoline, &detail::async_done_trampoline,
+                                static_cast<detail::AsyncBase*>(fns.get()), &call);
+        if (rc != LLMPOOL_OK) throw Error(rc, 0, "", std::string(what) + ": refused before sending");
+        fns.release();  // owned by the call now
+        return Call(call);
+    }
+
+public:
 
     // -- async calls --------------------------------------------------------
     //
@@ -548,6 +729,22 @@ public:
         const std::string& req = detail::checked(request_json, "request_json");
         return submit(std::forward<F>(done), [&](void* ud, llmpool_call** call) {
             return llmpool_chat_async(c_, req.c_str(), &detail::async_done_trampoline, ud, call);
+        });
+    }
+
+    template <class F>
+    Call responses_async(const std::string& request_json, F&& done) {
+        const std::string& req = detail::checked(request_json, "request_json");
+        return submit(std::forward<F>(done), [&](void* ud, llmpool_call** call) {
+            return llmpool_responses_async(c_, req.c_str(), &detail::async_done_trampoline, ud, call);
+        });
+    }
+
+    template <class F>
+    Call messages_async(const std::string& request_json, F&& done) {
+        const std::string& req = detail::checked(request_json, "request_json");
+        return submit(std::forward<F>(done), [&](void* ud, llmpool_call** call) {
+            return llmpool_messages_async(c_, req.c_str(), &detail::async_done_trampoline, ud, call);
         });
     }
 
@@ -602,14 +799,38 @@ public:
     /// chunk (bool false or an exception stops it), then `done` once.
     template <class C, class F>
     Call chat_stream_async(const std::string& request_json, C&& on_chunk, F&& done) {
+        return event_stream_async(&llmpool_chat_stream_async, "chat_stream_async", request_json,
+                                  std::forward<C>(on_chunk), std::forward<F>(done));
+    }
+
+    template <class C, class F>
+    Call responses_stream_async(const std::string& request_json, C&& on_event, F&& done) {
+        return event_stream_async(&llmpool_responses_stream_async, "responses_stream_async", request_json,
+                                  std::forward<C>(on_event), std::forward<F>(done));
+    }
+
+    template <class C, class F>
+    Call messages_stream_async(const std::string& request_json, C&& on_event, F&& done) {
+        return event_stream_async(&llmpool_messages_stream_async, "messages_stream_async", request_json,
+                                  std::forward<C>(on_event), std::forward<F>(done));
+    }
+
+    /// stream_deltas() without blocking: `on_delta(const llmpool::Delta&)`
+    /// runs on llmpool's thread per delta (false or an exception stops the
+    /// stream), then `done(Response)` once, also after a failure, with what
+    /// arrived (completion()).
+    template <class D, class F>
+    Call stream_deltas_async(llmpool_api api, const std::string& request_json, D&& on_delta, F&& done) {
+        static_assert(std::is_invocable_v<std::decay_t<D>&, const Delta&>,
+                      "on_delta must be callable as (const llmpool::Delta&)");
         const std::string& req = detail::checked(request_json, "request_json");
-        auto fns = std::make_unique<detail::AsyncFns<std::decay_t<F>, std::decay_t<C>>>(
-            std::forward<F>(done), std::forward<C>(on_chunk));
+        auto fns = std::make_unique<detail::AsyncDeltaFns<std::decay_t<F>, std::decay_t<D>>>(
+            std::forward<F>(done), std::forward<D>(on_delta));
         llmpool_call* call = nullptr;
-        llmpool_code rc = llmpool_chat_stream_async(c_, req.c_str(), &detail::async_event_trampoline,
-                                                    &detail::async_done_trampoline,
-                                                    static_cast<detail::AsyncBase*>(fns.get()), &call);
-        if (rc != LLMPOOL_OK) throw Error(rc, 0, "", "chat_stream_async: refused before sending");
+        llmpool_code rc = llmpool_stream_deltas_async(c_, static_cast<int>(api), req.c_str(),
+                                                      &detail::async_delta_trampoline, &detail::async_done_trampoline,
+                                                      static_cast<detail::AsyncBase*>(fns.get()), &call);
+        if (rc != LLMPOOL_OK) throw Error(rc, 0, "", "stream_deltas_async: refused before sending");
         fns.release();  // owned by the call now
         return Call(call);
     }
@@ -644,6 +865,14 @@ public:
 
     std::future<Response> chat_future(const std::string& request_json, Call* call = nullptr) {
         return future_of([&](auto done) { return chat_async(request_json, std::move(done)); }, call);
+    }
+
+    std::future<Response> responses_future(const std::string& request_json, Call* call = nullptr) {
+        return future_of([&](auto done) { return responses_async(request_json, std::move(done)); }, call);
+    }
+
+    std::future<Response> messages_future(const std::string& request_json, Call* call = nullptr) {
+        return future_of([&](auto done) { return messages_async(request_json, std::move(done)); }, call);
     }
 
     std::future<Response> embeddings_future(const std::string& request_json, Call* call = nullptr) {

@@ -1,6 +1,7 @@
 //! The bindings' copies of the C enums, checked against `include/llmpool.h`:
-//! every `llmpool_code` (`LLMPOOL_*`) and `llmpool_log_level`
-//! (`LLMPOOL_LOG_*`) value must appear, with the same number and name, in
+//! every `llmpool_code` (`LLMPOOL_*`), `llmpool_log_level`
+//! (`LLMPOOL_LOG_*`), `llmpool_api` (`LLMPOOL_API_*`) and
+//! `llmpool_delta_kind` (`LLMPOOL_DELTA_*`) value must appear, with the same number and name, in
 //! the Node table (`bindings/node/llmpool.js` and its `index.d.ts`), the
 //! Python constants (`bindings/python/llmpool/__init__.py` and its `.pyi`
 //! stub) and the Go constants (`bindings/go/llmpool.go`), and no binding may
@@ -31,8 +32,9 @@ fn norm(name: &str) -> String {
 }
 
 /// The `NAME = value` entries of the C enum `enum_name` in the header,
-/// names without `strip`, normalized.
-fn header_enum(header: &str, enum_name: &str, strip: &str) -> Table {
+/// names without `strip`, normalized; at least `min` of them (a parse that
+/// finds fewer went wrong).
+fn header_enum(header: &str, enum_name: &str, strip: &str, min: usize) -> Table {
     let start = header
         .find(&format!("enum {enum_name}"))
         .unwrap_or_else(|| panic!("no enum {enum_name} in include/llmpool.h"));
@@ -53,7 +55,7 @@ fn header_enum(header: &str, enum_name: &str, strip: &str) -> Table {
         table.insert(norm(short), value);
     }
     assert!(
-        table.len() >= 5,
+        table.len() >= min,
         "too few values in enum {enum_name}: {table:?}"
     );
     table
@@ -78,7 +80,9 @@ fn table_between(text: &str, from: &str, to: &str, sep: char, prefix: &str) -> T
         let Some(short) = name.strip_prefix(prefix) else {
             continue;
         };
-        // Go: `LogError LogLevel = 1` -> the value after the last word.
+        // Go: `LogError LogLevel = 1` -> the value after the last word;
+        // `APIChat API = 0 // POST ...` -> the same, comment dropped.
+        let value = value.split("//").next().unwrap_or("");
         let value = value.split_whitespace().last().unwrap_or("");
         if let Ok(v) = value.parse::<i64>() {
             table.insert(norm(short), v);
@@ -103,11 +107,91 @@ fn assert_same(what: &str, header: &Table, binding: &Table) {
     );
 }
 
+/// Python's `PREFIX_A, PREFIX_B = 0, 1` line (names without `prefix`).
+fn py_tuple_line(py: &str, prefix: &str) -> Table {
+    let line = py
+        .lines()
+        .find(|l| l.starts_with(prefix) && l.split('=').next().is_some_and(|n| n.contains(',')))
+        .unwrap_or_else(|| panic!("the {prefix}* line"));
+    let (names, values) = line.split_once('=').expect("NAMES = values");
+    names
+        .split(',')
+        .zip(values.split(','))
+        .map(|(n, v)| {
+            let n = n.trim().strip_prefix(prefix).expect("a prefixed name");
+            (norm(n), v.trim().parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// A one-line JS/TS table (`{ A: 0, B: 1 }` or `{ A: 0; B: 1 }`) after `from`.
+fn one_line_table(text: &str, from: &str, to: &str) -> Table {
+    table_between(
+        &text.replace(", ", ",\n").replace("; ", ";\n"),
+        from,
+        to,
+        ':',
+        "",
+    )
+}
+
+#[test]
+fn stream_enums_match_the_header() {
+    let header = read("include/llmpool.h");
+    let apis = header_enum(&header, "llmpool_api", "LLMPOOL_API_", 3);
+    let kinds = header_enum(&header, "llmpool_delta_kind", "LLMPOOL_DELTA_", 4);
+
+    let js = read("bindings/node/llmpool.js");
+    let dts = read("bindings/node/index.d.ts");
+    for (name, table) in [("Api", &apis), ("DeltaKind", &kinds)] {
+        assert_same(
+            &format!("bindings/node/llmpool.js {name}"),
+            table,
+            &one_line_table(&js, &format!("const {name} = Object.freeze({{"), "});"),
+        );
+        assert_same(
+            &format!("bindings/node/index.d.ts {name}"),
+            table,
+            &one_line_table(&dts, &format!("const {name}: Readonly<{{"), "}>"),
+        );
+    }
+
+    let py = read("bindings/python/llmpool/__init__.py");
+    let pyi = read("bindings/python/llmpool/__init__.pyi");
+    for (prefix, table) in [("API_", &apis), ("DELTA_", &kinds)] {
+        assert_same(
+            &format!("bindings/python {prefix}*"),
+            table,
+            &py_tuple_line(&py, prefix),
+        );
+        for name in table.keys() {
+            let declared = pyi.lines().any(|l| {
+                l.strip_prefix(prefix)
+                    .and_then(|l| l.strip_suffix(": int"))
+                    .is_some_and(|n| norm(n) == *name)
+            });
+            assert!(declared, "llmpool/__init__.pyi lacks {prefix}{name}");
+        }
+    }
+
+    let go = read("bindings/go/agents.go");
+    assert_same(
+        "bindings/go/agents.go API*",
+        &apis,
+        &table_between(&go, "// The streaming APIs", "\n)", '=', "API"),
+    );
+    assert_same(
+        "bindings/go/agents.go Delta*",
+        &kinds,
+        &table_between(&go, "// Delta kinds", "\n)", '=', "Delta"),
+    );
+}
+
 #[test]
 fn binding_code_tables_match_the_header() {
     let header = read("include/llmpool.h");
-    let codes = header_enum(&header, "llmpool_code", "LLMPOOL_");
-    let levels = header_enum(&header, "llmpool_log_level", "LLMPOOL_LOG_");
+    let codes = header_enum(&header, "llmpool_code", "LLMPOOL_", 5);
+    let levels = header_enum(&header, "llmpool_log_level", "LLMPOOL_LOG_", 5);
     assert_eq!(codes.get("ok"), Some(&0), "{codes:?}");
 
     let js = read("bindings/node/llmpool.js");
@@ -152,20 +236,11 @@ fn binding_code_tables_match_the_header() {
         &table_between(&py, "# Result codes", "\n\n\n", '=', ""),
     );
     // LOG_ERROR, LOG_WARN, ... = 1, 2, ...
-    let line = py
-        .lines()
-        .find(|l| l.starts_with("LOG_ERROR, "))
-        .expect("the LOG_* line");
-    let (names, values) = line.split_once('=').expect("LOG_* = ...");
-    let py_levels: Table = names
-        .split(',')
-        .zip(values.split(','))
-        .map(|(n, v)| {
-            let n = n.trim().strip_prefix("LOG_").expect("LOG_ name");
-            (norm(n), v.trim().parse().expect("a number"))
-        })
-        .collect();
-    assert_same("bindings/python LOG_*", &levels, &py_levels);
+    assert_same(
+        "bindings/python LOG_*",
+        &levels,
+        &py_tuple_line(&py, "LOG_"),
+    );
     let pyi = read("bindings/python/llmpool/__init__.pyi");
     for name in codes.keys() {
         let declared = pyi

@@ -1,6 +1,6 @@
-//! Runs the Python ctypes bindings' unittest suite
+//! Runs the Python ctypes bindings' unittest suites
 //! (`bindings/python/test_llmpool.py`, which also runs
-//! `examples/python/example.py`) against loopback test servers, with
+//! `examples/python/example.py`, and `test_agents.py`) against loopback test servers, with
 //! `LLMPOOL_LIB` pointing at the cdylib cargo built for this test run.
 //!
 //! Without `python3` (or `$PYTHON`) the test prints `SKIPPED: ...` and
@@ -38,7 +38,7 @@ fn python_unittest_suite_passes() {
     let mut cmd = Command::new(&python);
     without_gateway_settings(&mut cmd)
         .current_dir(root().join("bindings/python"))
-        .args(["-B", "-m", "unittest", "-v", "test_llmpool"])
+        .args(["-B", "-m", "unittest", "-v", "test_llmpool", "test_agents"])
         .env_remove("PYTHONPATH")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("LLMPOOL_LIB", &lib)
@@ -46,8 +46,12 @@ fn python_unittest_suite_passes() {
         .env("LLMPOOL_TEST_KEY_URL", &keyed.base_url)
         .env("LLMPOOL_TEST_KEY", TEST_KEY)
         .env("LLMPOOL_TEST_REFUSED_URL", refused_url());
-    let out = run_with_timeout("python3 -m unittest test_llmpool", &mut cmd, RUN_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_with_timeout(
+        "python3 -m unittest test_llmpool test_agents",
+        &mut cmd,
+        RUN_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     print!("{out}");
     assert!(
         !out.contains("skipped"),

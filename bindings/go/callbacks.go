@@ -21,6 +21,7 @@ import (
 // streamState is the Go value behind a streaming call's handle.
 type streamState struct {
 	fn       func(delta, event string) bool
+	deltaFn  func(Delta) bool // typed-delta streams (agents.go) instead of fn
 	panicked any
 }
 
@@ -58,6 +59,32 @@ func llmpoolGoStream(h C.uintptr_t, delta *C.char, deltaLen C.size_t, event *C.c
 		}
 	}()
 	if st.fn(d, e) {
+		return 0
+	}
+	return 1
+}
+
+//export llmpoolGoDelta
+func llmpoolGoDelta(h C.uintptr_t, kind C.int, choice, callIndex C.uint32_t, id, name, text *C.char, textLen C.size_t) (ret C.int) {
+	st := cgo.Handle(h).Value().(*asyncState).stream
+	if st.panicked != nil {
+		return 1
+	}
+	d := Delta{Kind: DeltaKind(kind), Choice: int(choice), CallIndex: int(callIndex),
+		Text: C.GoStringN(text, C.int(textLen))}
+	if id != nil {
+		d.ID = C.GoString(id)
+	}
+	if name != nil {
+		d.Name = C.GoString(name)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			st.panicked = p
+			ret = 1
+		}
+	}()
+	if st.deltaFn(d) {
 		return 0
 	}
 	return 1

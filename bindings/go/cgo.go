@@ -69,6 +69,36 @@ enum llmpool_code go_chat_stream_async(llmpool_client *c, const char *req, uintp
 	return llmpool_chat_stream_async(c, req, llmpool_stream_shim, llmpool_done_shim, (void *)h, call);
 }
 
+enum llmpool_code go_responses_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call) {
+	return llmpool_responses_async(c, req, llmpool_done_shim, (void *)h, call);
+}
+
+enum llmpool_code go_messages_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call) {
+	return llmpool_messages_async(c, req, llmpool_done_shim, (void *)h, call);
+}
+
+enum llmpool_code go_responses_stream_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call) {
+	return llmpool_responses_stream_async(c, req, llmpool_stream_shim, llmpool_done_shim, (void *)h, call);
+}
+
+enum llmpool_code go_messages_stream_async(llmpool_client *c, const char *req, uintptr_t h, llmpool_call **call) {
+	return llmpool_messages_stream_async(c, req, llmpool_stream_shim, llmpool_done_shim, (void *)h, call);
+}
+
+// The delta's fields travel one by one: Go never reads the C struct.
+extern int llmpoolGoDelta(uintptr_t h, int kind, uint32_t choice, uint32_t call_index, char *id, char *name,
+                          char *text, size_t text_len);
+
+static int llmpool_delta_shim(void *ud, const llmpool_delta *d) {
+	return llmpoolGoDelta((uintptr_t)ud, (int)d->kind, d->choice, d->call_index, (char *)d->id, (char *)d->name,
+	                      (char *)d->text, d->text_len);
+}
+
+enum llmpool_code go_stream_deltas_async(llmpool_client *c, int api, const char *req, uintptr_t h,
+                                         llmpool_call **call) {
+	return llmpool_stream_deltas_async(c, api, req, llmpool_delta_shim, llmpool_done_shim, (void *)h, call);
+}
+
 enum llmpool_code go_set_key_provider(llmpool_client *c, uintptr_t h) {
 	return llmpool_client_set_key_provider(c, h ? llmpool_key_shim : NULL, (void *)h);
 }

@@ -129,6 +129,8 @@ type Response struct {
 	// Headers holds the response headers RequestRaw asked for, by
 	// lower-case name; see Header.
 	Headers map[string]string
+
+	completion json.RawMessage // see Completion (agents.go)
 }
 
 // Header returns a copied-out response header (case-insensitive), or ""
@@ -165,12 +167,13 @@ func copyResponse(p *C.llmpool_response) *Response {
 	var n C.size_t
 	body := C.llmpool_response_body(p, &n)
 	return &Response{
-		Code:      int(C.llmpool_response_code(p)),
-		Status:    int(C.llmpool_response_status(p)),
-		Text:      C.GoString(C.llmpool_response_text(p)),
-		Body:      C.GoStringN(body, C.int(n)),
-		Info:      json.RawMessage(C.GoString(C.llmpool_response_info(p))),
-		ErrorText: C.GoString(C.llmpool_response_error(p)),
+		Code:       int(C.llmpool_response_code(p)),
+		Status:     int(C.llmpool_response_status(p)),
+		Text:       C.GoString(C.llmpool_response_text(p)),
+		Body:       C.GoStringN(body, C.int(n)),
+		Info:       json.RawMessage(C.GoString(C.llmpool_response_info(p))),
+		ErrorText:  C.GoString(C.llmpool_response_error(p)),
+		completion: completionOf(p),
 	}
 }
 

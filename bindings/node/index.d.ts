@@ -22,6 +22,34 @@ export type Code = (typeof Code)[keyof typeof Code];
 export declare const LogLevel: Readonly<{ ERROR: 1; WARN: 2; INFO: 3; DEBUG: 4; TRACE: 5 }>;
 export type LogLevel = (typeof LogLevel)[keyof typeof LogLevel];
 
+/** The API a stream speaks (llmpool_api), for Client.streamDeltas. */
+export declare const Api: Readonly<{ CHAT: 0; RESPONSES: 1; MESSAGES: 2 }>;
+export type Api = (typeof Api)[keyof typeof Api];
+
+/** What a Delta carries (llmpool_delta_kind). */
+export declare const DeltaKind: Readonly<{ CONTENT: 0; REASONING: 1; REFUSAL: 2; TOOL_CALL: 3 }>;
+export type DeltaKind = (typeof DeltaKind)[keyof typeof DeltaKind];
+
+/** One typed piece of a stream. */
+export interface Delta {
+  kind: DeltaKind;
+  /** The chat choice (n > 1); 0 for the other APIs. */
+  choice: number;
+  /** A tool call's position (chat), output item (Responses) or content block (Messages); else 0. */
+  callIndex: number;
+  /** A tool call's id once known, else null. */
+  id: string | null;
+  /** A tool call's function name once known, else null. */
+  name: string | null;
+  /** The text or argument fragment. */
+  text: string;
+}
+
+export interface DeltaStreamOptions extends CallOptions {
+  /** Default Api.CHAT. */
+  api?: Api | 'chat' | 'responses' | 'messages';
+}
+
 /** The path of the loaded libllmpool. */
 export declare const LIB_PATH: string;
 
@@ -80,6 +108,8 @@ export declare class Response {
   bodyBuffer: Buffer | null;
   headers: Record<string, string>;
   readonly ok: boolean;
+  /** The answer in its API's non-streaming shape (a stream's assembled one), or null. */
+  readonly completion: Record<string, any> | null;
   header(name: string): string | null;
   json(): any;
   embeddings(): Embeddings;
@@ -96,10 +126,24 @@ export declare class LLMPoolError extends Error {
   response: Response | null;
 }
 
+/** A typed-delta stream (Client.streamDeltas): iterate it, then read the completion. */
+export declare class DeltaStream implements AsyncIterable<Delta> {
+  /** The final Response once the stream ended (also after a failure or a break). */
+  response: Response | null;
+  /** The final Response's completion, null until the stream ended. */
+  readonly completion: Record<string, any> | null;
+  [Symbol.asyncIterator](): AsyncGenerator<Delta, void, undefined>;
+  finalResponse(): Promise<Response>;
+  finalCompletion(): Promise<Record<string, any> | null>;
+}
+
 export declare class Client {
   /** Options object or JSON (base_url, api_key, timeout_ms, max_retries, max_concurrency, ...). */
   constructor(options?: JSONInput | null);
   chat(request: JSONInput, options?: CallOptions): Promise<Response>;
+  responses(request: JSONInput, options?: CallOptions): Promise<Response>;
+  messages(request: JSONInput, options?: CallOptions): Promise<Response>;
+  streamDeltas(request: JSONInput, options?: DeltaStreamOptions): DeltaStream;
   embeddings(request: JSONInput, options?: CallOptions): Promise<Response>;
   request(method: string, path: string, body?: JSONInput | null, options?: CallOptions): Promise<Response>;
   requestRaw(method: string, path: string, body?: Buffer | Uint8Array | string | null, options?: RawOptions): Promise<Response>;
@@ -124,9 +168,12 @@ export declare class Client {
 declare const llmpool: {
   Client: typeof Client;
   Response: typeof Response;
+  DeltaStream: typeof DeltaStream;
   LLMPoolError: typeof LLMPoolError;
   Code: typeof Code;
   LogLevel: typeof LogLevel;
+  Api: typeof Api;
+  DeltaKind: typeof DeltaKind;
   codeName: typeof codeName;
   version: typeof version;
   LIB_PATH: string;

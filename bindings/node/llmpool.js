@@ -16,7 +16,9 @@
 // Streaming: stream events reach JS in order, on the main thread, between
 // other event-loop work (llmpool's thread waits for each callback's return
 // value: 0 = go on, 1 = stop). `chatStream()` takes a callback; `stream()`
-// wraps it as an async iterator.
+// wraps it as an async iterator. `streamDeltas()` streams any of the three
+// APIs (chat, Responses, Messages) as typed deltas through the same single
+// registered callback scheme.
 //
 // The library is found in the platform package (@llmpool/linux-x64-gnu,
 // an optional dependency), else at $LLMPOOL_LIB, else in the newer of
@@ -104,6 +106,17 @@ const EventCb = koffi.proto(
 const StreamCb = koffi.proto(
   'int llmpool_stream_cb(void *userdata, void *delta, size_t delta_len, void *event_json, size_t event_len)',
 );
+// The delta arrives as a pointer, decoded with koffi.decode(ptr, DeltaStruct).
+const DeltaStruct = koffi.struct('llmpool_delta', {
+  kind: 'int',
+  choice: 'uint32_t',
+  call_index: 'uint32_t',
+  id: 'const char *',
+  name: 'const char *',
+  text: 'void *',
+  text_len: 'size_t',
+});
+const DeltaCb = koffi.proto('int llmpool_delta_cb(intptr_t userdata, void *delta)');
 const ProgressCb = koffi.proto('void llmpool_progress_cb(void *userdata, size_t done, size_t total)');
 const KeyCb = koffi.proto('int llmpool_key_provider_cb(void *userdata, void *buf, size_t buf_len)');
 const LogCb = koffi.proto('void llmpool_log_cb(void *userdata, int level, void *message, size_t len)');
@@ -138,6 +151,15 @@ const C = {
   chat_stream_async: lib.func(
     'int llmpool_chat_stream_async(llmpool_client *client, const char *req, llmpool_event_cb *on_event, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
   ),
+  responses_async: lib.func(
+    'int llmpool_responses_async(llmpool_client *client, const char *req, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
+  ),
+  messages_async: lib.func(
+    'int llmpool_messages_async(llmpool_client *client, const char *req, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
+  ),
+  stream_deltas_async: lib.func(
+    'int llmpool_stream_deltas_async(llmpool_client *client, int api, const char *req, llmpool_delta_cb *on_delta, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
+  ),
   call_cancel: lib.func('int llmpool_call_cancel(llmpool_call *call)'),
   call_free: lib.func('void llmpool_call_free(llmpool_call *call)'),
   chat_batch: lib.func(
@@ -167,6 +189,7 @@ const C = {
   response_text: lib.func('const char *llmpool_response_text(llmpool_response *r)'),
   response_error: lib.func('const char *llmpool_response_error(llmpool_response *r)'),
   response_info: lib.func('const char *llmpool_response_info(llmpool_response *r)'),
+  response_completion: lib.func('const char *llmpool_response_completion(llmpool_response *r)'),
   response_header: lib.func('const char *llmpool_response_header(llmpool_response *r, const char *name)'),
   response_free: lib.func('void llmpool_response_free(llmpool_response *r)'),
   response_embeddings: lib.func(
@@ -182,6 +205,12 @@ const responseFinalizer = new FinalizationRegistry((ptr) => C.response_free(ptr)
 /** Log levels (llmpool_log_level). */
 const LogLevel = Object.freeze({ ERROR: 1, WARN: 2, INFO: 3, DEBUG: 4, TRACE: 5 });
 const LOG_NAMES = ['', 'ERROR', 'WARN', 'INFO', 'DEBUG', 'TRACE'];
+
+/** The API a stream speaks (llmpool_api), for streamDeltas(). */
+const Api = Object.freeze({ CHAT: 0, RESPONSES: 1, MESSAGES: 2 });
+/** What a delta carries (llmpool_delta_kind). */
+const DeltaKind = Object.freeze({ CONTENT: 0, REASONING: 1, REFUSAL: 2, TOOL_CALL: 3 });
+const API_NAMES = { chat: Api.CHAT, responses: Api.RESPONSES, messages: Api.MESSAGES };
 
 /** The name of a result code, e.g. "LLMPOOL_TIMEOUT". */
 function codeName(code) {
@@ -232,6 +261,19 @@ class Response {
     this.bodyBuffer = fields.bodyBuffer || null;
     /** Response headers copied out (lower-case names): those requestRaw asked for. */
     this.headers = fields.headers || {};
+    // The completion's JSON text, parsed on first use of `.completion`.
+    Object.defineProperty(this, '_completion', { value: fields.completion ?? null, writable: true });
+  }
+
+  /**
+   * The answer as an object in its API's non-streaming shape: a chat
+   * stream's assembled `chat.completion` (tool calls joined), a Responses
+   * stream's final `response`, a Messages stream's final `message`, a
+   * non-streamed call's body; null when there is none (embeddings, no answer).
+   */
+  get completion() {
+    if (typeof this._completion === 'string') this._completion = JSON.parse(this._completion);
+    return this._completion;
   }
 
   /** A copied-out response header (case-insensitive), or null. */
@@ -337,6 +379,7 @@ function takeResponse(ptr, keep = false, raw = null) {
       body: n > 0 ? koffi.decode.string(bodyPtr, n) : '',
       info,
       error: C.response_error(ptr),
+      completion: C.response_completion(ptr),
       bodyBuffer,
       headers,
     });
@@ -379,6 +422,26 @@ const eventCb = koffi.register((ud, deltaPtr, deltaLen, eventPtr, eventLen) => {
   if (!p || !p.onEvent) return 1;
   return p.onEvent(deltaPtr, deltaLen, eventPtr, eventLen);
 }, koffi.pointer(EventCb));
+
+const deltaCb = koffi.register((ud, deltaPtr) => {
+  const p = pending.get(Number(ud));
+  if (!p || !p.onEvent) return 1;
+  return p.onEvent(deltaPtr);
+}, koffi.pointer(DeltaCb));
+
+/** A C llmpool_delta (valid only during the callback) as a plain object. */
+function decodeDelta(ptr) {
+  const d = koffi.decode(ptr, DeltaStruct);
+  const n = Number(d.text_len);
+  return {
+    kind: d.kind,
+    choice: d.choice,
+    callIndex: d.call_index,
+    id: d.id,
+    name: d.name,
+    text: n > 0 ? koffi.decode.string(d.text, n) : '',
+  };
+}
 
 /**
  * Submits one async call: `submit(id, callOut)` calls the C `*_async`
@@ -509,6 +572,39 @@ class Client {
   chat(request, options = {}) {
     const json = toJSON(request, 'request');
     return this._run((ptr) => submitCall((id, out) => C.chat_async(ptr, json, doneCb, id, out), options));
+  }
+
+  /** POST {base_url}/responses (OpenAI's Responses API); `.completion` is the `response` object. Options as for chat(). */
+  responses(request, options = {}) {
+    const json = toJSON(request, 'request');
+    return this._run((ptr) => submitCall((id, out) => C.responses_async(ptr, json, doneCb, id, out), options));
+  }
+
+  /** POST {base_url}/messages (Anthropic's Messages API); `.completion` is the `message`. Options as for chat(). */
+  messages(request, options = {}) {
+    const json = toJSON(request, 'request');
+    return this._run((ptr) => submitCall((id, out) => C.messages_async(ptr, json, doneCb, id, out), options));
+  }
+
+  /**
+   * Streams `request` on `api` (Api.CHAT, the default, Api.RESPONSES,
+   * Api.MESSAGES, or 'chat' / 'responses' / 'messages') as typed deltas
+   * `{kind, choice, callIndex, id, name, text}` (kind a DeltaKind):
+   *
+   *     const s = client.streamDeltas(req);
+   *     for await (const d of s) if (d.kind === DeltaKind.TOOL_CALL) args += d.text;
+   *     const done = await s.finalCompletion();
+   *
+   * Breaking out of the loop cancels the call (`finalResponse()` then
+   * resolves with what arrived, code CANCELLED); `signal` cancels it too
+   * (the loop throws Code.CANCELLED). A failure is thrown from the loop and
+   * from finalResponse(); its error's `response.completion` keeps what arrived.
+   */
+  streamDeltas(request, { api = Api.CHAT, signal } = {}) {
+    const json = toJSON(request, 'request');
+    const n = typeof api === 'string' ? API_NAMES[api] : api;
+    if (!Number.isInteger(n)) throw new TypeError(`llmpool: unknown api ${JSON.stringify(api)}`);
+    return new DeltaStream(this, json, n, signal);
   }
 
   /**
@@ -905,4 +1001,133 @@ class Client {
   }
 }
 
-module.exports = { Client, Response, LLMPoolError, Code, LogLevel, codeName, version, LIB_PATH };
+/**
+ * One typed-delta stream (see Client.streamDeltas): an async iterable of
+ * deltas, started by the first iteration or finalResponse(). Deltas wait
+ * in a queue until iterated.
+ */
+class DeltaStream {
+  constructor(client, json, api, signal) {
+    this._client = client;
+    this._json = json;
+    this._api = api;
+    this._signal = signal;
+    // Aborted on break as well as by `signal`: the call ends at once, even
+    // while the server is silent (no next delta needed to notice).
+    this._ac = new AbortController();
+    this._queue = [];
+    this._wake = null;
+    this._stopped = false;
+    this._ended = false;
+    this._error = null;
+    this._promise = null;
+    /** The final Response once the stream ended (also after a failure or a break). */
+    this.response = null;
+  }
+
+  /** The final Response's completion, null until the stream ended. */
+  get completion() {
+    return this.response ? this.response.completion : null;
+  }
+
+  _notify() {
+    const w = this._wake;
+    this._wake = null;
+    if (w) w();
+  }
+
+  _start() {
+    if (this._promise) return this._promise;
+    const { _signal: signal, _ac: ac } = this;
+    const onUserAbort = () => ac.abort();
+    if (signal) {
+      if (signal.aborted) ac.abort();
+      else signal.addEventListener('abort', onUserAbort, { once: true });
+    }
+    const onDelta = (ptr) => {
+      if (this._stopped || ac.signal.aborted) return 1;
+      this._queue.push(decodeDelta(ptr));
+      this._notify();
+      return 0;
+    };
+    const finish = (code, resp) => {
+      const r = takeResponse(resp);
+      this.response = r;
+      if (!r) throw new LLMPoolError(code === Code.OK ? Code.PANIC : code, 'llmpool returned no response');
+      const broke = this._stopped && !(signal && signal.aborted);
+      if (!r.ok && !(broke && r.code === Code.CANCELLED)) throw r.toError();
+      return r;
+    };
+    const json = this._json;
+    const api = this._api;
+    this._promise = this._client._run((ptr) =>
+      submitCall((id, out) => C.stream_deltas_async(ptr, api, json, deltaCb, doneCb, id, out), {
+        signal: ac.signal,
+        onEvent: onDelta,
+        finish,
+      }),
+    );
+    this._promise
+      .then(
+        () => {},
+        (e) => {
+          this._error = e;
+          if (!this.response && e instanceof LLMPoolError) this.response = e.response;
+        },
+      )
+      .finally(() => {
+        if (signal) signal.removeEventListener('abort', onUserAbort);
+        this._ended = true;
+        this._notify();
+      });
+    return this._promise;
+  }
+
+  async *[Symbol.asyncIterator]() {
+    this._start();
+    try {
+      for (;;) {
+        if (this._queue.length > 0) {
+          yield this._queue.shift();
+          continue;
+        }
+        if (this._ended) break;
+        await new Promise((resolve) => {
+          this._wake = resolve;
+        });
+      }
+      if (this._error) throw this._error;
+    } finally {
+      if (!this._ended) {
+        // Left early (break, throw): cancel the call and wait for it.
+        this._stopped = true;
+        this._ac.abort();
+        await this._promise.catch(() => {});
+      }
+    }
+  }
+
+  /** Resolves with the final Response when the stream ends (starting it if need be); rejects on failure. */
+  finalResponse() {
+    return this._start();
+  }
+
+  /** Resolves with the final Response's completion (see Response.completion). */
+  async finalCompletion() {
+    return (await this._start()).completion;
+  }
+}
+
+module.exports = {
+  Client,
+  Response,
+  DeltaStream,
+  LLMPoolError,
+  Code,
+  LogLevel,
+  Api,
+  DeltaKind,
+  codeName,
+  version,
+  LIB_PATH,
+};

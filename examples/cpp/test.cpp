@@ -708,6 +708,144 @@ void test_log(const std::string& url) {
     CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
 }
 
+// A chat request the test server answers with the stream fixture `name`.
+std::string fixture(const std::string& name, const std::string& extra = "") {
+    return R"({"model":"test-model","messages":[{"role":"user","content":"go"}],"x_test_fixture":")" + name + "\"" +
+           extra + "}";
+}
+
+// Typed deltas copied out of the callback (its views die when it returns).
+struct SeenDelta {
+    llmpool_delta_kind kind;
+    std::uint32_t choice, call_index;
+    std::string id, name, text;
+    bool has_id, has_name;
+};
+
+SeenDelta copy(const llmpool::Delta& d) {
+    return SeenDelta{d.kind, d.choice, d.call_index, std::string(d.id.value_or("")), std::string(d.name.value_or("")),
+                     std::string(d.text), d.id.has_value(), d.name.has_value()};
+}
+
+std::string joined(const std::vector<SeenDelta>& ds, llmpool_delta_kind kind) {
+    std::string out;
+    for (const SeenDelta& d : ds) {
+        if (d.kind == kind) out += d.text;
+    }
+    return out;
+}
+
+void test_agents(const std::string& url) {
+    llmpool::Client c = make_client(url);
+    std::vector<SeenDelta> seen;
+    auto keep = [&](const llmpool::Delta& d) { seen.push_back(copy(d)); };
+
+    // A streamed chat tool call: fragments typed and named, then assembled.
+    llmpool::Response r = c.stream_deltas(LLMPOOL_API_CHAT, fixture("tool_call"), keep);
+    CHECK(r.ok(), r.error());
+    CHECK(joined(seen, LLMPOOL_DELTA_TOOL_CALL) == R"({"city": "Paris"})", joined(seen, LLMPOOL_DELTA_TOOL_CALL));
+    for (const SeenDelta& d : seen) {
+        CHECK(d.kind != LLMPOOL_DELTA_TOOL_CALL || (d.id == "call_1" && d.name == "get_weather"), d.id + d.name);
+    }
+    std::string done = r.completion().value_or("");
+    CHECK_CONTAINS(done, R"("object":"chat.completion")");
+    CHECK_CONTAINS(done, R"("finish_reason":"tool_calls")");
+    CHECK_CONTAINS(done, R"("arguments":"{\"city\": \"Paris\"}")");
+
+    // Reasoning is typed apart from the answer; ids stay unknown there.
+    seen.clear();
+    c.stream_deltas(LLMPOOL_API_CHAT, fixture("reasoning"), keep);
+    CHECK(!seen.empty() && seen[0].kind == LLMPOOL_DELTA_REASONING && seen[0].text == "Let me " && !seen[0].has_id &&
+              !seen[0].has_name,
+          seen.empty() ? "none" : seen[0].text);
+    CHECK(joined(seen, LLMPOOL_DELTA_CONTENT) == "Answer.", joined(seen, LLMPOOL_DELTA_CONTENT));
+
+    // false stops the stream: CANCELLED with the partial completion.
+    r = c.stream_deltas(LLMPOOL_API_CHAT, fixture("tool_call"), [](const llmpool::Delta&) { return false; });
+    CHECK(r.code() == LLMPOOL_CANCELLED, llmpool::code_name(r.code()));
+    CHECK_CONTAINS(r.completion().value_or(""), R"("name":"get_weather")");
+    // An exception from on_delta comes back here.
+    bool thrown = false;
+    try {
+        c.stream_deltas(LLMPOOL_API_CHAT, fixture("tool_call"), [](const llmpool::Delta&) -> bool {
+            throw std::runtime_error("from on_delta");
+        });
+    } catch (const std::runtime_error& e) {
+        thrown = std::string(e.what()) == "from on_delta";
+    }
+    CHECK(thrown, "on_delta's exception was not rethrown");
+    llmpool::Error e = expect_error(
+        [&] { c.stream_deltas(LLMPOOL_API_CHAT, fixture("error_in_200"), keep); }, "error in a 200 stream");
+    CHECK(e.code() == LLMPOOL_PROTOCOL && e.status() == 200, e.code_name());
+    e = expect_error([&] { c.stream_deltas(static_cast<llmpool_api>(7), fixture("tool_call"), keep); }, "bad api");
+    CHECK(e.code() == LLMPOOL_INVALID_ARGUMENT, e.code_name());
+
+    // The Responses API: blocking, events, typed deltas.
+    r = c.responses(R"({"model":"test-model","input":"hello there"})");
+    CHECK(r.text() == "Echo: hello there", r.text());
+    CHECK_CONTAINS(r.completion().value_or(""), R"("object":"response")");
+    const std::string rtool = R"({"model":"test-model","input":"hello there","x_test_tool":true})";
+    std::string text;
+    r = c.responses_stream(rtool, [&](std::string_view d, std::string_view) { text += d; });
+    CHECK(text == "Echo: hello there", text);
+    seen.clear();
+    r = c.stream_deltas(LLMPOOL_API_RESPONSES, rtool, keep);
+    CHECK(joined(seen, LLMPOOL_DELTA_CONTENT) == "Echo: hello there", joined(seen, LLMPOOL_DELTA_CONTENT));
+    auto first_tool = std::find_if(seen.begin(), seen.end(),
+                                   [](const SeenDelta& d) { return d.kind == LLMPOOL_DELTA_TOOL_CALL; });
+    CHECK(first_tool != seen.end() && first_tool->call_index == 1 && first_tool->name == "get_weather", "tool delta");
+    CHECK_CONTAINS(r.completion().value_or(""), R"("status":"completed")");
+
+    // The Messages API: tool_use input parsed; overloaded_error throws.
+    const std::string msgs = R"({"model":"claude-sonnet-4.5","max_tokens":64,"messages":[{"role":"user","content":"hi"}])";
+    r = c.messages(msgs + "}");
+    CHECK(r.text() == "Echo: hi", r.text());
+    seen.clear();
+    r = c.stream_deltas(LLMPOOL_API_MESSAGES, msgs + R"(,"x_test_tool":true})", keep);
+    CHECK(joined(seen, LLMPOOL_DELTA_CONTENT) == "Echo: hi", joined(seen, LLMPOOL_DELTA_CONTENT));
+    CHECK_CONTAINS(r.completion().value_or(""), R"("input":{"city":"Paris"})");
+    CHECK_CONTAINS(r.completion().value_or(""), R"("stop_reason":"tool_use")");
+    e = expect_error([&] { c.messages_stream(msgs + R"(,"x_test_overloaded":true})", [](auto, auto) {}); },
+                     "overloaded");
+    CHECK(e.code() == LLMPOOL_PROTOCOL, e.code_name());
+    CHECK_CONTAINS(e.message(), "Overloaded");
+
+    // Plain answers: the completion is the body; embeddings have none.
+    r = c.chat(chat_json("hi"));
+    CHECK(r.completion() == r.body(), r.body());
+    CHECK(!c.embeddings(R"({"model":"m","input":"x"})").completion().has_value(), "embeddings completion");
+
+    // Without blocking: deltas on llmpool's thread, then done with the answer.
+    std::mutex mu;
+    std::vector<SeenDelta> async_seen;
+    std::promise<llmpool::Response> p;
+    llmpool::Call call = c.stream_deltas_async(
+        LLMPOOL_API_CHAT, fixture("tool_call"),
+        [&](const llmpool::Delta& d) {
+            std::lock_guard<std::mutex> g(mu);
+            async_seen.push_back(copy(d));
+        },
+        [&](llmpool::Response resp) { p.set_value(std::move(resp)); });
+    r = p.get_future().get();
+    CHECK(r.ok(), r.error());
+    {
+        std::lock_guard<std::mutex> g(mu);
+        CHECK(joined(async_seen, LLMPOOL_DELTA_TOOL_CALL) == R"({"city": "Paris"})", "async tool deltas");
+    }
+    CHECK_CONTAINS(r.completion().value_or(""), R"("finish_reason":"tool_calls")");
+    r = c.responses_future(R"({"model":"test-model","input":"yo"})").get();
+    CHECK(r.text() == "Echo: yo", r.text());
+    r = c.messages_future(R"({"model":"m","messages":[{"role":"user","content":"yo"}]})").get();
+    CHECK(r.text() == "Echo: yo", r.text());
+    std::promise<llmpool::Response> p2;
+    std::string events_text;
+    llmpool::Call call2 = c.messages_stream_async(
+        msgs + "}", [&](std::string_view d, std::string_view) { events_text += d; },
+        [&](llmpool::Response resp) { p2.set_value(std::move(resp)); });
+    r = p2.get_future().get();
+    CHECK(r.ok() && events_text == "Echo: hi", events_text);
+}
+
 int main() {
     const std::string url = env("LLMPOOL_TEST_PLAIN_URL");
     test_basics(url);
@@ -724,6 +862,7 @@ int main() {
     test_raw(url);
     test_raw_async(url);
     test_log(url);
+    test_agents(url);
     std::printf("C++ wrapper: %d checks passed\n", checks);
     return 0;
 }

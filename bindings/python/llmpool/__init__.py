@@ -40,6 +40,9 @@ __all__ = [
     "Client",
     "AsyncClient",
     "Response",
+    "Delta",
+    "DeltaStream",
+    "AsyncDeltaStream",
     "LLMPoolError",
     "InvalidArgumentError",
     "ConnectError",
@@ -72,6 +75,13 @@ BUDGET_EXCEEDED = 9
 CANCELLED = 10
 RATE_LIMITED = 11
 PANIC = 99
+
+
+# The API a stream speaks (llmpool_api), for Client.stream_deltas.
+API_CHAT, API_RESPONSES, API_MESSAGES = 0, 1, 2
+
+# What a Delta carries (llmpool_delta_kind).
+DELTA_CONTENT, DELTA_REASONING, DELTA_REFUSAL, DELTA_TOOL_CALL = 0, 1, 2, 3
 
 
 class LLMPoolError(Exception):
@@ -178,6 +188,17 @@ LOG_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ct
                           ctypes.c_size_t)
 KEY_PROVIDER_CB = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
+
+
+class _CDelta(ctypes.Structure):
+    """struct llmpool_delta (an enum is an int in the C ABI)."""
+    _fields_ = [("kind", ctypes.c_int), ("choice", ctypes.c_uint32),
+                ("call_index", ctypes.c_uint32), ("id", ctypes.c_char_p),
+                ("name", ctypes.c_char_p), ("text", ctypes.POINTER(ctypes.c_char)),
+                ("text_len", ctypes.c_size_t)]
+
+
+DELTA_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CDelta))
 # Async calls: userdata is an integer key (see llmpool/_async.py), never a pointer.
 DONE_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -257,6 +278,18 @@ def _declare(lib):
         "llmpool_client_warm": (ctypes.c_int, [c_client, ctypes.c_size_t,
                                                ctypes.POINTER(ctypes.c_size_t)]),
         "llmpool_chat": (ctypes.c_int, [c_client, ctypes.c_char_p, p_resp]),
+        "llmpool_responses": (ctypes.c_int, [c_client, ctypes.c_char_p, p_resp]),
+        "llmpool_messages": (ctypes.c_int, [c_client, ctypes.c_char_p, p_resp]),
+        "llmpool_stream_deltas": (ctypes.c_int, [c_client, ctypes.c_int, ctypes.c_char_p,
+                                                 DELTA_CB, ctypes.c_void_p, p_resp]),
+        "llmpool_responses_async": (ctypes.c_int, [c_client, ctypes.c_char_p, DONE_CB,
+                                                   ctypes.c_void_p, p_call]),
+        "llmpool_messages_async": (ctypes.c_int, [c_client, ctypes.c_char_p, DONE_CB,
+                                                  ctypes.c_void_p, p_call]),
+        "llmpool_stream_deltas_async": (ctypes.c_int, [c_client, ctypes.c_int,
+                                                       ctypes.c_char_p, DELTA_CB, DONE_CB,
+                                                       ctypes.c_void_p, p_call]),
+        "llmpool_response_completion": (ctypes.c_char_p, [c_resp]),
         "llmpool_embeddings": (ctypes.c_int, [c_client, ctypes.c_char_p, p_resp]),
         "llmpool_request": (ctypes.c_int, [c_client, ctypes.c_char_p, ctypes.c_char_p,
                                            ctypes.c_char_p, p_resp]),
@@ -393,15 +426,18 @@ class Response:
     ``body`` (str), ``body_bytes``, ``error`` ("" on success) and ``info``
     (dict: attempts, latency_ms, usage, ...), ``headers`` (dict of the
     response headers copied out, lower-case names: those asked for with
-    :meth:`Client.request_raw`, else none). ``json()`` parses the body;
+    :meth:`Client.request_raw`, else none). ``completion`` is the answer
+    as a dict in its API's non-streaming shape (a stream's assembled one),
+    or None. ``json()`` parses the body;
     ``header(name)`` looks a header up; ``embeddings()`` gives the vectors
     of an embeddings answer as floats.
     """
 
-    __slots__ = ("code", "status", "text", "body_bytes", "error", "info", "_c", "headers")
+    __slots__ = ("code", "status", "text", "body_bytes", "error", "info", "_c", "headers",
+                 "_completion")
 
     def __init__(self, code, status, text, body_bytes, error, info, owned=None,
-                 headers=None):
+                 headers=None, completion=None):
         self.code = code
         self.status = status
         self.text = text
@@ -412,6 +448,8 @@ class Response:
         # float matrix is decoded on first use and shared without a copy.
         self._c = owned
         self.headers = headers or {}
+        # JSON text, parsed on first use of .completion (most callers never ask).
+        self._completion = completion
 
     def header(self, name):
         """The copied-out header ``name`` (case-insensitive), or None."""
@@ -483,7 +521,20 @@ class Response:
             info,
             owned,
             _headers(lib, ptr, header_names),
+            lib.llmpool_response_completion(ptr),
         )
+
+    @property
+    def completion(self):
+        """The answer as a dict in its API's non-streaming shape: a chat
+        stream's assembled ``chat.completion`` (tool calls joined), a
+        Responses stream's final ``response``, a Messages stream's final
+        ``message``, a non-streamed call's body; None when there is none
+        (e.g. embeddings, or no answer arrived)."""
+        c = self._completion
+        if isinstance(c, bytes):
+            c = self._completion = _json.loads(c)
+        return c
 
     @property
     def ok(self):
@@ -661,6 +712,38 @@ class Client:
         out = ctypes.c_void_p()
         rc = self._lib.llmpool_chat(self._handle(), data, ctypes.byref(out))
         return self._finish(rc, out)
+
+    def responses(self, request):
+        """POST /responses (OpenAI's Responses API); ``text`` is the output
+        text, ``completion`` the ``response`` object."""
+        data = _to_json_bytes(request, "request")
+        out = ctypes.c_void_p()
+        rc = self._lib.llmpool_responses(self._handle(), data, ctypes.byref(out))
+        return self._finish(rc, out)
+
+    def messages(self, request):
+        """POST /messages (Anthropic's Messages API); ``text`` is the text
+        blocks joined, ``completion`` the ``message``."""
+        data = _to_json_bytes(request, "request")
+        out = ctypes.c_void_p()
+        rc = self._lib.llmpool_messages(self._handle(), data, ctypes.byref(out))
+        return self._finish(rc, out)
+
+    def stream_deltas(self, request, api=API_CHAT):
+        """Streams ``request`` on ``api`` (API_CHAT, API_RESPONSES,
+        API_MESSAGES or "chat", "responses", "messages") as a
+        :class:`DeltaStream` of typed :class:`Delta` values (content,
+        reasoning, refusal, tool-call argument fragments)::
+
+            s = client.stream_deltas(req)
+            for d in s:
+                if d.kind == llmpool.DELTA_TOOL_CALL:
+                    print(d.name, d.text)
+            print(s.completion["choices"][0]["message"]["tool_calls"])
+
+        Errors are raised from the loop (``err.response.completion`` keeps
+        what arrived)."""
+        return DeltaStream(self, api, request)
 
     def embeddings(self, request):
         """POST /embeddings; ``request`` is a dict or JSON text. The
@@ -905,4 +988,5 @@ class Client:
             raise _error(rc, message="%s: %s" % (what, code_name(rc)))
 
 
+from ._agents import AsyncDeltaStream, Delta, DeltaStream  # noqa: E402  (needs the names above)
 from ._async import AsyncClient  # noqa: E402  (needs the names above)

@@ -12,8 +12,9 @@ import itertools
 import json as _json
 import threading
 
-from . import (DONE_CB, OK, STREAM_CB, Client, Response, _Owned,
+from . import (API_CHAT, DELTA_CB, DONE_CB, OK, STREAM_CB, Client, Response, _Owned,
                _cstr, _error, _raw_args, _to_json_bytes)
+from ._agents import AsyncDeltaStream, _delta_from_c
 
 # Calls in flight, by the integer passed as userdata: (loop, on_done, on_event).
 _pending = {}
@@ -64,9 +65,23 @@ def _on_event(key, delta, delta_len, event, event_len):
     return 0
 
 
+def _on_delta(key, p):
+    with _pending_lock:
+        entry = _pending.get(key or 0)
+    if entry is None or entry[2] is None:
+        return 1
+    loop, _, on_event = entry
+    try:
+        loop.call_soon_threadsafe(on_event, _delta_from_c(p))
+    except RuntimeError:
+        return 1  # the loop was closed: stop the stream
+    return 0
+
+
 # Module-level, so they live as long as any call may use them.
 _DONE = DONE_CB(_on_done)
 _EVENT = STREAM_CB(_on_event)
+_DELTA = DELTA_CB(_on_delta)
 
 
 def _resolve(fut, r):
@@ -164,6 +179,29 @@ class AsyncClient:
         fut, call = await self._submit(
             lambda c, k, out: self._lib.llmpool_chat_async(c, data, _DONE, k, out))
         return await self._await(fut, call)
+
+    async def responses(self, request):
+        """POST /responses (OpenAI's Responses API); resolves with a
+        :class:`Response` (``completion`` is the ``response`` object)."""
+        data = _to_json_bytes(request, "request")
+        fut, call = await self._submit(
+            lambda c, k, out: self._lib.llmpool_responses_async(c, data, _DONE, k, out))
+        return await self._await(fut, call)
+
+    async def messages(self, request):
+        """POST /messages (Anthropic's Messages API); resolves with a
+        :class:`Response` (``completion`` is the ``message``)."""
+        data = _to_json_bytes(request, "request")
+        fut, call = await self._submit(
+            lambda c, k, out: self._lib.llmpool_messages_async(c, data, _DONE, k, out))
+        return await self._await(fut, call)
+
+    def stream_deltas(self, request, api=API_CHAT):
+        """Streams ``request`` on ``api`` (as :meth:`Client.stream_deltas`)
+        as an :class:`AsyncDeltaStream`: ``async for d in s`` gives typed
+        :class:`Delta` values on the event loop, then ``s.completion`` is
+        the assembled answer. Leaving the loop early cancels the call."""
+        return AsyncDeltaStream(self, api, request)
 
     async def embeddings(self, request):
         """POST /embeddings; resolves with a :class:`Response` whose
