@@ -360,6 +360,31 @@ fn the_messages_api_sends_its_headers_and_assembles_tool_use() {
 }
 
 #[test]
+fn a_cached_responses_or_messages_answer_reads_like_the_first() {
+    let s = TestServer::plain();
+    let c = client(&s, json!({"cache": {"max_entries": 8, "default_on": true}}));
+    for (call, req) in [
+        (
+            Client::responses as fn(&Client, &str) -> Response,
+            r#"{"model":"m","input":"once","temperature":0}"#,
+        ),
+        (
+            Client::messages,
+            r#"{"model":"m","temperature":0,"messages":[{"role":"user","content":"once"}]}"#,
+        ),
+    ] {
+        let first = call(&c, req);
+        let hit = call(&c, req);
+        assert_eq!(hit.info.cache_hit, Some(true), "{}", hit.error);
+        assert_eq!(hit.text, "Echo: once");
+        assert_eq!(hit.text, first.text);
+        assert_eq!(hit.info.finish_reason, first.info.finish_reason);
+        assert_eq!(hit.completion_json(), first.completion_json());
+    }
+    assert_eq!(s.requests_to("/responses") + s.requests_to("/messages"), 2);
+}
+
+#[test]
 fn typed_deltas_and_the_new_apis_without_blocking() {
     let s = TestServer::plain();
     let c = client(&s, json!({}));

@@ -267,9 +267,7 @@ impl Client {
         // (an embeddings answer is megabytes of floats); the Responses and
         // Messages answers are small and read as a tree.
         let read = match api {
-            Some(a @ (Api::Responses | Api::Messages)) if !call.facts.stream => {
-                answer_fields(a, &body)
-            }
+            Some(a) if !call.facts.stream => answer_fields(a, &body),
             _ => body::fields(&body),
         };
         // A 2xx JSON call whose body is not JSON is a broken answer, not a success.
@@ -326,8 +324,12 @@ impl Client {
     }
 }
 
-/// [`body::fields`] for a Responses or Messages answer.
-fn answer_fields(api: Api, body: &[u8]) -> Result<body::Fields, body::NotJson> {
+/// The fields llmpool reads of an answer of `api`: chat answers without a
+/// tree ([`body::fields`]), Responses and Messages answers (small) as one.
+pub(crate) fn answer_fields(api: Api, body: &[u8]) -> Result<body::Fields, body::NotJson> {
+    if api == Api::Chat {
+        return body::fields(body);
+    }
     let v: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         // The scanner says where and why it is not JSON.

@@ -8,6 +8,7 @@ use serde_json::Value;
 use ureq::http;
 
 use super::{BodyReader, Call, Client};
+use crate::assemble::Api;
 use crate::cost::spend::{Hit, Prepared, Ready};
 use crate::error::Code;
 use crate::log::{log, next_call_id, Level, Scoped};
@@ -101,7 +102,14 @@ impl Client {
     }
 
     fn cache_hit(&self, path: &str, p: Prepared, hit: Hit, started: Instant) -> Response {
-        let sum = crate::body::fields(&hit.entry.body).unwrap_or_default();
+        let api = [Api::Chat, Api::Responses, Api::Messages]
+            .into_iter()
+            .find(|a| a.path() == path);
+        let sum = match api {
+            Some(a) => super::exchange::answer_fields(a, &hit.entry.body),
+            None => crate::body::fields(&hit.entry.body),
+        }
+        .unwrap_or_default();
         let headers = crate::headers::Headers::from(hit.entry.headers);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let r = Response {
@@ -131,9 +139,9 @@ impl Client {
             },
             headers,
             body: hit.entry.body,
-            completion: match path {
-                "/embeddings" => Completion::None,
-                _ => Completion::Body,
+            completion: match api {
+                Some(_) => Completion::Body,
+                None => Completion::None,
             },
         };
         self.inner.metrics.finish(Code::Ok, started.elapsed());
