@@ -360,6 +360,42 @@ fn the_messages_api_sends_its_headers_and_assembles_tool_use() {
 }
 
 #[test]
+fn a_gateway_that_ignores_stream_gives_the_whole_answer_as_one_delta() {
+    let s = TestServer::plain();
+    let c = client(&s, json!({}));
+    for (api, req) in [
+        (
+            Api::Chat,
+            r#"{"model":"m","messages":[{"role":"user","content":"whole"}],"x_test_ignore_stream":true}"#,
+        ),
+        (
+            Api::Responses,
+            r#"{"model":"m","input":"whole","x_test_ignore_stream":true}"#,
+        ),
+        (
+            Api::Messages,
+            r#"{"model":"m","messages":[{"role":"user","content":"whole"}],"x_test_ignore_stream":true}"#,
+        ),
+    ] {
+        let (r, seen) = deltas(&c, api, req);
+        assert_eq!(r.code, Code::Ok, "{api:?}: {}", r.error);
+        assert_eq!(r.text, "Echo: whole", "{api:?}");
+        assert_eq!(seen.len(), 1, "{api:?}: {seen:?}");
+        assert_eq!(
+            (seen[0].0, seen[0].5.as_str()),
+            (DeltaKind::Content, "Echo: whole")
+        );
+        assert!(r.info.usage.is_some(), "{api:?}");
+        assert!(r.info.finish_reason.is_some(), "{api:?}");
+        let done = completion(&r);
+        assert!(
+            done.is_object() && !done.as_object().unwrap().is_empty(),
+            "{api:?}: {done}"
+        );
+    }
+}
+
+#[test]
 fn a_cached_responses_or_messages_answer_reads_like_the_first() {
     let s = TestServer::plain();
     let c = client(&s, json!({"cache": {"max_entries": 8, "default_on": true}}));

@@ -84,6 +84,25 @@ impl Messages {
         Step::More
     }
 
+    /// The whole `message` object, as a gateway that ignored `stream` sends it.
+    pub fn whole(&mut self, v: &Value) {
+        let Value::Object(m) = v else { return };
+        self.message = m.clone();
+        if let Some(Value::Object(u)) = m.get("usage") {
+            self.usage = u.clone();
+        }
+        let blocks = m.get("content").and_then(Value::as_array);
+        for (i, b) in blocks.into_iter().flatten().enumerate() {
+            if let Value::Object(b) = b {
+                let block = Block {
+                    value: b.clone(),
+                    partial_json: String::new(),
+                };
+                self.blocks.insert(i as u64, block);
+            }
+        }
+    }
+
     fn delta(&mut self, i: u64, d: Option<&Value>, emit: &mut dyn FnMut(Delta)) {
         let Some(Value::Object(d)) = d else { return };
         let block = self.blocks.entry(i).or_default();

@@ -123,6 +123,37 @@ impl Assembler {
         }
     }
 
+    /// Takes a whole answer where a stream was asked for (some gateways
+    /// ignore `stream` and answer with the non-streaming object); `emit`
+    /// gets its text as one content delta (chat: each piece as a delta).
+    pub fn feed_whole(&mut self, v: &Value, emit: &mut dyn FnMut(Delta)) -> Step {
+        if v.get("error").is_some_and(|e| !e.is_null()) {
+            return Step::Failed {
+                message: error_message(v),
+            };
+        }
+        match self {
+            Assembler::Chat(a) => {
+                a.feed(v, emit);
+                return Step::Done;
+            }
+            Assembler::Responses(a) => a.whole(v),
+            Assembler::Messages(a) => a.whole(v),
+        }
+        let whole = self.finish().text;
+        if !whole.is_empty() {
+            emit(Delta {
+                kind: DeltaKind::Content,
+                choice: 0,
+                call_index: 0,
+                id: None,
+                name: None,
+                text: &whole,
+            });
+        }
+        Step::Done
+    }
+
     /// The answer so far (complete after [`Step::Done`]).
     pub fn finish(&self) -> Assembled {
         match self {

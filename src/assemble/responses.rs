@@ -104,6 +104,14 @@ impl Responses {
         Step::More
     }
 
+    /// The whole `response` object, as a gateway that ignored `stream` sends it.
+    pub fn whole(&mut self, v: &Value) {
+        if let Value::Object(r) = v {
+            self.response = r.clone();
+            self.terminal = true;
+        }
+    }
+
     /// Adds `text` to the `field` of content part `content_index` of item
     /// `oi`, making the part (of type `ty`) when it is not there yet.
     fn append_part(&mut self, oi: u64, v: &Value, ty: &str, field: &str, text: &str) {

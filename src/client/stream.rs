@@ -354,6 +354,10 @@ fn read_stream(
                 Err(e) => Some(Stop::Fail(e)),
                 Ok(ev) => ev.and_then(|ev| handle(&ev, started, st, sink)),
             };
+            let stop = match stop {
+                None if st.chunks == 0 && !st.ended => whole_answer(&all, st, sink),
+                stop => stop,
+            };
             return match stop {
                 Some(Stop::Fail(e)) => Err((all, e)),
                 Some(Stop::Done) => Ok(all),
@@ -414,6 +418,39 @@ fn aborted(st: &mut State) -> Stop {
         Code::Cancelled,
         format!("stream aborted by the callback after {} chunks", st.chunks),
     ))
+}
+
+/// A body without a single event that is one JSON object: a gateway that
+/// ignored `stream` and answered as without it (LiteLLM's `/v1/messages`
+/// does). It is taken as the whole answer; `None` when it is no such body.
+fn whole_answer(body: &[u8], st: &mut State, sink: &mut dyn StreamSink) -> Option<Stop> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    if !text.starts_with('{') {
+        return None;
+    }
+    let v: Value = serde_json::from_str(text).ok()?;
+    in_scope(Level::Info, || {
+        "stream: the server answered with one JSON object, not events; taken as the whole answer"
+            .to_string()
+    });
+    let mut stopped = false;
+    let step = st.assembler.feed_whole(&v, &mut |d| {
+        stopped |= !sink.delta(&d);
+    });
+    if let assemble::Step::Failed { message } = step {
+        return Some(fail_mid_stream(st, text, &message));
+    }
+    st.delivered = true;
+    st.ended = true;
+    if stopped {
+        return Some(aborted(st));
+    }
+    st.chunks += 1;
+    let whole = st.assembler.finish().text;
+    if !sink.event(&whole, text) {
+        return Some(aborted(st));
+    }
+    Some(Stop::Done)
 }
 
 /// A body that ended without its end event is still complete when the

@@ -204,7 +204,10 @@ fn chat(shared: &Shared, req: &Request) -> Result<Response, Response> {
     let id = format!("chatcmpl-test{}", shared.next_completion_id());
     let created = now();
 
-    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+    // `x_test_ignore_stream`: answer a stream request as if it were none
+    // (some gateways do).
+    let ignore = body.get("x_test_ignore_stream").and_then(Value::as_bool) == Some(true);
+    if ignore || body.get("stream").and_then(Value::as_bool) != Some(true) {
         return Ok(Response::json(
             200,
             &json!({
@@ -384,7 +387,7 @@ fn agent_api(shared: &Shared, req: &Request, messages: bool) -> Result<Response,
             .and_then(Value::as_u64)
             .unwrap_or(0),
     );
-    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+    if flag("x_test_ignore_stream") || body.get("stream").and_then(Value::as_bool) != Some(true) {
         let v = if messages {
             crate::fixtures::message_object(&format!("msg_test{n}"), &model, &text)
         } else {
