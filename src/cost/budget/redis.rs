@@ -406,9 +406,13 @@ impl RedisBook {
         Ok(gone.len())
     }
 
+    /// Runs SETTLE; with `wait_replicas`, done only once the replicas have
+    /// it. When they do not within the timeout, the spend stays kept and is
+    /// added again by the next flush: counting it twice is the safe
+    /// direction, losing it in a failover is not.
     fn run_settle(&self, period_key: &str, args: Vec<String>) -> Result<(), StoreError> {
         let spend = self.spend_key(period_key);
-        let _: i64 = self.store.eval(&SETTLE, &self.keys(&spend), args)?;
+        let _: i64 = self.store.eval_durable(&SETTLE, &self.keys(&spend), args)?;
         Ok(())
     }
 
@@ -421,7 +425,12 @@ impl RedisBook {
     /// the last one seen and why Redis could not be read.
     fn snapshot(&self, period_key: &str, now_ms: u64) -> (Book, Option<String>) {
         let mut local = lock(&self.local);
-        let read = self.store.with_conn(|c| {
+        let read = self.store.pipeline::<(
+            BTreeMap<String, f64>,
+            Vec<(String, u64)>,
+            BTreeMap<String, f64>,
+            BTreeMap<String, String>,
+        )>(
             ::redis::pipe()
                 .cmd("HGETALL")
                 .arg(self.store.key(&self.spend_key(period_key)))
@@ -433,14 +442,8 @@ impl RedisBook {
                 .cmd("HGETALL")
                 .arg(self.store.key(HOLD_USD))
                 .cmd("HGETALL")
-                .arg(self.store.key(HOLD_MODEL))
-                .query::<(
-                    BTreeMap<String, f64>,
-                    Vec<(String, u64)>,
-                    BTreeMap<String, f64>,
-                    BTreeMap<String, String>,
-                )>(c)
-        });
+                .arg(self.store.key(HOLD_MODEL)),
+        );
         let mut book = match read {
             Ok((spend, holds, usd, model)) => {
                 let mut b = Book {

@@ -1,7 +1,8 @@
 //! Rate-limit buckets in Redis (see `crate::policy::ratelimit`): every key
-//! is `<prefix>rl:<bucket>`, the value a GCRA "theoretical arrival time" in
+//! is `<prefix>{rl}:<bucket>` (`{rl}` a cluster hash tag, so the keys of a
+//! booking share a slot), the value a GCRA "theoretical arrival time" in
 //! µs on Redis's clock (`TIME`, so machines need not agree on the time),
-//! expiring once it is in the past. Gateway blocks are `<prefix>rl:block:
+//! expiring once it is in the past. Gateway blocks are `<prefix>{rl}:block:
 //! {req,tok}:<model>` keys whose TTL is the time left until the reset.
 
 use std::sync::LazyLock;
@@ -80,8 +81,11 @@ return 1
     )
 });
 
+/// Every bucket and block key carries the `{rl}` hash tag: one booking
+/// takes several of them in one script, which a cluster runs only when they
+/// share a slot.
 fn rl(key: &str) -> String {
-    format!("rl:{key}")
+    format!("{{rl}}:{key}")
 }
 
 /// The buckets in Redis, shared by every process with the same prefix.
