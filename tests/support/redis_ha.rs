@@ -296,7 +296,7 @@ impl Sentinels {
                 format!(
                     "sentinel monitor {MASTER} 127.0.0.1 {} 2\n\
                      sentinel down-after-milliseconds {MASTER} 1000\n\
-                     sentinel failover-timeout {MASTER} 4000\n\
+                     sentinel failover-timeout {MASTER} 2000\n\
                      sentinel parallel-syncs {MASTER} 1\n",
                     primary.port
                 ),
