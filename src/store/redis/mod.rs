@@ -3,16 +3,28 @@
 //! ```json
 //! "redis": {"url": "redis://:pw@10.0.0.5:6379/0", "prefix": "llmpool:",
 //!           "timeout_ms": 500, "on_error": "closed"}
+//! "redis": {"cluster": ["redis://:pw@10.0.0.5:6379", "redis://:pw@10.0.0.6:6379"]}
+//! "redis": {"sentinel": {"master": "mymaster", "nodes": ["redis://10.0.0.5:26379"],
+//!                        "password": "pw", "db": 0}, "wait_replicas": 1}
 //! ```
 //!
-//! `url` is required (`redis://` or `rediss://`, TLS through rustls with the
-//! bundled Mozilla roots, or with `"ca_file"`: only the CA(s) in that PEM
-//! file, e.g. a private CA of the Redis servers); `prefix` (default `"llmpool:"`) starts every key
+//! Exactly one of `url` (one server), `cluster` (seed nodes of a Redis
+//! Cluster; any one reachable is enough) or `sentinel` (the primary the
+//! sentinels name; `username`/`password`/`db` are the primary's, the
+//! sentinels' own go in their URLs). URLs are `redis://` or `rediss://`
+//! (TLS through rustls with the bundled Mozilla roots, or with
+//! `"ca_file"`: only the CA(s) in that PEM file, e.g. a private CA of the
+//! Redis servers); `prefix` (default `"llmpool:"`) starts every key
 //! this library writes, so several deployments can share one Redis;
 //! `timeout_ms` (default 500, > 0) bounds connecting, each read and each
 //! write; `on_error` (`"closed"`, the default, or `"open"`) is what budgets do
 //! when Redis cannot be reached (rate limits and the cache always fall back
-//! to local state).
+//! to local state); `wait_replicas` (default 0) and `wait_timeout_ms`
+//! (default 1000): writes made with [`RedisStore::eval_durable`] (the
+//! budget's spend) are done only once that many replicas acknowledged them.
+//!
+//! In a cluster, the keys of one script or pipeline must share a slot: the
+//! stores give them one hash tag (`{budget}`, `{rl}`).
 //!
 //! # API for the stores built on it
 //!
@@ -25,11 +37,17 @@
 //!   Lua [`::redis::Script`] (EVALSHA, loading it on NOSCRIPT) with every key
 //!   put under the prefix; args are anything `ToRedisArgs` (tuples flatten).
 //!   Keep scripts in `static`s (`LazyLock<Script>`) so the SHA is computed once.
+//! - [`RedisStore::eval_durable`]: `eval`, then `WAIT` for `wait_replicas`.
 //! - [`RedisStore::with_conn`]`(|c| ...)` for plain commands (keys through
-//!   [`RedisStore::key`]).
+//!   [`RedisStore::key`]); `c` is a `&mut dyn ConnectionLike`, one server's
+//!   or a cluster's (which routes each command by its key).
+//! - [`RedisStore::pipeline`] for several commands in one round trip (one
+//!   slot in a cluster: `Pipeline::query` refuses cluster connections).
 //! - Errors are [`StoreError`]: `unreachable()` tells "Redis is down/slow"
 //!   (fall back or refuse per [`RedisStore::on_error`]) from a server-side
-//!   error (a bug in a script). Messages never contain the password.
+//!   error (a bug in a script); a cluster failing over (`CLUSTERDOWN`,
+//!   `TRYAGAIN`, ...) counts as unreachable. Messages never contain a
+//!   password.
 //! - After a failure to reach Redis the handle answers `unreachable` at once
 //!   for [`RETRY_AFTER_DOWN`] instead of waiting `timeout_ms` on every call,
 //!   then tries again: calls reconnect by themselves when Redis is back.
