@@ -110,17 +110,86 @@ fn round_trips_per_call_with_budget_rate_limits_and_the_cache_in_redis() {
         }
         proxy.take() as f64 / n as f64
     };
+    redis
+        .command(&["CONFIG", "RESETSTAT"])
+        .expect("CONFIG RESETSTAT");
     let miss = per_call(&a, false);
+    // The deferred writes ran, one each per call, without an error.
+    assert_eq!(
+        calls(&redis, "eval"),
+        (n as u64, 0),
+        "the rate-limit SHIFTs"
+    );
+    assert_eq!(
+        calls(&redis, "evalsha"),
+        (3 * n as u64, 0),
+        "RESERVE, BOOK, SETTLE"
+    );
     let own_hit = per_call(&a, true);
     let shared_hit = per_call(&b, true);
     println!(
         "Redis round trips per call (budget + rpm/tpm + shared cache, one server): {miss} for a cache miss, {shared_hit} for a hit in Redis, {own_hit} for a hit in the process's own cache"
     );
-    // Miss: cache GET, budget RESERVE, rate-limit BOOK before; rate-limit
-    // SHIFT (the booking corrected from the usage), budget SETTLE, cache
-    // SET after.
-    assert_eq!(miss, 6.0);
+    // Miss: cache GET, budget RESERVE, rate-limit BOOK before (each needs
+    // the previous one's answer); after, one: the rate-limit SHIFT (the
+    // booking corrected from the usage) and the cache SET ride with the
+    // budget SETTLE. (Each was a round trip of its own before: 6.)
+    assert_eq!(miss, 4.0);
     // A hit in Redis: its GET only; in the process's own cache: none.
     assert_eq!(shared_hit, 1.0);
     assert_eq!(own_hit, 0.0);
+
+    // Without a budget the deferred SHIFT and SET go together at the end of
+    // the call; a call without cost control (`request`) sends its SHIFT at
+    // its end.
+    let c = client(
+        &s,
+        json!({"rate_limits": {"rpm": 100000, "tpm": 100000000},
+               "cache": {"shared": true},
+               "redis": {"url": proxy.url(), "prefix": "nobudget:", "timeout_ms": 5000}}),
+    );
+    assert_eq!(c.chat(&chat(0)).code, Code::Ok);
+    proxy.take();
+    redis
+        .command(&["CONFIG", "RESETSTAT"])
+        .expect("CONFIG RESETSTAT");
+    let no_budget = per_call(&c, false);
+    let raw = {
+        for i in 1..=n {
+            let r = c.request("POST", "/chat/completions", Some(&chat(100 + i)));
+            assert_eq!(r.code, Code::Ok, "{}", r.error);
+        }
+        proxy.take() as f64 / n as f64
+    };
+    println!(
+        "Redis round trips per call without a budget: {no_budget} for a cache miss; {raw} for a call without cost control"
+    );
+    // GET and BOOK, then SHIFT with SET; BOOK, then SHIFT.
+    assert_eq!(no_budget, 3.0);
+    assert_eq!(raw, 2.0);
+    assert_eq!(
+        calls(&redis, "eval"),
+        (2 * n as u64, 0),
+        "the rate-limit SHIFTs"
+    );
+}
+
+/// `cmdstat_<name>`'s (calls, failed_calls) from `INFO commandstats`.
+fn calls(redis: &RedisServer, name: &str) -> (u64, u64) {
+    let info = redis
+        .command(&["INFO", "commandstats"])
+        .expect("INFO commandstats");
+    let Some(line) = info
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:")))
+    else {
+        return (0, 0);
+    };
+    let field = |k: &str| {
+        line.split(',')
+            .find_map(|f| f.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("calls"), field("failed_calls"))
 }

@@ -48,10 +48,9 @@ return {1, math.floor(wait)}
     )
 });
 
-/// KEYS: buckets; ARGV: µs to add to each (negative gives back).
-static SHIFT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+/// KEYS: buckets; ARGV: µs to add to each (negative gives back). Sent
+/// deferred, as source (see `RedisStore::defer_eval`).
+const SHIFT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 for i = 1, #KEYS do
@@ -64,9 +63,7 @@ for i = 1, #KEYS do
   end
 end
 return 1
-"#,
-    )
-});
+"#;
 
 /// KEYS: block keys; ARGV: ms until each reset. Only ever lengthens.
 static BLOCK: LazyLock<Script> = LazyLock::new(|| {
@@ -134,7 +131,13 @@ impl Buckets for RedisBuckets {
         let keys: Vec<String> = deltas.iter().map(|(k, _)| rl(k)).collect();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let args: Vec<String> = deltas.iter().map(|(_, d)| format!("{d:.0}")).collect();
-        self.store.eval::<i64>(&SHIFT, &keys, args).map(|_| ())
+        // No reply is needed: it rides with the call's budget commit, or
+        // goes at the end of the call (`flush`).
+        self.store.defer_eval(SHIFT, &keys, args)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush_deferred()
     }
 
     fn block(&self, blocks: &[(String, Duration)]) -> Result<(), StoreError> {

@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use ::redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
 use ::redis::{
-    Client, ConnectionAddr, ConnectionInfo, ConnectionLike, ErrorKind, FromRedisValue,
+    Client, Cmd, ConnectionAddr, ConnectionInfo, ConnectionLike, ErrorKind, FromRedisValue,
     IntoConnectionInfo, Pipeline, RedisError, Script, ToRedisArgs, Value,
 };
 
-use super::{OnError, RedisConfig, SentinelConfig, StoreError, Target, MAX_IDLE, RETRY_AFTER_DOWN};
+use super::{
+    OnError, RedisConfig, SentinelConfig, StoreError, Target, MAX_DEFERRED, MAX_IDLE,
+    RETRY_AFTER_DOWN,
+};
 use crate::error::Error;
 
 /// With the feature the option is taken as it is.
@@ -69,6 +72,9 @@ struct Inner {
     idle: Mutex<Vec<Conn>>,
     /// Set after a failure to reach Redis: skip it until then.
     down_until: Mutex<Option<(Instant, String)>>,
+    /// Writes whose reply nobody waits for, riding with the next script
+    /// sent (see [`RedisStore::defer`]).
+    deferred: Mutex<Vec<Cmd>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -155,6 +161,7 @@ impl RedisStore {
                 backend,
                 idle: Mutex::new(Vec::new()),
                 down_until: Mutex::new(None),
+                deferred: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -191,13 +198,15 @@ impl RedisStore {
     }
 
     /// Runs `script` with `keys` (each put under the prefix) and `args`.
+    /// Deferred writes ride in the same round trip, ahead of it.
     pub fn eval<T: FromRedisValue>(
         &self,
         script: &Script,
         keys: &[&str],
         args: impl ToRedisArgs,
     ) -> Result<T, StoreError> {
-        self.with_conn(|c| self.invoke(c, script, keys, &args))
+        let riders = self.take_deferred();
+        self.with_conn(|c| self.invoke(c, &riders, script, keys, &args))
     }
 
     /// [`RedisStore::eval`] for a write that must survive a failover: with
@@ -217,8 +226,9 @@ impl RedisStore {
         }
         let ms = self.inner.config.wait_timeout.as_millis().max(1) as u64;
         let first = self.key(keys.first().copied().unwrap_or_default());
+        let riders = self.take_deferred();
         let (value, acked) = self.with_conn(|c| {
-            let v = self.invoke(c, script, keys, &args)?;
+            let v = self.invoke(c, &riders, script, keys, &args)?;
             // A keyed first command routes the pair, WAIT included, to the
             // node that owns the key's slot (a cluster sends a lone WAIT
             // to every primary).
@@ -239,9 +249,73 @@ impl RedisStore {
         Ok(value)
     }
 
+    /// Queues `cmd`, a write whose reply nobody waits for (a rate-limit
+    /// correction, a cache fill), to ride with the next script this handle
+    /// sends (a budget commit, usually: one round trip after a call instead
+    /// of three), or at the latest with [`RedisStore::flush_deferred`], which
+    /// whoever defers must call by the end of the call. Its keys need not
+    /// share a slot with anything, so a cluster sends it at once. A deferred
+    /// write that fails is not retried: it is a correction or a cache entry,
+    /// never money.
+    pub fn defer(&self, cmd: Cmd) -> Result<(), StoreError> {
+        if self.is_cluster() {
+            return self.with_conn(|c| cmd.query::<Value>(c).map(drop));
+        }
+        let full = {
+            let mut q = lock(&self.inner.deferred);
+            q.push(cmd);
+            q.len() >= MAX_DEFERRED
+        };
+        if full {
+            return self.flush_deferred();
+        }
+        Ok(())
+    }
+
+    /// [`RedisStore::defer`] for a script, sent as `EVAL` of its `source`
+    /// (a reply nobody reads cannot be a NOSCRIPT to recover from).
+    pub fn defer_eval(
+        &self,
+        source: &str,
+        keys: &[&str],
+        args: impl ToRedisArgs,
+    ) -> Result<(), StoreError> {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(source).arg(keys.len());
+        for k in keys {
+            cmd.arg(self.key(k));
+        }
+        cmd.arg(args);
+        self.defer(cmd)
+    }
+
+    /// Sends the deferred writes now, in one round trip (none: nothing).
+    pub fn flush_deferred(&self) -> Result<(), StoreError> {
+        let riders = self.take_deferred();
+        if riders.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(|c| {
+            let mut p = ::redis::pipe();
+            for r in &riders {
+                p.add_command(r.clone());
+            }
+            // Each reply (an error too) is dropped: see `defer`.
+            c.req_packed_commands(&p.get_packed_pipeline(), 0, p.len())
+                .map(drop)
+        })
+    }
+
+    fn take_deferred(&self) -> Vec<Cmd> {
+        std::mem::take(&mut *lock(&self.inner.deferred))
+    }
+
+    /// Runs `script`, with `riders` (deferred writes) ahead of it in the
+    /// same round trip.
     fn invoke<T: FromRedisValue>(
         &self,
         c: &mut dyn ConnectionLike,
+        riders: &[Cmd],
         script: &Script,
         keys: &[&str],
         args: &impl ToRedisArgs,
@@ -251,7 +325,27 @@ impl RedisStore {
             inv.key(self.key(k));
         }
         inv.arg(args);
-        inv.invoke(c)
+        if riders.is_empty() {
+            return inv.invoke(c);
+        }
+        let mut p = ::redis::pipe();
+        for r in riders {
+            p.add_command(r.clone());
+        }
+        let evalsha = p.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
+        for k in keys {
+            evalsha.arg(self.key(k));
+        }
+        evalsha.arg(args);
+        // Read every reply: the riders' are dropped (an error too, see
+        // `defer`), only the script's counts.
+        let mut replies = c.req_packed_commands(&p.get_packed_pipeline(), 0, p.len())?;
+        match replies.pop().unwrap_or(Value::Nil).extract_error() {
+            // The riders ran; the script is loaded and run on its own.
+            Err(e) if e.kind() == ErrorKind::NoScriptError => inv.invoke(c),
+            Err(e) => Err(e),
+            Ok(v) => T::from_owned_redis_value(v),
+        }
     }
 
     /// Runs `pipe` in one round trip. In a cluster every key of it must be

@@ -38,6 +38,9 @@
 //!   put under the prefix; args are anything `ToRedisArgs` (tuples flatten).
 //!   Keep scripts in `static`s (`LazyLock<Script>`) so the SHA is computed once.
 //! - [`RedisStore::eval_durable`]: `eval`, then `WAIT` for `wait_replicas`.
+//! - [`RedisStore::defer`] / [`RedisStore::defer_eval`]: a write whose reply
+//!   nobody needs rides with the next script (same round trip);
+//!   [`RedisStore::flush_deferred`] sends what is left, at the end of a call.
 //! - [`RedisStore::with_conn`]`(|c| ...)` for plain commands (keys through
 //!   [`RedisStore::key`]); `c` is a `&mut dyn ConnectionLike`, one server's
 //!   or a cluster's (which routes each command by its key).
@@ -411,6 +414,8 @@ impl std::error::Error for StoreError {}
 
 /// Idle connections kept for reuse.
 pub const MAX_IDLE: usize = 16;
+/// Deferred writes queued before they are sent without waiting for a ride.
+pub const MAX_DEFERRED: usize = 64;
 /// How long after failing to reach Redis calls skip it without trying.
 pub const RETRY_AFTER_DOWN: Duration = Duration::from_millis(500);
 
@@ -432,6 +437,10 @@ mod handle {
     impl RedisStore {
         pub fn new(_: &RedisConfig) -> Result<RedisStore, Error> {
             Err(unsupported("redis"))
+        }
+
+        pub fn flush_deferred(&self) -> Result<(), super::StoreError> {
+            match *self {}
         }
     }
 
