@@ -1,14 +1,15 @@
 //! Budgets, rate limits and the shared cache through a real Redis Cluster
 //! (3 primaries, 3 replicas, `cluster-node-timeout` 1000, all on 127.0.0.1,
 //! stopped by PID): the client pointed at one node that does not own the
-//! budget's slot; a primary SIGKILLed mid-run, with and without
-//! `wait_replicas`. One cluster serves every step, in order, to keep the
+//! budget's slot; a primary SIGKILLed mid-run; and cut off from its
+//! replica first (replication lagging), without `wait_replicas` (spend
+//! lost) and with it (none lost). One cluster serves every step, in order, to keep the
 //! test's time and load modest. Skipped (printed) only when `redis-server`
 //! or `redis-cli` is missing.
 #![cfg(feature = "redis")]
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use llmpool::{Client, Code};
 use llmpool_testserver::TestServer;
@@ -16,7 +17,7 @@ use serde_json::{json, Value};
 
 mod support;
 use support::loopback::{options, options_for};
-use support::redis_ha::{calls_across, wait_for, Cluster};
+use support::redis_ha::{calls_across, wait_for, Cluster, Outcome};
 use support::spend_child;
 
 /// One worker process of the budget step (see `support::spend_child`).
@@ -132,7 +133,8 @@ fn a_cluster_shares_budgets_rate_limits_and_the_cache_and_survives_a_primary_dyi
     four_processes_share_one_rpm(&s, &nodes);
 
     // 4. A primary SIGKILLed mid-run, without wait_replicas: calls go on
-    // once its replica is promoted; measure what spend was lost.
+    // once its replica is promoted; measure what spend was lost (on
+    // loopback, replication keeps up: usually none).
     let victim = cluster.primary_for(BUDGET_KEY).unwrap();
     let replica = cluster.replica_of(victim).expect("the victim's replica");
     let entry = vec![cluster.nodes[cluster
@@ -148,45 +150,84 @@ fn a_cluster_shares_budgets_rate_limits_and_the_cache_and_survives_a_primary_dyi
                    "redis": redis(&entry, prefix, extra)}),
         )
     };
-    let out = calls_across(&opts("fo1:", json!({})), || cluster.nodes[victim].kill());
-    println!(
-        "cluster, primary SIGKILLed, no wait_replicas: calls resumed after {:.2} s; {} answered, {} refused; spend lost {:.6} USD of {:.6} ({} calls' worth)",
-        out.resumed_after.as_secs_f64(),
-        out.ok,
-        out.refused,
-        out.lost_usd(),
-        out.client_usd,
-        (out.lost_usd() / (out.client_usd / out.ok as f64)).round()
-    );
+    let out = calls_across(&opts("fo1:", json!({})), |_| {
+        cluster.nodes[victim].kill();
+        Instant::now()
+    });
+    report("primary SIGKILLed, no wait_replicas", &out);
     assert!(cluster.primaries().contains(&replica), "no promotion");
     // Back as a replica of the promoted node, for the next step.
     cluster.nodes[victim].start();
     cluster.wait_healthy(Duration::from_secs(60));
 
-    // 5. The same with wait_replicas 1: nothing committed is lost. The
-    // promoted primary has no replica until the killed node is back, and
-    // until then commits cannot be made durable (refused: on_error closed).
-    let victim = cluster.primary_for(BUDGET_KEY).unwrap();
-    assert_eq!(victim, replica);
-    let durable = json!({"wait_replicas": 1, "wait_timeout_ms": 500});
-    let out = calls_across(&opts("fo2:", durable), || {
+    // 5. The same with replication lagging: the primary cut off from its
+    // replica while 20 more calls commit, then SIGKILLed. Without
+    // wait_replicas that spend is lost.
+    let (victim, replica) = shard(&cluster);
+    let out = calls_across(&opts("fo2:", json!({})), |answered| {
+        cluster.nodes[victim].cut_off(&cluster.nodes[replica]);
+        let before = answered();
+        wait_for(
+            "20 calls committed on the cut-off primary",
+            Duration::from_secs(30),
+            || answered() >= before + 20,
+        );
         cluster.nodes[victim].kill();
+        let at = Instant::now();
+        cluster.nodes[replica].signal("CONT");
+        at
+    });
+    report("replica cut off, primary SIGKILLed, no wait_replicas", &out);
+    assert!(out.lost_usd() > 1e-9, "nothing lost? {out:?}");
+    cluster.nodes[victim].start();
+    cluster.wait_healthy(Duration::from_secs(60));
+
+    // 6. The same with wait_replicas 1: nothing committed is lost (the
+    // commits the replica did not acknowledge are kept and sent again to
+    // the promoted primary). It has no replica until the killed node is
+    // back, and until then commits cannot be made durable: paid calls are
+    // refused (on_error closed).
+    let (victim, replica) = shard(&cluster);
+    let durable = json!({"wait_replicas": 1, "wait_timeout_ms": 200});
+    let out = calls_across(&opts("fo3:", durable), |_| {
+        cluster.nodes[victim].cut_off(&cluster.nodes[replica]);
+        std::thread::sleep(Duration::from_millis(300));
+        cluster.nodes[victim].kill();
+        let at = Instant::now();
+        cluster.nodes[replica].signal("CONT");
         wait_for("a promotion", Duration::from_secs(60), || {
-            cluster.primary_for(BUDGET_KEY).is_some()
+            cluster.primary_for(BUDGET_KEY) == Some(replica)
         });
         cluster.nodes[victim].start();
+        at
     });
-    println!(
-        "cluster, primary SIGKILLed, wait_replicas 1: calls resumed after {:.2} s (promotion and the killed node back as a replica); {} answered, {} refused; spend lost {:.6} USD of {:.6} (negative: counted twice)",
-        out.resumed_after.as_secs_f64(),
-        out.ok,
-        out.refused,
-        out.lost_usd(),
-        out.client_usd
+    report(
+        "replica cut off, primary SIGKILLed, wait_replicas 1 (resumed once the killed node is back as a replica)",
+        &out,
     );
     assert!(
         out.lost_usd() < 1e-9,
         "committed spend lost with wait_replicas: {out:?}"
+    );
+}
+
+/// The budget's primary now, and its replica.
+fn shard(cluster: &Cluster) -> (usize, usize) {
+    let p = cluster
+        .primary_for(BUDGET_KEY)
+        .expect("the budget's primary");
+    (p, cluster.replica_of(p).expect("its replica"))
+}
+
+fn report(what: &str, out: &Outcome) {
+    println!(
+        "cluster, {what}: calls resumed {:.2} s after the kill; {} answered, {} refused; spend lost {:.6} USD of {:.6} ({:.0} calls' worth; negative: counted twice)",
+        out.resumed_after.as_secs_f64(),
+        out.ok,
+        out.refused,
+        out.lost_usd(),
+        out.client_usd,
+        out.lost_usd() / (out.client_usd / out.ok as f64)
     );
 }
 

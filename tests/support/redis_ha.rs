@@ -100,6 +100,29 @@ impl Node {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the process, by PID.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running node").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// Cuts this primary off from its replicas while the `replica` process
+    /// is stopped (so it cannot reconnect): writes acknowledged from now on
+    /// reach no replica, as when replication lags. `signal("CONT")` the
+    /// replica once the primary is dead.
+    pub fn cut_off(&self, replica: &Node) {
+        replica.signal("STOP");
+        let killed = self.cli(&["CLIENT", "KILL", "TYPE", "replica"]);
+        assert!(
+            killed.as_deref().is_some_and(|n| n != "0"),
+            "no replica link to cut: {killed:?}"
+        );
+    }
+
     pub fn running(&self) -> bool {
         self.child.is_some()
     }
@@ -359,7 +382,7 @@ pub struct Outcome {
     pub ok: u64,
     /// Calls refused unsent because the budget store could not be used.
     pub refused: u64,
-    /// From the failure to the first call answered after it.
+    /// From the kill to the first call begun after it and answered.
     pub resumed_after: Duration,
     /// The cost of every answered call, as the client reported it.
     pub client_usd: f64,
@@ -376,11 +399,12 @@ impl Outcome {
 }
 
 /// Paid calls from 4 threads of one client with `opts` (a budget in Redis,
-/// `on_error` "closed"), while `fail` runs (it kills a node, and may bring
-/// it back): the calls go on until one is answered after the failure, then
-/// a second more. Every call must be answered or refused by the budget
-/// store, never fail otherwise.
-pub fn calls_across(opts: &str, fail: impl FnOnce()) -> Outcome {
+/// `on_error` "closed"), while `fail` runs: it kills a node and returns
+/// when (it may bring it back after; its argument says how many calls were
+/// answered so far). The calls go on until one begun after the kill is
+/// answered, then a second more. Every call must be answered or refused by
+/// the budget store, never fail otherwise.
+pub fn calls_across(opts: &str, fail: impl FnOnce(&dyn Fn() -> u64) -> Instant) -> Outcome {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -432,8 +456,7 @@ pub fn calls_across(opts: &str, fail: impl FnOnce()) -> Outcome {
         Duration::from_secs(60),
         || seen.lock().unwrap().ok >= 40,
     );
-    let failed_at = Instant::now();
-    fail();
+    let failed_at = fail(&|| seen.lock().unwrap().ok);
     seen.lock().unwrap().failed_at = Some(failed_at);
     wait_for(
         "a call begun after the failure answered",
