@@ -132,7 +132,35 @@ fn a_cluster_shares_budgets_rate_limits_and_the_cache_and_survives_a_primary_dyi
     let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.url()).collect();
     four_processes_share_one_rpm(&s, &nodes);
 
-    // 4. A primary SIGKILLed mid-run, without wait_replicas: calls go on
+    // 4. The budget's slot moved to another primary mid-run: ASK redirects
+    // and TRYAGAIN answers on the way; calls go on, nothing is lost.
+    let owner = cluster.primary_for(BUDGET_KEY).unwrap();
+    let to = cluster
+        .primaries()
+        .into_iter()
+        .find(|&i| i != owner)
+        .unwrap();
+    let entry = vec![cluster.nodes[to].url()];
+    let migrating = options(
+        &s,
+        json!({"budget": {"limit_usd": 1000.0, "period": "day"}, "max_retries": 0,
+               "redis": redis(&entry, "moved:", json!({}))}),
+    );
+    let out = calls_across(&migrating, |_| {
+        cluster.move_slot(BUDGET_KEY, to);
+        Instant::now()
+    });
+    report(
+        "the budget's slot migrated to another primary (IMPORTING, MIGRATE, SETSLOT NODE)",
+        &out,
+    );
+    assert_eq!(cluster.primary_for(BUDGET_KEY), Some(to));
+    assert!(
+        out.lost_usd().abs() < 1e-9,
+        "spend lost or counted twice across a slot migration: {out:?}"
+    );
+
+    // 5. A primary SIGKILLed mid-run, without wait_replicas: calls go on
     // once its replica is promoted; measure what spend was lost (on
     // loopback, replication keeps up: usually none).
     let victim = cluster.primary_for(BUDGET_KEY).unwrap();
@@ -160,7 +188,7 @@ fn a_cluster_shares_budgets_rate_limits_and_the_cache_and_survives_a_primary_dyi
     cluster.nodes[victim].start();
     cluster.wait_healthy(Duration::from_secs(60));
 
-    // 5. The same with replication lagging: the primary cut off from its
+    // 6. The same with replication lagging: the primary cut off from its
     // replica while 20 more calls commit, then SIGKILLed. Without
     // wait_replicas that spend is lost.
     let (victim, replica) = shard(&cluster);
@@ -182,7 +210,7 @@ fn a_cluster_shares_budgets_rate_limits_and_the_cache_and_survives_a_primary_dyi
     cluster.nodes[victim].start();
     cluster.wait_healthy(Duration::from_secs(60));
 
-    // 6. The same with wait_replicas 1: nothing committed is lost (the
+    // 7. The same with wait_replicas 1: nothing committed is lost (the
     // commits the replica did not acknowledge are kept and sent again to
     // the promoted primary). It has no replica until the killed node is
     // back, and until then commits cannot be made durable: paid calls are
@@ -221,7 +249,7 @@ fn shard(cluster: &Cluster) -> (usize, usize) {
 
 fn report(what: &str, out: &Outcome) {
     println!(
-        "cluster, {what}: calls resumed {:.2} s after the kill; {} answered, {} refused; spend lost {:.6} USD of {:.6} ({:.0} calls' worth; negative: counted twice)",
+        "cluster, {what}: calls resumed {:.2} s after it; {} answered, {} refused; spend lost {:.6} USD of {:.6} ({:.0} calls' worth; negative: counted twice)",
         out.resumed_after.as_secs_f64(),
         out.ok,
         out.refused,

@@ -112,7 +112,7 @@ fn back_as_replica(set: &mut Sentinels, i: usize) {
 
 fn report(what: &str, out: &Outcome) {
     println!(
-        "sentinel, {what}: calls resumed {:.2} s after the kill; {} answered, {} refused; spend lost {:.6} USD of {:.6} ({:.0} calls' worth; negative: counted twice)",
+        "sentinel, {what}: calls resumed {:.2} s after it; {} answered, {} refused; spend lost {:.6} USD of {:.6} ({:.0} calls' worth; negative: counted twice)",
         out.resumed_after.as_secs_f64(),
         out.ok,
         out.refused,

@@ -266,6 +266,57 @@ impl Cluster {
         })
     }
 
+    /// Moves the slot of `key` to primary `to` by hand, as a resharding
+    /// does (IMPORTING/MIGRATING, MIGRATE of its keys, then the new owner
+    /// announced), pausing in each state so that calls meet ASK redirects
+    /// and TRYAGAIN answers.
+    pub fn move_slot(&self, key: &str, to: usize) {
+        let from = self.primary_for(key).expect("the slot's primary");
+        assert_ne!(from, to);
+        let (src, dst) = (&self.nodes[from], &self.nodes[to]);
+        let slot = src.cli(&["CLUSTER", "KEYSLOT", key]).expect("KEYSLOT");
+        let id = |n: &Node| n.cli(&["CLUSTER", "MYID"]).expect("MYID");
+        let ok = |r: Option<String>, what: &str| {
+            assert_eq!(r.as_deref(), Some("OK"), "{what}");
+        };
+        ok(
+            dst.cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id(src)]),
+            "IMPORTING",
+        );
+        ok(
+            src.cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(dst)]),
+            "MIGRATING",
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        loop {
+            let keys = src
+                .cli(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"])
+                .expect("GETKEYSINSLOT");
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let port = dst.port.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys);
+            let r = src.cli(&args);
+            assert!(
+                matches!(r.as_deref(), Some("OK" | "NOKEY")),
+                "MIGRATE: {r:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let new_owner = id(dst);
+        for n in self.nodes.iter().filter(|n| n.running()) {
+            if n.info("replication", "role").as_deref() == Some("master") {
+                ok(
+                    n.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &new_owner]),
+                    "SETSLOT NODE",
+                );
+            }
+        }
+    }
+
     /// The index of the replica of primary `p`.
     pub fn replica_of(&self, p: usize) -> Option<usize> {
         let port = self.nodes[p].port.to_string();
