@@ -7,8 +7,10 @@
 //!   spent in USD (`HINCRBYFLOAT`); a new period is a new key, so periods
 //!   roll over by the UTC calendar; old ones expire (40 days for a month,
 //!   3 for a day, never for `total`).
-//! - `{budget}:settled` (sorted set: settle batch id by time applied, in
-//!   ms; trimmed to the last hour): what SETTLE already applied.
+//! - `{budget}:settled` (hash: book, i.e. one client's budget in one
+//!   process, -> the number of its last spend batch applied) and
+//!   `{budget}:settled_at` (sorted set: book by last use in s; books unseen
+//!   for a day are dropped from both): what SETTLE already applied.
 //! - `{budget}:holds` (sorted set: hold id by expiry in ms),
 //!   `{budget}:hold_usd`, `{budget}:hold_model`, `{budget}:hold_owner`
 //!   (hashes by hold id): the holds of calls in flight.
@@ -23,12 +25,12 @@
 //!
 //! Redis unreachable: spend of finished calls is never lost: it is kept and
 //! added at the next operation that reaches Redis. Each batch of spend has
-//! a settle id (`{budget}:settled`, a sorted set of the last hour's ids), so
-//! a batch whose reply was lost is sent again and applied once; only one
-//! unanswered for over an hour may count twice (the safe direction for a
-//! budget). With `wait_replicas`, a batch the replicas did not acknowledge
-//! in time is unconfirmed the same way: sent again under its id, applied
-//! again only if a failover lost it. New calls
+//! a number in its book (`{budget}:settled`), so a batch whose reply was
+//! lost is sent again and applied once; only one left unanswered for over
+//! a day may count twice (the safe direction for a budget). With
+//! `wait_replicas`, a batch the replicas did not acknowledge in time is
+//! unconfirmed the same way: sent again under its number, applied again
+//! only if a failover lost it. New calls
 //! are refused unsent with `on_error: "closed"`; with `"open"` they are
 //! checked locally against the last figures seen plus this process's own
 //! spend and holds since, and reconciled when Redis is back.
@@ -100,54 +102,64 @@ return {1, '', '0', tostring(spent), tostring(held + amount)}
 });
 
 /// Spends and drops holds in one step (commit, release, and the spend kept
-/// while Redis was down), at most once per settle id: a batch whose reply
-/// was lost, or whose `WAIT` fell short, is sent again under its id, and
-/// Redis applies it only if it does not have it (after a failover that lost
-/// it, it does not). The id is written either way, so a `WAIT` after a
-/// resend covers the first application too.
-/// KEYS: spend, holds, hold_usd, hold_model, hold_owner, settled.
-/// ARGV: settle id ("": no check), expiry of the spend key in s (0: none),
-/// n, then n (model, usd) pairs, then hold ids to drop.
+/// while Redis was down), at most once per batch: a batch whose reply was
+/// lost, or whose `WAIT` fell short, is sent again under its number, and
+/// Redis applies it only if it does not have it (after a failover that
+/// lost it, it does not). A book sends its batches one at a time, in order,
+/// each only once the one before is confirmed, so Redis needs only the last
+/// number applied per book (`settled`), not every id. That number is
+/// written either way, so a `WAIT` after a resend covers the first
+/// application too.
+/// KEYS: spend, holds, hold_usd, hold_model, hold_owner, settled (hash:
+/// book -> last batch applied), settled_at (sorted set: book by last use,
+/// s; books unseen for a day are forgotten).
+/// ARGV: book ("": no check), batch number, expiry of the spend key in s
+/// (0: none), n, then n (model, usd) pairs, then hold ids to drop.
 /// Returns 1, or 0 when the batch was already applied.
 static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if ARGV[1] ~= '' then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - 3600000)
-  local seen = redis.call('ZSCORE', KEYS[6], ARGV[1])
-  redis.call('ZADD', KEYS[6], now, ARGV[1])
-  if seen then return 0 end
+  local now = tonumber(redis.call('TIME')[1])
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now - 86400)
+  for _, b in ipairs(gone) do redis.call('HDEL', KEYS[6], b) end
+  if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - 86400) end
+  redis.call('ZADD', KEYS[7], now, ARGV[1])
+  local last = tonumber(redis.call('HGET', KEYS[6], ARGV[1]) or '0')
+  if tonumber(ARGV[2]) <= last then
+    redis.call('HSET', KEYS[6], ARGV[1], tostring(last))
+    return 0
+  end
+  redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
 end
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
 for i = 0, n - 1 do
-  redis.call('HINCRBYFLOAT', KEYS[1], 'm:' .. ARGV[4 + 2 * i], ARGV[5 + 2 * i])
-  redis.call('HINCRBYFLOAT', KEYS[1], 'total', ARGV[5 + 2 * i])
+  redis.call('HINCRBYFLOAT', KEYS[1], 'm:' .. ARGV[5 + 2 * i], ARGV[6 + 2 * i])
+  redis.call('HINCRBYFLOAT', KEYS[1], 'total', ARGV[6 + 2 * i])
 end
-for i = 4 + 2 * n, #ARGV do
+for i = 5 + 2 * n, #ARGV do
   redis.call('ZREM', KEYS[2], ARGV[i])
   redis.call('HDEL', KEYS[3], ARGV[i])
   redis.call('HDEL', KEYS[4], ARGV[i])
   redis.call('HDEL', KEYS[5], ARGV[i])
 end
-if n > 0 and tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if n > 0 and tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return 1
 ",
     )
 });
 
-/// The ids of settle batches applied in the last hour (sorted set by ms).
 const SETTLED: &str = "{budget}:settled";
+const SETTLED_AT: &str = "{budget}:settled_at";
 
-/// A settle id unique across processes and machines: this process's id
-/// and start instant, then a counter.
-fn settle_id() -> String {
+/// A name for one book, unique across processes and machines: this
+/// process's id and start instant, then a counter.
+fn book_name() -> String {
     static PROCESS: LazyLock<String> = LazyLock::new(|| {
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        format!("s-{:x}-{nanos:x}", std::process::id())
+        format!("{:x}-{nanos:x}", std::process::id())
     });
     static N: AtomicU64 = AtomicU64::new(0);
     format!("{}-{}", *PROCESS, N.fetch_add(1, Ordering::Relaxed))
@@ -193,10 +205,12 @@ fn refusal(limits: &Limits<'_>, why: Refusal, amount: f64) -> BudgetError {
 struct Local {
     /// Spend and releases not yet in Redis.
     pending: Pending,
-    /// A batch sent under this settle id that may or may not be in Redis
-    /// (no reply, or too few replicas had it): sent again, first, under
-    /// the same id.
-    unconfirmed: Option<(String, Pending)>,
+    /// A batch sent under this number that may or may not be in Redis (no
+    /// reply, or too few replicas had it): sent again, first, under the
+    /// same number.
+    unconfirmed: Option<(u64, Pending)>,
+    /// The number of the last batch made.
+    batches: u64,
     /// Holds placed locally while Redis was down (`on_error: "open"`).
     local_holds: BTreeMap<String, Hold>,
     /// The figures last read from Redis, for `"open"` and the metrics.
@@ -208,6 +222,8 @@ struct Local {
 struct RedisBook {
     store: RedisStore,
     period: Period,
+    /// This book's name in `{budget}:settled`.
+    name: String,
     local: Mutex<Local>,
 }
 
@@ -215,6 +231,7 @@ pub(super) fn book(store: &RedisStore, period: Period) -> Box<dyn BookStore> {
     Box::new(RedisBook {
         store: store.clone(),
         period,
+        name: book_name(),
         local: Mutex::new(Local::default()),
     })
 }
@@ -414,8 +431,9 @@ impl RedisBook {
     /// batch first (pending spend waits behind it), then the pending one
     /// under a new id.
     fn flush(&self, period_key: &str, local: &mut Local) -> Result<(), StoreError> {
-        if let Some((id, batch)) = &local.unconfirmed {
-            self.run_settle(period_key, id, Self::settle_args(self.spend_ttl_s(), batch))?;
+        if let Some((n, batch)) = &local.unconfirmed {
+            let args = Self::settle_args(self.spend_ttl_s(), batch);
+            self.run_settle(period_key, &self.name, *n, args)?;
             local.last_seen.absorb_spend(&batch.spend);
             local.unconfirmed = None;
         }
@@ -423,24 +441,22 @@ impl RedisBook {
             return Ok(());
         }
         let batch = std::mem::take(&mut local.pending);
-        let id = settle_id();
-        match self.run_settle(
-            period_key,
-            &id,
-            Self::settle_args(self.spend_ttl_s(), &batch),
-        ) {
+        local.batches += 1;
+        let n = local.batches;
+        let args = Self::settle_args(self.spend_ttl_s(), &batch);
+        match self.run_settle(period_key, &self.name, n, args) {
             Ok(()) => {
                 local.last_seen.absorb_spend(&batch.spend);
                 Ok(())
             }
             Err(e) => {
-                local.unconfirmed = Some((id, batch));
+                local.unconfirmed = Some((n, batch));
                 Err(e)
             }
         }
     }
 
-    /// SETTLE's arguments after the id, for `batch`.
+    /// SETTLE's arguments after the book and batch number, for `batch`.
     fn settle_args(ttl_s: u64, batch: &Pending) -> Vec<String> {
         let mut args: Vec<String> =
             vec![ttl_s.to_string(), batch.spend.per_model.len().to_string()];
@@ -467,20 +483,28 @@ impl RedisBook {
         if !gone.is_empty() {
             let mut args = vec!["0".to_string(), "0".to_string()];
             args.extend(gone.iter().cloned());
-            // Dropping holds twice is harmless: no id to check.
-            self.run_settle(period_key, "", args)?;
+            // Dropping holds twice is harmless: no number to check.
+            self.run_settle(period_key, "", 0, args)?;
         }
         Ok(gone.len())
     }
 
-    /// Runs SETTLE as batch `id`; with `wait_replicas`, done only once the
-    /// replicas have it.
-    fn run_settle(&self, period_key: &str, id: &str, args: Vec<String>) -> Result<(), StoreError> {
+    /// Runs SETTLE as batch `n` of book `name` ("": unchecked); with
+    /// `wait_replicas`, done only once the replicas have it.
+    fn run_settle(
+        &self,
+        period_key: &str,
+        name: &str,
+        n: u64,
+        args: Vec<String>,
+    ) -> Result<(), StoreError> {
         let spend = self.spend_key(period_key);
         let [a, b, c, d, e] = self.keys(&spend);
-        let _: i64 = self
-            .store
-            .eval_durable(&SETTLE, &[a, b, c, d, e, SETTLED], (id, args))?;
+        let _: i64 = self.store.eval_durable(
+            &SETTLE,
+            &[a, b, c, d, e, SETTLED, SETTLED_AT],
+            (name, n, args),
+        )?;
         Ok(())
     }
 
