@@ -165,10 +165,10 @@ fn the_gateways_zero_remaining_is_shared_through_redis() {
     assert_eq!(a.chat(CHAT).code, Code::Ok);
     // The block is in Redis, under the prefix, until the reset.
     let keys = redis
-        .command(&["KEYS", "llmpool:rl:block:*"])
+        .command(&["KEYS", "llmpool:{rl}:block:*"])
         .unwrap_or_default();
     assert!(
-        keys.starts_with("*1\r\n") && keys.contains("llmpool:rl:block:req:gpt-4.1"),
+        keys.starts_with("*1\r\n") && keys.contains("llmpool:{rl}:block:req:gpt-4.1"),
         "{keys:?}"
     );
     let t = Instant::now();
@@ -210,7 +210,7 @@ fn down_and_back(on_error: &str) {
     );
     assert_eq!(c.chat(CHAT).code, Code::Ok);
     assert!(redis
-        .command(&["GET", "llmpool:rl:rpm:*"])
+        .command(&["GET", "llmpool:{rl}:rpm:*"])
         .is_some_and(|r| r.starts_with("$1")));
     redis.stop();
     let t = Instant::now();
@@ -236,7 +236,7 @@ fn down_and_back(on_error: &str) {
     // Booked in the restarted (empty) Redis again.
     assert!(
         redis
-            .command(&["GET", "llmpool:rl:rpm:*"])
+            .command(&["GET", "llmpool:{rl}:rpm:*"])
             .is_some_and(|r| r.starts_with("$1")),
         "no bucket in Redis after it came back"
     );

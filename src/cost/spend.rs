@@ -44,6 +44,9 @@ pub struct Spend {
     router: Option<Router>,
     /// `cache.shared`: the Redis side of the cache.
     shared_cache: Option<Box<dyn SharedCache>>,
+    /// Sends, at the end of a call, the Redis writes deferred during it
+    /// (rate-limit corrections, cache fills) that no commit carried.
+    redis: Option<RedisStore>,
     per_model: Mutex<BTreeMap<String, ModelTotals>>,
 }
 
@@ -134,6 +137,7 @@ impl Spend {
             cache,
             router,
             shared_cache,
+            redis: redis.cloned(),
             per_model: Mutex::new(BTreeMap::new()),
         })
     }
@@ -268,6 +272,16 @@ impl Spend {
         if ok || usage.is_some() {
             self.count(&model, usage, cost);
         }
+        // The cache fill first: deferred, it rides with the budget commit.
+        if let (true, Some(cache), Some(key)) = (ok, &self.cache, p.cache_key) {
+            let entry = CachedEntry {
+                status,
+                body: body.to_vec(),
+                headers: headers.to_vec(),
+            };
+            self.shared_put(&key, &entry);
+            cache.put(key, entry, Instant::now());
+        }
         let mut ledger_error = None;
         if let (Some(budget), Some(r)) = (&self.budget, p.reservation) {
             if ok {
@@ -282,14 +296,9 @@ impl Spend {
                 budget.release(r);
             }
         }
-        if let (true, Some(cache), Some(key)) = (ok, &self.cache, p.cache_key) {
-            let entry = CachedEntry {
-                status,
-                body: body.to_vec(),
-                headers: headers.to_vec(),
-            };
-            self.shared_put(&key, &entry);
-            cache.put(key, entry, Instant::now());
+        if let Some(redis) = &self.redis {
+            // Failures are the deferred writes' own (see `RedisStore::defer`).
+            let _ = redis.flush_deferred();
         }
         ledger_error
     }

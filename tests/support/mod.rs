@@ -11,6 +11,7 @@
 pub mod loopback;
 pub mod nginx;
 pub mod redis;
+pub mod redis_ha;
 pub mod spend_child;
 pub mod tinyproxy;
 

@@ -7,6 +7,10 @@
 //!   spent in USD (`HINCRBYFLOAT`); a new period is a new key, so periods
 //!   roll over by the UTC calendar; old ones expire (40 days for a month,
 //!   3 for a day, never for `total`).
+//! - `{budget}:settled` (hash: book, i.e. one client's budget in one
+//!   process, -> the number of its last spend batch applied) and
+//!   `{budget}:settled_at` (sorted set: book by last use in s; books unseen
+//!   for a day are dropped from both): what SETTLE already applied.
 //! - `{budget}:holds` (sorted set: hold id by expiry in ms),
 //!   `{budget}:hold_usd`, `{budget}:hold_model`, `{budget}:hold_owner`
 //!   (hashes by hold id): the holds of calls in flight.
@@ -20,13 +24,19 @@
 //! (SIGKILL) are dropped at once and the reservation is tried again.
 //!
 //! Redis unreachable: spend of finished calls is never lost: it is kept and
-//! added at the next operation that reaches Redis (a commit whose reply was
-//! lost may then count twice: the safe direction for a budget). New calls
+//! added at the next operation that reaches Redis. Each batch of spend has
+//! a number in its book (`{budget}:settled`), so a batch whose reply was
+//! lost is sent again and applied once; only one left unanswered for over
+//! a day may count twice (the safe direction for a budget). With
+//! `wait_replicas`, a batch the replicas did not acknowledge in time is
+//! unconfirmed the same way: sent again under its number, applied again
+//! only if a failover lost it. New calls
 //! are refused unsent with `on_error: "closed"`; with `"open"` they are
 //! checked locally against the last figures seen plus this process's own
 //! spend and holds since, and reconciled when Redis is back.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -92,29 +102,68 @@ return {1, '', '0', tostring(spent), tostring(held + amount)}
 });
 
 /// Spends and drops holds in one step (commit, release, and the spend kept
-/// while Redis was down).
-/// KEYS: spend, holds, hold_usd, hold_model, hold_owner.
-/// ARGV: expiry of the spend key in s (0: none), n, then n (model, usd)
-/// pairs, then hold ids to drop.
+/// while Redis was down), at most once per batch: a batch whose reply was
+/// lost, or whose `WAIT` fell short, is sent again under its number, and
+/// Redis applies it only if it does not have it (after a failover that
+/// lost it, it does not). A book sends its batches one at a time, in order,
+/// each only once the one before is confirmed, so Redis needs only the last
+/// number applied per book (`settled`), not every id. That number is
+/// written either way, so a `WAIT` after a resend covers the first
+/// application too.
+/// KEYS: spend, holds, hold_usd, hold_model, hold_owner, settled (hash:
+/// book -> last batch applied), settled_at (sorted set: book by last use,
+/// s; books unseen for a day are forgotten).
+/// ARGV: book ("": no check), batch number, expiry of the spend key in s
+/// (0: none), n, then n (model, usd) pairs, then hold ids to drop.
+/// Returns 1, or 0 when the batch was already applied.
 static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local n = tonumber(ARGV[2])
-for i = 0, n - 1 do
-  redis.call('HINCRBYFLOAT', KEYS[1], 'm:' .. ARGV[3 + 2 * i], ARGV[4 + 2 * i])
-  redis.call('HINCRBYFLOAT', KEYS[1], 'total', ARGV[4 + 2 * i])
+if ARGV[1] ~= '' then
+  local now = tonumber(redis.call('TIME')[1])
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now - 86400)
+  for _, b in ipairs(gone) do redis.call('HDEL', KEYS[6], b) end
+  if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - 86400) end
+  redis.call('ZADD', KEYS[7], now, ARGV[1])
+  local last = tonumber(redis.call('HGET', KEYS[6], ARGV[1]) or '0')
+  if tonumber(ARGV[2]) <= last then
+    redis.call('HSET', KEYS[6], ARGV[1], tostring(last))
+    return 0
+  end
+  redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
 end
-for i = 3 + 2 * n, #ARGV do
+local n = tonumber(ARGV[4])
+for i = 0, n - 1 do
+  redis.call('HINCRBYFLOAT', KEYS[1], 'm:' .. ARGV[5 + 2 * i], ARGV[6 + 2 * i])
+  redis.call('HINCRBYFLOAT', KEYS[1], 'total', ARGV[6 + 2 * i])
+end
+for i = 5 + 2 * n, #ARGV do
   redis.call('ZREM', KEYS[2], ARGV[i])
   redis.call('HDEL', KEYS[3], ARGV[i])
   redis.call('HDEL', KEYS[4], ARGV[i])
   redis.call('HDEL', KEYS[5], ARGV[i])
 end
-if n > 0 and tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if n > 0 and tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return 1
 ",
     )
 });
+
+const SETTLED: &str = "{budget}:settled";
+const SETTLED_AT: &str = "{budget}:settled_at";
+
+/// A name for one book, unique across processes and machines: this
+/// process's id and start instant, then a counter.
+fn book_name() -> String {
+    static PROCESS: LazyLock<String> = LazyLock::new(|| {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{:x}-{nanos:x}", std::process::id())
+    });
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", *PROCESS, N.fetch_add(1, Ordering::Relaxed))
+}
 
 /// What Redis answered to a reservation.
 enum Answer {
@@ -156,6 +205,12 @@ fn refusal(limits: &Limits<'_>, why: Refusal, amount: f64) -> BudgetError {
 struct Local {
     /// Spend and releases not yet in Redis.
     pending: Pending,
+    /// A batch sent under this number that may or may not be in Redis (no
+    /// reply, or too few replicas had it): sent again, first, under the
+    /// same number.
+    unconfirmed: Option<(u64, Pending)>,
+    /// The number of the last batch made.
+    batches: u64,
     /// Holds placed locally while Redis was down (`on_error: "open"`).
     local_holds: BTreeMap<String, Hold>,
     /// The figures last read from Redis, for `"open"` and the metrics.
@@ -167,6 +222,8 @@ struct Local {
 struct RedisBook {
     store: RedisStore,
     period: Period,
+    /// This book's name in `{budget}:settled`.
+    name: String,
     local: Mutex<Local>,
 }
 
@@ -174,6 +231,7 @@ pub(super) fn book(store: &RedisStore, period: Period) -> Box<dyn BookStore> {
     Box::new(RedisBook {
         store: store.clone(),
         period,
+        name: book_name(),
         local: Mutex::new(Local::default()),
     })
 }
@@ -327,6 +385,9 @@ impl RedisBook {
         let mut book = local.last_seen.clone();
         book.roll(period_key);
         book.absorb_spend(&local.pending.spend);
+        if let Some((_, batch)) = &local.unconfirmed {
+            book.absorb_spend(&batch.spend);
+        }
         for (k, h) in &local.local_holds {
             book.holds.insert(k.clone(), h.clone());
         }
@@ -366,24 +427,45 @@ impl RedisBook {
         })
     }
 
-    /// Writes the kept spend and drops the kept holds.
+    /// Writes the kept spend and drops the kept holds: the unconfirmed
+    /// batch first (pending spend waits behind it), then the pending one
+    /// under a new id.
     fn flush(&self, period_key: &str, local: &mut Local) -> Result<(), StoreError> {
+        if let Some((n, batch)) = &local.unconfirmed {
+            let args = Self::settle_args(self.spend_ttl_s(), batch);
+            self.run_settle(period_key, &self.name, *n, args)?;
+            local.last_seen.absorb_spend(&batch.spend);
+            local.unconfirmed = None;
+        }
         if local.pending.is_empty() {
             return Ok(());
         }
-        let mut args: Vec<String> = vec![
-            self.spend_ttl_s().to_string(),
-            local.pending.spend.per_model.len().to_string(),
-        ];
-        for (model, usd) in &local.pending.spend.per_model {
+        let batch = std::mem::take(&mut local.pending);
+        local.batches += 1;
+        let n = local.batches;
+        let args = Self::settle_args(self.spend_ttl_s(), &batch);
+        match self.run_settle(period_key, &self.name, n, args) {
+            Ok(()) => {
+                local.last_seen.absorb_spend(&batch.spend);
+                Ok(())
+            }
+            Err(e) => {
+                local.unconfirmed = Some((n, batch));
+                Err(e)
+            }
+        }
+    }
+
+    /// SETTLE's arguments after the book and batch number, for `batch`.
+    fn settle_args(ttl_s: u64, batch: &Pending) -> Vec<String> {
+        let mut args: Vec<String> =
+            vec![ttl_s.to_string(), batch.spend.per_model.len().to_string()];
+        for (model, usd) in &batch.spend.per_model {
             args.push(model.clone());
             args.push(usd.to_string());
         }
-        args.extend(local.pending.released.iter().cloned());
-        self.run_settle(period_key, args)?;
-        local.last_seen.absorb_spend(&local.pending.spend);
-        local.pending = Pending::default();
-        Ok(())
+        args.extend(batch.released.iter().cloned());
+        args
     }
 
     /// Drops the holds whose process is gone (on this machine); how many.
@@ -401,18 +483,32 @@ impl RedisBook {
         if !gone.is_empty() {
             let mut args = vec!["0".to_string(), "0".to_string()];
             args.extend(gone.iter().cloned());
-            self.run_settle(period_key, args)?;
+            // Dropping holds twice is harmless: no number to check.
+            self.run_settle(period_key, "", 0, args)?;
         }
         Ok(gone.len())
     }
 
-    fn run_settle(&self, period_key: &str, args: Vec<String>) -> Result<(), StoreError> {
+    /// Runs SETTLE as batch `n` of book `name` ("": unchecked); with
+    /// `wait_replicas`, done only once the replicas have it.
+    fn run_settle(
+        &self,
+        period_key: &str,
+        name: &str,
+        n: u64,
+        args: Vec<String>,
+    ) -> Result<(), StoreError> {
         let spend = self.spend_key(period_key);
-        let _: i64 = self.store.eval(&SETTLE, &self.keys(&spend), args)?;
+        let [a, b, c, d, e] = self.keys(&spend);
+        let _: i64 = self.store.eval_durable(
+            &SETTLE,
+            &[a, b, c, d, e, SETTLED, SETTLED_AT],
+            (name, n, args),
+        )?;
         Ok(())
     }
 
-    /// The keys both scripts take, in their order.
+    /// The keys RESERVE takes, in their order (SETTLE takes one more).
     fn keys<'a>(&self, spend_key: &'a str) -> [&'a str; 5] {
         [spend_key, HOLDS, HOLD_USD, HOLD_MODEL, HOLD_OWNER]
     }
@@ -421,7 +517,12 @@ impl RedisBook {
     /// the last one seen and why Redis could not be read.
     fn snapshot(&self, period_key: &str, now_ms: u64) -> (Book, Option<String>) {
         let mut local = lock(&self.local);
-        let read = self.store.with_conn(|c| {
+        let read = self.store.pipeline::<(
+            BTreeMap<String, f64>,
+            Vec<(String, u64)>,
+            BTreeMap<String, f64>,
+            BTreeMap<String, String>,
+        )>(
             ::redis::pipe()
                 .cmd("HGETALL")
                 .arg(self.store.key(&self.spend_key(period_key)))
@@ -433,14 +534,8 @@ impl RedisBook {
                 .cmd("HGETALL")
                 .arg(self.store.key(HOLD_USD))
                 .cmd("HGETALL")
-                .arg(self.store.key(HOLD_MODEL))
-                .query::<(
-                    BTreeMap<String, f64>,
-                    Vec<(String, u64)>,
-                    BTreeMap<String, f64>,
-                    BTreeMap<String, String>,
-                )>(c)
-        });
+                .arg(self.store.key(HOLD_MODEL)),
+        );
         let mut book = match read {
             Ok((spend, holds, usd, model)) => {
                 let mut b = Book {
@@ -478,6 +573,10 @@ impl RedisBook {
             }
         };
         local.pending.apply_to(&mut book);
+        // Perhaps in Redis already: counted again, the safe side.
+        if let Some((_, batch)) = &local.unconfirmed {
+            batch.apply_to(&mut book);
+        }
         for (id, h) in &local.local_holds {
             book.holds.insert(id.clone(), h.clone());
         }

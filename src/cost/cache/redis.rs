@@ -126,15 +126,14 @@ impl RedisCache {
         if doc.len() as u64 > self.max_entry_bytes {
             return Ok(false);
         }
-        let k = self.store.key(&redis_key(key));
-        self.store.with_conn(|c| {
-            ::redis::cmd("SET")
-                .arg(&k)
-                .arg(doc.as_bytes())
-                .arg("PX")
-                .arg(self.ttl_ms)
-                .query::<()>(c)
-        })?;
+        let mut set = ::redis::cmd("SET");
+        set.arg(self.store.key(&redis_key(key)))
+            .arg(doc.as_bytes())
+            .arg("PX")
+            .arg(self.ttl_ms);
+        // Rides with the call's budget commit (one round trip for both), or
+        // goes at the end of the call: see `Spend::after`.
+        self.store.defer(set)?;
         Ok(true)
     }
 }

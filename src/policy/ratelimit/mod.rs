@@ -120,7 +120,13 @@ trait Buckets: Send + Sync + fmt::Debug {
     ) -> Result<Booking, Self::Error>;
 
     /// Adds each delta (µs) to its bucket: token corrections after a call.
+    /// May be deferred until [`Buckets::flush`].
     fn shift(&self, deltas: &[(String, f64)]) -> Result<(), Self::Error>;
+
+    /// Sends what `shift` deferred.
+    fn flush(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 
     /// Blocks each key for its duration (the gateway said 0 remaining).
     fn block(&self, blocks: &[(String, Duration)]) -> Result<(), Self::Error>;
@@ -292,6 +298,17 @@ impl RateLimiter {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
         let Ok(()) = self.local.shift(&deltas);
+    }
+
+    /// Sends the corrections [`RateLimiter::correct`] left to ride with the
+    /// next Redis write; a call that has no other write after it (no cost
+    /// control) calls this at its end.
+    pub fn flush(&self) {
+        if let Some(shared) = &self.shared {
+            if shared.flush().is_err() {
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Reads the gateway's `x-ratelimit-*` headers from an answer for

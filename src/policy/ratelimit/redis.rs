@@ -1,7 +1,8 @@
 //! Rate-limit buckets in Redis (see `crate::policy::ratelimit`): every key
-//! is `<prefix>rl:<bucket>`, the value a GCRA "theoretical arrival time" in
+//! is `<prefix>{rl}:<bucket>` (`{rl}` a cluster hash tag, so the keys of a
+//! booking share a slot), the value a GCRA "theoretical arrival time" in
 //! µs on Redis's clock (`TIME`, so machines need not agree on the time),
-//! expiring once it is in the past. Gateway blocks are `<prefix>rl:block:
+//! expiring once it is in the past. Gateway blocks are `<prefix>{rl}:block:
 //! {req,tok}:<model>` keys whose TTL is the time left until the reset.
 
 use std::sync::LazyLock;
@@ -47,10 +48,9 @@ return {1, math.floor(wait)}
     )
 });
 
-/// KEYS: buckets; ARGV: µs to add to each (negative gives back).
-static SHIFT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+/// KEYS: buckets; ARGV: µs to add to each (negative gives back). Sent
+/// deferred, as source (see `RedisStore::defer_eval`).
+const SHIFT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 for i = 1, #KEYS do
@@ -63,9 +63,7 @@ for i = 1, #KEYS do
   end
 end
 return 1
-"#,
-    )
-});
+"#;
 
 /// KEYS: block keys; ARGV: ms until each reset. Only ever lengthens.
 static BLOCK: LazyLock<Script> = LazyLock::new(|| {
@@ -80,8 +78,11 @@ return 1
     )
 });
 
+/// Every bucket and block key carries the `{rl}` hash tag: one booking
+/// takes several of them in one script, which a cluster runs only when they
+/// share a slot.
 fn rl(key: &str) -> String {
-    format!("rl:{key}")
+    format!("{{rl}}:{key}")
 }
 
 /// The buckets in Redis, shared by every process with the same prefix.
@@ -130,7 +131,13 @@ impl Buckets for RedisBuckets {
         let keys: Vec<String> = deltas.iter().map(|(k, _)| rl(k)).collect();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let args: Vec<String> = deltas.iter().map(|(_, d)| format!("{d:.0}")).collect();
-        self.store.eval::<i64>(&SHIFT, &keys, args).map(|_| ())
+        // No reply is needed: it rides with the call's budget commit, or
+        // goes at the end of the call (`flush`).
+        self.store.defer_eval(SHIFT, &keys, args)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush_deferred()
     }
 
     fn block(&self, blocks: &[(String, Duration)]) -> Result<(), StoreError> {
