@@ -105,20 +105,9 @@ impl Client {
             // sending it again duplicates nothing.
             let resend = resend && call.facts.stream;
             if resend && used.retries < inner.retry.policy.max_retries {
-                let wait = inner.retry.policy.backoff(used.retries, jitter());
-                in_scope(Level::Warn, || {
-                    format!(
-                        "retry {}/{}: {} (before the first delta), waiting {} ms",
-                        used.retries + 1,
-                        inner.retry.policy.max_retries,
-                        error.message,
-                        wait.as_millis()
-                    )
-                });
-                return Step::Backoff {
-                    wait,
-                    cancelled: Done::answer(Some(cancelled_error()), status, headers, body),
-                };
+                let why = format!("{} (before the first delta)", error.message);
+                let cancelled = Done::answer(Some(cancelled_error()), status, headers, body);
+                return self.backoff(used, &why, cancelled);
             }
             let mut done = Done::answer(Some(error), status, headers, body);
             done.resend = resend;
@@ -211,22 +200,25 @@ impl Client {
             && !matches!(raw, Some(ureq::Error::ConnectProxyFailed(_))))
             || matches!(raw, Some(ureq::Error::Timeout(ureq::Timeout::Connect)));
         if retryable && used.retries < inner.retry.policy.max_retries {
-            let wait = inner.retry.policy.backoff(used.retries, jitter());
-            in_scope(Level::Warn, || {
-                format!(
-                    "retry {}/{}: {}, waiting {} ms",
-                    used.retries + 1,
-                    inner.retry.policy.max_retries,
-                    e.message,
-                    wait.as_millis()
-                )
-            });
-            return Step::Backoff {
-                wait,
-                cancelled: Done::failed(cancelled_error()),
-            };
+            return self.backoff(used, &e.message, Done::failed(cancelled_error()));
         }
         Step::Return(Done::failed(e))
+    }
+
+    /// Backs off before the next attempt (logged with `why`); `cancelled`
+    /// is the result if a cancel ends the wait.
+    fn backoff(&self, used: &Budget, why: &str, cancelled: Done) -> Step {
+        let policy = &self.inner.retry.policy;
+        let wait = policy.backoff(used.retries, jitter());
+        in_scope(Level::Warn, || {
+            format!(
+                "retry {}/{}: {why}, waiting {} ms",
+                used.retries + 1,
+                policy.max_retries,
+                wait.as_millis()
+            )
+        });
+        Step::Backoff { wait, cancelled }
     }
 
     /// Asks the key provider for a fresh key; true when it gave a new one.

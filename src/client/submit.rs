@@ -150,11 +150,7 @@ impl Client {
         on_event: EventFn,
         done: DoneFn,
     ) -> Result<CallHandle, Error> {
-        parse_object(request_json, "request_json")?;
-        let text = request_json.to_string();
-        let sink = Sink::Events(on_event);
-        let api = Api::Chat;
-        self.submit(Work::Stream { api, text, sink }, done)
+        self.stream_async(Api::Chat, request_json, on_event, done)
     }
 
     /// `responses` without blocking; as [`Client::chat_async`].
@@ -176,10 +172,7 @@ impl Client {
         on_event: EventFn,
         done: DoneFn,
     ) -> Result<CallHandle, Error> {
-        parse_object(request_json, "request_json")?;
-        let text = request_json.to_string();
-        let sink = Sink::Events(on_event);
-        self.submit(Work::Stream { api, text, sink }, done)
+        self.submit_stream(api, request_json, Sink::Events(on_event), done)
     }
 
     /// [`Client::stream_async`] with typed deltas.
@@ -190,9 +183,18 @@ impl Client {
         on_delta: DeltaFn,
         done: DoneFn,
     ) -> Result<CallHandle, Error> {
+        self.submit_stream(api, request_json, Sink::Deltas(on_delta), done)
+    }
+
+    fn submit_stream(
+        &self,
+        api: Api,
+        request_json: &str,
+        sink: Sink,
+        done: DoneFn,
+    ) -> Result<CallHandle, Error> {
         parse_object(request_json, "request_json")?;
         let text = request_json.to_string();
-        let sink = Sink::Deltas(on_delta);
         self.submit(Work::Stream { api, text, sink }, done)
     }
 
