@@ -344,20 +344,23 @@ pub enum StreamItem {
     Error { message: String, raw: String },
 }
 
-/// Interprets one event of an OpenAI-style streaming chat completion.
-///
-/// * data `[DONE]` (surrounding whitespace ignored) → [`StreamItem::Done`];
-/// * `event: error` → [`StreamItem::Error`], with the message taken from the
-///   data's `error.message`, `error` (if a string) or `message` when the data
-///   is JSON, else the data text itself;
-/// * a JSON object with a non-null `error` member → [`StreamItem::Error`];
-/// * any other JSON object → [`StreamItem::Chunk`];
-/// * data that is not JSON, or JSON that is not an object → `Err` with a
-///   message naming the problem.
-pub fn interpret(ev: &SseEvent) -> Result<StreamItem, String> {
+/// What an event of any of the streaming APIs is, before its API reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `data: [DONE]`.
+    Done,
+    /// `event: error`, or a JSON object with a non-null `error` member.
+    Error { message: String },
+    /// Any other JSON object (parsed once, here).
+    Json(Value),
+}
+
+/// Parses one event's data, with the rules of [`interpret`] for `[DONE]`,
+/// errors and data that is not a JSON object.
+pub fn parse(ev: &SseEvent) -> Result<Event, String> {
     let data = ev.data.as_str();
     if data.trim() == "[DONE]" {
-        return Ok(StreamItem::Done);
+        return Ok(Event::Done);
     }
     let parsed = serde_json::from_str::<Value>(data);
     if ev.event.as_deref() == Some("error") {
@@ -372,10 +375,7 @@ pub fn interpret(ev: &SseEvent) -> Result<StreamItem, String> {
                     t.to_string()
                 }
             });
-        return Ok(StreamItem::Error {
-            message,
-            raw: data.to_string(),
-        });
+        return Ok(Event::Error { message });
     }
     let v = parsed.map_err(|e| {
         format!(
@@ -383,19 +383,42 @@ pub fn interpret(ev: &SseEvent) -> Result<StreamItem, String> {
             snippet(data)
         )
     })?;
-    let obj = v.as_object().ok_or_else(|| {
-        format!(
+    let Some(obj) = v.as_object() else {
+        return Err(format!(
             "stream chunk is not a JSON object (data: {:?})",
             snippet(data)
-        )
-    })?;
+        ));
+    };
     if obj.get("error").is_some_and(|e| !e.is_null()) {
         let message = error_message(&v).unwrap_or_else(|| "unknown stream error".to_string());
-        return Ok(StreamItem::Error {
-            message,
-            raw: data.to_string(),
-        });
+        return Ok(Event::Error { message });
     }
+    Ok(Event::Json(v))
+}
+
+/// Interprets one event of an OpenAI-style streaming chat completion.
+///
+/// * data `[DONE]` (surrounding whitespace ignored) → [`StreamItem::Done`];
+/// * `event: error` → [`StreamItem::Error`], with the message taken from the
+///   data's `error.message`, `error` (if a string) or `message` when the data
+///   is JSON, else the data text itself;
+/// * a JSON object with a non-null `error` member → [`StreamItem::Error`];
+/// * any other JSON object → [`StreamItem::Chunk`];
+/// * data that is not JSON, or JSON that is not an object → `Err` with a
+///   message naming the problem.
+pub fn interpret(ev: &SseEvent) -> Result<StreamItem, String> {
+    let v = match parse(ev)? {
+        Event::Done => return Ok(StreamItem::Done),
+        Event::Error { message } => {
+            return Ok(StreamItem::Error {
+                message,
+                raw: ev.data.clone(),
+            })
+        }
+        Event::Json(v) => v,
+    };
+    let obj = v.as_object().expect("parse gives objects only");
+    let data = ev.data.as_str();
     let choice = obj
         .get("choices")
         .and_then(Value::as_array)
@@ -422,7 +445,7 @@ pub fn interpret(ev: &SseEvent) -> Result<StreamItem, String> {
 }
 
 /// The human-readable message of an error payload, if one can be found.
-fn error_message(v: &Value) -> Option<String> {
+pub fn error_message(v: &Value) -> Option<String> {
     match v.get("error") {
         Some(Value::String(s)) => Some(s.clone()),
         Some(e @ Value::Object(o)) => Some(

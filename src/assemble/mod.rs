@@ -177,21 +177,10 @@ pub fn read_answer(api: Api, v: &Value) -> Assembled {
     a
 }
 
-/// The error message of an error payload (`error.message`, a string
-/// `error`, or `message`).
+/// The error message of an error payload ([`crate::sse::error_message`],
+/// else the payload itself).
 pub(crate) fn error_message(v: &Value) -> String {
-    match v.get("error") {
-        Some(Value::String(s)) => s.clone(),
-        Some(e @ Value::Object(o)) => o
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| e.to_string()),
-        _ => v
-            .get("message")
-            .and_then(Value::as_str)
-            .map_or_else(|| v.to_string(), str::to_string),
-    }
+    crate::sse::error_message(v).unwrap_or_else(|| v.to_string())
 }
 
 /// Checks that `arguments` is JSON; `None` when it is.

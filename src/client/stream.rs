@@ -70,7 +70,7 @@ use crate::error::{Code, Error};
 use crate::log::{in_scope, Level};
 use crate::net::error::from_ureq;
 use crate::response::{Completion, Response, StreamFacts};
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::{self, SseEvent, SseParser};
 
 /// Bytes read into one buffer per `read` call.
 const READ_BUF: usize = 16 * 1024;
@@ -485,38 +485,18 @@ fn handle(
 ) -> Option<Stop> {
     let data = ev.data.as_str();
     let name = ev.event.as_deref();
-    if data.trim() == "[DONE]" {
-        st.ended = true;
-        return Some(Stop::Done);
-    }
     if name == Some("ping") {
         return None;
     }
-    let v = match serde_json::from_str::<Value>(data) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
-            return Some(Stop::Fail(Error::new(
-                Code::Protocol,
-                format!(
-                    "stream chunk is not a JSON object (data: {:?})",
-                    snippet(data)
-                ),
-            )))
+    let v = match sse::parse(ev) {
+        Err(msg) => return Some(Stop::Fail(Error::new(Code::Protocol, msg))),
+        Ok(sse::Event::Done) => {
+            st.ended = true;
+            return Some(Stop::Done);
         }
-        Err(_) if name == Some("error") => Value::String(data.trim().to_string()),
-        Err(e) => {
-            return Some(Stop::Fail(Error::new(
-                Code::Protocol,
-                format!(
-                    "invalid JSON in stream chunk: {e} (data: {:?})",
-                    snippet(data)
-                ),
-            )))
-        }
+        Ok(sse::Event::Error { message }) => return Some(fail_mid_stream(st, data, &message)),
+        Ok(sse::Event::Json(v)) => v,
     };
-    if name == Some("error") && st.api == Api::Chat {
-        return Some(fail_mid_stream(st, data, &error_text(&v)));
-    }
     let mut stopped = false;
     let mut first = None;
     let mut any_delta = false;
@@ -569,14 +549,6 @@ fn fail_mid_stream(st: &mut State, raw: &str, message: &str) -> Stop {
     ))
 }
 
-fn error_text(v: &Value) -> String {
-    match v {
-        Value::String(s) if s.is_empty() => "stream error event without details".to_string(),
-        Value::String(s) => s.clone(),
-        v => assemble::error_message(v),
-    }
-}
-
 /// The text an event carries for an events callback.
 fn event_text(api: Api, v: &Value) -> &str {
     match api {
@@ -588,14 +560,6 @@ fn event_text(api: Api, v: &Value) -> &str {
             v["delta"]["text"].as_str().unwrap_or("")
         }
         _ => "",
-    }
-}
-
-/// At most 200 characters of `s`, for error messages.
-fn snippet(s: &str) -> &str {
-    match s.char_indices().nth(200) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 
