@@ -3,16 +3,15 @@
 
 use std::ffi::{c_char, c_void};
 
-use super::async_call::{llmpool_call, llmpool_done_cb, submit};
-use super::call::{client_ref, json_call, run_call};
+use super::async_call::{llmpool_call, llmpool_done_cb, stream_call_async, submit};
+use super::call::json_call;
 use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::llmpool_response;
-use super::stream::{c_stream_fn, llmpool_stream_cb};
-use super::util::{str_arg, UserData};
+use super::stream::{llmpool_stream_cb, stream_call};
+use super::util::str_arg;
 use crate::assemble::Api;
 use crate::client::Client;
-use crate::error::Error;
 
 /// `POST {base_url}/responses` (OpenAI's Responses API) with `request_json`,
 /// through retries, failover, routing, the budget, rate limits, the cache
@@ -83,8 +82,9 @@ pub unsafe extern "C" fn llmpool_responses_stream(
 ) -> llmpool_code {
     // SAFETY: all pointers per the documented contract.
     unsafe {
-        stream(
+        stream_call(
             Api::Responses,
+            "on_event",
             client,
             request_json,
             on_event,
@@ -113,7 +113,17 @@ pub unsafe extern "C" fn llmpool_messages_stream(
     out: *mut *mut llmpool_response,
 ) -> llmpool_code {
     // SAFETY: all pointers per the documented contract.
-    unsafe { stream(Api::Messages, client, request_json, on_event, userdata, out) }
+    unsafe {
+        stream_call(
+            Api::Messages,
+            "on_event",
+            client,
+            request_json,
+            on_event,
+            userdata,
+            out,
+        )
+    }
 }
 
 /// `llmpool_responses` without blocking; otherwise exactly like
@@ -174,7 +184,7 @@ pub unsafe extern "C" fn llmpool_responses_stream_async(
 ) -> llmpool_code {
     // SAFETY: all pointers per the documented contract.
     unsafe {
-        stream_async(
+        stream_call_async(
             Api::Responses,
             client,
             request_json,
@@ -202,7 +212,7 @@ pub unsafe extern "C" fn llmpool_messages_stream_async(
 ) -> llmpool_code {
     // SAFETY: all pointers per the documented contract.
     unsafe {
-        stream_async(
+        stream_call_async(
             Api::Messages,
             client,
             request_json,
@@ -211,59 +221,5 @@ pub unsafe extern "C" fn llmpool_messages_stream_async(
             userdata,
             call,
         )
-    }
-}
-
-/// A blocking stream of `api` with an events callback.
-///
-/// # Safety
-/// As for `llmpool_chat_stream`.
-unsafe fn stream(
-    api: Api,
-    client: *mut llmpool_client,
-    request_json: *const c_char,
-    on_event: llmpool_stream_cb,
-    userdata: *mut c_void,
-    out: *mut *mut llmpool_response,
-) -> llmpool_code {
-    // SAFETY: all pointers per the documented contract.
-    unsafe {
-        run_call(out, || {
-            let c = client_ref(client)?;
-            let req = str_arg(request_json, "request_json")?;
-            let cb = on_event.ok_or_else(|| Error::invalid("on_event: is NULL"))?;
-            // SAFETY: the caller vouches for `cb` and `userdata` on this
-            // thread, the only one a blocking stream calls back on.
-            #[allow(unused_unsafe)]
-            let mut f = unsafe { c_stream_fn(cb, UserData(userdata)) };
-            Ok(c.client.stream_events(api, req, &mut f))
-        })
-    }
-}
-
-/// An async stream of `api` with an events callback.
-///
-/// # Safety
-/// As for `llmpool_chat_stream_async`.
-unsafe fn stream_async(
-    api: Api,
-    client: *mut llmpool_client,
-    request_json: *const c_char,
-    on_event: llmpool_stream_cb,
-    done: llmpool_done_cb,
-    userdata: *mut c_void,
-    call: *mut *mut llmpool_call,
-) -> llmpool_code {
-    // SAFETY: all pointers per the documented contract.
-    unsafe {
-        submit(client, done, userdata, call, |c, d| {
-            let req = str_arg(request_json, "request_json")?;
-            let cb = on_event.ok_or_else(|| Error::invalid("on_event: is NULL"))?;
-            // SAFETY: the caller vouches for `on_event` and `userdata` on
-            // library threads.
-            #[allow(unused_unsafe)]
-            let f = Box::new(unsafe { c_stream_fn(cb, UserData(userdata)) });
-            c.stream_async(api, req, f, d)
-        })
     }
 }

@@ -9,6 +9,7 @@ use super::code::llmpool_code;
 use super::response::llmpool_response;
 use super::stream::{c_stream_fn, llmpool_stream_cb};
 use super::util::{guard, opt_str_arg, raw_args, str_arg, UserData};
+use crate::assemble::Api;
 use crate::client::{Client, DoneFn};
 use crate::error::Error;
 use crate::exec::CallHandle;
@@ -262,6 +263,33 @@ pub unsafe extern "C" fn llmpool_chat_stream_async(
 ) -> llmpool_code {
     // SAFETY: all pointers per the documented contract.
     unsafe {
+        stream_call_async(
+            Api::Chat,
+            client,
+            request_json,
+            on_event,
+            done,
+            userdata,
+            call,
+        )
+    }
+}
+
+/// An async stream of `api` with an events callback.
+///
+/// # Safety
+/// As for `llmpool_chat_stream_async`.
+pub(crate) unsafe fn stream_call_async(
+    api: Api,
+    client: *mut llmpool_client,
+    request_json: *const c_char,
+    on_event: llmpool_stream_cb,
+    done: llmpool_done_cb,
+    userdata: *mut c_void,
+    call: *mut *mut llmpool_call,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
+    unsafe {
         submit(client, done, userdata, call, |c, d| {
             let req = str_arg(request_json, "request_json")?;
             let cb = on_event.ok_or_else(|| Error::invalid("on_event: is NULL"))?;
@@ -269,7 +297,7 @@ pub unsafe extern "C" fn llmpool_chat_stream_async(
             // library threads (the contract above).
             #[allow(unused_unsafe)]
             let on_event = Box::new(unsafe { c_stream_fn(cb, UserData(userdata)) });
-            c.chat_stream_async(req, on_event, d)
+            c.stream_async(api, req, on_event, d)
         })
     }
 }

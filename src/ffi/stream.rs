@@ -7,6 +7,7 @@ use super::client::llmpool_client;
 use super::code::llmpool_code;
 use super::response::llmpool_response;
 use super::util::{str_arg, UserData};
+use crate::assemble::Api;
 use crate::error::Error;
 
 /// Called by `llmpool_chat_stream` once per chunk event, in order, on the
@@ -92,16 +93,34 @@ pub unsafe extern "C" fn llmpool_chat_stream(
     out: *mut *mut llmpool_response,
 ) -> llmpool_code {
     // SAFETY: all pointers per the documented contract.
+    unsafe { stream_call(Api::Chat, "cb", client, request_json, cb, userdata, out) }
+}
+
+/// A blocking stream of `api` with an events callback (`cb_name` names
+/// the callback argument in the error when it is NULL).
+///
+/// # Safety
+/// As for `llmpool_chat_stream`.
+pub(crate) unsafe fn stream_call(
+    api: Api,
+    cb_name: &str,
+    client: *mut llmpool_client,
+    request_json: *const c_char,
+    cb: llmpool_stream_cb,
+    userdata: *mut c_void,
+    out: *mut *mut llmpool_response,
+) -> llmpool_code {
+    // SAFETY: all pointers per the documented contract.
     unsafe {
         run_call(out, || {
             let c = client_ref(client)?;
             let req = str_arg(request_json, "request_json")?;
-            let cb = cb.ok_or_else(|| Error::invalid("cb: is NULL"))?;
+            let cb = cb.ok_or_else(|| Error::invalid(format!("{cb_name}: is NULL")))?;
             // SAFETY: the caller vouches for `cb` and `userdata` on this
             // thread, the only one a blocking stream calls back on.
             #[allow(unused_unsafe)]
-            let mut on_delta = unsafe { c_stream_fn(cb, UserData(userdata)) };
-            Ok(c.client.chat_stream(req, &mut on_delta))
+            let mut f = unsafe { c_stream_fn(cb, UserData(userdata)) };
+            Ok(c.client.stream_events(api, req, &mut f))
         })
     }
 }
