@@ -140,9 +140,23 @@ impl Logger {
         // Cloned out so the callback may set another callback without deadlock.
         let sink = crate::sync::read(&self.sink).clone();
         if let Some(sink) = sink {
-            sink(level, &line);
+            let run = || sink(level, &line);
+            match FOREIGN.get() {
+                Some(on_thread_stack) => on_thread_stack(&run),
+                None => run(),
+            }
         }
     }
+}
+
+/// How the caller's log callback is run: set by the executor so that on an
+/// async call's fiber it runs on the thread's own stack (see
+/// `exec::fiber::on_thread_stack`; this layer is below the executor).
+static FOREIGN: std::sync::OnceLock<fn(&(dyn Fn() + Sync))> = std::sync::OnceLock::new();
+
+/// Sets how log callbacks run (once; later calls are ignored).
+pub fn set_callback_runner(run: fn(&(dyn Fn() + Sync))) {
+    let _ = FOREIGN.set(run);
 }
 
 fn stderr_sink(level: Level, line: &str) {
@@ -272,6 +286,25 @@ impl Drop for Scope {
         let prev = self.0.take();
         SCOPE.with(|s| *s.borrow_mut() = prev);
     }
+}
+
+/// The logging context of a call whose fiber is suspended (see
+/// `exec::fiber`): taken off the thread with [`take_scope`], put back on
+/// the resuming thread with [`put_scope`].
+pub struct Carried(Option<(Arc<Logger>, u64)>);
+
+/// Takes this thread's logging context, leaving none.
+pub fn take_scope() -> Option<Carried> {
+    SCOPE
+        .try_with(|s| s.borrow_mut().take())
+        .ok()
+        .flatten()
+        .map(|v| Carried(Some(v)))
+}
+
+/// Makes `c` this thread's logging context again (none for `None`).
+pub fn put_scope(c: Option<Carried>) {
+    let _ = SCOPE.try_with(|s| *s.borrow_mut() = c.and_then(|c| c.0));
 }
 
 /// A future that runs `fut` with `logger` and `call` as its thread's

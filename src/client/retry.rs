@@ -227,7 +227,8 @@ impl Client {
         let Some(provider) = provider else {
             return false;
         };
-        match provider() {
+        // The caller's code: on the thread's stack, not a fiber's.
+        match crate::exec::fiber::on_thread_stack(|| provider()) {
             // A key that cannot be sent counts as no new key.
             Some(k) if !k.is_empty() && self.set_api_key(Some(&k)).is_ok() => {
                 self.inner.metrics.key_refreshed();

@@ -19,7 +19,8 @@ use super::{parse_object, raw_call, request_call, Client};
 use crate::assemble::{Api, Delta};
 use crate::error::{panic_message, Code, Error};
 use crate::exec::{
-    pool, token, BoxFuture, CallHandle, CallToken, CatchPanic, Config, Executor, Gate, Start, Task,
+    fiber, pool, token, BoxFuture, CallHandle, CallToken, CatchPanic, Config, Executor, Gate,
+    Start, Task,
 };
 use crate::options::Options;
 use crate::policy::limiter::Limiter;
@@ -229,7 +230,8 @@ impl Client {
                     Response::failed(Error::new(Code::Panic, panic_message(&*p)), submitted)
                 });
                 r.info.call_id = Some(id);
-                done(r);
+                // The caller's code: on the thread's stack, not the fiber's.
+                fiber::on_thread_stack(move || done(r));
             })
         });
         self.inner.calls.exec.submit(token, task).map_err(|_| {
@@ -266,8 +268,14 @@ impl Client {
             Work::Json { path, text, v } => self.json_call_fut(path, &text, v).await,
             Work::Request(call) => self.execute_fut(call).await,
             Work::Stream { api, text, sink } => match sink {
-                Sink::Events(mut f) => self.stream_events_fut(api, &text, &mut *f).await,
-                Sink::Deltas(mut f) => self.stream_deltas_fut(api, &text, &mut *f).await,
+                Sink::Events(mut f) => {
+                    let mut on_thread = |d: &str, e: &str| fiber::on_thread_stack(|| f(d, e));
+                    self.stream_events_fut(api, &text, &mut on_thread).await
+                }
+                Sink::Deltas(mut f) => {
+                    let mut on_thread = |d: &Delta| fiber::on_thread_stack(|| f(d));
+                    self.stream_deltas_fut(api, &text, &mut on_thread).await
+                }
             },
             Work::Warm(n) => {
                 let started = Instant::now();

@@ -50,12 +50,14 @@ fn run_here<F: Future>(
     let mut fut = pin!(fut);
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
-    loop {
+    // Waits inside `fut` block this thread, also when it is a fiber's:
+    // parking here suspends nothing else.
+    super::fiber::outside(|| loop {
         if let Poll::Ready(v) = around(&mut || fut.as_mut().poll(&mut cx)) {
             return v;
         }
         std::thread::park();
-    }
+    })
 }
 
 /// A future that turns a panic in `poll` into `Err(payload)`.

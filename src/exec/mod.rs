@@ -19,8 +19,10 @@
 //! The glue to the client (what a call runs) is `client::submit`.
 
 pub mod block;
+pub mod fiber;
 pub mod pool;
 pub mod queue;
+pub mod reactor;
 pub mod timer;
 pub mod token;
 

@@ -23,6 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use super::fiber::Fiber;
 use super::timer;
 use super::token::{with_call, CallToken};
 
@@ -113,9 +114,17 @@ struct Running {
     permitted: bool,
     /// Runs with that slot (tells the call not to wait for one itself).
     runs_permitted: bool,
-    fut: Mutex<Option<BoxFuture>>,
+    body: Mutex<Option<Body>>,
     state: AtomicU8,
     exec: Weak<Shared>,
+}
+
+/// What a started call runs: its future on a fiber of its own (network
+/// waits suspend it, holding no thread), or, when no fiber stack could be
+/// had, polled on the thread (its network I/O then blocks the thread).
+enum Body {
+    Fiber(Fiber),
+    Plain(BoxFuture),
 }
 
 /// `Running::state`: parked, waiting for a wake.
@@ -533,11 +542,15 @@ fn run(sh: &Arc<Shared>, e: Entry) -> Option<(u64, bool)> {
             // A panic in `task` itself must not take the thread's
             // bookkeeping with it (the futures catch their own).
             let fut = catch_unwind(AssertUnwindSafe(|| task(start))).ok();
+            let body = fut.map(|f| match Fiber::new(f) {
+                Ok(fiber) => Body::Fiber(fiber),
+                Err(f) => Body::Plain(f),
+            });
             Arc::new(Running {
                 token,
                 permitted,
                 runs_permitted: permitted && start == Start::Run,
-                fut: Mutex::new(fut),
+                body: Mutex::new(body),
                 state: AtomicU8::new(POLLING),
                 exec: Arc::downgrade(sh),
             })
@@ -551,10 +564,18 @@ fn run(sh: &Arc<Shared>, e: Entry) -> Option<(u64, bool)> {
     let mut cx = Context::from_waker(&waker);
     let id = cell.token.id();
     loop {
-        let mut slot = crate::sync::lock(&cell.fut);
+        let mut slot = crate::sync::lock(&cell.body);
         let ready = match slot.as_mut() {
             None => true,
-            Some(fut) => {
+            Some(Body::Fiber(fiber)) => {
+                let resumed = catch_unwind(AssertUnwindSafe(|| {
+                    with_call(cell.token.clone(), cell.runs_permitted, || {
+                        fiber.resume(&waker)
+                    })
+                }));
+                !matches!(resumed, Ok(false))
+            }
+            Some(Body::Plain(fut)) => {
                 let polled = catch_unwind(AssertUnwindSafe(|| {
                     with_call(cell.token.clone(), cell.runs_permitted, || {
                         fut.as_mut().poll(&mut cx)

@@ -10,9 +10,12 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::sys;
+use crate::exec::fiber;
+use crate::exec::reactor::Registration;
 use crate::exec::token::CallToken;
 
 /// How long a wait lasts before the token is looked at again: a cancel
@@ -39,6 +42,13 @@ pub fn connect(
     let deadline = timeout.map(|t| Instant::now() + t);
     let stream = sys::nonblocking_socket(addr)?;
     if !sys::start_connect(&stream, addr)? {
+        // On a fiber the wait suspends it (the reactor wakes it when the
+        // connect ends); dropped before the connection registers itself.
+        let reg = if fiber::on_fiber() {
+            Registration::new(stream.as_raw_fd())
+        } else {
+            None
+        };
         loop {
             if token.is_cancelled() {
                 return Err(cancelled());
@@ -56,8 +66,19 @@ pub fn connect(
                 }
                 None => SLICE,
             };
-            if sys::wait_writable(&stream, slice)? {
-                break;
+            match &reg {
+                Some(reg) => {
+                    let seen = reg.generation();
+                    if sys::is_writable(&stream)? {
+                        break;
+                    }
+                    reg.wait(seen, Some(Instant::now() + slice));
+                }
+                None => {
+                    if sys::wait_writable(&stream, slice)? {
+                        break;
+                    }
+                }
             }
         }
         if let Some(e) = stream.take_error()? {

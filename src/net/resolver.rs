@@ -189,10 +189,16 @@ fn wait_unless_cancelled<T: Send + 'static>(
     let deadline = limit.map(|l| Instant::now() + l);
     // One slot: the helper's send never blocks, waited for or not.
     let (tx, rx) = mpsc::sync_channel(1);
+    // On a fiber the wait suspends it, and the helper wakes it when done.
+    let fiber_waker = crate::exec::fiber::current();
+    let on_fiber = fiber_waker.is_some();
     let spawned = std::thread::Builder::new()
         .name("llmpool-dns".into())
         .spawn(move || {
             let _ = tx.send(work());
+            if let Some(w) = fiber_waker {
+                w.wake();
+            }
         });
     if let Err(e) = spawned {
         return Waited::NoThread(e);
@@ -208,7 +214,19 @@ fn wait_unless_cancelled<T: Send + 'static>(
             }
             None => SLICE,
         };
-        match rx.recv_timeout(slice) {
+        let got = if on_fiber {
+            match rx.try_recv() {
+                Err(mpsc::TryRecvError::Empty) => {
+                    crate::exec::fiber::wait(Some(Instant::now() + slice));
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                }
+                Err(mpsc::TryRecvError::Disconnected) => Err(mpsc::RecvTimeoutError::Disconnected),
+                Ok(v) => Ok(v),
+            }
+        } else {
+            rx.recv_timeout(slice)
+        };
+        match got {
             Ok(v) => return Waited::Done(v),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             // The helper panicked: report it as a failed lookup.

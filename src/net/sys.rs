@@ -101,13 +101,22 @@ pub fn start_connect(stream: &TcpStream, addr: &SocketAddr) -> io::Result<bool> 
 /// Waits up to `d` for a connecting socket to become writable, which it
 /// does when the connect has finished, either way (see `take_error`).
 pub fn wait_writable(stream: &TcpStream, d: Duration) -> io::Result<bool> {
+    // Rounded up, so a short wait never turns into a busy loop.
+    let ms = d.as_micros().div_ceil(1000).clamp(1, i32::MAX as u128) as libc::c_int;
+    poll_writable(stream, ms)
+}
+
+/// Whether a connecting socket is writable right now (see [`wait_writable`]).
+pub fn is_writable(stream: &TcpStream) -> io::Result<bool> {
+    poll_writable(stream, 0)
+}
+
+fn poll_writable(stream: &TcpStream, ms: libc::c_int) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
         fd: stream.as_raw_fd(),
         events: libc::POLLOUT,
         revents: 0,
     };
-    // Rounded up, so a short wait never turns into a busy loop.
-    let ms = d.as_micros().div_ceil(1000).clamp(1, i32::MAX as u128) as libc::c_int;
     // SAFETY: one valid, live `pollfd`, and a count of 1 to match.
     let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
     if rc < 0 {
@@ -118,6 +127,42 @@ pub fn wait_writable(stream: &TcpStream, d: Duration) -> io::Result<bool> {
         };
     }
     Ok(rc > 0)
+}
+
+/// One `recv` that never blocks, whatever the socket's mode: the socket is
+/// shared with blocking calls (the pool), so its mode is not changed.
+/// `ErrorKind::WouldBlock` when nothing waits.
+pub fn recv_nowait(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` writable bytes; the fd is live.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// One `send` that never blocks (nor raises SIGPIPE), as [`recv_nowait`].
+pub fn send_nowait(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` readable bytes; the fd is live.
+    let n = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// Turns on TCP keep-alive: the first probe after `idle`, then every `idle / 3`

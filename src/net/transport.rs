@@ -21,6 +21,8 @@ use ureq::unversioned::transport::{
 use ureq::Timeout;
 
 use super::buffers::ConnBuffers;
+use crate::exec::fiber;
+use crate::exec::reactor::{Registration, Waited};
 
 /// Process-wide counters for one client's sockets.
 #[derive(Debug, Default)]
@@ -92,8 +94,35 @@ thread_local! {
         const { Cell::new((0, SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)), None)) };
 }
 
+/// This module's per-call thread-locals, as a suspended fiber carries them.
+type Carried = (AttemptIo, u64, (u64, SocketAddr, Option<&'static str>));
+
+fn carry_take() -> Box<dyn std::any::Any> {
+    let c: Carried = (
+        ATTEMPT.with(|a| a.take()),
+        SEQ.with(|s| s.take()),
+        CONN_INFO.with(|c| c.get()),
+    );
+    Box::new(c)
+}
+
+fn carry_put(v: Box<dyn std::any::Any>) {
+    if let Ok(c) = v.downcast::<Carried>() {
+        ATTEMPT.with(|a| a.set(c.0));
+        SEQ.with(|s| s.set(c.1));
+        CONN_INFO.with(|i| i.set(c.2));
+    }
+}
+
 /// Starts a new attempt on this thread and forgets the previous one.
 pub fn begin_attempt() {
+    static CARRY: std::sync::Once = std::sync::Once::new();
+    CARRY.call_once(|| {
+        fiber::carry::register(fiber::carry::Hook {
+            take: carry_take,
+            put: carry_put,
+        })
+    });
     ATTEMPT.with(|a| {
         a.set(AttemptIo {
             started: Some(Instant::now()),
@@ -215,6 +244,7 @@ impl<In: Transport> Connector<In> for PoolConnector {
             a.in_setup = true;
         });
         Ok(Some(Either::B(CountedTcp {
+            reg: None,
             stream,
             buffers: ConnBuffers::new(self.stats.buffer_bytes.clone()),
             stats: self.stats.clone(),
@@ -315,6 +345,10 @@ fn tls_version_of(b: &[u8]) -> Option<&'static str> {
 
 /// A TCP socket that counts itself in [`ConnStats`] while it lives.
 pub struct CountedTcp {
+    /// The socket's place in the reactor, made the first time an async
+    /// call waits on it; declared first so it is dropped before the socket
+    /// closes.
+    reg: Option<Registration>,
     stream: Arc<TcpStream>,
     /// Input, and output not yet written (see `transmit_output`).
     buffers: ConnBuffers,
@@ -379,15 +413,24 @@ impl CountedTcp {
         }
         let timeout = timeout.for_write();
         let deadline = Deadline::new(remaining(timeout)?);
+        let on_fiber = self.fiber_ready();
         let mut output = self.buffers.pending();
         while !output.is_empty() {
-            arm(
-                &self.stream,
-                deadline.left(),
-                &mut self.write_timeout,
-                TcpStream::set_write_timeout,
-            )?;
-            match (&*self.stream).write(output) {
+            let written = match &self.reg {
+                Some(reg) if on_fiber => on_reactor(reg, &deadline, || {
+                    super::sys::send_nowait(&self.stream, output)
+                }),
+                _ => {
+                    arm(
+                        &self.stream,
+                        deadline.left(),
+                        &mut self.write_timeout,
+                        TcpStream::set_write_timeout,
+                    )?;
+                    (&*self.stream).write(output)
+                }
+            };
+            match written {
                 Ok(0) => return Err(ureq::Error::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => output = &output[n..],
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -399,6 +442,19 @@ impl CountedTcp {
         Ok(())
     }
 
+    /// Whether this I/O runs on an async call's fiber with the socket
+    /// registered in the reactor (registering it the first time): then it
+    /// waits by suspending the fiber, not by blocking the thread.
+    fn fiber_ready(&mut self) -> bool {
+        if !fiber::on_fiber() {
+            return false;
+        }
+        if self.reg.is_none() {
+            self.reg = Registration::new(std::os::fd::AsRawFd::as_raw_fd(&*self.stream));
+        }
+        self.reg.is_some()
+    }
+
     fn note_use(&mut self) {
         let seq = current_seq();
         if self.opened_in != seq {
@@ -408,6 +464,26 @@ impl CountedTcp {
             // Lets llmpool_call_cancel interrupt I/O blocked on this socket.
             self.registered_in = seq;
             crate::exec::token::register_socket(&self.stream);
+        }
+    }
+}
+
+/// Runs the non-blocking `io` until it does not find the socket busy,
+/// suspending the fiber between tries until the reactor sees the socket
+/// ready or the deadline passes (then `ErrorKind::TimedOut`).
+fn on_reactor(
+    reg: &Registration,
+    deadline: &Deadline,
+    mut io: impl FnMut() -> io::Result<usize>,
+) -> io::Result<usize> {
+    loop {
+        let seen = reg.generation();
+        match io() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return r,
+        }
+        if reg.wait(seen, deadline.0) == Waited::TimedOut {
+            return Err(io::ErrorKind::TimedOut.into());
         }
     }
 }
@@ -504,16 +580,25 @@ impl Transport for CountedTcp {
         self.flush(timeout, true)?;
         let timeout = timeout.for_read();
         let deadline = Deadline::new(remaining(timeout)?);
+        let on_fiber = self.fiber_ready();
         let (n, offered) = loop {
-            arm(
-                &self.stream,
-                deadline.left(),
-                &mut self.read_timeout,
-                TcpStream::set_read_timeout,
-            )?;
+            if !on_fiber {
+                arm(
+                    &self.stream,
+                    deadline.left(),
+                    &mut self.read_timeout,
+                    TcpStream::set_read_timeout,
+                )?;
+            }
             let buf = self.buffers.read_buf();
             let offered = buf.len();
-            match (&*self.stream).read(buf) {
+            let got = match &self.reg {
+                Some(reg) if on_fiber => on_reactor(reg, &deadline, || {
+                    super::sys::recv_nowait(&self.stream, buf)
+                }),
+                _ => (&*self.stream).read(buf),
+            };
+            match got {
                 Ok(n) => break (n, offered),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The armed timeout may be shorter than what is left (see
