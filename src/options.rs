@@ -106,7 +106,7 @@ impl Default for Options {
             pool_max_age: None,
             max_concurrency: 0,
             queue_timeout: Duration::from_millis(30_000),
-            async_max_threads: 1024,
+            async_max_threads: 64,
             timeout: Duration::from_millis(60_000),
             connect_timeout: Duration::from_millis(10_000),
             response_header_timeout: None,

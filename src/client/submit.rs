@@ -55,7 +55,11 @@ impl Gate for Limiter {
 
 /// The executor of a new client; `max_concurrency` gates it.
 pub(super) fn executor(o: &Options, limiter: Option<&Arc<Limiter>>) -> Executor {
+    // About one thread per core runs whatever is ready; more start only
+    // while callbacks block them all (see `pool::STALL`).
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let cfg = Config {
+        threads: cores.clamp(2, 16).min(o.async_max_threads),
         max_threads: o.async_max_threads,
         stack_size: pool::STACK_SIZE,
         idle: IDLE_THREAD,

@@ -61,6 +61,12 @@ pub trait Gate: Send + Sync {
 /// Sizing of the pool.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Threads started for ready work (about one per core): a call waiting
+    /// for the network or a timer holds none.
+    pub threads: usize,
+    /// The most threads ever: beyond `threads`, one more starts when every
+    /// thread has been stuck for [`STALL`] (callbacks that block) while
+    /// calls wait to run.
     pub max_threads: usize,
     pub stack_size: usize,
     /// A thread without work for this long exits.
@@ -192,6 +198,10 @@ struct State {
     starting: usize,
     /// Threads releasing a gate slot: each takes the next ready call itself.
     returning: usize,
+    /// Entries taken from `ready` so far (a stalled pool takes none).
+    taken: u64,
+    /// A stall check is due (see [`STALL`]).
+    stall_check: bool,
     in_flight: usize,
     closed: bool,
 }
@@ -443,10 +453,55 @@ fn dispatch(sh: &Arc<Shared>, st: &mut State, from_submit: bool) {
         2
     };
     for _ in 0..spawns.min(want) {
-        if st.threads >= sh.cfg.max_threads || !spawn(sh, st) {
+        if st.threads >= sh.cfg.threads.min(sh.cfg.max_threads) || !spawn(sh, st) {
             break;
         }
         st.starting += 1;
+    }
+    if want > 0 && st.threads < sh.cfg.max_threads {
+        check_stall(sh, st);
+    }
+}
+
+/// How long ready calls may wait while no thread takes any (all of them
+/// inside callbacks that block) before one more thread starts.
+pub const STALL: Duration = Duration::from_millis(20);
+
+/// Has the timer look in [`STALL`] whether the pool took any ready call.
+fn check_stall(sh: &Arc<Shared>, st: &mut State) {
+    if st.stall_check {
+        return;
+    }
+    st.stall_check = true;
+    let w = StallCheck {
+        exec: Arc::downgrade(sh),
+        taken: st.taken,
+    };
+    timer::wake_at(Instant::now() + STALL, Waker::from(Arc::new(w)));
+}
+
+/// The timer's wake for a stall check.
+struct StallCheck {
+    exec: Weak<Shared>,
+    taken: u64,
+}
+
+impl Wake for StallCheck {
+    fn wake(self: Arc<Self>) {
+        let Some(sh) = self.exec.upgrade() else {
+            return;
+        };
+        let mut st = lock(&sh);
+        st.stall_check = false;
+        if st.ready.is_empty() || st.closed {
+            return;
+        }
+        if st.taken == self.taken && st.threads < sh.cfg.max_threads && spawn(&sh, &mut st) {
+            st.starting += 1;
+        }
+        if st.threads < sh.cfg.max_threads {
+            check_stall(&sh, &mut st);
+        }
     }
 }
 
@@ -471,6 +526,7 @@ fn worker(weak: Weak<Shared>) {
     let mut st = lock(&sh);
     loop {
         if let Some(e) = st.ready.pop_front() {
+            st.taken += 1;
             if first {
                 first = false;
                 st.starting -= 1;

@@ -91,6 +91,20 @@ impl CallToken {
         sockets.push(Arc::downgrade(s));
     }
 
+    /// Has a cancel wake `waker` (a fiber waiting for something a cancel
+    /// should end at once, such as a connect) until [`CallToken::unwatch`].
+    /// False when already cancelled (then nothing is stored).
+    pub fn watch(&self, waker: Waker) -> bool {
+        *crate::sync::lock(&self.waker) = Some(waker);
+        // `cancel` sets the flag before taking the waker (as in `Sleep`).
+        !self.is_cancelled()
+    }
+
+    /// Ends a [`CallToken::watch`].
+    pub fn unwatch(&self) {
+        *crate::sync::lock(&self.waker) = None;
+    }
+
     /// Forgets the sockets of the attempt that just ended.
     pub fn clear_sockets(&self) {
         crate::sync::lock(&self.sockets).clear();

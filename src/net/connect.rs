@@ -72,7 +72,12 @@ pub fn connect(
                     if sys::is_writable(&stream)? {
                         break;
                     }
-                    reg.wait(seen, Some(Instant::now() + slice));
+                    // No slices here: a cancel wakes the fiber itself.
+                    let Some(w) = fiber::current() else { break };
+                    if token.watch(w) {
+                        reg.wait(seen, deadline);
+                    }
+                    token.unwatch();
                 }
                 None => {
                     if sys::wait_writable(&stream, slice)? {

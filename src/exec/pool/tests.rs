@@ -4,6 +4,7 @@ use std::sync::mpsc;
 
 fn cfg(max_threads: usize) -> Config {
     Config {
+        threads: max_threads,
         max_threads,
         stack_size: STACK_SIZE,
         idle: Duration::from_millis(200),
