@@ -345,11 +345,13 @@ enum llmpool_code llmpool_messages_stream_async(struct llmpool_client *client,
 // (`llmpool_chat` with the same request says why); `LLMPOOL_CANCELLED`
 // when the client is being freed.
 //
-// Library threads are created on demand and exit after 10 s idle; at most
-// `async_max_threads` (option, default 1024) run calls at once, further
-// calls wait in a queue (they never fail for it). ureq does blocking I/O,
-// so each call doing network I/O holds one thread for that time (512 KiB
-// stack reserved, a few pages of it touched).
+// A call waiting for the network holds no thread: each async call runs
+// on a small stack of its own (256 KiB reserved, the pages it touches
+// used), suspended while its socket is not ready and resumed by
+// llmpool's reactor (one epoll thread). About one library thread per core
+// runs whatever is ready; more start, up to `async_max_threads` (option,
+// default 64), only while callbacks that block hold all of them for
+// 20 ms. Callbacks run on a library thread's own stack (512 KiB).
 //
 // # Safety
 // `client` is NULL or a live client; `request_json` is NULL or
@@ -882,6 +884,9 @@ uint16_t llmpool_response_status(const struct llmpool_response *r);
 // The raw response body, NUL-terminated; `*len` (if `len` is non-NULL)
 // receives its length without the NUL (the body itself may contain NULs).
 // Never NULL: "" when there is no body or `r` is NULL. Owned by `r`.
+// A successful stream's SSE bytes are kept only with the option
+// `keep_stream_body` (else ""; its text and completion are kept either
+// way); a stream's non-2xx answer always keeps its body.
 //
 // # Safety
 // `r` is NULL or a response from llmpool that has not been freed.

@@ -51,6 +51,8 @@ pub struct Options {
     pub response_header_timeout: Option<Duration>,
     pub body_timeout: Option<Duration>,
     pub stream_idle_timeout: Duration,
+    /// Keep a stream's raw SSE bytes in its response (`keep_stream_body`).
+    pub keep_stream_body: bool,
     /// A stream whose first delta has not come this long after its start
     /// (while the server sends keep-alives or empty events) is abandoned
     /// and sent again; `None`: no limit.
@@ -112,6 +114,7 @@ impl Default for Options {
             response_header_timeout: None,
             body_timeout: None,
             stream_idle_timeout: Duration::from_millis(60_000),
+            keep_stream_body: false,
             first_token_timeout: None,
             tcp_keepalive: Some(Duration::from_millis(30_000)),
             dns_cache_ttl: Duration::from_millis(60_000),
@@ -243,6 +246,7 @@ impl Options {
                 }
                 "body_timeout_ms" => o.body_timeout = Some(positive_ms(k, v)?),
                 "stream_idle_timeout_ms" => o.stream_idle_timeout = positive_ms(k, v)?,
+                "keep_stream_body" => o.keep_stream_body = boolean(k, v)?,
                 "first_token_timeout_ms" => {
                     let d = ms(k, v)?;
                     o.first_token_timeout = (!d.is_zero()).then_some(d);

@@ -69,7 +69,14 @@ fn deltas_arrive_in_order_and_info_has_the_stream_details() {
     assert!(i["cost_usd"].as_f64().unwrap() > 0.0, "{i}");
     assert_eq!(i["model"], "gpt-4.1");
     assert!(i["request_id"].as_str().unwrap().starts_with("req-"));
-    assert!(String::from_utf8_lossy(&r.body).contains("data: [DONE]"));
+    // The SSE bytes are not kept by default (a long stream would hold all
+    // of them)...
+    assert!(r.body.is_empty(), "{}", String::from_utf8_lossy(&r.body));
+    // ...unless asked for.
+    let kept = client(&s, json!({"keep_stream_body": true}));
+    let (rk, _) = stream(&kept, &request("one two three four", json!({})));
+    assert_eq!(rk.text, r.text);
+    assert!(String::from_utf8_lossy(&rk.body).contains("data: [DONE]"));
     // The request said stream and asked for usage.
     let sent = s.recorded().pop().unwrap();
     let body: Value = serde_json::from_str(&sent.body).unwrap();
@@ -313,7 +320,7 @@ fn cancel_from_another_thread_returns_a_blocked_stream_promptly() {
 #[test]
 fn comments_event_and_id_fields_and_crlf_parse_fine() {
     let s = TestServer::plain();
-    let c = client(&s, json!({}));
+    let c = client(&s, json!({"keep_stream_body": true}));
     let req = request("with comments", json!({"x_test_sse_comments": true}));
     let (r, seen) = stream(&c, &req);
     assert_eq!(r.code, Code::Ok, "{}", r.error);

@@ -17,11 +17,18 @@
 #   examples/c/bench.sh --url https://gateway.example/v1 --requests 50
 #   examples/c/bench.sh --memory [--idle 256] [--inflight 1000]
 #   examples/c/bench.sh --async [--calls 1000] [--delay-ms 1000]
+#   examples/c/bench.sh --streams 5000 [--tls]
 #
 # --async runs examples/c/asyncbench.c instead: N calls in flight submitted
 # from one thread, llmpool's async API vs libcurl multi, against the
 # loopback test server (llmpool-testserver, started and stopped by PID here)
 # answering every request after --delay-ms.
+#
+# --streams N runs examples/c/streambench.c instead: N chat streams in
+# flight at once, each 200 chunks that nginx trickles over about 4.5 s
+# (`limit_rate`), llmpool's async API against libcurl multi, each on one
+# thread in a child process of its own (CPU, threads, KiB per stream, wall
+# time). --tls streams over TLS 1.3 instead of plain HTTP.
 #
 # --memory runs examples/c/membench.c instead: KiB per idle pooled
 # connection and per call in flight, llmpool vs libcurl multi, with glibc's
@@ -46,7 +53,20 @@ cd "$ROOT"
 cargo build --release --lib --quiet
 BIN="$ROOT/target/release/bench-c"
 MEMORY=""
-for a in "$@"; do if [ "$a" = "--memory" ]; then MEMORY=1; fi; done
+STREAMS=""
+STREAMS_TLS=""
+prev=""
+for a in "$@"; do
+  if [ "$a" = "--memory" ]; then MEMORY=1; fi
+  if [ "$prev" = "--streams" ]; then STREAMS="$a"; fi
+  if [ "$a" = "--tls" ]; then STREAMS_TLS=1; fi
+  prev="$a"
+done
+if [ -n "$STREAMS" ]; then
+  SBIN="$ROOT/target/release/streambench-c"
+  cc -O2 -Wall -Wextra -std=c11 -o "$SBIN" examples/c/streambench.c -I include \
+    -L target/release -Wl,-rpath,"$ROOT/target/release" -lllmpool -lcurl -lpthread
+fi
 for a in "$@"; do
   if [ "$a" = "--async" ]; then
     args=()
@@ -130,6 +150,23 @@ USER_LINE=""
 
 [ -n "$EMB" ] && "$EBIN" --write "$DIR"
 
+# --streams: a chat stream of 200 chunks, as gateways send them.
+python3 - "$DIR/stream.sse" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    def ev(delta, finish=None):
+        c = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
+             "model": "bench", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        f.write("data: " + json.dumps(c, separators=(",", ":")) + "\n\n")
+    ev({"role": "assistant", "content": ""})
+    for i in range(198):
+        ev({"content": "tok%d " % i})
+    ev({}, "stop")
+    f.write("data: [DONE]\n\n")
+PY
+# About 4.5 s per stream.
+STREAM_RATE=$(( $(stat -c %s "$DIR/stream.sse") * 2 / 9 ))
+
 ACCESS_LOG="access_log off;"
 if [ -n "$GZIP" ]; then
   # An embeddings answer as gateways send it: 300 x 1536 floats, ~5 MB.
@@ -157,8 +194,8 @@ $USER_LINE
 worker_processes 2;
 pid $DIR/nginx.pid;
 error_log $DIR/error.log warn;
-worker_rlimit_nofile 16384;
-events { worker_connections 8192; }
+worker_rlimit_nofile 65536;
+events { worker_connections 16384; }
 http {
   $ACCESS_LOG
   client_body_temp_path $DIR/tmp/body;
@@ -169,8 +206,8 @@ http {
   keepalive_requests 1000000;
   keepalive_timeout 300s;
   server {
-    listen 127.0.0.1:$PORT;
-    listen 127.0.0.1:$TLS_PORT ssl;
+    listen 127.0.0.1:$PORT backlog=16384;
+    listen 127.0.0.1:$TLS_PORT ssl backlog=16384;
     ssl_certificate $DIR/leaf.pem;
     ssl_certificate_key $DIR/leaf.key;
     ssl_protocols TLSv1.3;
@@ -198,6 +235,15 @@ http {
       gzip_types application/json;
       gzip_min_length 1000;
     }
+    # streambench: the stream, trickled (limit_rate), to POST as well.
+    location = /sse/v1/chat/completions {
+      default_type text/event-stream;
+      alias $DIR/stream.sse;
+      error_page 405 =200 \$uri;
+      sendfile off;
+      output_buffers 1 4k;
+      limit_rate $STREAM_RATE;
+    }
     location = /v1/models {
       default_type application/json;
       return 200 '{"object":"list","data":[]}';
@@ -220,6 +266,16 @@ done
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///') on 127.0.0.1:$PORT (http) and :$TLS_PORT (TLS 1.3), pid $NGINX_PID" >&2
 
 status=0
+if [ -n "$STREAMS" ]; then
+  args=()
+  for a in "$@"; do [ "$a" = "--tls" ] || args+=("$a"); done
+  if [ -n "$STREAMS_TLS" ]; then
+    "$SBIN" --url "https://127.0.0.1:$TLS_PORT/sse/v1" --ca "$DIR/ca.pem" "${args[@]}" || status=$?
+  else
+    "$SBIN" --url "http://127.0.0.1:$PORT/sse/v1" "${args[@]}" || status=$?
+  fi
+  exit $status
+fi
 if [ -n "$EMB" ]; then
   args=()
   for a in "$@"; do [ "$a" = "--embeddings" ] || args+=("$a"); done

@@ -73,7 +73,7 @@ use crate::response::{Completion, Response, StreamFacts};
 use crate::sse::{self, SseEvent, SseParser};
 
 /// Bytes read into one buffer per `read` call.
-const READ_BUF: usize = 16 * 1024;
+const READ_BUF: usize = 4 * 1024;
 
 /// After the end event, at most this many further body bytes are read to
 /// put the connection back in the pool; a server sending more loses the
@@ -254,6 +254,7 @@ impl Client {
         let request = v.to_string();
         let limit = self.options().max_response_bytes;
         let idle = self.options().stream_idle_timeout;
+        let keep = self.options().keep_stream_body;
         let first_token = self.options().first_token_timeout;
         let state = Mutex::new(State::new(api));
 
@@ -266,7 +267,7 @@ impl Client {
             // reached the caller.
             *st = State::new(api);
             st.first_token = first_token;
-            read_stream(body, limit, idle, started, &mut st, sink).map_err(|(partial, e)| {
+            read_stream(body, limit, idle, keep, started, &mut st, sink).map_err(|(partial, e)| {
                 st.own_error = Some(e.clone());
                 let resend = !st.delivered && !st.aborted_by_callback && e.code != Code::Cancelled;
                 BodyFailure {
@@ -314,11 +315,15 @@ fn ask_for_usage(v: &mut Value) -> Result<(), Error> {
 }
 
 /// Reads and dispatches the whole event stream. Ok(all bytes) on success,
-/// else the bytes read so far with the error.
+/// else the bytes read so far with the error. Without `keep`, the bytes
+/// are kept only until the first event (a gateway that ignored `stream`
+/// sends one JSON answer, read whole): a stream in flight then holds no
+/// copy of what it already delivered, however long it runs.
 fn read_stream(
     body: &mut ureq::Body,
     limit: u64,
     idle: Duration,
+    keep: bool,
     started: Instant,
     st: &mut State,
     sink: &mut dyn StreamSink,
@@ -379,13 +384,19 @@ fn read_stream(
                 )),
             };
         }
-        all.extend_from_slice(&buf[..n]);
+        if keep || (st.chunks == 0 && !st.ended) {
+            all.extend_from_slice(&buf[..n]);
+        }
         let events = match parser.feed(&buf[..n]) {
             Ok(evs) => evs,
             Err(e) => return Err((all, Error::new(Code::Protocol, e.to_string()))),
         };
         for ev in &events {
-            match handle(ev, started, st, sink) {
+            let stop = handle(ev, started, st, sink);
+            if !keep && st.chunks > 0 && all.capacity() > 0 {
+                all = Vec::new();
+            }
+            match stop {
                 None => {}
                 Some(Stop::Fail(e)) => return Err((all, e)),
                 Some(Stop::Done) => {

@@ -59,10 +59,13 @@ pub struct Fiber {
 
 // SAFETY: a suspended fiber holds, on its stack, only the frames of the
 // call's own future (which is `Send`), ureq, rustls and this crate's
-// transport, which hold no thread-bound values across a suspend: no
-// `Rc`, no lock guard (every lock is released before a socket wait, as it
-// was when the same code blocked a thread), and the thread-locals it uses
-// are carried to the resuming thread (see `carry`). Callbacks, the only
+// transport, which hold no thread-bound values across a suspend: no `Rc`
+// and no reference into a thread-local; the thread-locals it uses are
+// carried to the resuming thread (see `carry`). The one lock guard held
+// across a socket wait is the stream's own per-call state lock, which no
+// other thread takes meanwhile; std's Mutex on Linux (the only system with
+// this reactor, epoll) is a futex with no owner thread, so releasing it on
+// another thread is sound. Callbacks, the only
 // code that is not ours, run on the thread's stack and return before the
 // fiber can suspend.
 unsafe impl Send for Fiber {}

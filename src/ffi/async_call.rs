@@ -107,11 +107,13 @@ pub(crate) unsafe fn submit(
 /// (`llmpool_chat` with the same request says why); `LLMPOOL_CANCELLED`
 /// when the client is being freed.
 ///
-/// Library threads are created on demand and exit after 10 s idle; at most
-/// `async_max_threads` (option, default 1024) run calls at once, further
-/// calls wait in a queue (they never fail for it). ureq does blocking I/O,
-/// so each call doing network I/O holds one thread for that time (512 KiB
-/// stack reserved, a few pages of it touched).
+/// A call waiting for the network holds no thread: each async call runs
+/// on a small stack of its own (256 KiB reserved, the pages it touches
+/// used), suspended while its socket is not ready and resumed by
+/// llmpool's reactor (one epoll thread). About one library thread per core
+/// runs whatever is ready; more start, up to `async_max_threads` (option,
+/// default 64), only while callbacks that block hold all of them for
+/// 20 ms. Callbacks run on a library thread's own stack (512 KiB).
 ///
 /// # Safety
 /// `client` is NULL or a live client; `request_json` is NULL or

@@ -129,6 +129,9 @@ pub unsafe extern "C" fn llmpool_response_status(r: *const llmpool_response) -> 
 /// The raw response body, NUL-terminated; `*len` (if `len` is non-NULL)
 /// receives its length without the NUL (the body itself may contain NULs).
 /// Never NULL: "" when there is no body or `r` is NULL. Owned by `r`.
+/// A successful stream's SSE bytes are kept only with the option
+/// `keep_stream_body` (else ""; its text and completion are kept either
+/// way); a stream's non-2xx answer always keeps its body.
 ///
 /// # Safety
 /// `r` is NULL or a response from llmpool that has not been freed.
