@@ -77,6 +77,10 @@ struct Ctx {
     /// The earliest wake the timer holds for this fiber, so a stream's
     /// read after read does not queue one timer entry each.
     armed: Cell<Option<Instant>>,
+    /// The lowest usable address of the fiber's stack.
+    limit: usize,
+    /// Suspends so far (see [`trim`]).
+    suspends: Cell<u32>,
 }
 
 thread_local! {
@@ -98,6 +102,8 @@ impl Fiber {
             yielder: Cell::new(std::ptr::null()),
             waker: RefCell::new(None),
             armed: Cell::new(None),
+            limit: corosensei::stack::Stack::limit(&stack).get(),
+            suspends: Cell::new(0),
         });
         let ctx_addr = &*ctx as *const Ctx as usize;
         let co = Coroutine::with_stack(stack, move |y: &Yielder<Waker, ()>, waker: Waker| {
@@ -165,6 +171,7 @@ impl Drop for Fiber {
 /// Suspends the fiber of `ctx` until it is resumed (on any thread), with
 /// the per-call thread-locals carried across.
 fn suspend(ctx: &Ctx) {
+    trim(ctx);
     let carried = carry::take();
     let y = ctx.yielder.get();
     // SAFETY: set at the coroutine's start; the yielder lives on the
@@ -172,6 +179,35 @@ fn suspend(ctx: &Ctx) {
     let waker = unsafe { &*y }.suspend(());
     *ctx.waker.borrow_mut() = Some(waker);
     carry::put(carried);
+}
+
+/// Gives back the pages of the fiber's stack below the frame that is
+/// suspending, on its 2nd, 4th, 8th... suspend and then every 256th.
+///
+/// The deepest code of a call (connect, TLS handshake, writing the request
+/// and reading the answer's head through ureq) runs first and touches
+/// about 48 KiB of stack; a stream then waits chunk after chunk from a
+/// shallower frame for seconds or minutes. Without this, every stream in
+/// flight would keep those pages. With it, a stream holds the pages its
+/// read loop uses (one `madvise` per 256 waits, amortized to nothing).
+fn trim(ctx: &Ctx) {
+    let n = ctx.suspends.get().wrapping_add(1);
+    ctx.suspends.set(n);
+    if !(n.is_power_of_two() && n >= 2 || n % 256 == 0) {
+        return;
+    }
+    const PAGE: usize = 4096;
+    let here = &n as *const u32 as usize;
+    // Two pages of margin under this frame for the suspend itself.
+    let top = (here & !(PAGE - 1)).saturating_sub(2 * PAGE);
+    let low = (ctx.limit + PAGE - 1) & !(PAGE - 1);
+    if top > low {
+        // SAFETY: [low, top) lies inside this fiber's stack, below every
+        // live frame of it (the stack grows down from `here`): no live data
+        // is there. MADV_DONTNEED on private anonymous memory gives the
+        // pages back; touched again, they come back zeroed.
+        unsafe { libc::madvise(low as *mut libc::c_void, top - low, libc::MADV_DONTNEED) };
+    }
 }
 
 /// The fiber running on this thread, if any: its waker, to be woken when
