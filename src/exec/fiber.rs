@@ -182,18 +182,19 @@ fn suspend(ctx: &Ctx) {
 }
 
 /// Gives back the pages of the fiber's stack below the frame that is
-/// suspending, on its 2nd, 4th, 8th... suspend and then every 256th.
+/// suspending, on its 2nd and 16th suspend and then every 1024th.
 ///
 /// The deepest code of a call (connect, TLS handshake, writing the request
 /// and reading the answer's head through ureq) runs first and touches
 /// about 48 KiB of stack; a stream then waits chunk after chunk from a
 /// shallower frame for seconds or minutes. Without this, every stream in
 /// flight would keep those pages. With it, a stream holds the pages its
-/// read loop uses (one `madvise` per 256 waits, amortized to nothing).
+/// read loop uses (one `madvise` per 1024 waits after the first two).
 fn trim(ctx: &Ctx) {
     let n = ctx.suspends.get().wrapping_add(1);
     ctx.suspends.set(n);
-    if !(n.is_power_of_two() && n >= 2 || n % 256 == 0) {
+    // Each madvise costs the other cores a TLB shootdown: seldom.
+    if !(n == 2 || n == 16 || n % 1024 == 0) {
         return;
     }
     const PAGE: usize = 4096;
