@@ -376,6 +376,25 @@ test('stream as an async iterator', async () => {
   }
 });
 
+test('1,000 streams at once all complete, in order and whole (500 crashed Node when each library thread called into JS)', async () => {
+  const c = client();
+  try {
+    const words = 'one two three four five six';
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, async (_, i) => {
+        let text = '';
+        for await (const { delta } of c.stream(chatReq(`${i} ${words}`, { x_test_stream_delay_ms: 50 }))) {
+          text += delta;
+        }
+        return text;
+      }),
+    );
+    results.forEach((text, i) => assert.equal(text, `Echo: ${i} ${words}`));
+  } finally {
+    c.close();
+  }
+});
+
 test('stopping a stream: false, a throw, an AbortSignal', async () => {
   const c = client();
   try {
