@@ -65,6 +65,14 @@ typedef enum llmpool_delta_kind {
   LLMPOOL_DELTA_TOOL_CALL = 3,
 } llmpool_delta_kind;
 
+// What an `llmpool_event` holds.
+typedef enum llmpool_event_kind {
+  // `delta` is one typed delta of a stream.
+  LLMPOOL_EVENT_DELTA = 1,
+  // `response` is a call's result: its last event.
+  LLMPOOL_EVENT_DONE = 2,
+} llmpool_event_kind;
+
 // Log levels, from the most to the least severe. The numbers are stable.
 // A callback set with `min_level` receives every line whose level number is
 // at most `min_level`.
@@ -186,6 +194,25 @@ typedef struct llmpool_delta {
 // callback returns. Return 0 to go on; any other value aborts the stream
 // with `LLMPOOL_CANCELLED` (what arrived is kept in the response).
 typedef int (*llmpool_delta_cb)(void *userdata, const struct llmpool_delta *delta);
+
+// One event taken from a queue by `llmpool_queue_take`.
+typedef struct llmpool_event {
+  enum llmpool_event_kind kind;
+  // The `tag` given to `llmpool_stream_queued` (0 for a completion
+  // pushed by `llmpool_queue_done`).
+  uint64_t tag;
+  // The call's id (as `llmpool_call_id`); for a DONE event also
+  // `llmpool_response_call_id(response)`.
+  uint64_t call_id;
+  // For `LLMPOOL_EVENT_DELTA`: the delta, as `llmpool_delta_cb` gets it;
+  // its strings are owned by the queue and valid until the next
+  // `llmpool_queue_take` on this queue or `llmpool_queue_free`. Zeroed
+  // (NULL strings) for DONE.
+  struct llmpool_delta delta;
+  // For `LLMPOOL_EVENT_DONE`: the response, owned by the caller from
+  // now on (`llmpool_response_free`); NULL for DELTA.
+  struct llmpool_response *response;
+} llmpool_event;
 
 // Receives one log line. `level` is an `llmpool_log_level`; `message` is
 // `len` bytes of UTF-8 without a trailing newline, also NUL-terminated,
@@ -777,6 +804,50 @@ enum llmpool_code llmpool_response_embeddings(const struct llmpool_response *r,
 // `r` is NULL or a response from llmpool that has not been freed.
 const char *llmpool_response_embeddings_error(const struct llmpool_response *r);
 
+// Streams `request_json` on `api` (an `llmpool_api` value) without
+// blocking, as `llmpool_stream_deltas_async` does, but with no callback:
+// each typed delta goes to `queue` as an `LLMPOOL_EVENT_DELTA` event, in
+// order, and the response last as an `LLMPOOL_EVENT_DONE` event, both with
+// `tag`. Nothing of the caller's runs on library threads, so a program
+// that cannot be called from them (Node, an event loop) takes whole
+// batches with `llmpool_queue_take` when `llmpool_queue_fd` is readable.
+// Events wait in the queue until taken (nothing bounds them: drain it).
+//
+// On `LLMPOOL_OK` the DONE event comes exactly once; `*call` (when `call`
+// is non-NULL) receives a handle for `llmpool_call_cancel` (a cancelled
+// stream's DONE has `LLMPOOL_CANCELLED`). Any other return means nothing
+// was queued and no event will come: `LLMPOOL_INVALID_ARGUMENT` for a NULL
+// client, request or queue, an `api` that is not an `llmpool_api` value,
+// invalid UTF-8 or a request that is not a JSON object;
+// `LLMPOOL_CANCELLED` when the client is being freed.
+//
+// # Safety
+// `client` is NULL or a live client; `request_json` is NULL or
+// NUL-terminated (copied before return); `queue` is NULL or a live queue
+// that is freed only after this call's DONE event was taken (or after the
+// client was freed, which waits for its calls); `call` is NULL or valid
+// for one pointer write.
+enum llmpool_code llmpool_stream_queued(struct llmpool_client *client,
+                                        int api,
+                                        const char *request_json,
+                                        struct llmpool_queue *queue,
+                                        uint64_t tag,
+                                        struct llmpool_call **call);
+
+// Takes up to `max` of the oldest events waiting in `queue` into
+// `out[0..n]` and returns `n` (0 at once when none waits: it never
+// blocks). Completions pushed by `llmpool_queue_done` come as DONE events
+// with tag 0, in the same order as everything else. Each DONE event's
+// `response` now belongs to the caller; the delta strings of this batch
+// stay valid until the next take on this queue (take from one thread at a
+// time). The fd stays readable while events wait. 0 for a NULL `queue` or
+// `out`, or a zero `max`.
+//
+// # Safety
+// `queue` is NULL or a live queue; `out` is NULL or valid for `max`
+// writes of `llmpool_event`.
+size_t llmpool_queue_take(struct llmpool_queue *queue, struct llmpool_event *out, size_t max);
+
 // Sends the client's log lines to `cb(userdata, level, message, len)`:
 // every line whose level is at most `min_level` (an `llmpool_log_level`,
 // 1..5). Replaces an earlier callback and the `LLMPOOL_LOG` stderr
@@ -835,6 +906,9 @@ void llmpool_queue_done(void *queue, struct llmpool_response *response);
 // The oldest waiting completion, or NULL at once when none waits (never
 // blocks). The caller owns the response (`llmpool_response_free`); match
 // it to its call with `llmpool_response_call_id`. NULL for a NULL queue.
+// Stream deltas (`llmpool_stream_queued`) are left in the queue for
+// `llmpool_queue_take`: a queue that carries streams is best drained
+// with `llmpool_queue_take` alone.
 //
 // # Safety
 // `queue` is NULL or a live queue.

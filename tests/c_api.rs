@@ -40,6 +40,7 @@ const C_TESTS: &[&str] = &[
     "test_embeddings",
     "test_raw",
     "test_agents",
+    "test_queue_streams",
 ];
 
 /// Longest a single C test may run.

@@ -194,7 +194,7 @@ fn trim(ctx: &Ctx) {
     let n = ctx.suspends.get().wrapping_add(1);
     ctx.suspends.set(n);
     // Each madvise costs the other cores a TLB shootdown: seldom.
-    if !(n == 2 || n == 16 || n % 1024 == 0) {
+    if !(n == 2 || n == 16 || n.is_multiple_of(1024)) {
         return;
     }
     const PAGE: usize = 4096;

@@ -62,6 +62,29 @@ impl<T> CompletionQueue<T> {
         q.drain(..).collect()
     }
 
+    /// The oldest item `want` accepts, removed; the others stay in order.
+    pub fn pop_first(&self, want: impl Fn(&T) -> bool) -> Option<T> {
+        let mut q = crate::sync::lock(&self.items);
+        let i = q.iter().position(want)?;
+        let item = q.remove(i);
+        if q.is_empty() {
+            self.drain();
+        }
+        item
+    }
+
+    /// Up to `max` of the oldest items, in order (one lock, one wake-up's
+    /// worth of work for the consumer).
+    pub fn take_up_to(&self, max: usize) -> Vec<T> {
+        let mut q = crate::sync::lock(&self.items);
+        let n = q.len().min(max);
+        let out: Vec<T> = q.drain(..n).collect();
+        if n > 0 && q.is_empty() {
+            self.drain();
+        }
+        out
+    }
+
     fn signal(&self, n: u64) {
         let v = n.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live buffer to our own descriptor.
@@ -90,6 +113,21 @@ mod tests {
         // SAFETY: one live pollfd, zero timeout.
         let n = unsafe { libc::poll(&mut p, 1, 0) };
         n == 1 && p.revents & libc::POLLIN != 0
+    }
+
+    #[test]
+    fn take_and_pop_first_keep_order_and_the_fd_true() {
+        let q = CompletionQueue::new().unwrap();
+        for i in 1..=5u32 {
+            q.push(i);
+        }
+        assert_eq!(q.pop_first(|v| v % 2 == 0), Some(2));
+        assert_eq!(q.take_up_to(2), vec![1, 3]);
+        assert!(readable(q.fd()));
+        assert_eq!(q.take_up_to(10), vec![4, 5]);
+        assert!(!readable(q.fd()));
+        assert_eq!(q.take_up_to(10), Vec::<u32>::new());
+        assert_eq!(q.pop_first(|_| true), None);
     }
 
     #[test]

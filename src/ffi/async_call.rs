@@ -60,6 +60,24 @@ pub(crate) unsafe fn submit(
     call: *mut *mut llmpool_call,
     f: impl FnOnce(&Client, DoneFn) -> Result<CallHandle, Error>,
 ) -> llmpool_code {
+    // SAFETY: forwarded contract.
+    unsafe {
+        submit_with(client, call, |c| {
+            let done = done.ok_or_else(|| Error::invalid("done: is NULL"))?;
+            f(c, done_fn(done, UserData(userdata)))
+        })
+    }
+}
+
+/// [`submit`] for a call that completes without a C callback.
+///
+/// # Safety
+/// As for [`submit`].
+pub(crate) unsafe fn submit_with(
+    client: *mut llmpool_client,
+    call: *mut *mut llmpool_call,
+    f: impl FnOnce(&Client) -> Result<CallHandle, Error>,
+) -> llmpool_code {
     if !call.is_null() {
         // SAFETY: non-NULL and writable per the contract.
         unsafe { *call = std::ptr::null_mut() };
@@ -70,8 +88,7 @@ pub(crate) unsafe fn submit(
             let run = || -> Result<CallHandle, Error> {
                 // SAFETY: forwarded contract.
                 let c = unsafe { client_ref(client) }?;
-                let done = done.ok_or_else(|| Error::invalid("done: is NULL"))?;
-                f(&c.client, done_fn(done, UserData(userdata)))
+                f(&c.client)
             };
             match run() {
                 Ok(handle) => {

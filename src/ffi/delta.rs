@@ -137,7 +137,7 @@ pub unsafe extern "C" fn llmpool_stream_deltas_async(
     }
 }
 
-fn api_arg(api: c_int) -> Result<Api, Error> {
+pub(super) fn api_arg(api: c_int) -> Result<Api, Error> {
     match api {
         0 => Ok(Api::Chat),
         1 => Ok(Api::Responses),
@@ -145,6 +145,30 @@ fn api_arg(api: c_int) -> Result<Api, Error> {
         n => Err(Error::invalid(format!(
             "api: expected LLMPOOL_API_CHAT (0), LLMPOOL_API_RESPONSES (1) or LLMPOOL_API_MESSAGES (2), got {n}"
         ))),
+    }
+}
+
+pub(super) fn delta_kind(k: DeltaKind) -> llmpool_delta_kind {
+    match k {
+        DeltaKind::Content => llmpool_delta_kind::LLMPOOL_DELTA_CONTENT,
+        DeltaKind::Reasoning => llmpool_delta_kind::LLMPOOL_DELTA_REASONING,
+        DeltaKind::Refusal => llmpool_delta_kind::LLMPOOL_DELTA_REFUSAL,
+        DeltaKind::ToolCall => llmpool_delta_kind::LLMPOOL_DELTA_TOOL_CALL,
+    }
+}
+
+impl llmpool_delta {
+    /// No delta (the `delta` of an event that is not one).
+    pub(super) fn empty() -> llmpool_delta {
+        llmpool_delta {
+            kind: llmpool_delta_kind::LLMPOOL_DELTA_CONTENT,
+            choice: 0,
+            call_index: 0,
+            id: std::ptr::null(),
+            name: std::ptr::null(),
+            text: std::ptr::null(),
+            text_len: 0,
+        }
     }
 }
 
@@ -169,12 +193,7 @@ unsafe fn c_delta_fn(
             None => std::ptr::null(),
         };
         let delta = llmpool_delta {
-            kind: match d.kind {
-                DeltaKind::Content => llmpool_delta_kind::LLMPOOL_DELTA_CONTENT,
-                DeltaKind::Reasoning => llmpool_delta_kind::LLMPOOL_DELTA_REASONING,
-                DeltaKind::Refusal => llmpool_delta_kind::LLMPOOL_DELTA_REFUSAL,
-                DeltaKind::ToolCall => llmpool_delta_kind::LLMPOOL_DELTA_TOOL_CALL,
-            },
+            kind: delta_kind(d.kind),
             choice: d.choice,
             call_index: d.call_index,
             id: opt(&mut id, d.id),

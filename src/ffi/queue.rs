@@ -8,12 +8,30 @@ use super::response::{llmpool_response, llmpool_response_free};
 use super::util::guard;
 use crate::exec::CompletionQueue;
 
-/// A response in the queue, waiting for its consumer thread.
-struct Done(*mut llmpool_response);
+/// What waits in a queue for its consumer thread: a call's response, or a
+/// typed delta of a stream submitted with `llmpool_stream_queued`.
+pub(super) enum Item {
+    Done {
+        response: *mut llmpool_response,
+        tag: u64,
+    },
+    Delta(super::events::OwnedDelta),
+}
 
 // SAFETY: a response may be read from any thread (see `llmpool_response`);
-// each queued pointer has exactly one owner, the queue, until popped.
-unsafe impl Send for Done {}
+// each queued pointer has exactly one owner, the queue, until taken. A
+// delta owns its strings.
+unsafe impl Send for Item {}
+
+impl Item {
+    /// Frees what the item owns (a response nobody took).
+    fn discard(self) {
+        if let Item::Done { response, .. } = self {
+            // SAFETY: each queued response is owned by the queue alone.
+            unsafe { llmpool_response_free(response) };
+        }
+    }
+}
 
 /// A completion queue for single-threaded programs. Created with
 /// `llmpool_queue_new`, owned by the caller, freed with `llmpool_queue_free`.
@@ -22,7 +40,10 @@ unsafe impl Send for Done {}
 /// completions with `llmpool_queue_pop`. Thread-safe: library threads push
 /// while any thread pops.
 pub struct llmpool_queue {
-    q: CompletionQueue<Done>,
+    pub(super) q: CompletionQueue<Item>,
+    /// The deltas of the last `llmpool_queue_take`, whose strings its
+    /// events point into until the next take or the queue's free.
+    pub(super) taken: std::sync::Mutex<Vec<super::events::OwnedDelta>>,
 }
 
 /// Creates a completion queue; `*out` receives it (owned by the caller).
@@ -44,7 +65,11 @@ pub unsafe extern "C" fn llmpool_queue_new(out: *mut *mut llmpool_queue) -> llmp
             match CompletionQueue::new() {
                 Ok(q) => {
                     // SAFETY: as above.
-                    unsafe { *out = Box::into_raw(Box::new(llmpool_queue { q })) };
+                    let q = llmpool_queue {
+                        q,
+                        taken: std::sync::Mutex::new(Vec::new()),
+                    };
+                    unsafe { *out = Box::into_raw(Box::new(q)) };
                     llmpool_code::LLMPOOL_OK
                 }
                 Err(_) => llmpool_code::LLMPOOL_IO,
@@ -69,9 +94,8 @@ pub unsafe extern "C" fn llmpool_queue_free(queue: *mut llmpool_queue) {
         || {
             // SAFETY: non-NULL and created by Box::into_raw in llmpool_queue_new.
             let q = unsafe { Box::from_raw(queue) };
-            for d in q.q.take_all() {
-                // SAFETY: each queued response is owned by the queue alone.
-                unsafe { llmpool_response_free(d.0) };
+            for item in q.q.take_all() {
+                item.discard();
             }
         },
     )
@@ -106,7 +130,7 @@ pub unsafe extern "C" fn llmpool_queue_done(queue: *mut c_void, response: *mut l
             }
             // SAFETY: NULL or a live queue per the contract.
             match unsafe { (queue as *const llmpool_queue).as_ref() } {
-                Some(q) => q.q.push(Done(response)),
+                Some(q) => q.q.push(Item::Done { response, tag: 0 }),
                 // SAFETY: the response is ours to free.
                 None => unsafe { llmpool_response_free(response) },
             }
@@ -117,6 +141,9 @@ pub unsafe extern "C" fn llmpool_queue_done(queue: *mut c_void, response: *mut l
 /// The oldest waiting completion, or NULL at once when none waits (never
 /// blocks). The caller owns the response (`llmpool_response_free`); match
 /// it to its call with `llmpool_response_call_id`. NULL for a NULL queue.
+/// Stream deltas (`llmpool_stream_queued`) are left in the queue for
+/// `llmpool_queue_take`: a queue that carries streams is best drained
+/// with `llmpool_queue_take` alone.
 ///
 /// # Safety
 /// `queue` is NULL or a live queue.
@@ -126,7 +153,10 @@ pub unsafe extern "C" fn llmpool_queue_pop(queue: *mut llmpool_queue) -> *mut ll
         |_| std::ptr::null_mut(),
         // SAFETY: NULL or a live queue per the contract.
         || match unsafe { queue.as_ref() } {
-            Some(q) => q.q.pop().map_or(std::ptr::null_mut(), |d| d.0),
+            Some(q) => match q.q.pop_first(|i| matches!(i, Item::Done { .. })) {
+                Some(Item::Done { response, .. }) => response,
+                _ => std::ptr::null_mut(),
+            },
             None => std::ptr::null_mut(),
         },
     )

@@ -390,6 +390,23 @@ static void test_async_args(llmpool_client *c) {
     CHECK(llmpool_queue_pop(q) == NULL, "empty queue pops NULL");
     llmpool_queue_done(q, NULL);
     CHECK(llmpool_queue_pop(q) == NULL, "NULL response not queued");
+    /* Queued streams: every bad argument refused, nothing queued. */
+    llmpool_event ev[4];
+    llmpool_call *qc = (llmpool_call *)1;
+    CHECK(llmpool_stream_queued(NULL, 0, "{}", q, 1, &qc) == LLMPOOL_INVALID_ARGUMENT && qc == NULL,
+          "stream_queued NULL client");
+    CHECK(llmpool_stream_queued(c, 0, NULL, q, 1, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "stream_queued NULL request");
+    CHECK(llmpool_stream_queued(c, 0, "{}", NULL, 1, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "stream_queued NULL queue");
+    CHECK(llmpool_stream_queued(c, 3, "{}", q, 1, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "stream_queued bad api");
+    CHECK(llmpool_stream_queued(c, 0, "[]", q, 1, NULL) == LLMPOOL_INVALID_ARGUMENT,
+          "stream_queued not an object");
+    CHECK(llmpool_queue_take(NULL, ev, 4) == 0, "queue_take NULL queue");
+    CHECK(llmpool_queue_take(q, NULL, 4) == 0, "queue_take NULL out");
+    CHECK(llmpool_queue_take(q, ev, 0) == 0, "queue_take max 0");
+    CHECK(llmpool_queue_take(q, ev, 4) == 0, "nothing was queued");
     llmpool_queue_free(q);
 }
 
