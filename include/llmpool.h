@@ -914,6 +914,16 @@ void llmpool_queue_done(void *queue, struct llmpool_response *response);
 // `queue` is NULL or a live queue.
 struct llmpool_response *llmpool_queue_pop(struct llmpool_queue *queue);
 
+// Waits up to `timeout_ms` (-1: without limit) until events or
+// completions wait in `queue`: 1 when they do, 0 when the time ran out,
+// -1 for a NULL queue or when `poll` fails. For programs that cannot watch
+// `llmpool_queue_fd` themselves: call it on a helper thread (e.g. a
+// worker pool's), then take the events on the consumer thread.
+//
+// # Safety
+// `queue` is NULL or a live queue (not freed while this waits).
+int llmpool_queue_wait(const struct llmpool_queue *queue, int timeout_ms);
+
 // Sets the key provider: when a call gets HTTP 401, the client calls
 // `cb(userdata, buf, buf_len)` once, uses the key written to `buf` for that
 // call's single immediate retry and for every later call (as

@@ -17,8 +17,9 @@
 // other event-loop work (llmpool's thread waits for each callback's return
 // value: 0 = go on, 1 = stop). `chatStream()` takes a callback; `stream()`
 // wraps it as an async iterator. `streamDeltas()` streams any of the three
-// APIs (chat, Responses, Messages) as typed deltas through the same single
-// registered callback scheme.
+// APIs (chat, Responses, Messages) as typed deltas without any callback
+// from llmpool's threads: its deltas go to an llmpool_queue, taken in
+// batches on the main thread (see `drainQueue`).
 //
 // The library is found in the platform package (@llmpool/linux-x64-gnu,
 // an optional dependency), else at $LLMPOOL_LIB, else in the newer of
@@ -116,7 +117,13 @@ const DeltaStruct = koffi.struct('llmpool_delta', {
   text: 'void *',
   text_len: 'size_t',
 });
-const DeltaCb = koffi.proto('int llmpool_delta_cb(intptr_t userdata, void *delta)');
+const EventStruct = koffi.struct('llmpool_event', {
+  kind: 'int',
+  tag: 'uint64_t',
+  call_id: 'uint64_t',
+  delta: DeltaStruct,
+  response: 'void *',
+});
 const ProgressCb = koffi.proto('void llmpool_progress_cb(void *userdata, size_t done, size_t total)');
 const KeyCb = koffi.proto('int llmpool_key_provider_cb(void *userdata, void *buf, size_t buf_len)');
 const LogCb = koffi.proto('void llmpool_log_cb(void *userdata, int level, void *message, size_t len)');
@@ -157,9 +164,12 @@ const C = {
   messages_async: lib.func(
     'int llmpool_messages_async(llmpool_client *client, const char *req, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
   ),
-  stream_deltas_async: lib.func(
-    'int llmpool_stream_deltas_async(llmpool_client *client, int api, const char *req, llmpool_delta_cb *on_delta, llmpool_done_cb *done, intptr_t userdata, _Out_ llmpool_call **call)',
+  stream_queued: lib.func(
+    'int llmpool_stream_queued(llmpool_client *client, int api, const char *req, void *queue, uint64_t tag, _Out_ llmpool_call **call)',
   ),
+  queue_new: lib.func('int llmpool_queue_new(_Out_ void **out)'),
+  queue_wait: lib.func('int llmpool_queue_wait(void *queue, int timeout_ms)'),
+  queue_take: lib.func('size_t llmpool_queue_take(void *queue, void *out, size_t max)'),
   call_cancel: lib.func('int llmpool_call_cancel(llmpool_call *call)'),
   call_free: lib.func('void llmpool_call_free(llmpool_call *call)'),
   chat_batch: lib.func(
@@ -423,15 +433,70 @@ const eventCb = koffi.register((ud, deltaPtr, deltaLen, eventPtr, eventLen) => {
   return p.onEvent(deltaPtr, deltaLen, eventPtr, eventLen);
 }, koffi.pointer(EventCb));
 
-const deltaCb = koffi.register((ud, deltaPtr) => {
-  const p = pending.get(Number(ud));
-  if (!p || !p.onEvent) return 1;
-  return p.onEvent(deltaPtr);
-}, koffi.pointer(DeltaCb));
 
-/** A C llmpool_delta (valid only during the callback) as a plain object. */
-function decodeDelta(ptr) {
-  const d = koffi.decode(ptr, DeltaStruct);
+// Typed-delta streams hand their events over through one llmpool_queue
+// (llmpool_stream_queued), never by calling JS from a library thread: a
+// wait on libuv's thread pool (llmpool_queue_wait through koffi's async
+// call) resolves on the main thread, which then takes every waiting event
+// in batches of up to TAKE_MAX. The wait is armed only while queued
+// streams are in flight, so an idle process can exit.
+const TAKE_MAX = 256;
+let eventQueue = null;
+let eventBuf = null;
+let queuedInFlight = 0;
+let waiting = false;
+
+function theQueue() {
+  if (!eventQueue) {
+    const out = [null];
+    const code = C.queue_new(out);
+    if (code !== Code.OK) throw new LLMPoolError(code, 'llmpool_queue_new failed');
+    eventQueue = out[0];
+    eventBuf = koffi.alloc(EventStruct, TAKE_MAX);
+  }
+  return eventQueue;
+}
+
+function armWait() {
+  if (waiting || queuedInFlight === 0) return;
+  waiting = true;
+  C.queue_wait.async(eventQueue, 1000, (err) => {
+    waiting = false;
+    if (!err) drainQueue();
+    armWait();
+  });
+}
+
+function drainQueue() {
+  for (;;) {
+    const n = Number(C.queue_take(eventQueue, eventBuf, TAKE_MAX));
+    if (n === 0) return;
+    const events = koffi.decode(eventBuf, EventStruct, n);
+    for (const ev of events) {
+      const id = Number(ev.tag);
+      const p = pending.get(id);
+      if (ev.kind === 1) {
+        if (p && p.onDelta) p.onDelta(deltaObject(ev.delta));
+        continue;
+      }
+      queuedInFlight--;
+      if (!p) {
+        takeResponse(ev.response);
+        continue;
+      }
+      pending.delete(id);
+      if (pending.size === 0 && keepAlive) {
+        clearInterval(keepAlive);
+        keepAlive = null;
+      }
+      p.finish(ev.response);
+    }
+    if (n < TAKE_MAX) return;
+  }
+}
+
+/** A decoded llmpool_delta as a plain object (its strings copied). */
+function deltaObject(d) {
   const n = Number(d.text_len);
   return {
     kind: d.kind,
@@ -448,7 +513,7 @@ function decodeDelta(ptr) {
  * function. Resolves with `finish(responsePtr)`'s value. `signal` (an
  * AbortSignal) cancels this call alone.
  */
-function submitCall(submit, { signal, onEvent = null, finish = settle } = {}) {
+function submitCall(submit, { signal, onEvent = null, onDelta = null, finish = settle } = {}) {
   if (signal && signal.aborted) {
     return Promise.reject(new LLMPoolError(Code.CANCELLED, 'aborted before start'));
   }
@@ -458,6 +523,7 @@ function submitCall(submit, { signal, onEvent = null, finish = settle } = {}) {
     let abort = null;
     const entry = {
       onEvent,
+      onDelta,
       finish: (resp) => {
         if (abort) signal.removeEventListener('abort', abort);
         C.call_free(callOut[0]);
@@ -1044,11 +1110,12 @@ class DeltaStream {
       if (signal.aborted) ac.abort();
       else signal.addEventListener('abort', onUserAbort, { once: true });
     }
-    const onDelta = (ptr) => {
-      if (this._stopped || ac.signal.aborted) return 1;
-      this._queue.push(decodeDelta(ptr));
+    const onDelta = (delta) => {
+      // After a break or an abort the call is being cancelled: what
+      // still arrives is dropped.
+      if (this._stopped || ac.signal.aborted) return;
+      this._queue.push(delta);
       this._notify();
-      return 0;
     };
     const finish = (code, resp) => {
       const r = takeResponse(resp);
@@ -1061,11 +1128,17 @@ class DeltaStream {
     const json = this._json;
     const api = this._api;
     this._promise = this._client._run((ptr) =>
-      submitCall((id, out) => C.stream_deltas_async(ptr, api, json, deltaCb, doneCb, id, out), {
-        signal: ac.signal,
-        onEvent: onDelta,
-        finish,
-      }),
+      submitCall(
+        (id, out) => {
+          const code = C.stream_queued(ptr, api, json, theQueue(), id, out);
+          if (code === Code.OK) {
+            queuedInFlight++;
+            armWait();
+          }
+          return code;
+        },
+        { signal: ac.signal, onDelta, finish },
+      ),
     );
     this._promise
       .then(

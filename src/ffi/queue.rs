@@ -161,3 +161,37 @@ pub unsafe extern "C" fn llmpool_queue_pop(queue: *mut llmpool_queue) -> *mut ll
         },
     )
 }
+
+/// Waits up to `timeout_ms` (-1: without limit) until events or
+/// completions wait in `queue`: 1 when they do, 0 when the time ran out,
+/// -1 for a NULL queue or when `poll` fails. For programs that cannot watch
+/// `llmpool_queue_fd` themselves: call it on a helper thread (e.g. a
+/// worker pool's), then take the events on the consumer thread.
+///
+/// # Safety
+/// `queue` is NULL or a live queue (not freed while this waits).
+#[no_mangle]
+pub unsafe extern "C" fn llmpool_queue_wait(
+    queue: *const llmpool_queue,
+    timeout_ms: c_int,
+) -> c_int {
+    // SAFETY: NULL or a live queue per the contract.
+    let Some(q) = (unsafe { queue.as_ref() }) else {
+        return -1;
+    };
+    let mut p = libc::pollfd {
+        fd: q.q.fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd and a count of 1.
+        let n = unsafe { libc::poll(&mut p, 1, timeout_ms.max(-1)) };
+        if n >= 0 {
+            return c_int::from(n > 0);
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return -1;
+        }
+    }
+}

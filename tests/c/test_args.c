@@ -407,6 +407,8 @@ static void test_async_args(llmpool_client *c) {
     CHECK(llmpool_queue_take(q, NULL, 4) == 0, "queue_take NULL out");
     CHECK(llmpool_queue_take(q, ev, 0) == 0, "queue_take max 0");
     CHECK(llmpool_queue_take(q, ev, 4) == 0, "nothing was queued");
+    CHECK(llmpool_queue_wait(NULL, 0) == -1, "queue_wait NULL");
+    CHECK(llmpool_queue_wait(q, 0) == 0, "queue_wait on an empty queue");
     llmpool_queue_free(q);
 }
 

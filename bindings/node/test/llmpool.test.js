@@ -395,6 +395,25 @@ test('1,000 streams at once all complete, in order and whole (500 crashed Node w
   }
 });
 
+test('1,000 typed-delta streams at once through the queue: whole, and no JS called from library threads', async () => {
+  const c = client();
+  try {
+    const words = 'red green blue';
+    const texts = await Promise.all(
+      Array.from({ length: 1000 }, async (_, i) => {
+        let text = '';
+        const s = c.streamDeltas(chatReq(`${i} ${words}`, { x_test_stream_delay_ms: 50 }));
+        for await (const d of s) text += d.text;
+        assert.equal(s.response.ok, true);
+        return text;
+      }),
+    );
+    texts.forEach((text, i) => assert.equal(text, `Echo: ${i} ${words}`));
+  } finally {
+    c.close();
+  }
+});
+
 test('stopping a stream: false, a throw, an AbortSignal', async () => {
   const c = client();
   try {
