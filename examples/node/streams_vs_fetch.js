@@ -3,7 +3,7 @@
 // each assembled and checked; prints CPU (process.cpuUsage: llmpool's
 // library threads included), RSS and wall time. See docs/benchmark.md.
 //
-//   node examples/node/streams_vs_fetch.js (llmpool|fetch) N http://127.0.0.1:PORT/v1
+//   node examples/node/streams_vs_fetch.js (llmpool|deltas|fetch) N http://127.0.0.1:PORT/v1
 const [mode, nArg, url] = process.argv.slice(2);
 const N = +nArg;
 const req = { model: 'm', stream: true, messages: [{ role: 'user', content: Array.from({length: 40}, (_, i) => 'w' + i).join(' ') }], x_test_stream_delay_ms: 100 };
@@ -11,7 +11,16 @@ const want = 'Echo: ' + req.messages[0].content;
 (async () => {
   const t0 = Date.now();
   let ok = 0, bad = 0;
-  if (mode === 'llmpool') {
+  if (mode === 'deltas') {
+    // Typed deltas through llmpool's completion queue, taken in batches.
+    const { Client } = require('../../bindings/node');
+    const c = new Client({ base_url: url, api_key: 'sk-x' });
+    await Promise.all(Array.from({ length: N }, async () => {
+      let text = '';
+      try { for await (const d of c.streamDeltas(req)) text += d.text; } catch (e) { bad++; return; }
+      text === want ? ok++ : bad++;
+    }));
+  } else if (mode === 'llmpool') {
     const { Client } = require('../../bindings/node');
     const c = new Client({ base_url: url, api_key: 'sk-x' });
     await Promise.all(Array.from({ length: N }, async () => {
