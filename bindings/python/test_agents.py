@@ -187,6 +187,21 @@ class AsyncTest(unittest.TestCase):
         self.assertEqual(text_of(deltas), "Echo: hi")
         self.assertEqual(done["content"][1]["input"], {"city": "Paris"})
 
+    def test_500_async_delta_streams_at_once_through_the_queue(self):
+        async def one(c, i):
+            s = c.stream_deltas({"model": "m", "x_test_stream_delay_ms": 30,
+                                 "messages": [{"role": "user", "content": f"{i} x y z"}]})
+            return "".join([d.text async for d in s]), s.response
+
+        async def main():
+            async with AsyncClient(opts()) as c:
+                return await asyncio.gather(*(one(c, i) for i in range(500)))
+
+        for i, (text, r) in enumerate(self.run_async(main())):
+            self.assertEqual(text, f"Echo: {i} x y z")
+            self.assertTrue(r.ok)
+            self.assertEqual(r.text, text)
+
     def test_async_responses_messages_and_errors(self):
         async def main():
             async with AsyncClient(opts()) as c:

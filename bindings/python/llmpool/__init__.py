@@ -198,6 +198,13 @@ class _CDelta(ctypes.Structure):
                 ("text_len", ctypes.c_size_t)]
 
 
+class _CEvent(ctypes.Structure):
+    """struct llmpool_event (llmpool_queue_take)."""
+    _fields_ = [("kind", ctypes.c_int), ("tag", ctypes.c_uint64),
+                ("call_id", ctypes.c_uint64), ("delta", _CDelta),
+                ("response", ctypes.c_void_p)]
+
+
 DELTA_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_CDelta))
 # Async calls: userdata is an integer key (see llmpool/_async.py), never a pointer.
 DONE_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -290,6 +297,13 @@ def _declare(lib):
                                                        ctypes.c_char_p, DELTA_CB, DONE_CB,
                                                        ctypes.c_void_p, p_call]),
         "llmpool_response_completion": (ctypes.c_char_p, [c_resp]),
+        "llmpool_stream_queued": (ctypes.c_int, [c_client, ctypes.c_int, ctypes.c_char_p,
+                                                 ctypes.c_void_p, ctypes.c_uint64, p_call]),
+        "llmpool_queue_new": (ctypes.c_int, [ctypes.POINTER(ctypes.c_void_p)]),
+        "llmpool_queue_free": (None, [ctypes.c_void_p]),
+        "llmpool_queue_fd": (ctypes.c_int, [ctypes.c_void_p]),
+        "llmpool_queue_take": (ctypes.c_size_t, [ctypes.c_void_p, ctypes.POINTER(_CEvent),
+                                                 ctypes.c_size_t]),
         "llmpool_embeddings": (ctypes.c_int, [c_client, ctypes.c_char_p, p_resp]),
         "llmpool_request": (ctypes.c_int, [c_client, ctypes.c_char_p, ctypes.c_char_p,
                                            ctypes.c_char_p, p_resp]),

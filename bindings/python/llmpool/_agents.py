@@ -229,15 +229,23 @@ class AsyncDeltaStream:
         self._queue.put_nowait(r)
 
     async def _start(self):
-        from ._async import _DELTA, _DONE
+        # The deltas come through the loop's llmpool_queue, taken in
+        # batches on the loop (see _async._LoopQueue), not one callback
+        # from a library thread per delta.
+        from ._async import _queue_for
         lib = self._aclient._lib
         q = self._queue = asyncio.Queue()
         api, data = self._api, self._data
+        lq = _queue_for(lib, asyncio.get_running_loop())
+
+        def submit(c, k, out):
+            rc = lib.llmpool_stream_queued(c, api, data, lq.ptr, k.value, out)
+            if rc == OK:
+                lq.started()
+            return rc
+
         self._fut, self._call = await self._aclient._submit(
-            lambda c, k, out: lib.llmpool_stream_deltas_async(c, api, data, _DELTA, _DONE, k,
-                                                              out),
-            on_event=lambda d: q.put_nowait(d),
-            on_done=self._set_response)
+            submit, on_event=lambda d: q.put_nowait(d), on_done=self._set_response)
 
     def _release(self):
         call, self._call = self._call, None

@@ -12,7 +12,7 @@ import itertools
 import json as _json
 import threading
 
-from . import (API_CHAT, DELTA_CB, DONE_CB, OK, STREAM_CB, Client, Response, _Owned,
+from . import (API_CHAT, DELTA_CB, DONE_CB, OK, STREAM_CB, Client, Response, _CEvent, _Owned,
                _cstr, _error, _raw_args, _to_json_bytes)
 from ._agents import AsyncDeltaStream, _delta_from_c
 
@@ -82,6 +82,70 @@ def _on_delta(key, p):
 _DONE = DONE_CB(_on_done)
 _EVENT = STREAM_CB(_on_event)
 _DELTA = DELTA_CB(_on_delta)
+
+
+class _LoopQueue:
+    """One llmpool_queue per event loop for queued streams
+    (llmpool_stream_queued): the loop watches its fd (``add_reader``) and
+    takes every waiting event in batches, so a stream's deltas never cross
+    from a library thread into the interpreter one by one."""
+
+    TAKE = 256
+
+    def __init__(self, lib, loop):
+        self._lib = lib
+        self._loop = loop
+        q = ctypes.c_void_p()
+        rc = lib.llmpool_queue_new(ctypes.byref(q))
+        if rc != OK:
+            raise _error(rc, message="llmpool_queue_new failed")
+        self.ptr = q
+        self._events = (_CEvent * self.TAKE)()
+        self._in_flight = 0
+        self._fd = lib.llmpool_queue_fd(q)
+
+    def started(self):
+        if self._in_flight == 0:
+            self._loop.add_reader(self._fd, self._drain)
+        self._in_flight += 1
+
+    def _drain(self):
+        lib = _lib_for_cb[0]
+        while True:
+            n = self._lib.llmpool_queue_take(self.ptr, self._events, self.TAKE)
+            for i in range(n):
+                ev = self._events[i]
+                key = int(ev.tag)
+                if ev.kind == 1:
+                    with _pending_lock:
+                        entry = _pending.get(key)
+                    if entry is not None and entry[2] is not None:
+                        entry[2](_delta_from_c(ctypes.pointer(ev.delta)))
+                    continue
+                with _pending_lock:
+                    entry = _pending.pop(key, None)
+                try:
+                    r = Response._from_c(lib, ev.response)
+                finally:
+                    lib.llmpool_response_free(ev.response)
+                self._in_flight -= 1
+                if entry is not None:
+                    entry[1](r)
+            if n < self.TAKE:
+                break
+        if self._in_flight == 0:
+            self._loop.remove_reader(self._fd)
+
+
+_loop_queues = {}  # id(loop) -> (loop, _LoopQueue); one per loop, never freed while it runs
+
+
+def _queue_for(lib, loop):
+    entry = _loop_queues.get(id(loop))
+    if entry is None or entry[0] is not loop:
+        entry = (loop, _LoopQueue(lib, loop))
+        _loop_queues[id(loop)] = entry
+    return entry[1]
 
 
 def _resolve(fut, r):
