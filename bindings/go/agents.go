@@ -149,7 +149,9 @@ func (c *Client) MessagesStream(ctx context.Context, req string, fn func(delta, 
 }
 
 // StreamDeltas streams req on api, calling fn for each typed Delta in
-// order (never concurrently, on llmpool's callback thread); return false
+// order (never concurrently, on the one goroutine that takes the events of
+// every StreamDeltas from llmpool's queue in batches: no cgo callback per
+// delta, no goroutine pinned in cgo; keep fn quick); return false
 // to stop (the call then fails with CodeCancelled, and its Response keeps
 // what arrived). When ctx is done the stream is cancelled within about
 // 100 ms. The Response's Completion is the assembled answer. A panic in fn
@@ -158,15 +160,69 @@ func (c *Client) StreamDeltas(ctx context.Context, api API, req string, fn func(
 	if fn == nil {
 		return nil, newError(CodeInvalidArgument, "StreamDeltas: fn is nil")
 	}
-	st := &streamState{deltaFn: fn}
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	if err := startQueue(); err != nil {
+		return nil, err
+	}
+	p, err := c.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer c.release()
+	q := &queuedCall{fn: fn, done: make(chan *Response, 1)}
 	if ctx != nil && ctx.Done() != nil {
-		st.deltaFn = func(d Delta) bool { return ctx.Err() == nil && fn(d) }
+		q.fn = func(d Delta) bool { return ctx.Err() == nil && fn(d) }
 	}
-	r, err := c.async(ctx, st, submitReq(req, func(p *C.llmpool_client, r *C.char, h C.uintptr_t, call **C.llmpool_call) C.enum_llmpool_code {
-		return C.go_stream_deltas_async(p, C.int(api), r, h, call)
-	}))
-	if st.panicked != nil {
-		panic(st.panicked)
+	queueMu.Lock()
+	nextTag++
+	tag := nextTag
+	queued[tag] = q
+	queueMu.Unlock()
+	creq := C.CString(req)
+	var call *C.llmpool_call
+	code := C.llmpool_stream_queued(p, C.int(api), creq, theQueue, C.uint64_t(tag), &call)
+	C.free(unsafe.Pointer(creq))
+	if code != C.LLMPOOL_OK {
+		queueMu.Lock()
+		delete(queued, tag)
+		queueMu.Unlock()
+		return nil, newError(int(code), "the request was refused before sending (invalid JSON or api, or a closed client)")
 	}
-	return r, err
+	defer C.llmpool_call_free(call)
+	queueMu.Lock()
+	q.call = call
+	stop := q.stop
+	queueMu.Unlock()
+	if stop {
+		C.llmpool_call_cancel(call)
+	}
+	var done <-chan struct{}
+	if ctx != nil {
+		done = ctx.Done()
+	}
+	var r *Response
+	select {
+	case r = <-q.done:
+	case <-done:
+		C.llmpool_call_cancel(call)
+		r = <-q.done
+	}
+	if q.panicked != nil {
+		panic(q.panicked)
+	}
+	if r == nil {
+		return nil, newError(CodePanic, "llmpool returned no response")
+	}
+	// Deltas arrive in batches: the call may have ended before fn's stop
+	// was seen. Stopped is stopped, as when the cancel came first.
+	queueMu.Lock()
+	stopped := q.stop
+	queueMu.Unlock()
+	if stopped && r.Code == CodeOK {
+		r.Code = CodeCancelled
+		r.ErrorText = "the stream was stopped by fn; no delta after that was delivered"
+	}
+	return r, r.Err()
 }

@@ -7,6 +7,7 @@ package llmpool_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -252,5 +253,35 @@ func TestCompletionOfPlainCalls(t *testing.T) {
 	e, err := c.Embeddings(context.Background(), `{"model":"m","input":"x"}`)
 	if err != nil || e.Completion() != nil {
 		t.Fatalf("embeddings completion %q: %v", e.Completion(), err)
+	}
+}
+
+func TestFiveHundredStreamDeltasAtOnce(t *testing.T) {
+	c := newClient(t, "")
+	const n = 500
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			want := fmt.Sprintf("Echo: %d a b c", i)
+			req := fmt.Sprintf(`{"model":"m","x_test_stream_delay_ms":30,"messages":[{"role":"user","content":"%d a b c"}]}`, i)
+			var text strings.Builder
+			r, err := c.StreamDeltas(context.Background(), llmpool.APIChat, req, func(d llmpool.Delta) bool {
+				text.WriteString(d.Text)
+				return true
+			})
+			switch {
+			case err != nil:
+				errs <- err
+			case text.String() != want || r.Text != want:
+				errs <- fmt.Errorf("stream %d: got %q / %q", i, text.String(), r.Text)
+			default:
+				errs <- nil
+			}
+		}(i)
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

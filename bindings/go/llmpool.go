@@ -115,7 +115,7 @@ type Response struct {
 	Code   int    // llmpool code; CodeOK on success
 	Status int    // HTTP status of the last answer, 0 if none
 	Text   string // choices[0].message.content of a chat answer (streams: all deltas)
-	Body   string // raw answer body (streams: the SSE bytes)
+	Body   string // raw answer body (streams: the SSE bytes only with the option keep_stream_body)
 	// Info is the call details object: attempts, retries,
 	// connection_reused, latency_ms, usage, request_id, and for streams
 	// ttft_ms, chunks, finish_reason.
