@@ -98,7 +98,7 @@ export declare class Response {
   status: number;
   /** choices[0].message.content (streams: every delta received). */
   text: string;
-  /** The raw body (streams: the SSE bytes). */
+  /** The raw body (streams: the SSE bytes, only with the option keep_stream_body). */
   body: string;
   /** Call details: attempts, retries, connection_reused, latency_ms, usage, cost_usd, ... */
   info: Record<string, any>;

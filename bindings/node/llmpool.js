@@ -261,7 +261,7 @@ class Response {
     this.status = fields.status;
     /** choices[0].message.content (streams: every delta received). */
     this.text = fields.text;
-    /** The raw body (streams: the SSE bytes). */
+    /** The raw body (streams: the SSE bytes, only with the option keep_stream_body). */
     this.body = fields.body;
     /** Call details: attempts, retries, connection_reused, latency_ms, usage, ... */
     this.info = fields.info;
