@@ -122,20 +122,23 @@ fn round_trips_per_call_with_budget_rate_limits_and_the_cache_in_redis() {
     );
     assert_eq!(
         calls(&redis, "evalsha"),
-        (3 * n as u64, 0),
-        "RESERVE, BOOK, SETTLE"
+        (2 * n as u64, 0),
+        "the chain (GET, RESERVE, BOOK), SETTLE"
     );
     let own_hit = per_call(&a, true);
     let shared_hit = per_call(&b, true);
     println!(
         "Redis round trips per call (budget + rpm/tpm + shared cache, one server): {miss} for a cache miss, {shared_hit} for a hit in Redis, {own_hit} for a hit in the process's own cache"
     );
-    // Miss: cache GET, budget RESERVE, rate-limit BOOK before (each needs
-    // the previous one's answer); after, one: the rate-limit SHIFT (the
+    // Miss: before the call one chain: cache GET, budget RESERVE and
+    // rate-limit BOOK as the steps of one script (each running only when
+    // the one before says to go on); after, one: the rate-limit SHIFT (the
     // booking corrected from the usage) and the cache SET ride with the
-    // budget SETTLE. (Each was a round trip of its own before: 6.)
-    assert_eq!(miss, 4.0);
-    // A hit in Redis: its GET only; in the process's own cache: none.
+    // budget SETTLE. (Each was a round trip of its own at first: 6; then
+    // 3 before and 1 after: 4.)
+    assert_eq!(miss, 2.0);
+    // A hit in Redis: the chain stops at its GET; in the process's own
+    // cache: none.
     assert_eq!(shared_hit, 1.0);
     assert_eq!(own_hit, 0.0);
 
@@ -149,6 +152,9 @@ fn round_trips_per_call_with_budget_rate_limits_and_the_cache_in_redis() {
                "redis": {"url": proxy.url(), "prefix": "nobudget:", "timeout_ms": 5000}}),
     );
     assert_eq!(c.chat(&chat(0)).code, Code::Ok);
+    // The raw call's BOOK runs alone, not in a chain: its script loads now.
+    let r = c.request("POST", "/chat/completions", Some(&chat(100)));
+    assert_eq!(r.code, Code::Ok, "{}", r.error);
     proxy.take();
     redis
         .command(&["CONFIG", "RESETSTAT"])
@@ -164,13 +170,105 @@ fn round_trips_per_call_with_budget_rate_limits_and_the_cache_in_redis() {
     println!(
         "Redis round trips per call without a budget: {no_budget} for a cache miss; {raw} for a call without cost control"
     );
-    // GET and BOOK, then SHIFT with SET; BOOK, then SHIFT.
-    assert_eq!(no_budget, 3.0);
+    // The chain of GET and BOOK, then SHIFT with SET; BOOK, then SHIFT.
+    assert_eq!(no_budget, 2.0);
     assert_eq!(raw, 2.0);
     assert_eq!(
         calls(&redis, "eval"),
         (2 * n as u64, 0),
         "the rate-limit SHIFTs"
+    );
+}
+
+/// The chain's steps run only when the one before says to go on: a hit in
+/// the shared cache places no hold and books no rate-limit slot, and a
+/// refused budget books no slot. The rate-limit bucket (`rpm: 60`, one
+/// slot a second) shows it: a booking moves its time on by a second.
+#[test]
+fn a_hit_or_a_refused_budget_books_no_slot() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let s = TestServer::plain();
+    let opts = |budget: f64| {
+        json!({"budget": {"limit_usd": budget, "period": "day"},
+               "rate_limits": {"rpm": 60},
+               "cache": {"shared": true},
+               "redis": {"url": redis.url(), "prefix": "chain:", "timeout_ms": 5000}})
+    };
+    let bucket = || redis.command(&["GET", "chain:{rl}:rpm:*"]);
+    let (a, b) = (client(&s, opts(100.0)), client(&s, opts(100.0)));
+    let r = a.chat(&chat(1));
+    assert_eq!(r.code, Code::Ok, "{}", r.error);
+    let booked = bucket();
+    assert!(
+        booked.as_deref().is_some_and(|t| !t.is_empty()),
+        "{booked:?}"
+    );
+    // `b` finds `a`'s answer in Redis: no slot, no hold, no SETTLE.
+    redis.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    let r = b.chat(&chat(1));
+    assert_eq!(r.code, Code::Ok, "{}", r.error);
+    assert_eq!(r.info_json()["cache_hit"], true);
+    assert_eq!(bucket(), booked, "a hit booked a rate-limit slot");
+    assert_eq!(calls(&redis, "evalsha"), (1, 0), "the chain only");
+    assert_eq!(
+        redis.command(&["ZCARD", "chain:{budget}:holds"]).as_deref(),
+        Some(":0\r\n")
+    );
+    // A budget that refuses every call: refused unsent, and no slot.
+    let poor = client(&s, opts(0.000_000_01));
+    let r = poor.chat(&chat(2));
+    assert_eq!(r.code, Code::BudgetExceeded, "{}", r.error);
+    assert_eq!(
+        bucket(),
+        booked,
+        "a refused budget booked a rate-limit slot"
+    );
+    assert_eq!(s.requests(), 1, "only `a`'s call reached the server");
+}
+
+/// A step that raises an error (here the rate-limit bucket is a key of
+/// the wrong type) ends the chain with the replies before it, whose
+/// writes stand: the budget's hold was placed once, in the chain, and is
+/// settled once; the gate books alone, fails the same way and falls back
+/// to local buckets; the call goes through.
+#[test]
+fn a_failing_step_keeps_what_ran_before_it() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let s = TestServer::plain();
+    redis
+        .command(&["HSET", "broken:{rl}:rpm:*", "not", "a bucket"])
+        .unwrap();
+    let c = client(
+        &s,
+        json!({"budget": {"limit_usd": 100.0, "period": "day"},
+               "rate_limits": {"rpm": 100000},
+               "redis": {"url": redis.url(), "prefix": "broken:", "timeout_ms": 5000}}),
+    );
+    // The first call loads the scripts.
+    assert_eq!(c.chat(&chat(0)).code, Code::Ok);
+    redis.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    for i in 1..=3 {
+        let r = c.chat(&chat(i));
+        assert_eq!(r.code, Code::Ok, "{}", r.error);
+    }
+    // Per call: the chain (it succeeds), the gate's own BOOK (it fails),
+    // SETTLE. A chain failing whole would fail too.
+    assert_eq!(calls(&redis, "evalsha"), (9, 3));
+    let m = c.metrics();
+    assert_eq!(m["rate_limits"]["redis_fallbacks"], 4, "{m}");
+    assert_eq!(m["cost"]["budget"]["in_flight_calls"], 0, "{m}");
+    let spent = m["cost"]["budget"]["spent_usd"].as_f64().unwrap();
+    let per_call = m["cost"]["total_cost_usd"].as_f64().unwrap();
+    assert!(spent > 0.0 && (spent - per_call).abs() < 1e-9, "{m}");
+    assert_eq!(
+        redis
+            .command(&["ZCARD", "broken:{budget}:holds"])
+            .as_deref(),
+        Some(":0\r\n")
     );
 }
 

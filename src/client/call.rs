@@ -4,6 +4,7 @@ use ureq::http;
 
 use crate::assemble::Api;
 use crate::error::Error;
+use crate::policy::ratelimit::{Refusal, Ticket};
 use crate::request::{parse_object, RequestFacts};
 
 /// One HTTP call to make: method, path below `base_url`, and body.
@@ -19,6 +20,10 @@ pub struct Call {
     /// `Some(ct)`: a raw call, sent with that `Content-Type` (none when
     /// empty) and `Accept: */*`.
     pub content_type: Option<String>,
+    /// The rate-limit booking, when it was made with the cost side's
+    /// questions before the call (see `Client::prepare`); `None`: the
+    /// gate books.
+    pub rate_slot: Option<Result<Ticket, Refusal>>,
 }
 
 /// Reads a 2xx answer's body: the whole of it, or event by event for a
@@ -90,6 +95,7 @@ pub(crate) fn request_call(
         body,
         facts,
         content_type: None,
+        rate_slot: None,
     })
 }
 
@@ -114,6 +120,7 @@ pub(crate) fn raw_call(
         body: body.map(<[u8]>::to_vec),
         facts: RequestFacts::default(),
         content_type: Some(ct.to_string()),
+        rate_slot: None,
     })
 }
 

@@ -9,7 +9,8 @@ use super::{BodyReader, Call, Client};
 use crate::error::{Code, Error};
 use crate::exec::token;
 use crate::log::{log, next_call_id, Level, Scoped};
-use crate::policy::ratelimit::Ticket;
+use crate::policy::ratelimit::{Refusal, Ticket};
+use crate::request::RequestFacts;
 use crate::response::Response;
 
 impl Client {
@@ -34,7 +35,9 @@ impl Client {
         let inner = &*self.inner;
         let _in_flight = inner.metrics.start();
         let deadline = started + inner.opts.queue_timeout;
-        let resp = match self.wait_for_rate_limits(&call, deadline).await {
+        let mut call = call;
+        let slot = call.rate_slot.take();
+        let resp = match self.wait_for_rate_limits(&call, deadline, slot).await {
             Err(e) => Response::failed(e, started),
             Ok(ticket) => {
                 let r = self.within_concurrency(&call, started, on_body).await;
@@ -115,13 +118,15 @@ impl Client {
     }
 
     /// Waits until the rate limits let `call` go, at most until `deadline`
-    /// (an async call parks meanwhile, holding no thread). Fails unsent with
-    /// `Code::RateLimited` when the wait would pass the deadline,
-    /// `Code::Cancelled` on a cancel.
+    /// (an async call parks meanwhile, holding no thread), in the slot
+    /// `booked` before when it was (see `Client::prepare`), else in one
+    /// booked now. Fails unsent with `Code::RateLimited` when the wait
+    /// would pass the deadline, `Code::Cancelled` on a cancel.
     pub(crate) async fn wait_for_rate_limits(
         &self,
         call: &Call,
         deadline: Instant,
+        booked: Option<Result<Ticket, Refusal>>,
     ) -> Result<Option<Ticket>, Error> {
         let inner = &*self.inner;
         let rl = &inner.gate.ratelimit;
@@ -129,13 +134,16 @@ impl Client {
             return Ok(None);
         }
         let model = call.facts.model.as_deref().unwrap_or("");
-        let tokens = if rl.counts_tokens(model) {
-            tpm_tokens(call)
-        } else {
-            0
-        };
-        let max_wait = deadline.saturating_duration_since(Instant::now());
-        match rl.reserve(model, tokens, max_wait) {
+        let booked = booked.unwrap_or_else(|| {
+            let tokens = if rl.counts_tokens(model) {
+                tpm_tokens(&call.facts, call.body.as_deref())
+            } else {
+                0
+            };
+            let max_wait = deadline.saturating_duration_since(Instant::now());
+            rl.reserve(model, tokens, max_wait)
+        });
+        match booked {
             Ok(t) => {
                 if !t.wait.is_zero() {
                     crate::log::in_scope(Level::Info, || {
@@ -165,14 +173,11 @@ impl Client {
 
 /// Tokens a call counts against a `tpm` limit: from its facts, or for a
 /// call whose body was never read as JSON (a raw call), from its body.
-fn tpm_tokens(call: &Call) -> u64 {
-    if call.facts.prompt_tokens.is_some() {
-        return call.facts.tpm_tokens();
+pub(crate) fn tpm_tokens(facts: &RequestFacts, body: Option<&[u8]>) -> u64 {
+    if facts.prompt_tokens.is_some() {
+        return facts.tpm_tokens();
     }
-    let parsed = call
-        .body
-        .as_deref()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+    let parsed = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
     parsed.map_or(0, |v| {
         crate::request::RequestFacts::read(&v, true).tpm_tokens()
     })

@@ -65,6 +65,9 @@ struct Inner {
     /// The spend layer: prices, budget, cache, routing.
     spend: Spend,
     gate: Gate,
+    /// The `"redis"` option's store, which the spend layer and the gate
+    /// share: asked once before a call for both (see `spend::prepare`).
+    redis: Option<crate::store::redis::RedisStore>,
     /// The failover layer: endpoints and their circuit breakers.
     endpoints: Endpoints,
     retry: Retry,
@@ -176,6 +179,7 @@ impl Client {
                 log,
                 spend,
                 gate: Gate { ratelimit, limiter },
+                redis,
                 endpoints,
                 retry: Retry {
                     policy,

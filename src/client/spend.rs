@@ -7,13 +7,16 @@ use std::time::Instant;
 use serde_json::Value;
 use ureq::http;
 
+use super::gate::tpm_tokens;
 use super::{BodyReader, Call, Client};
 use crate::assemble::Api;
-use crate::cost::spend::{Hit, Prepared, Ready};
-use crate::error::Code;
+use crate::cost::spend::{Hit, Plan, Prepared, Ready};
+use crate::error::{Code, Error};
 use crate::log::{log, next_call_id, Level, Scoped};
+use crate::policy::ratelimit::{Refusal, Ticket};
 use crate::request::RequestFacts;
 use crate::response::{Completion, Cost, Endpoint, Info, Response, Timings};
+use crate::store::redis::{Chain, Replies};
 
 impl Client {
     /// A JSON POST with cost control around it: routing, cache, budget.
@@ -37,10 +40,7 @@ impl Client {
             let mut facts = RequestFacts::read(&v, self.needs_estimate());
             facts.stream = stream;
             let asked = facts.model.clone();
-            let before = self
-                .inner
-                .spend
-                .before("POST", path, request_json, v, &mut facts);
+            let (before, rate_slot) = self.prepare(path, request_json, v, &mut facts);
             let mut prepared = match before {
                 Err(e) => {
                     let r = Response::failed(e, started);
@@ -75,6 +75,7 @@ impl Client {
                 body: Some(std::mem::take(&mut prepared.body)),
                 facts,
                 content_type: None,
+                rate_slot,
             };
             let mut r = self.run_call(call, on_body).await;
             patch(&mut r);
@@ -85,6 +86,57 @@ impl Client {
             r
         };
         Scoped::new(&self.inner.log, call_id, call).await
+    }
+
+    /// What must be asked before a call: the shared cache, the budget's
+    /// hold, the rate-limit booking. With Redis they go as one chain, one
+    /// round trip, each step only when the one before says to go on (a hit
+    /// holds no money, a refused budget books no slot); what the chain
+    /// could not ask (not in a cluster: their keys live in different
+    /// slots) each store asks on its own, in the same order. Returns the
+    /// cost side's decision and, when the chain made it, the booking.
+    fn prepare(
+        &self,
+        path: &str,
+        request_json: &str,
+        v: Value,
+        facts: &mut RequestFacts,
+    ) -> (Result<Ready, Error>, Option<Result<Ticket, Refusal>>) {
+        let inner = &*self.inner;
+        let spend = &inner.spend;
+        let mut ask = match spend.plan("POST", path, request_json, v, facts) {
+            Plan::Ready(r) => return (Ok(r), None),
+            Plan::Ask(a) => a,
+        };
+        let Some(redis) = inner.redis.as_ref().filter(|r| r.can_chain()) else {
+            return (spend.answer(ask, &Replies::none()), None);
+        };
+        let mut chain = Chain::default();
+        spend.steps(&mut ask, &mut chain);
+        let rl = &inner.gate.ratelimit;
+        let rate = rl.active().then(|| {
+            let model = facts.model.as_deref().unwrap_or("");
+            let tokens = if rl.counts_tokens(model) {
+                tpm_tokens(facts, Some(ask.body()))
+            } else {
+                0
+            };
+            rl.ask(model, tokens, inner.opts.queue_timeout)
+        });
+        let rate_at = rate.as_ref().and_then(|a| chain.add(rl.step(a)));
+        // A chain of one step is that store's own round trip: it asks alone.
+        let replies = match chain.len() {
+            0 | 1 => Replies::none(),
+            // Unreachable or failing: each store asks on its own and
+            // meets the failure as it would alone.
+            _ => redis.chain(&chain).unwrap_or_else(|_| Replies::none()),
+        };
+        let ready = spend.answer(ask, &replies);
+        let slot = match (rate, replies.get(rate_at)) {
+            (Some(a), Some(reply)) => Some(rl.booked(a, Some(reply))),
+            _ => None,
+        };
+        (ready, slot)
     }
 
     /// Applies cost accounting to a finished response.

@@ -25,7 +25,7 @@ pub mod spend;
 pub use crate::request::estimate::{
     estimate_prompt_tokens, estimate_text_tokens, requested_max_output_tokens,
 };
-pub use budget::{Budget, BudgetError, Period, Reservation};
+pub use budget::{Asked, Budget, BudgetError, Period, Reservation};
 pub use cache::{take_cache_directive, CacheKey, CachedEntry, ResponseCache};
 pub use prices::{ModelPrice, PriceTable, Usage};
 pub use routing::{RouteDecision, Router};

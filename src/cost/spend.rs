@@ -10,14 +10,14 @@ use serde_json::{json, Value};
 
 use crate::cost::cache::SharedCache;
 use crate::cost::{
-    take_cache_directive, Budget, CacheKey, CachedEntry, PriceTable, Reservation, ResponseCache,
-    Router, Usage,
+    take_cache_directive, Asked, Budget, CacheKey, CachedEntry, PriceTable, Reservation,
+    ResponseCache, Router, Usage,
 };
 use crate::error::{Code, Error};
 use crate::request::estimate::estimate_prompt_tokens;
 use crate::request::RequestFacts;
 use crate::response::{Cost, Info, Route};
-use crate::store::redis::RedisStore;
+use crate::store::redis::{Chain, RedisStore, Replies};
 
 /// Output tokens assumed for the budget check when a request sets no
 /// `max_tokens`: a worst case for most chat answers.
@@ -81,6 +81,43 @@ impl Prepared {
             rule: self.route_rule.clone().unwrap_or_default(),
         })
     }
+}
+
+/// What [`Spend::plan`] decided before asking any shared store.
+pub enum Plan {
+    /// Decided already (a hit in the process's own cache).
+    Ready(Ready),
+    /// Ask the shared stores first: [`Spend::steps`], [`Spend::answer`].
+    Ask(Ask),
+}
+
+/// What the shared stores must be asked before a call.
+pub struct Ask {
+    prepared: Prepared,
+    /// Whether the shared cache is asked (the process's own cache missed).
+    lookup: bool,
+    budget: Hold,
+    /// Where the lookup and the hold are in the chain, when they are.
+    cache_at: Option<usize>,
+    budget_at: Option<usize>,
+}
+
+impl Ask {
+    /// The body the call will send.
+    pub fn body(&self) -> &[u8] {
+        &self.prepared.body
+    }
+}
+
+/// The budget's part of a call not yet sent.
+enum Hold {
+    /// No budget.
+    None,
+    /// A hold to place.
+    Ask(Asked),
+    /// The model has no price: the call is refused, unless the cache
+    /// answers it.
+    Unpriced(Error),
 }
 
 /// What `before` decided.
@@ -162,14 +199,34 @@ impl Spend {
 
     /// Routes, checks the cache and reserves budget for a JSON request
     /// whose `facts` were read from `v`; routing updates `facts.model`.
+    /// [`Spend::plan`], then [`Spend::answer`] with every store asked on
+    /// its own.
     pub fn before(
+        &self,
+        method: &str,
+        path: &str,
+        original: &str,
+        v: Value,
+        facts: &mut RequestFacts,
+    ) -> Result<Ready, Error> {
+        match self.plan(method, path, original, v, facts) {
+            Plan::Ready(r) => Ok(r),
+            Plan::Ask(ask) => self.answer(ask, &Replies::none()),
+        }
+    }
+
+    /// The first half of [`Spend::before`]: routes, asks the process's own
+    /// cache and bounds the cost, leaving what the shared stores must be
+    /// asked (the shared cache, the budget's hold) to [`Spend::steps`] and
+    /// [`Spend::answer`].
+    pub fn plan(
         &self,
         method: &str,
         path: &str,
         original: &str,
         mut v: Value,
         facts: &mut RequestFacts,
-    ) -> Result<Ready, Error> {
+    ) -> Plan {
         let cacheable = self
             .cache
             .as_ref()
@@ -202,37 +259,92 @@ impl Spend {
             cache_key: None,
             reservation: None,
         };
+        let mut lookup = false;
         if let (true, Some(cache)) = (cacheable, &self.cache) {
             let key = ResponseCache::key(method, path, Some(&v));
-            let found = cache
-                .get(&key, Instant::now())
-                .or_else(|| self.shared_get(&key));
-            if let Some(entry) = found {
+            if let Some(entry) = cache.get(&key, Instant::now()) {
                 self.count_hit(model.as_deref().unwrap_or("unknown"));
-                return Ok(Ready::Cached(prepared, Hit { entry }));
+                return Plan::Ready(Ready::Cached(prepared, Hit { entry }));
             }
+            lookup = self.shared_cache.is_some();
             prepared.cache_key = Some(key);
         }
-        if let Some(budget) = &self.budget {
-            let name = model.as_deref().unwrap_or("");
-            let prompt = facts
-                .prompt_tokens
-                .unwrap_or_else(|| estimate_prompt_tokens(&v));
-            let est = self
-                .prices
-                .max_cost(name, prompt, facts.max_output, DEFAULT_MAX_OUTPUT_TOKENS)
-                .ok_or_else(|| {
-                    Error::new(
+        let budget = match &self.budget {
+            None => Hold::None,
+            Some(budget) => {
+                let name = model.as_deref().unwrap_or("");
+                let prompt = facts
+                    .prompt_tokens
+                    .unwrap_or_else(|| estimate_prompt_tokens(&v));
+                let est =
+                    self.prices
+                        .max_cost(name, prompt, facts.max_output, DEFAULT_MAX_OUTPUT_TOKENS);
+                match est {
+                    Some(est) => Hold::Ask(budget.ask(name, est, SystemTime::now())),
+                    None => Hold::Unpriced(Error::new(
                         Code::BudgetExceeded,
                         format!(
                             "a budget is set but model \"{name}\" has no price, so its cost cannot be bounded; add it to the \"prices\" option"
                         ),
-                    )
-                })?;
-            let r = budget
-                .reserve(name, est, SystemTime::now())
-                .map_err(|e| Error::new(Code::BudgetExceeded, e.to_string()))?;
-            prepared.reservation = Some(r);
+                    )),
+                }
+            }
+        };
+        Plan::Ask(Ask {
+            prepared,
+            lookup,
+            budget,
+            cache_at: None,
+            budget_at: None,
+        })
+    }
+
+    /// Adds to `chain` what `ask` needs from Redis that can go in one: the
+    /// shared cache's lookup, then the budget's hold. When the hold cannot
+    /// go in the chain (or cannot be placed at all), the chain is sealed:
+    /// nothing after it may run before the budget said yes.
+    pub fn steps(&self, ask: &mut Ask, chain: &mut Chain) {
+        if let (true, Some(shared), Some(key)) =
+            (ask.lookup, &self.shared_cache, &ask.prepared.cache_key)
+        {
+            ask.cache_at = chain.add(Some(shared.lookup_step(key)));
+        }
+        match (&ask.budget, &self.budget) {
+            (Hold::None, _) => {}
+            (Hold::Ask(a), Some(budget)) => {
+                ask.budget_at = chain.add(budget.step(a));
+                if ask.budget_at.is_none() {
+                    chain.seal();
+                }
+            }
+            _ => chain.seal(),
+        }
+    }
+
+    /// The second half of [`Spend::before`]: reads the replies of the
+    /// steps that ran, and asks on its own whatever did not run.
+    pub fn answer(&self, ask: Ask, replies: &Replies) -> Result<Ready, Error> {
+        let mut prepared = ask.prepared;
+        if let (true, Some(key)) = (ask.lookup, &prepared.cache_key) {
+            let found = match (replies.get(ask.cache_at), &self.shared_cache) {
+                (Some(reply), Some(shared)) => shared.found(key, reply),
+                _ => self.shared_get(key),
+            };
+            if let Some(entry) = found {
+                self.count_hit(prepared.model.as_deref().unwrap_or("unknown"));
+                prepared.cache_key = None;
+                return Ok(Ready::Cached(prepared, Hit { entry }));
+            }
+        }
+        match (ask.budget, &self.budget) {
+            (Hold::Unpriced(e), _) => return Err(e),
+            (Hold::Ask(a), Some(budget)) => {
+                let r = budget
+                    .place(a, replies.get(ask.budget_at))
+                    .map_err(|e| Error::new(Code::BudgetExceeded, e.to_string()))?;
+                prepared.reservation = Some(r);
+            }
+            _ => {}
         }
         Ok(Ready::Send(prepared))
     }

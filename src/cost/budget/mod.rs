@@ -41,7 +41,7 @@ use limits::Limits;
 use memory::MemoryBook;
 pub use period::{civil_from_days, days_from_civil, Period};
 
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisStore, Reply, Step};
 
 /// How long a hold counts when its process cannot be seen to end: the
 /// client sets it from its timeouts and retries (see
@@ -70,6 +70,18 @@ impl fmt::Display for BudgetError {
 }
 
 impl std::error::Error for BudgetError {}
+
+/// A reservation asked for but not yet placed: [`Budget::ask`], then
+/// [`Budget::place`] (with the reply of [`Budget::step`] when it ran in a
+/// chain).
+#[derive(Debug)]
+pub struct Asked {
+    id: String,
+    model_key: String,
+    hold: Hold,
+    period_key: String,
+    now_ms: u64,
+}
 
 /// Money set aside for one call that is in flight.
 ///
@@ -124,6 +136,28 @@ trait BookStore: Send + Sync + fmt::Debug {
         hold: Hold,
         limits: &Limits<'_>,
     ) -> Result<(), BudgetError>;
+
+    /// [`BookStore::reserve`] as a step of a chain (see
+    /// `store::redis::chain`), when this store can be asked in one; the
+    /// steps after it run only when the hold was placed.
+    fn reserve_step(
+        &self,
+        _period_key: &str,
+        _now_ms: u64,
+        _id: &str,
+        _hold: &Hold,
+        _limits: &Limits<'_>,
+    ) -> Option<Step> {
+        None
+    }
+
+    /// Whether the step's reply says the hold was placed (else
+    /// [`BookStore::reserve`] runs as it does alone: it refuses again, or
+    /// places the hold after all once it dropped the holds of dead
+    /// processes).
+    fn placed(&self, _period_key: &str, _reply: &Reply) -> bool {
+        false
+    }
 
     /// Spends and frees the hold in one step. The spend is never lost: a
     /// store that cannot be written keeps it for later, and the `Err` only
@@ -310,25 +344,55 @@ impl Budget {
         estimated_max_cost_usd: f64,
         now: SystemTime,
     ) -> Result<Reservation, BudgetError> {
+        self.place(self.ask(model, estimated_max_cost_usd, now), None)
+    }
+
+    /// The first half of [`Budget::reserve`]: the hold to place.
+    pub fn ask(&self, model: &str, estimated_max_cost_usd: f64, now: SystemTime) -> Asked {
         let inner = &self.inner;
         let amount = sanitize(estimated_max_cost_usd);
         let model_key = inner.model_key(model);
-        let id = hold_id(inner.next_hold.fetch_add(1, Ordering::Relaxed));
         let now_ms = unix_ms(now);
-        let hold = Hold {
-            usd: amount,
-            model: model_key.clone(),
-            expires_ms: now_ms.saturating_add(inner.hold_ttl.as_millis() as u64),
-            owner: owner::this_owner(),
-        };
-        let key = inner.period.key(now);
-        inner
+        Asked {
+            id: hold_id(inner.next_hold.fetch_add(1, Ordering::Relaxed)),
+            hold: Hold {
+                usd: amount,
+                model: model_key.clone(),
+                expires_ms: now_ms.saturating_add(inner.hold_ttl.as_millis() as u64),
+                owner: owner::this_owner(),
+            },
+            model_key,
+            period_key: inner.period.key(now),
+            now_ms,
+        }
+    }
+
+    /// The reservation as a step of a chain, when the store can be asked in
+    /// one (Redis).
+    pub fn step(&self, a: &Asked) -> Option<Step> {
+        let limits = self.inner.limits(&a.model_key);
+        self.inner
             .store
-            .reserve(&key, now_ms, &id, hold, &inner.limits(&model_key))?;
+            .reserve_step(&a.period_key, a.now_ms, &a.id, &a.hold, &limits)
+    }
+
+    /// The second half of [`Budget::reserve`]: `reply`, the answer of
+    /// [`Budget::step`] when it ran, placed the hold, or the store is asked
+    /// now.
+    pub fn place(&self, a: Asked, reply: Option<&Reply>) -> Result<Reservation, BudgetError> {
+        let inner = &self.inner;
+        let placed = reply.is_some_and(|r| inner.store.placed(&a.period_key, r));
+        let amount = a.hold.usd;
+        if !placed {
+            let limits = inner.limits(&a.model_key);
+            inner
+                .store
+                .reserve(&a.period_key, a.now_ms, &a.id, a.hold, &limits)?;
+        }
         Ok(Reservation {
             budget: Arc::downgrade(inner),
-            id,
-            model_key,
+            id: a.id,
+            model_key: a.model_key,
             amount,
             settled: false,
         })

@@ -40,14 +40,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use ::redis::Script;
+use ::redis::{FromRedisValue, Script};
 
 use super::book::{Book, Hold, Pending};
 use super::limits::{check, Limits};
 use super::owner::{fate, Fate, Owner};
 use super::period::Period;
 use super::{BookStore, BudgetError, Spent};
-use crate::store::redis::{OnError, RedisStore, StoreError};
+use crate::store::redis::{OnError, RedisStore, Reply, Step, StoreError};
 
 const HOLDS: &str = "{budget}:holds";
 const HOLD_USD: &str = "{budget}:hold_usd";
@@ -58,9 +58,9 @@ const HOLD_OWNER: &str = "{budget}:hold_owner";
 /// ARGV: now_ms, id, amount, model, expires_ms, total limit or "",
 /// model limit or "", owner or "".
 /// Returns {1|0, "" | "total" | "model", used, spent total, held total}.
-static RESERVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE_LUA));
+
+const RESERVE_LUA: &str = r"
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 for _, id in ipairs(expired) do
   redis.call('HDEL', KEYS[3], id)
@@ -97,9 +97,7 @@ redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[4], ARGV[2], ARGV[4])
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[5], ARGV[2], ARGV[8]) end
 return {1, '', '0', tostring(spent), tostring(held + amount)}
-",
-    )
-});
+";
 
 /// Spends and drops holds in one step (commit, release, and the spend kept
 /// while Redis was down), at most once per batch: a batch whose reply was
@@ -163,6 +161,25 @@ fn book_name() -> String {
     });
     static N: AtomicU64 = AtomicU64::new(0);
     format!("{}-{}", *PROCESS, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// RESERVE's reply: placed (1) or not, which limit refused, used, spent
+/// total, held total.
+type Reserved = (i64, String, String, String, String);
+
+/// RESERVE's ARGV.
+fn reserve_args(now_ms: u64, id: &str, hold: &Hold, limits: &Limits<'_>) -> Vec<String> {
+    let num = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
+    vec![
+        now_ms.to_string(),
+        id.to_string(),
+        hold.usd.to_string(),
+        limits.model_key.to_string(),
+        hold.expires_ms.to_string(),
+        num(limits.total),
+        num(limits.model),
+        hold.owner.as_ref().map_or(String::new(), owner_string),
+    ]
 }
 
 /// What Redis answered to a reservation.
@@ -291,6 +308,41 @@ impl BookStore for RedisBook {
         Err(refusal(limits, why, amount))
     }
 
+    /// RESERVE as a step of a chain, unless spend of this process waits to
+    /// be written first (it must count in the check): then `reserve`.
+    fn reserve_step(
+        &self,
+        period_key: &str,
+        now_ms: u64,
+        id: &str,
+        hold: &Hold,
+        limits: &Limits<'_>,
+    ) -> Option<Step> {
+        let local = lock(&self.local);
+        if !local.pending.is_empty() || local.unconfirmed.is_some() {
+            return None;
+        }
+        Some(Step {
+            name: "budget.reserve",
+            source: RESERVE_LUA,
+            go_on: "r[1] == 1",
+            keys: self
+                .keys(&self.spend_key(period_key))
+                .map(str::to_string)
+                .into(),
+            args: reserve_args(now_ms, id, hold, limits),
+        })
+    }
+
+    fn placed(&self, period_key: &str, reply: &Reply) -> bool {
+        let Ok(answer) = FromRedisValue::from_redis_value(reply) else {
+            return false;
+        };
+        let mut local = lock(&self.local);
+        local.last_error = None;
+        matches!(self.answer(period_key, answer, &mut local), Answer::Placed)
+    }
+
     fn commit(&self, period_key: &str, _now_ms: u64, spent: &Spent<'_>) -> Result<(), String> {
         let id = if spent.held_here { spent.id } else { "" };
         self.settle(period_key, id, Some((spent.model_key, spent.usd)))
@@ -336,23 +388,17 @@ impl RedisBook {
         limits: &Limits<'_>,
         local: &mut Local,
     ) -> Result<Answer, StoreError> {
-        let num = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
-        let owner = hold.owner.as_ref().map_or(String::new(), owner_string);
-        let (ok, which, used, spent, held): (i64, String, String, String, String) =
-            self.store.eval(
-                &RESERVE,
-                &self.keys(&self.spend_key(period_key)),
-                (
-                    now_ms,
-                    id,
-                    hold.usd.to_string(),
-                    limits.model_key,
-                    hold.expires_ms,
-                    num(limits.total),
-                    num(limits.model),
-                    owner,
-                ),
-            )?;
+        let answer: Reserved = self.store.eval(
+            &RESERVE,
+            &self.keys(&self.spend_key(period_key)),
+            reserve_args(now_ms, id, hold, limits),
+        )?;
+        Ok(self.answer(period_key, answer, local))
+    }
+
+    /// RESERVE's reply, read: the figures it saw are kept as the last seen.
+    fn answer(&self, period_key: &str, answer: Reserved, local: &mut Local) -> Answer {
+        let (ok, which, used, spent, held) = answer;
         let f = |s: &str| s.parse::<f64>().unwrap_or(0.0);
         local.last_seen.roll(period_key);
         local.last_seen.spent = f(&spent);
@@ -366,11 +412,11 @@ impl RedisBook {
                 owner: None,
             },
         );
-        Ok(match (ok, which.as_str()) {
+        match (ok, which.as_str()) {
             (1, _) => Answer::Placed,
             (_, "model") => Answer::Refused(Refusal::Model(f(&used))),
             _ => Answer::Refused(Refusal::Total(f(&used))),
-        })
+        }
     }
 
     /// `"open"` while Redis is down: the last figures seen, plus what this

@@ -25,7 +25,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisStore, Reply, Step};
 
 /// Top-level request field with the per-call cache directive.
 ///
@@ -121,6 +121,13 @@ impl Inner {
 pub(crate) trait SharedCache: Send + Sync + fmt::Debug {
     /// A stored answer for `key`, or `None` (a miss, or the store is down).
     fn lookup(&self, key: &CacheKey) -> Option<CachedEntry>;
+
+    /// [`SharedCache::lookup`] as the first step of a chain (see
+    /// `store::redis::chain`): the steps after it run only on a miss.
+    fn lookup_step(&self, key: &CacheKey) -> Step;
+
+    /// What the step found, counted as [`SharedCache::lookup`] counts.
+    fn found(&self, key: &CacheKey, reply: &Reply) -> Option<CachedEntry>;
 
     /// Keeps `entry` for the cache's TTL when it fits.
     fn store(&self, key: &CacheKey, entry: &CachedEntry);

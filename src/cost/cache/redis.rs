@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{CacheKey, CachedEntry, SharedCache};
-use crate::store::redis::{RedisStore, StoreError};
+use crate::store::redis::{RedisStore, Reply, Step, StoreError};
 
 /// The Redis side of a shared cache.
 #[derive(Debug, Clone)]
@@ -78,6 +78,38 @@ impl SharedCache for RedisCache {
             }
             Err(_) => {
                 c.errors.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    fn lookup_step(&self, key: &CacheKey) -> Step {
+        Step {
+            name: "cache.get",
+            source: "return redis.call('GET', KEYS[1])",
+            go_on: "r == false",
+            keys: vec![redis_key(key)],
+            args: Vec::new(),
+        }
+    }
+
+    fn found(&self, key: &CacheKey, reply: &Reply) -> Option<CachedEntry> {
+        let c = &self.counts;
+        let raw = match reply {
+            Reply::Nil => None,
+            Reply::BulkString(raw) => Some(raw),
+            _ => {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        match raw.and_then(|raw| decode(raw, key)) {
+            Some(e) => {
+                c.hits.fetch_add(1, Ordering::Relaxed);
+                Some(e)
+            }
+            None => {
+                c.misses.fetch_add(1, Ordering::Relaxed);
                 None
             }
         }

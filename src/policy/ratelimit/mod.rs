@@ -47,7 +47,7 @@ use gateway::header;
 pub use gateway::parse_reset;
 use local::LocalBuckets;
 
-use crate::store::redis::{RedisStore, StoreError};
+use crate::store::redis::{RedisStore, Reply, Step, StoreError};
 
 /// One bucket a call must fit: its key (below `rl:`), microseconds per
 /// unit, tolerance in microseconds, and the units this call costs.
@@ -88,6 +88,17 @@ pub struct Ticket {
     token_demands: Vec<Demand>,
 }
 
+/// A booking asked for but not yet made: [`RateLimiter::ask`], then
+/// [`RateLimiter::booked`].
+#[derive(Debug)]
+pub struct Asking {
+    model: String,
+    all: Vec<Demand>,
+    token_demands: Vec<Demand>,
+    blocks: Vec<String>,
+    max_wait_us: f64,
+}
+
 /// No slot within the allowed wait: the call must not be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -118,6 +129,17 @@ trait Buckets: Send + Sync + fmt::Debug {
         blocks: &[String],
         max_wait_us: f64,
     ) -> Result<Booking, Self::Error>;
+
+    /// [`Buckets::book`] as a step of a chain (see `store::redis::chain`),
+    /// when this store can be asked in one.
+    fn book_step(&self, _all: &[Demand], _blocks: &[String], _max_wait_us: f64) -> Option<Step> {
+        None
+    }
+
+    /// The step's reply, read (`None`: not a booking's reply).
+    fn booking(&self, _reply: &Reply) -> Option<Booking> {
+        None
+    }
 
     /// Adds each delta (µs) to its bucket: token corrections after a call.
     /// May be deferred until [`Buckets::flush`].
@@ -205,6 +227,11 @@ impl RateLimiter {
     /// Books the earliest slot for a call to `model` estimated at `tokens`
     /// that is at most `max_wait` away; never sleeps.
     pub fn reserve(&self, model: &str, tokens: u64, max_wait: Duration) -> Result<Ticket, Refusal> {
+        self.booked(self.ask(model, tokens, max_wait), None)
+    }
+
+    /// The first half of [`RateLimiter::reserve`]: what to book.
+    pub fn ask(&self, model: &str, tokens: u64, max_wait: Duration) -> Asking {
         let (mut all, token_demands) = self.demands(model, tokens);
         all.extend(token_demands.iter().cloned());
         let blocks: Vec<String> = if self.adaptive {
@@ -212,6 +239,36 @@ impl RateLimiter {
         } else {
             Vec::new()
         };
+        Asking {
+            model: model.to_string(),
+            all,
+            token_demands,
+            blocks,
+            max_wait_us: max_wait.as_micros().min(u64::MAX as u128) as f64,
+        }
+    }
+
+    /// The booking as a step of a chain, when there is one to make in a
+    /// store that can be asked in one (Redis).
+    pub fn step(&self, a: &Asking) -> Option<Step> {
+        if a.all.is_empty() && a.blocks.is_empty() {
+            return None;
+        }
+        self.shared
+            .as_ref()?
+            .book_step(&a.all, &a.blocks, a.max_wait_us)
+    }
+
+    /// The second half of [`RateLimiter::reserve`]: `reply`, the answer of
+    /// [`RateLimiter::step`] when it ran, is the booking, or it is made now.
+    pub fn booked(&self, a: Asking, reply: Option<&Reply>) -> Result<Ticket, Refusal> {
+        let Asking {
+            model,
+            all,
+            token_demands,
+            blocks,
+            max_wait_us,
+        } = a;
         if all.is_empty() && blocks.is_empty() {
             return Ok(Ticket {
                 wait: Duration::ZERO,
@@ -219,8 +276,11 @@ impl RateLimiter {
                 token_demands,
             });
         }
-        let max_wait_us = max_wait.as_micros().min(u64::MAX as u128) as f64;
-        let (booked, backend) = self.book(&all, &blocks, max_wait_us);
+        let answered = reply.and_then(|r| self.shared.as_ref()?.booking(r));
+        let (booked, backend) = match answered {
+            Some(b) => (b, Backend::Redis),
+            None => self.book(&all, &blocks, max_wait_us),
+        };
         match booked {
             Booking::Booked { wait_us } => {
                 if wait_us > 0.0 {
@@ -237,7 +297,7 @@ impl RateLimiter {
                 let needed = Duration::from_micros(needed_us.max(0.0) as u64);
                 Err(Refusal {
                     needed,
-                    why: self.describe(model, &all),
+                    why: self.describe(&model, &all),
                 })
             }
         }

@@ -8,16 +8,16 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use ::redis::Script;
+use ::redis::{FromRedisValue, Script};
 
 use super::{Booking, Buckets, Demand};
-use crate::store::redis::{RedisStore, StoreError};
+use crate::store::redis::{RedisStore, Reply, Step, StoreError};
 
 /// KEYS: n buckets, then block keys. ARGV: max_wait_us, n, then
 /// (interval_us, tolerance_us, cost) per bucket. Returns {booked, wait_us}.
-static BOOK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+static BOOK: LazyLock<Script> = LazyLock::new(|| Script::new(BOOK_LUA));
+
+const BOOK_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local max_wait = tonumber(ARGV[1])
@@ -44,9 +44,7 @@ for i = 1, n do
   redis.call('SET', KEYS[i], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1000)
 end
 return {1, math.floor(wait)}
-"#,
-    )
-});
+"#;
 
 /// KEYS: buckets; ARGV: µs to add to each (negative gives back). Sent
 /// deferred, as source (see `RedisStore::defer_eval`).
@@ -85,6 +83,36 @@ fn rl(key: &str) -> String {
     format!("{{rl}}:{key}")
 }
 
+/// BOOK's keys (the buckets, then the blocks) and ARGV.
+fn book_keys_and_args(
+    all: &[Demand],
+    blocks: &[String],
+    max_wait_us: f64,
+) -> (Vec<String>, Vec<String>) {
+    let keys = all
+        .iter()
+        .map(|d| rl(&d.key))
+        .chain(blocks.iter().map(|b| rl(b)))
+        .collect();
+    let mut args = vec![format!("{max_wait_us:.0}"), all.len().to_string()];
+    for d in all {
+        args.push(format!("{}", d.interval_us));
+        args.push(format!("{}", d.tolerance_us));
+        args.push(format!("{}", d.cost));
+    }
+    (keys, args)
+}
+
+/// BOOK's reply: booked (1) or not, and the wait in µs.
+fn booking((booked, wait): (i64, i64)) -> Booking {
+    let wait = wait.max(0) as f64;
+    if booked == 1 {
+        Booking::Booked { wait_us: wait }
+    } else {
+        Booking::TooFar { needed_us: wait }
+    }
+}
+
 /// The buckets in Redis, shared by every process with the same prefix.
 #[derive(Debug)]
 struct RedisBuckets {
@@ -106,25 +134,25 @@ impl Buckets for RedisBuckets {
         blocks: &[String],
         max_wait_us: f64,
     ) -> Result<Booking, StoreError> {
-        let keys: Vec<String> = all
-            .iter()
-            .map(|d| rl(&d.key))
-            .chain(blocks.iter().map(|b| rl(b)))
-            .collect();
+        let (keys, args) = book_keys_and_args(all, blocks, max_wait_us);
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let mut args = vec![format!("{max_wait_us:.0}"), all.len().to_string()];
-        for d in all {
-            args.push(format!("{}", d.interval_us));
-            args.push(format!("{}", d.tolerance_us));
-            args.push(format!("{}", d.cost));
-        }
-        let (booked, wait): (i64, i64) = self.store.eval(&BOOK, &keys, args)?;
-        let wait = wait.max(0) as f64;
-        Ok(if booked == 1 {
-            Booking::Booked { wait_us: wait }
-        } else {
-            Booking::TooFar { needed_us: wait }
+        let answer: (i64, i64) = self.store.eval(&BOOK, &keys, args)?;
+        Ok(booking(answer))
+    }
+
+    fn book_step(&self, all: &[Demand], blocks: &[String], max_wait_us: f64) -> Option<Step> {
+        let (keys, args) = book_keys_and_args(all, blocks, max_wait_us);
+        Some(Step {
+            name: "ratelimit.book",
+            source: BOOK_LUA,
+            go_on: "r[1] == 1",
+            keys,
+            args,
         })
+    }
+
+    fn booking(&self, reply: &Reply) -> Option<Booking> {
+        FromRedisValue::from_redis_value(reply).ok().map(booking)
     }
 
     fn shift(&self, deltas: &[(String, f64)]) -> Result<(), StoreError> {

@@ -11,6 +11,7 @@ use ::redis::{
     IntoConnectionInfo, Pipeline, RedisError, Script, ToRedisArgs, Value,
 };
 
+use super::chain::{Chain, Replies};
 use super::{
     OnError, RedisConfig, SentinelConfig, StoreError, Target, MAX_DEFERRED, MAX_IDLE,
     RETRY_AFTER_DOWN,
@@ -190,6 +191,21 @@ impl RedisStore {
     /// different nodes and cannot meet in one script or pipeline).
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner.backend, Backend::Cluster(_))
+    }
+
+    /// Whether several stores' scripts can go in one [`Chain`]: not in a
+    /// cluster, where their keys live in different slots.
+    pub fn can_chain(&self) -> bool {
+        !self.is_cluster()
+    }
+
+    /// Runs `chain` as one script, in one round trip (deferred writes ride
+    /// ahead of it, as with [`RedisStore::eval`]): the replies of the steps
+    /// that ran.
+    pub fn chain(&self, chain: &Chain) -> Result<Replies, StoreError> {
+        let script = chain_script(chain);
+        let values: Vec<Value> = self.eval(&script, &chain.keys(), chain.args())?;
+        Ok(Replies::new(values))
     }
 
     /// `name` under the prefix.
@@ -492,6 +508,21 @@ impl RedisStore {
             ),
         }
     }
+}
+
+/// The script of a chain of these steps, made once per combination (a
+/// handful: which of cache, budget and rate limits a client has).
+fn chain_script(chain: &Chain) -> Arc<Script> {
+    type Scripts = Mutex<Vec<(Vec<&'static str>, Arc<Script>)>>;
+    static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(Scripts::default);
+    let names = chain.names();
+    let mut scripts = lock(&SCRIPTS);
+    if let Some((_, s)) = scripts.iter().find(|(n, _)| *n == names) {
+        return s.clone();
+    }
+    let s = Arc::new(Script::new(&chain.source()));
+    scripts.push((names, s.clone()));
+    s
 }
 
 /// `pipe` in one round trip on `c`, whatever the connection: the cluster

@@ -44,6 +44,9 @@
 //! - [`RedisStore::with_conn`]`(|c| ...)` for plain commands (keys through
 //!   [`RedisStore::key`]); `c` is a `&mut dyn ConnectionLike`, one server's
 //!   or a cluster's (which routes each command by its key).
+//! - [`RedisStore::chain`]: several stores' scripts as the steps of one
+//!   script, one round trip (see `chain`); [`RedisStore::can_chain`] says
+//!   whether their keys allow it (not in a cluster).
 //! - [`RedisStore::pipeline`] for several commands in one round trip (one
 //!   slot in a cluster: `Pipeline::query` refuses cluster connections).
 //! - Errors are [`StoreError`]: `unreachable()` tells "Redis is down/slow"
@@ -66,7 +69,9 @@ use serde_json::Value;
 
 use crate::error::Error;
 
+mod chain;
 mod redact;
+pub use chain::{Chain, Replies, Reply, Step};
 pub use redact::{redact_url, scrub};
 
 /// What budgets do when Redis cannot be reached.
@@ -440,6 +445,14 @@ mod handle {
         }
 
         pub fn flush_deferred(&self) -> Result<(), super::StoreError> {
+            match *self {}
+        }
+
+        pub fn can_chain(&self) -> bool {
+            match *self {}
+        }
+
+        pub fn chain(&self, _: &super::Chain) -> Result<super::Replies, super::StoreError> {
             match *self {}
         }
     }
