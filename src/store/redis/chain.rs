@@ -50,6 +50,8 @@ pub struct Chain {
     sealed: bool,
 }
 
+// Without the `redis` feature nothing sends a chain.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl Chain {
     /// Appends `step`, unless the chain is sealed; its place, for
     /// [`Replies::get`].
@@ -132,6 +134,7 @@ pub struct Replies {
     values: Vec<Reply>,
 }
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl Replies {
     /// No step ran (no chain was sent, or it failed).
     pub fn none() -> Replies {
