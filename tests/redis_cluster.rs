@@ -70,21 +70,21 @@ fn a_cluster_shares_budgets_rate_limits_and_the_cache_and_survives_a_primary_dyi
                    "redis": redis(&entry, prefix, json!({}))}),
         )
     };
-    let all = spend_child::run(4, &opts("sum:", 100.0), 25, 50);
-    assert_eq!((all.ok, all.refused, all.warnings), (100, 0, 0), "{all:?}");
+    let all = spend_child::run(8, &opts("sum:", 100.0), 25, 50);
+    assert_eq!((all.ok, all.refused, all.warnings), (200, 0, 0), "{all:?}");
     let c = Client::from_json(Some(&opts("sum:", 100.0))).unwrap();
     let b = c.metrics()["cost"]["budget"].clone();
     let spent = b["spent_usd"].as_f64().unwrap();
     println!(
-        "cluster, 4 x 25 calls through a non-owner node: Redis {spent:.6} USD, calls {:.6} USD",
+        "cluster, 8 x 25 calls through a non-owner node: Redis {spent:.6} USD, calls {:.6} USD",
         all.cost
     );
     assert!((spent - all.cost).abs() < 1e-9, "{spent} vs {}", all.cost);
     assert!(b["store"].as_str().unwrap().contains("cluster"), "{b}");
     let limit = 0.005;
-    let t = spend_child::run_until_reached(4, &opts("limit:", limit), 500, 100);
+    let t = spend_child::run_until_reached(8, &opts("limit:", limit), 500, 100);
     println!(
-        "cluster, 4 processes calling until {limit} USD: {} ok, {} refused, spent {:.6} USD",
+        "cluster, 8 processes calling until {limit} USD: {} ok, {} refused, spent {:.6} USD",
         t.ok, t.refused, t.cost
     );
     assert!(t.ok > 0 && t.refused > 0, "{t:?}");
