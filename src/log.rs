@@ -324,6 +324,19 @@ impl<F: Future> Scoped<F> {
             fut: Box::pin(fut),
         }
     }
+
+    /// [`Scoped::new`] for the future `make` returns, made and boxed in a
+    /// frame of its own: made in the caller's frame, a large future is a
+    /// temporary there, and that frame stays on an async call's fiber
+    /// stack while the call waits (as in `exec::boxed`).
+    #[inline(never)]
+    pub fn made(logger: &Arc<Logger>, call: u64, make: impl FnOnce() -> F) -> Self {
+        Scoped {
+            logger: logger.clone(),
+            call,
+            fut: Box::pin(make()),
+        }
+    }
 }
 
 impl<F: Future> Future for Scoped<F> {

@@ -28,7 +28,9 @@
 # flight at once, each 200 chunks that nginx trickles over about 4.5 s
 # (`limit_rate`), llmpool's async API against libcurl multi, each on one
 # thread in a child process of its own (CPU, threads, KiB per stream, wall
-# time). --tls streams over TLS 1.3 instead of plain HTTP.
+# time). --tls streams over TLS 1.3 instead of plain HTTP. `--only llmpool`
+# (or libcurl) runs one side; BENCH_WRAP is put before the benchmark's
+# command (a profiler: BENCH_WRAP="heaptrack" or "perf record -g").
 #
 # --memory runs examples/c/membench.c instead: KiB per idle pooled
 # connection and per call in flight, llmpool vs libcurl multi, with glibc's
@@ -270,9 +272,9 @@ if [ -n "$STREAMS" ]; then
   args=()
   for a in "$@"; do [ "$a" = "--tls" ] || args+=("$a"); done
   if [ -n "$STREAMS_TLS" ]; then
-    "$SBIN" --url "https://127.0.0.1:$TLS_PORT/sse/v1" --ca "$DIR/ca.pem" "${args[@]}" || status=$?
+    ${BENCH_WRAP:-} "$SBIN" --url "https://127.0.0.1:$TLS_PORT/sse/v1" --ca "$DIR/ca.pem" "${args[@]}" || status=$?
   else
-    "$SBIN" --url "http://127.0.0.1:$PORT/sse/v1" "${args[@]}" || status=$?
+    ${BENCH_WRAP:-} "$SBIN" --url "http://127.0.0.1:$PORT/sse/v1" "${args[@]}" || status=$?
   fi
   exit $status
 fi

@@ -8,6 +8,7 @@
  * (`limit_rate`), so a stream lasts about 4.5 s. Directly:
  *
  *   streambench --url http://127.0.0.1:P/sse/v1 --streams N [--ca FILE]
+ *               [--only llmpool|libcurl]   (one side, in this process)
  *
  * llmpool: every stream submitted from one thread with
  * llmpool_chat_stream_async; its chunks are parsed and assembled by
@@ -285,7 +286,7 @@ static void print(const char *name, const struct result *r, double cpu, long n) 
 }
 
 int main(int argc, char **argv) {
-  const char *url = NULL, *ca = NULL;
+  const char *url = NULL, *ca = NULL, *only = NULL;
   long n = 500;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--url") && i + 1 < argc)
@@ -294,12 +295,33 @@ int main(int argc, char **argv) {
       ca = argv[++i];
     else if (!strcmp(argv[i], "--streams") && i + 1 < argc)
       n = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+      only = argv[++i];
     else
-      die("usage: streambench --url URL --streams N [--ca FILE]");
+      die("usage: streambench --url URL --streams N [--ca FILE] [--only llmpool|libcurl]");
   }
   if (!url || n <= 0) die("--url and --streams are required");
   printf("%ld concurrent streams from %s on %ld cores\n", n, url, sysconf(_SC_NPROCESSORS_ONLN));
   struct result lp, cu;
+  /* One side alone, in this process (no child): for a profiler wrapped
+     around it. */
+  if (only) {
+    int curl = !strcmp(only, "libcurl");
+    if (!curl && strcmp(only, "llmpool")) die("--only: llmpool or libcurl");
+    raise_nofile();
+    memset(&lp, 0, sizeof lp);
+    if (curl)
+      run_curl(url, ca, n, &lp);
+    else
+      run_llmpool(url, ca, n, &lp);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    print(only, &lp,
+          ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+              ru.ru_stime.tv_usec / 1e6,
+          n);
+    return lp.failed ? 1 : 0;
+  }
   double cpu_lp = run_child(0, url, ca, n, &lp);
   print("llmpool", &lp, cpu_lp, n);
   double cpu_cu = run_child(1, url, ca, n, &cu);

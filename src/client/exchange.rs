@@ -165,6 +165,66 @@ impl Client {
         on_body: &mut BodyReader<'_>,
     ) -> Attempt {
         let inner = &*self.inner;
+        let result = self.run_request(agent, call, url, endpoint_key);
+        let resp = match result {
+            Err(e) => {
+                return Attempt::Failed(
+                    Error::invalid(format!("cannot build the request: {e}")),
+                    None,
+                )
+            }
+            Ok(Err(e)) => return Attempt::Failed(from_ureq(&e), Some(e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status().as_u16();
+        let headers = Headers::from_http(resp.headers());
+        // ureq's copy of the head goes before the body is read: a stream
+        // would hold it (about 2 KiB) for its whole life.
+        let (_, mut body) = resp.into_parts();
+        let read = if (200..300).contains(&status) {
+            on_body(&mut body)
+        } else {
+            read_whole(&mut body, inner.opts.max_response_bytes).map_err(BodyFailure::last)
+        };
+        match read {
+            Ok(body) => Attempt::Answer {
+                status,
+                headers,
+                body,
+                body_err: None,
+            },
+            Err(BodyFailure {
+                partial,
+                mut error,
+                resend,
+            }) => {
+                error.message = format!(
+                    "HTTP {status} answer cut short while reading its body: {}",
+                    error.message
+                );
+                Attempt::Answer {
+                    status,
+                    headers,
+                    body: partial,
+                    body_err: Some(BodyError { error, resend }),
+                }
+            }
+        }
+    }
+
+    /// Builds the request and runs it through ureq until its answer's head.
+    /// Never inlined: the request builder's copies would otherwise sit in
+    /// `send`'s frame, which stays on an async call's fiber stack while the
+    /// body is read (a stream: for minutes).
+    #[inline(never)]
+    fn run_request(
+        &self,
+        agent: &ureq::Agent,
+        call: &Call,
+        url: &str,
+        endpoint_key: Option<&ApiKey>,
+    ) -> Result<Result<http::Response<ureq::Body>, ureq::Error>, http::Error> {
+        let inner = &*self.inner;
         let mut b = http::Request::builder()
             .method(call.method.clone())
             .uri(url);
@@ -210,47 +270,7 @@ impl Client {
             Some(body) => b.body(body.as_slice()).map(&run),
             None => b.body(()).map(|r| agent.run(r)),
         };
-        let mut resp = match result {
-            Err(e) => {
-                return Attempt::Failed(
-                    Error::invalid(format!("cannot build the request: {e}")),
-                    None,
-                )
-            }
-            Ok(Err(e)) => return Attempt::Failed(from_ureq(&e), Some(e)),
-            Ok(Ok(r)) => r,
-        };
-        let status = resp.status().as_u16();
-        let headers = Headers::from_http(resp.headers());
-        let read = if (200..300).contains(&status) {
-            on_body(resp.body_mut())
-        } else {
-            read_whole(resp.body_mut(), inner.opts.max_response_bytes).map_err(BodyFailure::last)
-        };
-        match read {
-            Ok(body) => Attempt::Answer {
-                status,
-                headers,
-                body,
-                body_err: None,
-            },
-            Err(BodyFailure {
-                partial,
-                mut error,
-                resend,
-            }) => {
-                error.message = format!(
-                    "HTTP {status} answer cut short while reading its body: {}",
-                    error.message
-                );
-                Attempt::Answer {
-                    status,
-                    headers,
-                    body: partial,
-                    body_err: Some(BodyError { error, resend }),
-                }
-            }
-        }
+        result
     }
 
     /// The response for what an endpoint's attempts ended with.
@@ -317,7 +337,7 @@ impl Client {
             body,
             text: sum.text,
             error,
-            info,
+            info: Box::new(info),
             headers,
             completion,
         }

@@ -22,7 +22,7 @@ impl Client {
             Some(id) => self.gated(id, call, on_body).await,
             None => {
                 let id = next_call_id();
-                let r = Scoped::new(&self.inner.log, id, self.gated(id, call, on_body)).await;
+                let r = Scoped::made(&self.inner.log, id, || self.gated(id, call, on_body)).await;
                 // No settlement follows to carry the deferred corrections.
                 self.inner.gate.ratelimit.flush();
                 r

@@ -335,6 +335,7 @@ impl Client {
     }
 
     /// Records a finished call in the labelled (Prometheus) metrics.
+    #[inline(never)]
     pub(crate) fn record(&self, model: Option<&str>, r: &Response, started: Instant) {
         let endpoint = r
             .info

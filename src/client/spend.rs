@@ -35,7 +35,7 @@ impl Client {
         patch: &mut (dyn FnMut(&mut Response) + Send),
     ) -> Response {
         let call_id = next_call_id();
-        let call = async move {
+        let call = move || async move {
             let started = Instant::now();
             let mut facts = RequestFacts::read(&v, self.needs_estimate());
             facts.stream = stream;
@@ -85,7 +85,7 @@ impl Client {
             self.record(model.as_deref(), &r, started);
             r
         };
-        Scoped::new(&self.inner.log, call_id, call).await
+        Scoped::made(&self.inner.log, call_id, call).await
     }
 
     /// What must be asked before a call: the shared cache, the budget's
@@ -95,6 +95,10 @@ impl Client {
     /// could not ask (not in a cluster: their keys live in different
     /// slots) each store asks on its own, in the same order. Returns the
     /// cost side's decision and, when the chain made it, the booking.
+    // Never inlined: its locals (the plan, the chain, the replies) would
+    // otherwise sit in `spent_call`'s frame, which stays on an async call's
+    // fiber stack for as long as the call waits.
+    #[inline(never)]
     fn prepare(
         &self,
         path: &str,
@@ -140,6 +144,7 @@ impl Client {
     }
 
     /// Applies cost accounting to a finished response.
+    #[inline(never)]
     pub(crate) fn settle(&self, p: Prepared, r: &mut Response) {
         let ok = r.is_ok();
         let w = self
@@ -153,6 +158,7 @@ impl Client {
         }
     }
 
+    #[inline(never)]
     fn cache_hit(&self, path: &str, p: Prepared, hit: Hit, started: Instant) -> Response {
         let api = [Api::Chat, Api::Responses, Api::Messages]
             .into_iter()
@@ -169,7 +175,7 @@ impl Client {
             status: hit.entry.status,
             text: sum.text,
             error: String::new(),
-            info: Info {
+            info: Box::new(Info {
                 latency_ms: ms,
                 request_id: headers.get("x-request-id").map(str::to_string),
                 model: sum.model.or(p.model.clone()),
@@ -188,7 +194,7 @@ impl Client {
                     ..Timings::default()
                 },
                 ..Info::default()
-            },
+            }),
             headers,
             body: hit.entry.body,
             completion: match api {

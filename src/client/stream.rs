@@ -72,8 +72,12 @@ use crate::net::error::from_ureq;
 use crate::response::{Completion, Response, StreamFacts};
 use crate::sse::{self, SseEvent, SseParser};
 
-/// Bytes read into one buffer per `read` call.
-const READ_BUF: usize = 4 * 1024;
+/// Bytes read per `read` call. The buffer is held while the stream waits
+/// for its next event (the wait is inside the read), for as long as the
+/// stream lasts, so it is small: reading copies from the connection's
+/// input buffer, which takes the socket's bytes in larger pieces, so a
+/// burst costs more copies, not more system calls.
+const READ_BUF: usize = 1024;
 
 /// After the end event, at most this many further body bytes are read to
 /// put the connection back in the pool; a server sending more loses the

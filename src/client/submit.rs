@@ -19,8 +19,8 @@ use super::{parse_object, raw_call, request_call, Client};
 use crate::assemble::{Api, Delta};
 use crate::error::{panic_message, Code, Error};
 use crate::exec::{
-    fiber, pool, token, BoxFuture, CallHandle, CallToken, CatchPanic, Config, Executor, Gate,
-    Start, Task,
+    boxed, fiber, pool, token, BoxFuture, CallHandle, CallToken, CatchPanic, Config, Executor,
+    Gate, Start, Task,
 };
 use crate::options::Options;
 use crate::policy::limiter::Limiter;
@@ -229,7 +229,7 @@ impl Client {
         let submitted = Instant::now();
         let task: Task = Box::new(move |start: Start| -> BoxFuture {
             Box::pin(async move {
-                let ran = CatchPanic::new(me.run_work(start, work, submitted)).await;
+                let ran = CatchPanic::new(boxed(|| me.run_work(start, work, submitted))).await;
                 let mut r = ran.unwrap_or_else(|p| {
                     Response::failed(Error::new(Code::Panic, panic_message(&*p)), submitted)
                 });
@@ -268,17 +268,18 @@ impl Client {
             inner.metrics.finish(e.code, submitted.elapsed());
             return Response::failed(e, submitted);
         }
+        // Each call's future is made on the heap (see `exec::boxed`).
         match work {
-            Work::Json { path, text, v } => self.json_call_fut(path, &text, v).await,
-            Work::Request(call) => self.execute_fut(call).await,
+            Work::Json { path, text, v } => boxed(|| self.json_call_fut(path, &text, v)).await,
+            Work::Request(call) => boxed(|| self.execute_fut(call)).await,
             Work::Stream { api, text, sink } => match sink {
                 Sink::Events(mut f) => {
                     let mut on_thread = |d: &str, e: &str| fiber::on_thread_stack(|| f(d, e));
-                    self.stream_events_fut(api, &text, &mut on_thread).await
+                    boxed(|| self.stream_events_fut(api, &text, &mut on_thread)).await
                 }
                 Sink::Deltas(mut f) => {
                     let mut on_thread = |d: &Delta| fiber::on_thread_stack(|| f(d));
-                    self.stream_deltas_fut(api, &text, &mut on_thread).await
+                    boxed(|| self.stream_deltas_fut(api, &text, &mut on_thread)).await
                 }
             },
             Work::Warm(n) => {

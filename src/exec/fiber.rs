@@ -182,25 +182,28 @@ fn suspend(ctx: &Ctx) {
 }
 
 /// Gives back the pages of the fiber's stack below the frame that is
-/// suspending, on its 2nd and 16th suspend and then every 1024th.
+/// suspending, on its 2nd to 4th and 16th suspend and then every 1024th.
 ///
 /// The deepest code of a call (connect, TLS handshake, writing the request
 /// and reading the answer's head through ureq) runs first and touches
 /// about 48 KiB of stack; a stream then waits chunk after chunk from a
 /// shallower frame for seconds or minutes. Without this, every stream in
 /// flight would keep those pages. With it, a stream holds the pages its
-/// read loop uses (one `madvise` per 1024 waits after the first two).
+/// read loop uses (one `madvise` per 1024 waits after the first four: a
+/// stream's first body waits follow its head's, so the deep pages go as
+/// soon as its body starts).
 fn trim(ctx: &Ctx) {
     let n = ctx.suspends.get().wrapping_add(1);
     ctx.suspends.set(n);
     // Each madvise costs the other cores a TLB shootdown: seldom.
-    if !(n == 2 || n == 16 || n.is_multiple_of(1024)) {
+    if !((2..=4).contains(&n) || n == 16 || n.is_multiple_of(1024)) {
         return;
     }
     const PAGE: usize = 4096;
     let here = &n as *const u32 as usize;
-    // Two pages of margin under this frame for the suspend itself.
-    let top = (here & !(PAGE - 1)).saturating_sub(2 * PAGE);
+    // A page of margin under this frame for the suspend itself (its
+    // frames and the registers the switch saves take well under 1 KiB).
+    let top = (here & !(PAGE - 1)).saturating_sub(PAGE);
     let low = (ctx.limit + PAGE - 1) & !(PAGE - 1);
     if top > low {
         // SAFETY: [low, top) lies inside this fiber's stack, below every

@@ -13,12 +13,15 @@
 //!   and expires calls past their queue timeout.
 //! - [`block`]: `block_on_call`, which runs the same call futures to
 //!   completion on the caller's thread for the blocking API.
+//! - [`boxed`]: futures made on the heap in a frame of their own, so a
+//!   fiber's stack holds no copies of them while its call waits.
 //! - [`queue`]: completions handed from library threads to one consumer
 //!   thread, with an eventfd that is readable while any wait.
 //!
 //! The glue to the client (what a call runs) is `client::submit`.
 
 pub mod block;
+pub mod boxed;
 pub mod fiber;
 pub mod pool;
 pub mod queue;
@@ -27,6 +30,7 @@ pub mod timer;
 pub mod token;
 
 pub use block::{block_on, block_on_call, CatchPanic};
+pub use boxed::{boxed, Boxed};
 pub use pool::{
     BoxFuture, CallHandle, Closed, Config, Executor, Gate, Start, Stats, Task, WeakExecutor,
 };

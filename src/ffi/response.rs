@@ -67,7 +67,7 @@ impl llmpool_response {
             status: r.status,
             text: c_string(&r.text),
             error: c_string(&r.error),
-            info_record: r.info,
+            info_record: *r.info,
             completion_record: r.completion,
             completion: OnceLock::new(),
             info: OnceLock::new(),

@@ -60,9 +60,22 @@ thread_local! {
 }
 
 /// A buffer of at least `len` initialized bytes: this thread's spare if it
-/// has one, else a new one.
+/// has one no more than twice that size, else a new one. A larger spare
+/// stays for a larger need: a stream's fresh 4 KiB input buffer that took
+/// the request's 9 KiB output buffer would hold 9 KiB for the stream's
+/// whole life (measured: 9.2 KiB of the 30 KiB of heap per stream).
 fn take(len: usize) -> Vec<u8> {
-    let mut v = SPARE.try_with(Cell::take).unwrap_or_default();
+    let spare = SPARE
+        .try_with(|s| {
+            let v = s.take();
+            if v.capacity() > 2 * len.max(1) {
+                s.set(v);
+                return Vec::new();
+            }
+            v
+        })
+        .unwrap_or_default();
+    let mut v = spare;
     if v.len() < len {
         v.resize(len, 0);
     }
@@ -163,6 +176,21 @@ impl ConnBuffers {
         if n > 0 && n == offered && self.input.len() < INPUT_MAX {
             let grown = (self.input.len() * 2).min(INPUT_MAX);
             self.input.resize(grown, 0);
+            self.account();
+        }
+    }
+
+    /// Gives the input buffer back while it holds nothing unread, before
+    /// waiting for the socket: a stream between two events holds no input
+    /// buffer, however long it waits (the next read takes one, this
+    /// thread's spare when it has one). Measured with nginx trickling
+    /// 8 KB bursts: a stream held 18.7 KiB of input buffer, grown by its
+    /// bursts, between them.
+    pub fn release_empty_input(&mut self) {
+        if self.consumed == self.filled && self.input.capacity() > 0 {
+            give(std::mem::take(&mut self.input));
+            self.filled = 0;
+            self.consumed = 0;
             self.account();
         }
     }
@@ -337,6 +365,30 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_input_buffer_is_given_back_before_a_wait() {
+        let (mut b, held) = fresh();
+        let burst = vec![1u8; 3 * INPUT_START];
+        let mut data = &burst[..];
+        read_from(&mut b, &mut data);
+        // Unread input stays.
+        b.release_empty_input();
+        assert!(b.allocated() > 0);
+        while !data.is_empty() {
+            let n = b.input().len();
+            b.input_consume(n);
+            read_from(&mut b, &mut data);
+        }
+        let n = b.input().len();
+        b.input_consume(n);
+        b.release_empty_input();
+        assert_eq!((b.allocated(), held.load(Ordering::Relaxed)), (0, 0));
+        // The next read takes a buffer again.
+        let mut event: &[u8] = b"data: {}\n\n";
+        read_from(&mut b, &mut event);
+        assert_eq!(b.input(), b"data: {}\n\n");
+    }
+
+    #[test]
     fn a_head_larger_than_the_buffer_makes_it_grow() {
         let (mut b, _held) = fresh();
         let head = vec![b'h'; 3 * INPUT_START];
@@ -376,15 +428,21 @@ mod tests {
         b.push_output(10);
         b.output_written(true);
         assert_eq!(held.load(Ordering::Relaxed), 0);
-        // the next buffer this thread needs, on any connection, is that one
+        // An input buffer (4 KiB) does not take it (9 KiB): it would keep
+        // the larger size for as long as its stream runs.
         let (mut other, _) = fresh();
-        assert_eq!(other.read_buf().as_ptr(), first);
+        assert_ne!(other.read_buf().as_ptr(), first);
+        assert_eq!(other.allocated(), INPUT_START);
         let mut answer: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
         read_from(&mut other, &mut answer);
         let n = other.input().len();
         other.input_consume(n);
+        // The next output buffer this thread needs, on any connection, is
+        // that one.
+        let (mut third, _) = fresh();
+        assert_eq!(third.output().as_ptr(), first);
+        third.output_written(true);
         other.release_idle();
-        assert_eq!(b.output().as_ptr(), first);
         // a large one is freed, not kept
         let big = vec![0u8; SPARE_MAX * 2];
         b.output()[..OUTPUT_WINDOW].copy_from_slice(&big[..OUTPUT_WINDOW]);

@@ -590,13 +590,26 @@ impl Transport for CountedTcp {
                     TcpStream::set_read_timeout,
                 )?;
             }
-            let buf = self.buffers.read_buf();
-            let offered = buf.len();
-            let got = match &self.reg {
-                Some(reg) if on_fiber => on_reactor(reg, &deadline, || {
-                    super::sys::recv_nowait(&self.stream, buf)
-                }),
-                _ => (&*self.stream).read(buf),
+            let (got, offered) = match &self.reg {
+                Some(reg) if on_fiber => loop {
+                    let seen = reg.generation();
+                    let buf = self.buffers.read_buf();
+                    let offered = buf.len();
+                    match super::sys::recv_nowait(&self.stream, buf) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        r => break (r, offered),
+                    }
+                    // Nothing to read: wait holding no input buffer.
+                    self.buffers.release_empty_input();
+                    if reg.wait(seen, deadline.0) == Waited::TimedOut {
+                        break (Err(io::ErrorKind::TimedOut.into()), offered);
+                    }
+                },
+                _ => {
+                    let buf = self.buffers.read_buf();
+                    let offered = buf.len();
+                    ((&*self.stream).read(buf), offered)
+                }
             };
             match got {
                 Ok(n) => break (n, offered),

@@ -38,7 +38,10 @@ pub struct Response {
     pub error: String,
     /// Call details: attempts, connection reuse, latency, request id,
     /// model, usage… (JSON only at the C boundary: [`Response::info_json`]).
-    pub info: Info,
+    /// Boxed: a `Response` is returned by value through every layer of a
+    /// call, and each layer's frame stays on an async call's fiber stack
+    /// while it waits; a small `Response` keeps those frames small.
+    pub info: Box<Info>,
     /// Response headers (lowercase names).
     pub headers: Headers,
     pub completion: Completion,
@@ -59,7 +62,7 @@ impl Response {
             body: Vec::new(),
             text: String::new(),
             error,
-            info: Info::elapsed(started.elapsed().as_secs_f64() * 1000.0),
+            info: Box::new(Info::elapsed(started.elapsed().as_secs_f64() * 1000.0)),
             headers: Headers::default(),
             completion: Completion::None,
         }

@@ -462,18 +462,38 @@ impl RedisStore {
                 config,
                 ca_pem,
             } => {
-                let info = primary_of(sentinels, config, t)?;
-                let client = match ca_pem {
-                    None => Client::open(info)?,
-                    Some(pem) => Client::build_with_tls(
-                        info,
-                        ::redis::TlsCertificates {
-                            client_tls: None,
-                            root_cert: Some(pem.clone()),
-                        },
-                    )?,
-                };
-                timed(client.get_connection_with_timeout(t)?)
+                // A sentinel that has not heard of a failover yet names the
+                // old primary, which may be back as a replica and would
+                // serve reads of stale data (the budget's figures): each
+                // named node must say it is a primary, else the next
+                // sentinel is asked.
+                let mut last = None;
+                for info in primaries_named(sentinels, config, t) {
+                    let conn = info.and_then(|info| {
+                        let client = match ca_pem {
+                            None => Client::open(info)?,
+                            Some(pem) => Client::build_with_tls(
+                                info,
+                                ::redis::TlsCertificates {
+                                    client_tls: None,
+                                    root_cert: Some(pem.clone()),
+                                },
+                            )?,
+                        };
+                        let mut c = client.get_connection_with_timeout(t)?;
+                        c.set_read_timeout(Some(t))?;
+                        c.set_write_timeout(Some(t))?;
+                        check_primary(&mut c)?;
+                        Ok(c)
+                    });
+                    match conn {
+                        Ok(c) => return timed(c),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    RedisError::from((ErrorKind::EmptySentinelList, "no sentinels"))
+                }))
             }
         }
     }
@@ -536,14 +556,14 @@ fn query_pipeline<T: FromRedisValue>(
     T::from_owned_redis_value(Value::Array(values).extract_error()?)
 }
 
-/// The primary the sentinels name, asked in turn until one answers.
-fn primary_of(
-    sentinels: &[Client],
-    config: &SentinelConfig,
+/// The primary each sentinel names, asked in turn (lazily: the caller
+/// stops at the first that works).
+fn primaries_named<'a>(
+    sentinels: &'a [Client],
+    config: &'a SentinelConfig,
     t: Duration,
-) -> Result<ConnectionInfo, RedisError> {
-    let mut last = None;
-    for s in sentinels {
+) -> impl Iterator<Item = Result<ConnectionInfo, RedisError>> + 'a {
+    sentinels.iter().map(move |s| {
         let asked = s.get_connection_with_timeout(t).and_then(|mut c| {
             c.set_read_timeout(Some(t))?;
             c.set_write_timeout(Some(t))?;
@@ -551,40 +571,48 @@ fn primary_of(
                 .arg("get-master-addr-by-name")
                 .arg(&config.master)
                 .query::<Option<(String, u16)>>(&mut c)
-        });
-        match asked {
-            Ok(Some((host, port))) => {
-                let via = s.get_connection_info();
-                let addr = match &via.addr {
-                    ConnectionAddr::TcpTls {
-                        insecure,
-                        tls_params,
-                        ..
-                    } => ConnectionAddr::TcpTls {
-                        host,
-                        port,
-                        insecure: *insecure,
-                        tls_params: tls_params.clone(),
-                    },
-                    _ => ConnectionAddr::Tcp(host, port),
-                };
-                let mut redis = via.redis.clone();
-                redis.db = config.db;
-                redis.username.clone_from(&config.username);
-                redis.password.clone_from(&config.password);
-                return Ok(ConnectionInfo { addr, redis });
-            }
-            Ok(None) => {
-                last = Some(RedisError::from((
-                    ErrorKind::MasterNameNotFoundBySentinel,
-                    "the sentinel does not know the master",
-                    config.master.clone(),
-                )));
-            }
-            Err(e) => last = Some(e),
-        }
+        })?;
+        let Some((host, port)) = asked else {
+            return Err(RedisError::from((
+                ErrorKind::MasterNameNotFoundBySentinel,
+                "the sentinel does not know the master",
+                config.master.clone(),
+            )));
+        };
+        let via = s.get_connection_info();
+        let addr = match &via.addr {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        let mut redis = via.redis.clone();
+        redis.db = config.db;
+        redis.username.clone_from(&config.username);
+        redis.password.clone_from(&config.password);
+        Ok(ConnectionInfo { addr, redis })
+    })
+}
+
+/// `ROLE` says "master", else a `ReadOnly` error (the connection reaches a
+/// replica: see `connection_lost`).
+fn check_primary(c: &mut ::redis::Connection) -> Result<(), RedisError> {
+    let role: Vec<Value> = ::redis::cmd("ROLE").query(c)?;
+    let first = role.first().map(String::from_redis_value);
+    match first {
+        Some(Ok(r)) if r == "master" => Ok(()),
+        _ => Err(RedisError::from((
+            ErrorKind::ReadOnly,
+            "the node the sentinel named is not a primary (yet)",
+        ))),
     }
-    Err(last.unwrap_or_else(|| RedisError::from((ErrorKind::EmptySentinelList, "no sentinels"))))
 }
 
 /// Whether Redis answered but cannot serve now: a cluster failing over or
