@@ -253,7 +253,12 @@ impl SseParser {
         if bytes[0] == b':' {
             return Ok(None);
         }
-        let line = String::from_utf8_lossy(bytes);
+        // Valid UTF-8 (nearly always) is checked by the fast validator;
+        // only a line that fails it pays for the lossy scan.
+        let line = match std::str::from_utf8(bytes) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
         let (field, value) = match line.find(':') {
             Some(i) => {
                 let v = &line[i + 1..];
@@ -266,6 +271,9 @@ impl SseParser {
                 if self.data.len() + value.len() + 1 > self.limit {
                     return Err(SseError::EventTooLarge { limit: self.limit });
                 }
+                // One allocation for the usual one-line event (the buffer
+                // goes away with the event).
+                self.data.reserve(value.len() + 1);
                 self.data.push_str(value);
                 self.data.push('\n');
                 self.has_data = true;

@@ -12,6 +12,7 @@ use super::{read_whole, Client};
 use crate::error::Error;
 use crate::net::buffers::{MAX_RESPONSE_HEAD, OUTPUT_WINDOW, TLS_INPUT};
 use crate::net::error::from_ureq;
+use crate::net::live::LiveSockets;
 use crate::net::resolver::CachingResolver;
 use crate::net::transport::{ConnReady, ConnStats, CountedTls, PoolConnector};
 use crate::net::tunnel::ProxyConnector;
@@ -31,7 +32,7 @@ impl Client {
             .endpoints
             .get(inner.endpoints.order(Instant::now())[0]);
         let url = format!("{}/models", ep.base_url);
-        let agent = read(&inner.wire.agent).clone();
+        let agent = read(&inner.wire.agent).agent.clone();
         // Every request holds its connection until all have answered (or a
         // timeout passes): otherwise a fast server lets them share one.
         let gate = (Mutex::new(0usize), Condvar::new());
@@ -106,8 +107,23 @@ impl Client {
 /// default upload buffer.
 const OUTPUT_BUFFER: usize = 16 * 1024;
 
+/// A client's agent and the sockets its connections hold.
+pub(crate) struct Pooled {
+    pub agent: Agent,
+    live: Arc<LiveSockets>,
+}
+
+impl Pooled {
+    /// Closes every connection, idle or in use (blocked I/O on them returns
+    /// at once), and refuses new ones.
+    pub fn shutdown(self) {
+        self.agent.shutdown();
+        self.live.shutdown_all();
+    }
+}
+
 /// Builds an agent whose pool, timeouts and TLS follow the options.
-pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, Error> {
+pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Pooled, Error> {
     let tls = crate::net::tls::tls_config(&o.tls())?;
     let mut cfg = Agent::config_builder()
         .http_status_as_error(false)
@@ -146,6 +162,7 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
     if let Some(t) = o.body_timeout {
         cfg = cfg.timeout_recv_body(Some(t));
     }
+    let live = Arc::new(LiveSockets::default());
     let connector = ()
         .chain(ProxyConnector {
             proxies: o.proxies.clone(),
@@ -156,15 +173,17 @@ pub(crate) fn build_agent(o: &Options, conn: &Arc<ConnStats>) -> Result<Agent, E
             stats: conn.clone(),
             tcp_keepalive: o.tcp_keepalive,
             max_age: o.pool_max_age,
+            live: live.clone(),
         })
         .chain(CountedTls {
             inner: RustlsConnector::default(),
             stats: conn.clone(),
         })
         .chain(ConnReady);
-    Ok(Agent::with_parts(
+    let agent = Agent::with_parts(
         cfg.build(),
         connector,
         CachingResolver::with_proxies(o.dns_cache_ttl, o.proxies.clone()),
-    ))
+    );
+    Ok(Pooled { agent, live })
 }

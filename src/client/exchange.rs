@@ -104,7 +104,7 @@ impl Client {
         let endpoint = inner.endpoints.get(ep);
         t.attempts += 1;
         transport::begin_attempt();
-        let agent = read(&inner.wire.agent).clone();
+        let agent = read(&inner.wire.agent).agent.clone();
         let url = format!("{}{}", endpoint.base_url, call.path);
         in_scope(Level::Debug, || {
             format!("sending {} {url} (attempt {})", call.method, t.attempts)

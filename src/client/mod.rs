@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use serde_json::Value;
-use ureq::Agent;
 
 use crate::cost::spend::Spend;
 use crate::error::Error;
@@ -38,7 +37,7 @@ mod spend;
 pub mod stream;
 mod submit;
 
-pub(crate) use agent::build_agent;
+pub(crate) use agent::{build_agent, Pooled};
 pub(crate) use call::{raw_call, request_call};
 pub use call::{BodyFailure, BodyReader, Call};
 pub use exchange::read_whole;
@@ -91,7 +90,7 @@ struct Retry {
 
 /// The exchange layer's state: the pooled agent and what it sends with.
 struct Wire {
-    agent: RwLock<Agent>,
+    agent: RwLock<Pooled>,
     conn: Arc<ConnStats>,
     key: RwLock<Option<ApiKey>>,
 }

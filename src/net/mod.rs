@@ -6,6 +6,7 @@
 pub mod buffers;
 pub mod connect;
 pub mod error;
+pub mod live;
 pub mod proxy;
 pub mod resolver;
 mod sys;

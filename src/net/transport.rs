@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::log::{self, Level, Logger};
@@ -21,6 +21,7 @@ use ureq::unversioned::transport::{
 use ureq::Timeout;
 
 use super::buffers::ConnBuffers;
+use super::live::{LiveSlot, LiveSockets};
 use crate::exec::fiber;
 use crate::exec::reactor::{Registration, Waited};
 
@@ -173,6 +174,8 @@ pub struct PoolConnector {
     pub tcp_keepalive: Option<Duration>,
     /// `pool_max_age_ms`: an older connection is not reused.
     pub max_age: Option<Duration>,
+    /// The agent's sockets, for `llmpool_cancel` to shut them down.
+    pub live: Arc<LiveSockets>,
 }
 
 impl<In: Transport> Connector<In> for PoolConnector {
@@ -231,8 +234,8 @@ impl<In: Transport> Connector<In> for PoolConnector {
             super::sys::set_tcp_keepalive(&stream, idle)?;
         }
         let stream = Arc::new(stream);
-        // Lets Agent::shutdown (llmpool_cancel) interrupt I/O blocked on this socket.
-        (details.register_shutdown)(Arc::downgrade(&stream) as Weak<_>)?;
+        // Lets llmpool_cancel interrupt I/O blocked on this socket.
+        let live = LiveSockets::add(&self.live, &stream)?;
         self.stats.opened.fetch_add(1, Ordering::Relaxed);
         self.stats.open_now.fetch_add(1, Ordering::Relaxed);
         let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
@@ -246,6 +249,7 @@ impl<In: Transport> Connector<In> for PoolConnector {
         Ok(Some(Either::B(CountedTcp {
             reg: None,
             stream,
+            _live: live,
             buffers: ConnBuffers::new(self.stats.buffer_bytes.clone()),
             stats: self.stats.clone(),
             opened_in: current_seq(),
@@ -350,6 +354,7 @@ pub struct CountedTcp {
     /// closes.
     reg: Option<Registration>,
     stream: Arc<TcpStream>,
+    _live: LiveSlot,
     /// Input, and output not yet written (see `transmit_output`).
     buffers: ConnBuffers,
     stats: Arc<ConnStats>,
