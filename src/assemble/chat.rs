@@ -22,8 +22,11 @@
 //! - `finish_reason`: the last non-null one per choice;
 //! - `logprobs`: their `content` and `refusal` arrays joined.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
+use super::chunk::{Chunk, Member};
 use super::merge::merge_object;
 use super::{check_arguments, Assembled, Delta, DeltaKind, Step};
 
@@ -100,6 +103,39 @@ impl Chat {
             };
             let choice = &mut self.choices[at].1;
             choice.feed(index as u32, c, emit);
+        }
+        Step::More
+    }
+
+    /// [`Chat::feed`] for a chunk of the usual shape read without a
+    /// `Value` ([`super::chunk`]), with the same rules and results.
+    pub fn feed_chunk(&mut self, c: &Chunk, emit: &mut dyn FnMut(Delta)) -> Step {
+        for (k, v) in &c.top {
+            if v.is_null() || self.top.get(&**k).is_some_and(|old| v.same_as(old)) {
+                continue;
+            }
+            self.top.insert(k.to_string(), v.to_value());
+        }
+        if let Some(u) = &c.usage {
+            self.usage = Some(u.clone());
+        }
+        for (pos, ch) in c.choices.iter().enumerate() {
+            let index = ch.index.unwrap_or(pos as u64);
+            let at = match self.choices.binary_search_by_key(&index, |(i, _)| *i) {
+                Ok(at) => at,
+                Err(at) => {
+                    self.choices.insert(at, (index, Choice::default()));
+                    at
+                }
+            };
+            let choice = &mut self.choices[at].1;
+            choice.delta_members(index as u32, &ch.delta, emit);
+            if let Some(f) = &ch.finish_reason {
+                choice.finish_reason = Some(f.clone());
+            }
+            for (k, v) in &ch.other {
+                choice.other.insert(k.clone(), v.clone());
+            }
         }
         Step::More
     }
@@ -203,6 +239,58 @@ impl Choice {
             let mut one = Map::new();
             one.insert(k.clone(), v.clone());
             merge_object(&mut self.message, &one);
+        }
+    }
+
+    /// [`Choice::delta`] for a delta read by [`super::chunk`] (no tool
+    /// calls; members sorted by name, as a `Value`'s are).
+    fn delta_members(
+        &mut self,
+        choice: u32,
+        members: &[(Cow<str>, Member)],
+        emit: &mut dyn FnMut(Delta),
+    ) {
+        for (k, v) in members {
+            let kind = match &**k {
+                "role" => {
+                    if !v.is_null() {
+                        self.message.insert(k.to_string(), v.to_value());
+                    }
+                    continue;
+                }
+                "content" => Some(DeltaKind::Content),
+                "refusal" => Some(DeltaKind::Refusal),
+                "reasoning_content" | "reasoning" => Some(DeltaKind::Reasoning),
+                _ => None,
+            };
+            if let (Some(kind), Member::Str(text)) = (kind, v) {
+                if !text.is_empty() {
+                    emit(Delta {
+                        kind,
+                        choice,
+                        call_index: 0,
+                        id: None,
+                        name: None,
+                        text,
+                    });
+                }
+            }
+            // As merge_object does with a one-member delta.
+            match v {
+                Member::Str(s) => match self.message.get_mut(&**k) {
+                    Some(Value::String(a)) => a.push_str(s),
+                    Some(old) => *old = Value::String(s.to_string()),
+                    None => {
+                        self.message
+                            .insert(k.to_string(), Value::String(s.to_string()));
+                    }
+                },
+                Member::Other(v) => {
+                    let mut one = Map::new();
+                    one.insert(k.to_string(), v.clone());
+                    merge_object(&mut self.message, &one);
+                }
+            }
         }
     }
 
@@ -378,23 +466,85 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn seen(d: Delta) -> String {
+        format!(
+            "{:?}/{}/{}/{}/{}/{}",
+            d.kind,
+            d.choice,
+            d.call_index,
+            d.id.unwrap_or("-"),
+            d.name.unwrap_or("-"),
+            d.text
+        )
+    }
+
+    /// Assembles the chunks through the general path, and checks that the
+    /// stream's path (the usual chunks read without a Value) gives the same.
     fn run(chunks: &[Value]) -> (Assembled, Vec<String>) {
+        let texts: Vec<String> = chunks.iter().map(Value::to_string).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let general = run_general(chunks);
+        assert_eq!(run_text(&texts), general, "typed and general paths differ");
+        general
+    }
+
+    fn run_general(chunks: &[Value]) -> (Assembled, Vec<String>) {
         let mut a = Chat::default();
-        let mut seen = Vec::new();
+        let mut out = Vec::new();
         for c in chunks {
-            a.feed(c, &mut |d| {
-                seen.push(format!(
-                    "{:?}/{}/{}/{}/{}/{}",
-                    d.kind,
-                    d.choice,
-                    d.call_index,
-                    d.id.unwrap_or("-"),
-                    d.name.unwrap_or("-"),
-                    d.text
-                ))
-            });
+            a.feed(c, &mut |d| out.push(seen(d)));
         }
-        (a.finish(), seen)
+        (a.finish(), out)
+    }
+
+    /// As the stream reader does: typed where the chunk is usual.
+    fn run_text(texts: &[&str]) -> (Assembled, Vec<String>) {
+        let mut a = Chat::default();
+        let mut out = Vec::new();
+        for t in texts {
+            match crate::assemble::chunk::parse(t) {
+                Some(c) => a.feed_chunk(&c, &mut |d| out.push(seen(d))),
+                None => a.feed(&serde_json::from_str(t).unwrap(), &mut |d| {
+                    out.push(seen(d))
+                }),
+            };
+        }
+        (a.finish(), out)
+    }
+
+    #[test]
+    fn chunks_as_sent_read_typed_as_through_a_value() {
+        // Members in the order gateways send them (not sorted), escapes,
+        // nulls, numbers, extras, a changing id, two choices, reasoning and
+        // content in one delta.
+        let texts = [
+            r#"{"id":"a","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+            r#"{"id":"a","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"reasoning_content":"think \"hard\"","content":"H\u00e9"},"finish_reason":null}]}"#,
+            r#"{"id":"b","model":"m2","provider":{"name":"x"},"choices":[{"index":1,"delta":{"content":"other","x_extra":{"k":[1]}},"native":7},{"index":0,"delta":{"content":"llo","x_extra":null}}]}"#,
+            r#"{"id":"b","choices":[{"index":0,"delta":{"content":5}}]}"#,
+            r#"{"id":"b","choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}],"system_fingerprint":"fp"}"#,
+            r#"{"id":"b","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":"{}"}}]}}]}"#,
+            r#"{"id":"b","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+        ];
+        let values: Vec<Value> = texts
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap())
+            .collect();
+        let general = run_general(&values);
+        assert_eq!(run_text(&texts), general);
+        assert_eq!(
+            general.1[..3],
+            [
+                "Content/0/0/-/-/Hé",
+                "Reasoning/0/0/-/-/think \"hard\"",
+                "Content/1/0/-/-/other"
+            ]
+        );
+        // Most were read typed: the point of the fast path.
+        let typed = texts
+            .iter()
+            .filter(|t| crate::assemble::chunk::parse(t).is_some());
+        assert_eq!(typed.count(), 6);
     }
 
     fn calls(a: &Assembled, choice: usize) -> Vec<(String, String, String)> {

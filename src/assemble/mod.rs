@@ -10,6 +10,7 @@
 //! chunk, `choices: []`, ...) are in [`chat`] and listed in the README.
 
 pub mod chat;
+pub mod chunk;
 pub mod merge;
 pub mod messages;
 pub mod responses;

@@ -503,19 +503,28 @@ fn handle(
     if name == Some("ping") {
         return None;
     }
-    let v = match sse::parse(ev) {
-        Err(msg) => return Some(Stop::Fail(Error::new(Code::Protocol, msg))),
-        Ok(sse::Event::Done) => {
-            st.ended = true;
-            return Some(Stop::Done);
-        }
-        Ok(sse::Event::Error { message }) => return Some(fail_mid_stream(st, data, &message)),
-        Ok(sse::Event::Json(v)) => v,
+    // The usual chat chunk is read without a Value tree; anything else
+    // (and every other API) takes the general path.
+    let typed = match (&st.assembler, name) {
+        (Assembler::Chat(_), None) => assemble::chunk::parse(data),
+        _ => None,
+    };
+    let read = match typed {
+        Some(c) => Data::Typed(c),
+        None => match sse::parse(ev) {
+            Err(msg) => return Some(Stop::Fail(Error::new(Code::Protocol, msg))),
+            Ok(sse::Event::Done) => {
+                st.ended = true;
+                return Some(Stop::Done);
+            }
+            Ok(sse::Event::Error { message }) => return Some(fail_mid_stream(st, data, &message)),
+            Ok(sse::Event::Json(v)) => Data::Json(v),
+        },
     };
     let mut stopped = false;
     let mut first = None;
     let mut any_delta = false;
-    let step = st.assembler.feed(name, &v, &mut |d| {
+    let mut emit = |d: Delta| {
         any_delta = true;
         if first.is_none() && !d.text.is_empty() {
             first = Some(d.kind);
@@ -523,7 +532,12 @@ fn handle(
         if !stopped && !sink.delta(&d) {
             stopped = true;
         }
-    });
+    };
+    let step = match (&mut st.assembler, &read) {
+        (Assembler::Chat(a), Data::Typed(c)) => a.feed_chunk(c, &mut emit),
+        (a, Data::Json(v)) => a.feed(name, v, &mut emit),
+        (_, Data::Typed(_)) => unreachable!("typed chunks are read for chat only"),
+    };
     if first.is_some() && st.ttft_ms.is_none() {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         st.ttft_ms = Some(ms);
@@ -544,13 +558,23 @@ fn handle(
         assemble::Step::More => {}
     }
     st.chunks += 1;
-    let text = event_text(st.api, &v);
+    let text = match &read {
+        Data::Typed(c) => c.content(),
+        Data::Json(v) => event_text(st.api, v),
+    };
     st.delivered |= any_delta || !text.is_empty();
     if !sink.event(text, data) {
         st.delivered = true;
         return Some(aborted(st));
     }
     None
+}
+
+/// An event's data, read.
+enum Data<'a> {
+    /// A chat chunk of the usual shape ([`assemble::chunk`]).
+    Typed(assemble::chunk::Chunk<'a>),
+    Json(Value),
 }
 
 fn fail_mid_stream(st: &mut State, raw: &str, message: &str) -> Stop {
