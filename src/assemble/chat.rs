@@ -513,6 +513,106 @@ mod tests {
     }
 
     #[test]
+    fn random_chunks_read_typed_as_through_a_value() {
+        // Chunks built from pieces gateways send, in random mixes and
+        // orders (a fixed-seed generator: the same cases every run).
+        let top = [
+            r#""id":"a""#,
+            r#""id":"b\u0041""#,
+            r#""object":"chat.completion.chunk""#,
+            r#""created":1"#,
+            r#""created":-2.5"#,
+            r#""model":"m""#,
+            r#""model":null"#,
+            r#""usage":null"#,
+            r#""usage":{"total_tokens":3}"#,
+            r#""error":null"#,
+            r#""provider":{"x":[1,null]}"#,
+            r#""system_fingerprint":"fp""#,
+        ];
+        let choice = [
+            r#""index":0"#,
+            r#""index":1"#,
+            r#""finish_reason":null"#,
+            r#""finish_reason":"stop""#,
+            r#""logprobs":null"#,
+            r#""native":7"#,
+            r#""native":null"#,
+        ];
+        let delta = [
+            r#""content":"x""#,
+            r#""content":"\n\"q\"""#,
+            r#""content":null"#,
+            r#""content":3"#,
+            r#""role":"assistant""#,
+            r#""role":null"#,
+            r#""reasoning_content":"r""#,
+            r#""reasoning":"s""#,
+            r#""refusal":"no""#,
+            r#""extra":{"k":"v"}"#,
+            r#""extra":"w""#,
+            r#""tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":"{"}}]"#,
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        // Up to `most` members of `from`, each name once (JSON with a
+        // repeated name is read differently by every parser).
+        let mut pick = |from: &[&str], most: usize| -> String {
+            let mut out: Vec<&str> = Vec::new();
+            for _ in 0..next(most + 1) {
+                let m = from[next(from.len())];
+                if !out
+                    .iter()
+                    .any(|o| o.split(':').next() == m.split(':').next())
+                {
+                    out.push(m);
+                }
+            }
+            out.join(",")
+        };
+        let mut typed = 0;
+        for _ in 0..300 {
+            let texts: Vec<String> = (0..4)
+                .map(|_| {
+                    let n = pick(&["a", "b"], 2)
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .count();
+                    let choices: Vec<String> = (0..n)
+                        .map(|_| {
+                            let c = pick(&choice, 3);
+                            let d = format!(r#""delta":{{{}}}"#, pick(&delta, 3));
+                            match c.is_empty() {
+                                true => format!("{{{d}}}"),
+                                false => format!("{{{c},{d}}}"),
+                            }
+                        })
+                        .collect();
+                    let t = pick(&top, 4);
+                    let sep = if t.is_empty() { "" } else { "," };
+                    format!(r#"{{{t}{sep}"choices":[{}]}}"#, choices.join(","))
+                })
+                .collect();
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            typed += texts
+                .iter()
+                .filter(|t| crate::assemble::chunk::parse(t).is_some())
+                .count();
+            let values: Vec<Value> = texts
+                .iter()
+                .map(|t| serde_json::from_str(t).expect(t))
+                .collect();
+            assert_eq!(run_text(&texts), run_general(&values), "{texts:#?}");
+        }
+        assert!(typed > 300, "most take the typed path ({typed} of 1200)");
+    }
+
+    #[test]
     fn chunks_as_sent_read_typed_as_through_a_value() {
         // Members in the order gateways send them (not sorted), escapes,
         // nulls, numbers, extras, a changing id, two choices, reasoning and
