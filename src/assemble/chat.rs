@@ -94,14 +94,7 @@ impl Chat {
         let choices = obj.get("choices").and_then(Value::as_array);
         for (pos, c) in choices.into_iter().flatten().enumerate() {
             let index = c.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
-            let at = match self.choices.binary_search_by_key(&index, |(i, _)| *i) {
-                Ok(at) => at,
-                Err(at) => {
-                    self.choices.insert(at, (index, Choice::default()));
-                    at
-                }
-            };
-            let choice = &mut self.choices[at].1;
+            let choice = self.choice(index);
             choice.feed(index as u32, c, emit);
         }
         Step::More
@@ -121,14 +114,7 @@ impl Chat {
         }
         for (pos, ch) in c.choices.iter().enumerate() {
             let index = ch.index.unwrap_or(pos as u64);
-            let at = match self.choices.binary_search_by_key(&index, |(i, _)| *i) {
-                Ok(at) => at,
-                Err(at) => {
-                    self.choices.insert(at, (index, Choice::default()));
-                    at
-                }
-            };
-            let choice = &mut self.choices[at].1;
+            let choice = self.choice(index);
             choice.delta_members(index as u32, &ch.delta, emit);
             if let Some(f) = &ch.finish_reason {
                 choice.finish_reason = Some(f.clone());
@@ -138,6 +124,18 @@ impl Chat {
             }
         }
         Step::More
+    }
+
+    /// The choice of `index`, made when it is new.
+    fn choice(&mut self, index: u64) -> &mut Choice {
+        let at = match self.choices.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(at) => at,
+            Err(at) => {
+                self.choices.insert(at, (index, Choice::default()));
+                at
+            }
+        };
+        &mut self.choices[at].1
     }
 
     pub fn finish(&self) -> Assembled {
@@ -219,23 +217,9 @@ impl Choice {
                     }
                     continue;
                 }
-                "content" => Some(DeltaKind::Content),
-                "refusal" => Some(DeltaKind::Refusal),
-                "reasoning_content" | "reasoning" => Some(DeltaKind::Reasoning),
-                _ => None,
+                name => text_kind(name),
             };
-            if let (Some(kind), Some(text)) = (kind, v.as_str()) {
-                if !text.is_empty() {
-                    emit(Delta {
-                        kind,
-                        choice,
-                        call_index: 0,
-                        id: None,
-                        name: None,
-                        text,
-                    });
-                }
-            }
+            emit_text(kind, choice, v.as_str(), emit);
             let mut one = Map::new();
             one.insert(k.clone(), v.clone());
             merge_object(&mut self.message, &one);
@@ -258,23 +242,13 @@ impl Choice {
                     }
                     continue;
                 }
-                "content" => Some(DeltaKind::Content),
-                "refusal" => Some(DeltaKind::Refusal),
-                "reasoning_content" | "reasoning" => Some(DeltaKind::Reasoning),
-                _ => None,
+                name => text_kind(name),
             };
-            if let (Some(kind), Member::Str(text)) = (kind, v) {
-                if !text.is_empty() {
-                    emit(Delta {
-                        kind,
-                        choice,
-                        call_index: 0,
-                        id: None,
-                        name: None,
-                        text,
-                    });
-                }
-            }
+            let text = match v {
+                Member::Str(t) => Some(&**t),
+                Member::Other(_) => None,
+            };
+            emit_text(kind, choice, text, emit);
             // As merge_object does with a one-member delta.
             match v {
                 Member::Str(s) => match self.message.get_mut(&**k) {
@@ -432,6 +406,37 @@ impl Choice {
             self.logprobs.clone().map_or(Value::Null, Value::Object),
         );
         Value::Object(c)
+    }
+}
+
+/// The kind of delta a member of `delta` of this name carries as text.
+fn text_kind(name: &str) -> Option<DeltaKind> {
+    match name {
+        "content" => Some(DeltaKind::Content),
+        "refusal" => Some(DeltaKind::Refusal),
+        "reasoning_content" | "reasoning" => Some(DeltaKind::Reasoning),
+        _ => None,
+    }
+}
+
+/// Emits a non-empty text of a kind that is one.
+fn emit_text(
+    kind: Option<DeltaKind>,
+    choice: u32,
+    text: Option<&str>,
+    emit: &mut dyn FnMut(Delta),
+) {
+    if let (Some(kind), Some(text)) = (kind, text) {
+        if !text.is_empty() {
+            emit(Delta {
+                kind,
+                choice,
+                call_index: 0,
+                id: None,
+                name: None,
+                text,
+            });
+        }
     }
 }
 

@@ -117,6 +117,15 @@ fn unusual<E: de::Error>(what: &str) -> E {
     E::custom(format_args!("not a usual chunk: {what}"))
 }
 
+/// Marks a member seen; a repeated one sends the chunk to the general
+/// path.
+fn once<E: de::Error>(seen: &mut bool) -> Result<(), E> {
+    match std::mem::replace(seen, true) {
+        true => Err(unusual("a member twice")),
+        false => Ok(()),
+    }
+}
+
 /// A member's name, borrowed when it has no escapes.
 struct Key<'a>(Cow<'a, str>);
 
@@ -232,24 +241,18 @@ impl<'de> Visitor<'de> for ChunkVisitor {
         while let Some(Key(k)) = map.next_key::<Key>()? {
             match &*k {
                 "choices" => {
-                    if std::mem::replace(&mut choices, true) {
-                        return Err(unusual("choices twice"));
-                    }
+                    once(&mut choices)?;
                     c.choices = map.next_value::<Choices>()?.0;
                 }
                 "usage" => {
-                    if std::mem::replace(&mut usage, true) {
-                        return Err(unusual("usage twice"));
-                    }
+                    once(&mut usage)?;
                     let u = map.next_value::<Value>()?;
                     if u.is_object() {
                         c.usage = Some(u);
                     }
                 }
                 "object" => {
-                    if std::mem::replace(&mut object, true) {
-                        return Err(unusual("object twice"));
-                    }
+                    once(&mut object)?;
                     map.next_value::<IgnoredAny>()?;
                 }
                 "error" => {
@@ -317,24 +320,18 @@ impl<'de> Visitor<'de> for ChoiceVisitor {
         while let Some(Key(k)) = map.next_key::<Key>()? {
             match &*k {
                 "index" => {
-                    if std::mem::replace(&mut index, true) {
-                        return Err(unusual("index twice"));
-                    }
+                    once(&mut index)?;
                     match map.next_value::<Member>()? {
                         Member::Other(Value::Number(n)) if n.is_u64() => c.index = n.as_u64(),
                         _ => return Err(unusual("an index that is no count")),
                     }
                 }
                 "delta" => {
-                    if std::mem::replace(&mut delta, true) {
-                        return Err(unusual("delta twice"));
-                    }
+                    once(&mut delta)?;
                     c.delta = map.next_value::<DeltaMembers>()?.0;
                 }
                 "finish_reason" => {
-                    if std::mem::replace(&mut finish, true) {
-                        return Err(unusual("finish_reason twice"));
-                    }
+                    once(&mut finish)?;
                     let v = map.next_value::<Member>()?;
                     if !v.is_null() {
                         c.finish_reason = Some(v.into_value());
