@@ -131,6 +131,9 @@ impl Chat {
         let at = match self.choices.binary_search_by_key(&index, |(i, _)| *i) {
             Ok(at) => at,
             Err(at) => {
+                // Room for this one only: a first insert makes room for
+                // four (640 bytes per stream in flight), and n > 1 is rare.
+                self.choices.reserve_exact(1);
                 self.choices.insert(at, (index, Choice::default()));
                 at
             }
