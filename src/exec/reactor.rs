@@ -19,7 +19,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::fiber;
 
@@ -69,6 +69,7 @@ fn run() {
     };
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 512];
     loop {
+        let asleep = Instant::now();
         // SAFETY: `events` is valid for `len` entries; epoll is ours.
         let n = unsafe { libc::epoll_wait(r.epoll, events.as_mut_ptr(), events.len() as i32, -1) };
         if n < 0 {
@@ -95,7 +96,26 @@ fn run() {
                 w.wake();
             }
         }
+        if let Some(pause) = gather(n as usize, asleep.elapsed()) {
+            std::thread::sleep(pause);
+        }
     }
+}
+
+/// How long the reactor lets readiness events gather while they come
+/// faster than it can sleep between them.
+pub const GATHER: Duration = Duration::from_millis(2);
+
+/// The pause before the next `epoll_wait`, given how many events the last
+/// one returned and how long it slept. Under load (several sockets ready
+/// within one `GATHER`) waking each fiber's thread and the program's
+/// queue for every one or two events costs more than the events: a pause
+/// lets one wake-up carry the events of a whole `GATHER` (2,000 Go
+/// StreamDeltas: CPU 2.5-2.6 s instead of 3.8-4.1 s, net/http 2.6-2.7 s).
+/// One socket at a time (a lone call, calls in sequence) never pauses, so its latency is
+/// unchanged; under load an event waits at most `GATHER`.
+fn gather(events: usize, slept: Duration) -> Option<Duration> {
+    (events >= 2 && slept < GATHER).then(|| GATHER - slept)
 }
 
 /// A socket registered with the reactor; deregistered when dropped (before
@@ -184,5 +204,21 @@ impl Drop for Registration {
             unsafe { libc::epoll_ctl(r.epoll, libc::EPOLL_CTL_DEL, self.fd, std::ptr::null_mut()) };
             crate::sync::lock(&r.slots).remove(&self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathers_only_several_events_that_came_quickly() {
+        // A lone socket's event never waits, however soon it came.
+        assert_eq!(gather(1, Duration::ZERO), None);
+        // Several events after a long sleep: the load is light.
+        assert_eq!(gather(5, GATHER), None);
+        // Several events soon after the last batch: wait out the rest.
+        let quick = GATHER / 4;
+        assert_eq!(gather(5, quick), Some(GATHER - quick));
     }
 }
