@@ -192,9 +192,9 @@ fn suspend(ctx: &Ctx) {
 /// about 48 KiB of stack; a stream then waits chunk after chunk from a
 /// shallower frame for seconds or minutes. Without this, every stream in
 /// flight would keep those pages. With it, a stream holds the pages its
-/// read loop uses (one `madvise` per 1024 waits after the first four: a
-/// stream's first body waits follow its head's, so the deep pages go as
-/// soon as its body starts). The first suspend counts too: calls started
+/// read loop uses (after the first four and the 16th, at most one
+/// `madvise` per 1024 waits: a stream's first body waits follow its
+/// head's, so the deep pages go as soon as its body starts). The first suspend counts too: calls started
 /// together all wait for their connect or their answer's head at once,
 /// and without it each held the pages of its way there meanwhile (the
 /// peak of 2,000 streams started at once: 40 KiB per stream, 32 with it).
