@@ -194,10 +194,11 @@ fn suspend(ctx: &Ctx) {
 /// flight would keep those pages. With it, a stream holds the pages its
 /// read loop uses (after the first four and the 16th, at most one
 /// `madvise` per 1024 waits: a stream's first body waits follow its
-/// head's, so the deep pages go as soon as its body starts). The first suspend counts too: calls started
-/// together all wait for their connect or their answer's head at once,
-/// and without it each held the pages of its way there meanwhile (the
-/// peak of 2,000 streams started at once: 40 KiB per stream, 32 with it).
+/// head's, so the deep pages go as soon as its body starts). The first
+/// suspend counts too: calls started together all wait for their connect
+/// or their answer's head at once, and without it each held the pages of
+/// its way there meanwhile (the peak of 2,000 streams started at once: 40
+/// KiB per stream, 32 with it).
 ///
 /// A trim from the same depth as the last one is skipped: that is a
 /// stream's read loop waiting again, and the pages under it are those its
